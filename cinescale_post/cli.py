@@ -1,0 +1,327 @@
+"""The ``cinescale`` command line: parse, build a plan, run it.
+
+Errors are converted to messages and exit codes in one place (``main``):
+each ``CinescaleError`` carries its exit code (see ``errors.EXIT_CODES``).
+Set ``CINESCALE_RAISE_ERRORS=1`` to get tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import EXIT_CODES, CinescaleError
+
+log = logging.getLogger("cinescale_post")
+
+PROGRESS_MODES = ["auto", "bar", "json", "plain", "none"]
+
+
+def _host(ctx: click.Context):
+    obj = ctx.ensure_object(dict)
+    if "host" not in obj:
+        from .host import Host
+
+        obj["host"] = Host(load_entrypoints=not obj.get("no_plugins", False))
+    return obj["host"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="cinescale")
+@click.option("--no-plugins", is_flag=True, help="Load built-in plugins only (ignore installed entry points).")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.pass_context
+def cli(ctx, no_plugins, verbose):
+    """Upscale clips to 4K cinematic masters with CineScale (training-free
+    diffusion upscaling), or with the classical draft engine.
+
+    \b
+    Exit codes: 0 done; 1 internal error; 2 usage; 3 input missing/undecodable;
+    4 output not writable; 5 out of GPU memory; 6 weights missing;
+    75 temporary failure; 130/143 interrupted (run again to resume).
+    """
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.ensure_object(dict)["no_plugins"] = no_plugins
+
+
+@contextlib.contextmanager
+def _reported(sink):
+    """Planning errors reach JSON/plain progress consumers as ``error`` events
+    too (run-time errors are emitted by the orchestrator itself)."""
+    try:
+        yield
+    except CinescaleError as exc:
+        sink.emit("error", message=str(exc), exit_code=exc.exit_code)
+        raise
+
+
+def _plan_options(f):
+    for opt in reversed([
+        click.option("-o", "--output", required=True,
+                     help="Movie file (out.mov) or frame pattern (out/sh010.####.exr; %04d, @@@@, $F4 also work)."),
+        click.option("-p", "--preset", default="uhd-draft", show_default=True,
+                     help="Preset name (`cinescale presets list`) or a .toml path."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a preset key, e.g. --set output.codec=prores_4444 --set stages.1.steps=30."),
+        click.option("--model", help="Local weights: a diffusers folder or a .safetensors file."),
+        click.option("--seed", type=int, help="Seed (per-frame seeds derive from it and the frame number)."),
+        click.option("--device", help="cpu, cuda, cuda:1 ... (default: the preset's, 'auto').", default=None),
+        click.option("--dry-run", is_flag=True, help="Print the resolved plan as JSON and exit 0."),
+        click.option("--progress", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True,
+                     help="bar: terminal bar; json: JSON lines on stdout; plain: PROGRESS n% lines."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.argument("input")
+@_plan_options
+@click.option("--frames", help="Frame set: 1001-1100, 1001-1100x2, 1001,1005-1010 (clamped to what exists).")
+@click.option("--start", type=int, help="First frame to render (with --end).")
+@click.option("--end", type=int, help="Last frame to render.")
+@click.option("--first-frame", type=int, default=1001, show_default=True,
+              help="Plate number of a movie's first frame.")
+@click.option("--handles", type=int, default=0, show_default=True,
+              help="Extra frames read on each side of every window for temporal context, never written.")
+@click.option("--prompt", help="Per-shot prompt for diffusion backends.")
+@click.option("--overwrite", is_flag=True, help="Replace an output rendered with another plan or input.")
+@click.option("--verify", is_flag=True, help="Check finished files by content hash before skipping them.")
+@click.option("--executor", default="local", show_default=True, help="Where chunks run.")
+@click.option("--no-assemble", is_flag=True, help="Leave movie chunks for `cinescale assemble`.")
+@click.pass_context
+def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, progress, frames, start, end,
+           first_frame, handles, prompt, overwrite, verify, executor, no_assemble):
+    """Render INPUT (movie or frame pattern) to OUTPUT. Running the same
+    command again resumes: finished, verified frames and chunks are kept."""
+    from . import plan as plan_mod
+    from .orchestrator.progress import make_sink
+    from .orchestrator.run import run
+
+    host = _host(ctx)
+    sink = make_sink(progress)
+    ctx.obj["sink"] = sink
+    with _reported(sink):
+        plan = plan_mod.build(preset, host=host, input=input, output=output, overrides=overrides,
+                              first_frame=first_frame, frames=frames, start=start, end=end, handles=handles,
+                              model=model, seed=seed, device=device, prompt=prompt)
+    if dry_run:
+        click.echo(plan.to_json())
+        return
+    summary = run(plan, host, sink, overwrite=overwrite, verify=verify, executor=executor,
+                  assemble=not no_assemble)
+    if progress in ("auto", "bar", "none"):
+        where = ", ".join(summary.outputs[:1]) or plan.output.path
+        more = f" (+{len(summary.outputs) - 1} files)" if len(summary.outputs) > 1 else ""
+        click.echo(f"{summary.status}: {summary.frames_done}/{summary.frames_total} frames -> {where}{more}",
+                   err=True)
+
+
+@cli.command()
+@click.option("--prompt", required=True, help="What to generate.")
+@click.option("--size", help="WIDTHxHEIGHT of the final image, e.g. 4096x4096.")
+@_plan_options
+@click.pass_context
+def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, dry_run, progress):
+    """Generate a still (up to 8K) or a clip from a prompt with a diffusion backend."""
+    from . import plan as plan_mod
+    from .orchestrator.generate import run_generate
+    from .orchestrator.progress import make_sink
+
+    host = _host(ctx)
+    wh = None
+    if size:
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+            wh = (w, h)
+        except ValueError:
+            raise click.BadParameter(f"{size!r}: use WIDTHxHEIGHT, e.g. 4096x4096", param_hint="--size")
+    sink = make_sink(progress)
+    ctx.obj["sink"] = sink
+    with _reported(sink):
+        plan = plan_mod.build(preset, host=host, output=output, overrides=overrides, model=model, seed=seed,
+                              device=device, prompt=prompt, mode="generate", size=wh)
+    if dry_run:
+        click.echo(plan.to_json())
+        return
+    paths = run_generate(plan, host, sink)
+    click.echo("\n".join(paths), err=progress == "json")
+
+
+@cli.command()
+@click.argument("input")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--first-frame", type=int, default=1001, show_default=True)
+@click.pass_context
+def probe(ctx, input, as_json, first_frame):
+    """Show what a clip or frame sequence holds: size, rate, frames, colour, timecode, audio."""
+    from .media.probe import format_probe, probe as probe_fn, probe_dict
+
+    info = probe_fn(input, first_frame=first_frame, host=_host(ctx))
+    click.echo(json.dumps(probe_dict(info), indent=2) if as_json else format_probe(info))
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", help="Final movie (default: the render's output path).")
+@click.option("--no-audio", is_flag=True, help="Do not copy the source audio.")
+@click.pass_context
+def assemble(ctx, manifest, output, no_audio):
+    """Join a render's chunk movies into the final movie, by packet copy, with audio and timecode."""
+    from .errors import InputError
+    from .media.probe import probe as probe_fn
+    from .orchestrator.manifest import Manifest
+    from .orchestrator.run import assemble_movie
+
+    try:
+        data = json.loads(open(manifest, encoding="utf-8").read())
+        plan = data["plan"]
+        out_path = plan["output"]["path"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{manifest} is not a cinescale manifest ({exc})",
+                         fix="pass the <output>.manifest.json written by `cinescale render`") from exc
+    if plan["output"]["kind"] != "movie":
+        raise InputError(f"{manifest}: a frame-sequence render needs no assembly",
+                         fix="its frames are already in place")
+    m = Manifest(out_path)
+    if m.path.resolve() != os.path.abspath(manifest):
+        m = Manifest(str(os.path.join(os.path.dirname(os.path.abspath(manifest)), os.path.basename(out_path))))
+    source = probe_fn(plan["input"], first_frame=plan["source"]["first_frame"], host=_host(ctx))
+    final = assemble_movie(m, source, output or out_path, audio=not no_audio and plan["output"]["audio"])
+    click.echo(final)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def plugins(ctx, as_json):
+    """List plugins, their versions, hooks and load failures."""
+    host = _host(ctx)
+    records = host.describe()
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    for r in records:
+        state = "FAILED: " + r["error"] if r["error"] else ", ".join(r["hooks"])
+        click.echo(f"{r['name']:<20} {r['version'] or '-':<10} {r['kind']:<10} {state}")
+    click.echo(f"\nbackends: {', '.join(sorted(host.backends()))}")
+    click.echo(f"codecs:   {', '.join(sorted(host.writers()))}")
+    click.echo(f"upscalers: {', '.join(sorted(host.upscalers()))}")
+    if host.fusions():
+        click.echo(f"fusions:  {', '.join(sorted(host.fusions()))}")
+
+
+@cli.group()
+def presets():
+    """List and show presets."""
+
+
+@presets.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def presets_list(ctx, as_json):
+    """Every preset that can be named, with its description."""
+    from . import presets as presets_mod
+
+    host = _host(ctx)
+    rows = []
+    for name, origin in presets_mod.available(host).items():
+        try:
+            desc = presets_mod.load(name, host).data.get("description", "")
+        except CinescaleError as exc:
+            desc = f"(unreadable: {exc})"
+        rows.append({"name": name, "origin": origin, "description": desc})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            click.echo(f"{r['name']:<24} {r['description']}")
+
+
+@presets.command("show")
+@click.argument("name")
+@click.pass_context
+def presets_show(ctx, name):
+    """Print a preset's file."""
+    from . import presets as presets_mod
+
+    src = presets_mod.load(name, _host(ctx))
+    click.echo(f"# {src.origin}")
+    import tomllib  # noqa: F401 - the data was parsed; show the text itself
+
+    from pathlib import Path
+
+    try:
+        click.echo(Path(src.origin).read_text(encoding="utf-8"))
+    except OSError:
+        click.echo(json.dumps(src.data, indent=2))
+
+
+@cli.command()
+@click.option("--smoke", is_flag=True, help="Build tiny models of every backend and run a two-stage cascade.")
+@click.option("--device", default="cpu", show_default=True)
+@click.pass_context
+def doctor(ctx, smoke, device):
+    """Check the installation: libraries, codecs, devices, plugins."""
+    from .doctor import run_doctor
+
+    ok = run_doctor(_host(ctx), smoke=smoke, device=device, echo=click.echo)
+    if not ok:
+        ctx.exit(1)
+
+
+def _add_plugin_commands() -> None:
+    # Plugin commands load lazily from entry points; a failing plugin must not
+    # break the CLI, and --no-plugins cannot be known yet at import time.
+    if os.environ.get("CINESCALE_LOAD_PLUGINS", None) == "" or "--no-plugins" in sys.argv:
+        return
+    try:
+        from .host import Host
+
+        Host().pm.hook.register_commands(cli=cli)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("a plugin failed to add commands: %s", exc)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and map errors to the documented exit codes."""
+    _add_plugin_commands()
+    try:
+        rv = cli.main(args=argv, prog_name="cinescale", standalone_mode=False)
+    except CinescaleError as exc:
+        if os.environ.get("CINESCALE_RAISE_ERRORS"):
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:  # noqa: BLE001 - the one place that maps crashes to exit 1
+        if os.environ.get("CINESCALE_RAISE_ERRORS"):
+            raise
+        import traceback
+
+        traceback.print_exc()
+        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); please report it", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+__all__ = ["cli", "main", "EXIT_CODES"]

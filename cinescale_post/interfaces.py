@@ -1,0 +1,368 @@
+"""Protocols and value types shared by the core and by plugins.
+
+This module is the second half of the plugin contract (``hookspecs`` says *when*
+objects are registered; this module says *what* they must do). Everything here
+is plain data or an abstract base class; nothing imports torch or diffusers.
+
+Pixel convention at every boundary: ``numpy.ndarray`` of shape ``(H, W, 3)``,
+dtype ``float32``, RGB, non-linear display-referred values as decoded
+(video R'G'B' in [0, 1]; scene-linear EXR values may exceed 1.0). Writers never
+see device tensors; backends never touch files.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+def fraction_str(value: Fraction | None) -> str | None:
+    """``Fraction(24000, 1001)`` -> ``"24000/1001"`` (JSON-safe, exact)."""
+    if value is None:
+        return None
+    return f"{value.numerator}/{value.denominator}"
+
+
+# ----------------------------------------------------------------- media values
+
+
+@dataclass(frozen=True)
+class Colour:
+    """Colour tags in FFmpeg's AVCOL_* numbering (1 = BT.709; range 1 = limited).
+
+    ``assumed`` is True when the source carried no matrix and the reader chose
+    one (BT.709 above 576 lines, BT.601 otherwise); the manifest records it.
+    """
+
+    primaries: int = 1
+    trc: int = 1
+    matrix: int = 1
+    range: int = 1
+    assumed: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AudioStreamInfo:
+    index: int
+    codec: str
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What ``probe`` learns about an input, enough to plan a render.
+
+    ``frame_numbers`` are plate numbers (movies: ``first_frame + index``;
+    sequences: the numbers in the file names). ``pts`` holds one presentation
+    timestamp per frame in ``time_base`` units, from the packet table, so VFR
+    clips keep their timing; it is left out of ``to_dict`` (a hash goes in).
+    """
+
+    path: str
+    kind: str  # "movie" | "sequence" | "image"
+    format: str
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    rate: Fraction
+    time_base: Fraction
+    frame_numbers: tuple[int, ...]
+    pts: tuple[int, ...] = ()
+    vfr: bool = False
+    colour: Colour = field(default_factory=Colour)
+    rotation: int = 0
+    timecode: str | None = None
+    audio: tuple[AudioStreamInfo, ...] = ()
+    missing: tuple[int, ...] = ()
+    size_bytes: int = 0
+    mtime_ns: int = 0
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.frame_numbers)
+
+    @property
+    def first_frame(self) -> int:
+        return self.frame_numbers[0]
+
+    @property
+    def last_frame(self) -> int:
+        return self.frame_numbers[-1]
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) as shown, after the rotation the file asks for."""
+        if self.rotation % 180:
+            return self.height, self.width
+        return self.width, self.height
+
+    def to_dict(self) -> dict:
+        import hashlib
+
+        d = {
+            "path": self.path,
+            "kind": self.kind,
+            "format": self.format,
+            "codec": self.codec,
+            "width": self.width,
+            "height": self.height,
+            "pix_fmt": self.pix_fmt,
+            "bit_depth": self.bit_depth,
+            "rate": fraction_str(self.rate),
+            "fps": float(self.rate),
+            "time_base": fraction_str(self.time_base),
+            "frame_count": self.frame_count,
+            "first_frame": self.first_frame if self.frame_numbers else None,
+            "last_frame": self.last_frame if self.frame_numbers else None,
+            "vfr": self.vfr,
+            "colour": self.colour.to_dict(),
+            "rotation": self.rotation,
+            "timecode": self.timecode,
+            "audio": [asdict(a) for a in self.audio],
+            "missing": list(self.missing),
+            "size_bytes": self.size_bytes,
+            "mtime_ns": self.mtime_ns,
+        }
+        if self.pts:
+            d["pts_sha1"] = hashlib.sha1(",".join(map(str, self.pts)).encode()).hexdigest()
+        return d
+
+
+@dataclass
+class Frame:
+    """One decoded or rendered frame.
+
+    ``rgb``: (H, W, 3) float32. ``number``: plate frame number. ``index``:
+    0-based position in the source. ``pts``/``time_base``: source timing
+    (None for image sequences).
+    """
+
+    number: int
+    index: int
+    rgb: np.ndarray
+    pts: int | None = None
+    time_base: Fraction | None = None
+
+
+# ----------------------------------------------------------------- media I/O
+
+
+class Reader(abc.ABC):
+    """An open input. Context manager; ``info`` is filled when opened.
+
+    Registered through ``register_readers`` as a :class:`ReaderFactory`.
+    """
+
+    info: SourceInfo
+
+    @abc.abstractmethod
+    def read(self, numbers: Iterable[int]) -> Iterator[Frame]:
+        """Yield frames for plate ``numbers`` (ascending, each existing).
+
+        Frame-accurate: seeks to the nearest earlier key frame and decodes
+        forward. Streams: holds at most a few frames in memory.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@dataclass(frozen=True)
+class ReaderFactory:
+    """A reader format. ``accepts(path) -> bool`` decides; ``open(path, first_frame)``
+    returns a :class:`Reader`. ``kind`` is "movie" or "sequence"."""
+
+    name: str
+    kind: str
+    accepts: Callable[[str], bool]
+    open: Callable[..., Reader]
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """Everything a writer needs, resolved by the plan.
+
+    ``path`` is a movie file or a sequence pattern in printf form
+    (``shot.%04d.exr``). ``frame_numbers`` are the plate numbers this writer
+    will receive, in order (a chunk may be a sub-range of the source).
+    ``options`` are codec options already validated by the writer's
+    ``validate_options``.
+    """
+
+    path: str
+    codec: str
+    width: int
+    height: int
+    source: SourceInfo
+    frame_numbers: tuple[int, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    colour: Colour = field(default_factory=Colour)
+    audio: bool = True
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class Writer(abc.ABC):
+    """An output in progress. Every file is written under a temporary name and
+    renamed into place only when complete; ``abort`` removes temporaries."""
+
+    @abc.abstractmethod
+    def write(self, frame: Frame) -> None:
+        """Append one frame (``frame.rgb`` at the target size)."""
+
+    @abc.abstractmethod
+    def close(self) -> list[str]:
+        """Finish and publish; returns the final paths written."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Remove temporary files; never touches published files."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+@dataclass(frozen=True)
+class WriterFactory:
+    """An output format.
+
+    ``codecs``: codec names it writes (e.g. ``prores_hq``, ``exr``).
+    ``per_frame``: True for sequences (one file per frame, resumable per frame).
+    ``suffixes``: file suffixes it accepts. ``validate_options(codec, options)``
+    returns the normalised options or raises ``PlanError``. ``open(target)``
+    returns a :class:`Writer`.
+    """
+
+    name: str
+    codecs: tuple[str, ...]
+    suffixes: tuple[str, ...]
+    per_frame: bool
+    open: Callable[[OutputTarget], Writer]
+    validate_options: Callable[[str, Mapping[str, Any]], dict]
+    describe: str = ""
+
+
+# ----------------------------------------------------------------- engines
+
+
+@runtime_checkable
+class Upscaler(Protocol):
+    """Enlarges an image (``space == "pixel"``: (H, W, C) float32 numpy) or a
+    latent (``space == "latent"``: torch (B, C, [F,] H, W)) to ``size``
+    = (width, height). Pure: no state between calls."""
+
+    name: str
+    space: str
+
+    def __call__(self, x: Any, size: tuple[int, int]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    """Window lengths a backend accepts: ``n * multiple + offset`` frames
+    (images: multiple=1, offset=0; Wan: multiple=4, offset=1)."""
+
+    multiple: int = 1
+    offset: int = 0
+
+    def accepts(self, n: int) -> bool:
+        return n >= max(1, self.offset) and (n - self.offset) % self.multiple == 0
+
+    def largest_at_most(self, n: int) -> int:
+        """The largest accepted length <= n (at least the smallest accepted)."""
+        k = max(0, (n - self.offset) // self.multiple)
+        return max(k * self.multiple + self.offset, self.offset or 1)
+
+
+@dataclass
+class WindowJob:
+    """One temporal window handed to a backend's ``render``.
+
+    ``frames``: source frames in order, handles/context included (the
+    orchestrator drops what the window does not own). ``size``: output
+    (width, height). ``seed_for(frame_number, tile=0) -> int``: the
+    deterministic seed of a frame, derived from the plan seed, the frame
+    number and the tile, never from processing order. ``progress(fraction)``
+    may be called by the backend between steps.
+    """
+
+    frames: Sequence[Frame]
+    size: tuple[int, int]
+    seed_for: Callable[..., int]
+    progress: Callable[[float], None] = lambda f: None
+
+
+class Backend(abc.ABC):
+    """A rendering engine, registered through ``register_backends``.
+
+    Registration must be cheap (no weights): class attributes describe it.
+    Lifecycle for one render: ``validate`` (inside ``plan.build``, the one
+    place of validation) -> ``load(plan)`` once -> ``render(job)`` per window
+    -> ``unload()``. Diffusion backends implement ``render`` with the core
+    cascade engine (``cinescale_post.cascade``).
+    """
+
+    id: str = ""
+    family: str = ""  # "classical" | "unet" | "dit" | "test"
+    capabilities: frozenset[str] = frozenset()  # {"v2v", "t2i", "t2v", "i2v"}
+    frame_rule: FrameRule = FrameRule()
+    temporal: bool = False  # True: frames of a window are denoised together
+    description: str = ""
+    #: Set by the host when the backend is registered: look up upscalers and
+    #: fusions named in the plan with ``self.host.upscaler(name)`` /
+    #: ``self.host.fusion(name)``.
+    host: Any = None
+
+    def validate(self, *, stages: tuple[dict, ...], options: dict, size: tuple[int, int],
+                 source: SourceInfo | None) -> tuple[tuple[dict, ...], dict]:
+        """Check and normalise the plan's ``stages`` and backend ``options``.
+
+        Called by ``plan.build``; raise ``errors.PlanError`` naming the key,
+        the value and what is allowed. Return (stages, options) with
+        defaults filled in; they must be JSON-serialisable.
+        """
+        return stages, options
+
+    def weight_files(self, plan: Any) -> list[str]:
+        """Files whose hashes the manifest records (empty without a model)."""
+        return []
+
+    @abc.abstractmethod
+    def load(self, plan: Any) -> None:
+        """Load weights (once per render) for ``plan.device``/``plan.dtype``."""
+
+    @abc.abstractmethod
+    def render(self, job: WindowJob) -> list[np.ndarray]:
+        """Return one (H, W, 3) float32 image per ``job.frames`` entry, at
+        ``job.size``, same order."""
+
+    def unload(self) -> None:  # noqa: B027 - optional
+        pass
+
+
+class ProgressSink(Protocol):
+    """Receives progress events (see ``orchestrator.progress``)."""
+
+    def emit(self, event: str, **fields: Any) -> None: ...

@@ -1,0 +1,583 @@
+"""Movie masters through PyAV: ProRes, DNxHR HQX, and H.264/H.265 10-bit.
+
+What this module guarantees (each point is a measured pitfall in
+reference/MEDIA_IO.md, sections 2.3, 2.4, 2.7 and 3):
+
+* **Colour.** R'G'B' becomes Y'CbCr through our own matrix
+  (:func:`cinescale_post.media.colour.rgb_to_ycbcr`), written straight into the
+  frame planes; swscale never touches the pixels (it is ~0.4 % off at 10-bit).
+  The tags of ``target.colour`` go on the codec context, so the ``colr`` atom
+  and the bitstream agree with the pixels.
+* **Time.** Codec and stream time base are the *source* time base and every
+  frame carries the source pts (rebased so the file starts at 0, see below) and
+  an explicit ``time_base``, so VFR survives and no packet collapses to pts 0.
+* **Timecode.** The ``tmcd`` track starts at the source timecode plus the
+  position of the first frame this writer receives (drop-frame aware).
+* **Audio.** When the target covers the whole source, every audio stream is
+  copied by packet (bit-exact, AAC priming kept) and interleaved by time.
+* **Crash safety.** The movie is written as ``.<name>.partial-<pid><suffix>``
+  next to the final name with ``movflags=+hybrid_fragmented``: while rendering,
+  complete fragments are on disk and readable; ``close()`` turns it into an
+  ordinary (non-fragmented) movie and renames it into place.
+
+Choices the brief left open, and why:
+
+* ``+faststart`` cannot be combined with ``+hybrid_fragmented`` (the muxer
+  refuses the pair with EINVAL, measured on FFmpeg 8.1.2). Crash safety wins for
+  the writer, so its moov atom sits at the end; :func:`assemble.concat_movies`
+  writes the joined master with ``+faststart``.
+* ``use_editlist=1`` is forced: with ``+hybrid_fragmented`` the default drops the
+  edit list, which shifts *video* pts by the AAC priming (512 ticks at 1/24000)
+  and loses the priming itself. With it, the final file matches a plain MOV.
+* Each movie starts at pts 0 (the source pts of its first frame is subtracted).
+  A chunk that kept its absolute pts would get an empty edit before its first
+  frame, and an NLE would then count the offset twice (once from the edit, once
+  from the offset timecode). The chunk's position is carried by its timecode;
+  :mod:`assemble` restores the absolute positions from the source pts table.
+* ``flush_packets=1``: without it, fragments sit in the I/O buffer and a killed
+  render of small frames leaves only the 56-byte header on disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from ..errors import OutputError, PlanError
+from ..interfaces import Frame, OutputTarget, SourceInfo, Writer
+from . import colour as colour_mod
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------- codec table
+
+
+@dataclass(frozen=True)
+class MovieCodec:
+    """One codec name of ours and how FFmpeg makes it.
+
+    ``pix_fmts``: the pixel formats allowed with this profile (first = default);
+    the encoders accept mismatched pairs (``hq`` with 4:4:4 still tags
+    ``apch``), which makes non-standard files, so the table is enforced here.
+    """
+
+    name: str
+    encoder: str
+    profile: str | None
+    pix_fmts: tuple[str, ...]
+    suffixes: tuple[str, ...]
+    compressor: str
+    family: str  # "prores" | "dnxhr" | "h26x"
+    tag: str | None = None
+
+
+_P422 = ("yuv422p10le",)
+_P444 = ("yuv444p10le",)
+MOVIE_CODECS: dict[str, MovieCodec] = {
+    c.name: c
+    for c in (
+        MovieCodec("prores_proxy", "prores_ks", "proxy", _P422, (".mov",), "Apple ProRes 422 Proxy", "prores"),
+        MovieCodec("prores_lt", "prores_ks", "lt", _P422, (".mov",), "Apple ProRes 422 LT", "prores"),
+        MovieCodec("prores_standard", "prores_ks", "standard", _P422, (".mov",), "Apple ProRes 422", "prores"),
+        MovieCodec("prores_hq", "prores_ks", "hq", _P422, (".mov",), "Apple ProRes 422 HQ", "prores"),
+        MovieCodec("prores_4444", "prores_ks", "4444", _P444, (".mov",), "Apple ProRes 4444", "prores"),
+        MovieCodec("prores_4444xq", "prores_ks", "4444xq", _P444, (".mov",), "Apple ProRes 4444 XQ", "prores"),
+        MovieCodec("dnxhr_hqx", "dnxhd", "dnxhr_hqx", _P422, (".mov", ".mxf"), "Avid DNxHR HQX", "dnxhr"),
+        MovieCodec("h264_10", "libx264", None, ("yuv420p10le", "yuv422p10le"), (".mp4", ".mov"), "H.264 10-bit",
+                   "h26x"),
+        MovieCodec("h265_10", "libx265", None, ("yuv420p10le", "yuv422p10le"), (".mp4", ".mov"), "HEVC 10-bit",
+                   "h26x", tag="hvc1"),
+    )
+}
+
+_CONTAINERS = {".mov": "mov", ".mp4": "mp4", ".mxf": "mxf"}
+_CHROMA = {"yuv420p10le": "420", "yuv422p10le": "422", "yuv444p10le": "444"}
+_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+# Audio codecs each container takes by packet copy (MXF OP1a: PCM only).
+_AUDIO_OK = {"mxf": {"pcm_s16le", "pcm_s24le"}}
+
+
+# ----------------------------------------------------------------- options
+
+
+def _common_defaults() -> dict[str, Any]:
+    # threads 0 = FFmpeg's automatic choice; fragment_seconds bounds what a
+    # crash can lose (one fragment is buffered in memory before it is written).
+    return {"threads": 0, "timecode": "auto", "fragment_seconds": 1.0}
+
+
+def movie_option_defaults(codec: str) -> dict[str, Any]:
+    """Default options of a movie codec (what ``validate_options`` fills in)."""
+    spec = MOVIE_CODECS[codec]
+    d = {"pix_fmt": spec.pix_fmts[0], **_common_defaults()}
+    if spec.family == "h26x":
+        d.update(chroma=_CHROMA[spec.pix_fmts[0]], crf=16 if spec.encoder == "libx264" else 18, preset="medium")
+    return d
+
+
+def _bad(codec: str, key: str, value: Any, allowed: str) -> PlanError:
+    return PlanError(f"codec {codec!r}: option {key}={value!r} is not allowed",
+                     fix=f"{key} must be {allowed}")
+
+
+def validate_movie_options(codec: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise movie options (defaults filled) or raise :class:`PlanError`.
+
+    Keys: ``pix_fmt``; ``threads`` (int >= 0, 0 = auto); ``timecode``
+    ("auto" = the source's, "none", or ``HH:MM:SS:FF`` for the source's first
+    frame, ``;`` for drop-frame); ``fragment_seconds`` (> 0); and for
+    ``h264_10``/``h265_10`` also ``chroma`` (420|422), ``crf`` (0-51) and
+    ``preset``. A ``pix_fmt`` that does not match the profile or the chroma
+    is refused rather than written as a non-standard file.
+    """
+    if codec not in MOVIE_CODECS:
+        raise PlanError(f"unknown movie codec {codec!r}", fix=f"use one of: {', '.join(MOVIE_CODECS)}")
+    spec = MOVIE_CODECS[codec]
+    out = movie_option_defaults(codec)
+    unknown = sorted(set(options) - set(out))
+    if unknown:
+        raise PlanError(f"codec {codec!r}: unknown option {unknown[0]!r}",
+                        fix=f"options of {codec} are: {', '.join(sorted(out))}")
+    out.update(options)
+    if spec.family == "h26x":
+        chroma = str(out["chroma"])
+        if chroma not in ("420", "422"):
+            raise _bad(codec, "chroma", out["chroma"], "one of 420, 422")
+        out["chroma"] = chroma
+        if "pix_fmt" not in options:
+            out["pix_fmt"] = f"yuv{chroma}p10le"
+        elif _CHROMA.get(out["pix_fmt"]) != chroma:
+            raise _bad(codec, "pix_fmt", out["pix_fmt"], f"yuv{chroma}p10le with chroma={chroma}")
+        crf = out["crf"]
+        if isinstance(crf, bool) or not isinstance(crf, (int, float)) or not 0 <= crf <= 51:
+            raise _bad(codec, "crf", crf, "a number from 0 to 51")
+        if out["preset"] not in _PRESETS:
+            raise _bad(codec, "preset", out["preset"], f"one of {', '.join(_PRESETS)}")
+    if out["pix_fmt"] not in spec.pix_fmts:
+        raise _bad(codec, "pix_fmt", out["pix_fmt"], f"one of {', '.join(spec.pix_fmts)}")
+    threads = out["threads"]
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise _bad(codec, "threads", threads, "an integer >= 0 (0 = automatic)")
+    fs = out["fragment_seconds"]
+    if isinstance(fs, bool) or not isinstance(fs, (int, float)) or not fs > 0:
+        raise _bad(codec, "fragment_seconds", fs, "a number of seconds > 0")
+    out["fragment_seconds"] = float(fs)
+    out["timecode"] = validate_timecode_option(codec, out["timecode"])
+    return out
+
+
+def validate_timecode_option(codec: str, value: Any) -> str:
+    """``auto`` | ``none`` | ``HH:MM:SS:FF`` (``;`` before FF: drop-frame)."""
+    import re
+
+    if value in ("auto", "none"):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d\d:\d\d:\d\d[:;.]\d\d", value):
+        return value
+    raise _bad(codec, "timecode", value, "auto, none, or HH:MM:SS:FF (HH:MM:SS;FF for drop-frame)")
+
+
+# ----------------------------------------------------------------- timecode
+
+
+def offset_timecode(tc: str, rate: Fraction, frames: int) -> str | None:
+    """``tc`` advanced by ``frames`` at the nominal ``rate``, drop-frame aware.
+
+    >>> offset_timecode("00:00:59;29", Fraction(30000, 1001), 1)
+    '00:01:00;02'
+    >>> offset_timecode("01:00:10:00", Fraction(24000, 1001), 5)
+    '01:00:10:05'
+
+    Returns None when SMPTE timecode does not exist at ``rate`` (VFR averages).
+    """
+    from opentimelineio import opentime
+
+    r = float(rate)
+    drop = ";" in tc
+    try:
+        t = opentime.from_timecode(tc.replace(".", ";"), r) + opentime.RationalTime(frames, r)
+        return opentime.to_timecode(t, r, drop_frame=drop)
+    except (ValueError, RuntimeError) as exc:  # OTIO raises ValueError for odd rates
+        log.info("no timecode at rate %s: %s", rate, exc)
+        return None
+
+
+def start_timecode(source: SourceInfo, option: str, offset: int) -> str | None:
+    """The timecode of the frame ``offset`` frames after the source's first."""
+    base = source.timecode if option == "auto" else (None if option == "none" else option)
+    if not base:
+        return None
+    return offset_timecode(base, source.rate, offset)
+
+
+def source_offset(frame: Frame, source: SourceInfo) -> int:
+    """Frames between the source's first frame and ``frame`` (timecode offset).
+
+    Movies: the 0-based index. Sequences: the difference of plate numbers, so
+    a gap in the source keeps later frames on their own timecode.
+    """
+    if source.kind == "movie" or not source.frame_numbers:
+        return frame.index
+    return frame.number - source.frame_numbers[0]
+
+
+# ----------------------------------------------------------------- timing
+
+
+def source_pts(source: SourceInfo, index: int) -> int:
+    """Source pts of frame ``index`` in ``source.time_base`` units.
+
+    From the packet table when the reader filled it (exact for VFR), else the
+    CFR grid ``index / rate``.
+    """
+    if 0 <= index < len(source.pts):
+        return int(source.pts[index])
+    start = int(source.pts[0]) if source.pts else 0
+    return start + round(Fraction(index) / (source.rate * source.time_base))
+
+
+def source_duration(source: SourceInfo, index: int) -> int:
+    """Duration of frame ``index`` (next pts minus this one; last: nominal)."""
+    if 0 <= index < len(source.pts) - 1:
+        return int(source.pts[index + 1]) - int(source.pts[index])
+    return max(1, round(1 / (source.rate * source.time_base)))
+
+
+# ----------------------------------------------------------------- planes
+
+
+def fill_planes(frame, planes: tuple[np.ndarray, ...]) -> None:
+    """Copy (h, w) uint16 planes into an ``av.VideoFrame``.
+
+    FFmpeg pads each line to ``line_size`` bytes (e.g. 144 for a 66-pixel
+    10-bit line), and ``plane.update`` wants exactly ``line_size * height``
+    bytes, so narrow planes are copied into a padded buffer.
+    """
+    for plane, data in zip(frame.planes, planes):
+        h, w = data.shape
+        stride = plane.line_size // 2
+        if stride == w:
+            plane.update(np.ascontiguousarray(data, dtype="<u2"))
+        else:
+            buf = np.zeros((h, stride), dtype="<u2")
+            buf[:, :w] = data
+            plane.update(buf)
+
+
+def rgb_to_planes(rgb: np.ndarray, pix_fmt: str, matrix: int, rng: int) -> tuple[np.ndarray, ...]:
+    """(H, W, 3) float32 R'G'B' -> 10-bit (y, cb, cr) code-value planes."""
+    y, cb, cr = colour_mod.rgb_to_ycbcr(rgb, matrix=matrix, range=rng, bits=10, subsampling=_CHROMA[pix_fmt])
+    return y, cb, cr
+
+
+# ----------------------------------------------------------------- audio
+
+
+class AudioPassThrough:
+    """Copies a source's audio streams by packet, interleaved by time.
+
+    ``add_streams(out)`` must run before the first packet is muxed.
+    ``mux_until(seconds)`` muxes every audio packet that starts before
+    ``seconds`` (output time); ``finish()`` muxes the rest. Packets without a
+    dts (the demuxer's flush packets) are skipped; payload and pts are kept,
+    so AAC priming (first pts -1024) survives. ``shift_s`` moves audio by the
+    same amount the video was rebased (set before the first ``mux_until``),
+    keeping sync.
+    """
+
+    def __init__(self, path: str, container_format: str, shift_s: Fraction = Fraction(0)):
+        import av
+
+        try:
+            self._inp = av.open(path)
+        except OSError as exc:
+            from ..errors import InputError
+
+            raise InputError(f"cannot read the source audio from {path}: {exc}",
+                             fix="check the source file still exists and is readable") from exc
+        self._streams = list(self._inp.streams.audio)
+        allowed = _AUDIO_OK.get(container_format)
+        for s in self._streams:
+            name = s.codec_context.name if s.codec_context else "unknown"
+            if allowed is not None and name not in allowed:
+                self._inp.close()
+                raise PlanError(
+                    f"{container_format.upper()} cannot carry {name} audio by packet copy (source {path})",
+                    fix="write a .mov instead, or render without audio (--audio none)")
+        self.shift_s = shift_s
+        self._map: dict[int, Any] = {}
+        self._packets: Iterator | None = None
+        self._pending = None
+
+    def __bool__(self) -> bool:
+        return bool(self._streams)
+
+    def add_streams(self, out) -> None:
+        for s in self._streams:
+            self._map[s.index] = out.add_stream_from_template(s)
+
+    def _next(self):
+        if self._packets is None:
+            self._packets = self._inp.demux(*self._streams) if self._streams else iter(())
+        for pkt in self._packets:
+            if pkt.dts is None:
+                continue
+            return pkt
+        return None
+
+    def mux_until(self, out, seconds: Fraction | None) -> None:
+        while True:
+            if self._pending is None:
+                self._pending = self._next()
+                if self._pending is None:
+                    return
+            pkt = self._pending
+            start = Fraction(pkt.pts if pkt.pts is not None else pkt.dts) * pkt.time_base - self.shift_s
+            if seconds is not None and start >= seconds:
+                return
+            if self.shift_s:
+                delta = round(self.shift_s / pkt.time_base)
+                pkt.dts -= delta
+                if pkt.pts is not None:
+                    pkt.pts -= delta
+            pkt.stream = self._map[pkt.stream.index]
+            out.mux(pkt)
+            self._pending = None
+
+    def finish(self, out) -> None:
+        self.mux_until(out, None)
+
+    def close(self) -> None:
+        self._inp.close()
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def temp_name(final: str, tag: str = "partial") -> str:
+    """``/d/out.mov`` -> ``/d/.out.partial-<pid>.mov`` (same folder, so
+    ``os.replace`` is an atomic rename; hidden, so watch folders skip it)."""
+    d, name = os.path.split(final)
+    stem, suffix = os.path.splitext(name)
+    return os.path.join(d, f".{stem}.{tag}-{os.getpid()}{suffix}")
+
+
+def output_error(path: str, exc: BaseException, doing: str = "write") -> OutputError:
+    """An OSError from writing ``path`` as an :class:`OutputError` with a fix."""
+    code = getattr(exc, "errno", None)
+    folder = os.path.dirname(os.path.abspath(path))
+    if code == errno.ENOSPC:
+        return OutputError(f"disk full while writing {path}", fix=f"free space on the disk of {folder}, "
+                           "or write to another folder; finished files are kept and a re-run resumes")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"cannot {doing} {path}: permission denied",
+                           fix=f"make {folder} writable or choose another output folder")
+    return OutputError(f"cannot {doing} {path}: {exc}",
+                       fix=f"check that {folder} exists, is a folder, is writable and has free space")
+
+
+def prepare_folder(path: str) -> None:
+    """Create the output folder if needed; map failures to OutputError."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise output_error(path, exc, "create the folder of") from exc
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"cannot write {path}: the folder is not writable",
+                          fix=f"make {folder} writable or choose another output folder")
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+# ----------------------------------------------------------------- writer
+
+
+class MovieWriter(Writer):
+    """Writes one movie (a whole master or one chunk) for ``target``.
+
+    ``target.options`` are validated again (cheap, and defaults get filled
+    when a caller skipped ``validate_options``). Raises :class:`PlanError`
+    for a wrong suffix or odd dimensions with subsampled chroma, and
+    :class:`OutputError` when the folder cannot be written.
+    """
+
+    def __init__(self, target: OutputTarget):
+        import av
+
+        self.target = target
+        self.spec = spec = MOVIE_CODECS[target.codec]
+        self.opts = opts = validate_movie_options(target.codec, target.options)
+        self.final = os.path.abspath(target.path)
+        suffix = os.path.splitext(self.final)[1].lower()
+        if suffix not in spec.suffixes:
+            raise PlanError(f"codec {target.codec!r} cannot be written to a {suffix or 'suffix-less'} file "
+                            f"({target.path})", fix=f"use a file ending in {' or '.join(spec.suffixes)}")
+        chroma = _CHROMA[opts["pix_fmt"]]
+        w, h = target.width, target.height
+        if (chroma != "444" and w % 2) or (chroma == "420" and h % 2):
+            raise PlanError(f"{target.codec} with {chroma} chroma needs even dimensions, got {w}x{h}",
+                            fix="pad or crop the output to an even width and height")
+        self.fmt = _CONTAINERS[suffix]
+        src = target.source
+        self.matrix, _ = colour_mod.resolve_matrix(target.colour.matrix, h)
+        self.range = colour_mod.resolve_range(target.colour.range)
+        if src.vfr and self.fmt == "mxf":
+            raise PlanError(f"MXF cannot hold variable frame rate ({src.path})",
+                            fix="write a .mov, or convert to constant frame rate (--vfr cfr)")
+        prepare_folder(self.final)
+        self.tmp = temp_name(self.final)
+        self._audio: AudioPassThrough | None = None
+        whole = tuple(target.frame_numbers) == tuple(src.frame_numbers)
+        if target.audio and src.kind == "movie" and src.audio:
+            if whole:
+                self._audio = AudioPassThrough(src.path, self.fmt)
+            else:
+                log.warning("audio not copied into %s: it covers frames %s-%s of %s only "
+                            "(assemble adds audio to chunked renders)", self.final,
+                            target.frame_numbers[0] if target.frame_numbers else "?",
+                            target.frame_numbers[-1] if target.frame_numbers else "?", src.path)
+        mux_opts = {"movflags": "+hybrid_fragmented", "use_editlist": "1", "flush_packets": "1",
+                    "frag_duration": str(int(opts["fragment_seconds"] * 1_000_000))}
+        if self.fmt == "mxf":
+            mux_opts = {"flush_packets": "1"}  # MXF has no fragments; the temp name still protects
+        try:
+            self.out = av.open(self.tmp, "w", format=self.fmt, options=mux_opts)
+        except OSError as exc:
+            if self._audio:
+                self._audio.close()
+            raise output_error(self.final, exc) from exc
+        try:
+            self._setup_video(av)
+            if self._audio:
+                self._audio.add_streams(self.out)
+        except BaseException:
+            self.abort()
+            raise
+        self._base: int | None = None
+        self._last_pts: int | None = None
+        self._closed = False
+
+    def _setup_video(self, av) -> None:
+        t, spec, opts, src = self.target, self.spec, self.opts, self.target.source
+        enc_opts: dict[str, str] = {}
+        if spec.family == "prores":
+            enc_opts = {"profile": spec.profile, "vendor": "apl0"}
+        elif spec.family == "dnxhr":
+            enc_opts = {"profile": spec.profile}
+        elif spec.encoder == "libx264":
+            enc_opts = {"crf": str(opts["crf"]), "preset": opts["preset"]}
+        else:
+            params = "log-level=error"
+            if opts["threads"] == 1:
+                params += ":pools=1:frame-threads=1"
+            enc_opts = {"crf": str(opts["crf"]), "preset": opts["preset"], "x265-params": params}
+        # rate sets codec_context.framerate, which the MOV muxer needs to write tmcd.
+        s = self.out.add_stream(spec.encoder, rate=src.rate, options=enc_opts)
+        s.width, s.height, s.pix_fmt = t.width, t.height, opts["pix_fmt"]
+        cc = s.codec_context
+        cc.time_base = src.time_base
+        s.time_base = src.time_base
+        cc.color_primaries = t.colour.primaries
+        cc.color_trc = t.colour.trc
+        cc.colorspace = self.matrix
+        cc.color_range = self.range
+        cc.sample_aspect_ratio = Fraction(1, 1)
+        cc.field_order = 1  # AV_FIELD_PROGRESSIVE -> 'fiel' atom
+        if opts["threads"]:
+            cc.thread_count = opts["threads"]
+        else:
+            cc.thread_type = "AUTO"
+        if spec.tag:
+            cc.codec_tag = spec.tag
+        s.metadata["encoder"] = spec.compressor  # MOV compressor name
+        self.stream = s
+
+    # -------------------------------------------------------------- Writer API
+
+    def write(self, frame: Frame) -> None:
+        import av
+
+        t = self.target
+        if frame.rgb.shape != (t.height, t.width, 3):
+            raise ValueError(f"frame {frame.number} is {frame.rgb.shape}, the target wants "
+                             f"({t.height}, {t.width}, 3)")
+        src = t.source
+        pts = self._pts_of(frame)
+        if self._base is None:
+            self._base = pts
+            tc = start_timecode(src, self.opts["timecode"], source_offset(frame, src))
+            if tc:
+                self.out.metadata["timecode"] = tc
+            if self._audio:
+                self._audio.shift_s = Fraction(pts) * src.time_base
+        rel = pts - self._base
+        if self._last_pts is not None and rel <= self._last_pts:
+            raise ValueError(f"frame {frame.number} (pts {pts}) arrived out of order; writers need "
+                             "frames in presentation order")
+        self._last_pts = rel
+        vf = av.VideoFrame(t.width, t.height, self.opts["pix_fmt"])
+        fill_planes(vf, rgb_to_planes(frame.rgb, self.opts["pix_fmt"], self.matrix, self.range))
+        vf.pts = rel
+        vf.time_base = src.time_base  # without it PyAV rescales pts to 0 (MEDIA_IO 3.1)
+        vf.duration = source_duration(src, frame.index) if src.kind == "movie" else 0
+        vf.color_range = self.range
+        vf.colorspace = self.matrix
+        try:
+            for pkt in self.stream.encode(vf):
+                self.out.mux(pkt)
+            if self._audio:
+                end = Fraction(rel + max(vf.duration, 1)) * src.time_base
+                self._audio.mux_until(self.out, end)
+        except OSError as exc:
+            self.abort()
+            raise output_error(self.final, exc) from exc
+
+    def _pts_of(self, frame: Frame) -> int:
+        src = self.target.source
+        if src.pts or frame.pts is None or frame.time_base is None:
+            return source_pts(src, frame.index)
+        return round(Fraction(frame.pts) * frame.time_base / src.time_base)
+
+    def close(self) -> list[str]:
+        if self._closed:
+            return [self.final]
+        try:
+            for pkt in self.stream.encode():
+                self.out.mux(pkt)
+            if self._audio:
+                self._audio.finish(self.out)
+            self.out.close()
+            os.replace(self.tmp, self.final)
+        except OSError as exc:
+            self.abort()
+            raise output_error(self.final, exc) from exc
+        finally:
+            if self._audio:
+                self._audio.close()
+        self._closed = True
+        return [self.final]
+
+    def abort(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        try:
+            self.out.close()
+        except Exception:  # noqa: BLE001 - the file is being thrown away
+            pass
+        if self._audio:
+            self._audio.close()
+        remove_quietly(self.tmp)

@@ -1,0 +1,60 @@
+"""``cinescale generate``: prompt -> still(s) or clip through a backend's
+``generate(plan, seed_for)``, written by the plan's writer."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import numpy as np
+
+from ..errors import PlanError, PluginError
+from ..interfaces import Colour, Frame, OutputTarget, SourceInfo
+from .seeds import seed_function
+
+
+def _synthetic_source(plan, count: int) -> SourceInfo:
+    """Generated media has no source; writers still want rate and timing."""
+    rate = Fraction(plan.backend_options.get("fps", 24)) if hasattr(plan.backend_options, "get") else Fraction(24)
+    return SourceInfo(path="", kind="generated", format="", codec="", width=plan.output.width,
+                      height=plan.output.height, pix_fmt="", bit_depth=16, rate=rate, time_base=1 / rate,
+                      frame_numbers=tuple(range(1001, 1001 + count)), pts=tuple(range(count)),
+                      colour=Colour(1, 13, 1, 1))
+
+
+def run_generate(plan, host, sink) -> list[str]:
+    backend = host.backend(plan.backend)
+    gen = getattr(backend, "generate", None)
+    if gen is None:
+        raise PlanError(f"backend {backend.id!r} cannot generate", fix="choose a diffusion preset")
+    t0 = time.monotonic()
+    backend.load(plan)
+    try:
+        images = gen(plan, seed_function(plan.seed))
+    except Exception as exc:
+        if isinstance(exc, (PlanError,)):
+            raise
+        raise PluginError(f"backend {backend.id!r} failed to generate: {type(exc).__name__}: {exc}") from exc
+    finally:
+        backend.unload()
+    source = _synthetic_source(plan, len(images))
+    sink.emit("start", total=len(images), done=0, output=plan.output.path, backend=plan.backend)
+    factory = host.writer(plan.output.codec)
+    target = OutputTarget(path=plan.output.path, codec=plan.output.codec, width=plan.output.width,
+                          height=plan.output.height, source=source, frame_numbers=source.frame_numbers,
+                          options=dict(plan.output.options), colour=source.colour, audio=False,
+                          metadata={"cinescale:prompt": plan.prompt, "cinescale:seed": str(plan.seed),
+                                    "cinescale:backend": plan.backend})
+    writer = factory.open(target)
+    try:
+        for i, img in enumerate(images):
+            writer.write(Frame(number=1001 + i, index=i, rgb=np.asarray(img, np.float32), pts=i,
+                               time_base=source.time_base))
+            sink.emit("frame", frame=1001 + i)
+        paths = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    sink.emit("finished", status="finished", done=len(images), total=len(images),
+              seconds=round(time.monotonic() - t0, 3), outputs=paths)
+    return paths

@@ -1,0 +1,210 @@
+"""The render manifest and the per-unit logs that make resume safe.
+
+Layout for an output ``out/sh010.mov`` (or ``out/sh010.####.exr``)::
+
+    out/sh010.mov.manifest.json        plan, versions, input identity, weights, summary
+    out/sh010.mov.cinescale/           work folder
+        chunks/sh010.1001-1048.mov     per-chunk movies (movie outputs only)
+        units-<host>-<pid>.jsonl       one line per published unit (frame file or chunk)
+
+Why logs per process: farm tasks of one shot run at the same time on
+different machines; each appends only to its own file, so no update is ever
+lost, and a line cut short by a crash is simply ignored. The manifest JSON is
+rewritten atomically (temporary name + rename) and is a summary; the logs are
+the truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..errors import OutputError
+from ..media.sequence import parse_pattern
+
+MANIFEST_VERSION = 1
+
+
+def output_base(output_path: str) -> Path:
+    """``out/sh010.%04d.exr`` -> ``out/sh010``; ``out/a.mov`` -> ``out/a.mov``."""
+    pat = parse_pattern(output_path)
+    if pat is None:
+        return Path(output_path)
+    head = pat.head.rstrip("._-") or "frames"
+    return Path(pat.directory or ".") / head
+
+
+def manifest_path(output_path: str) -> Path:
+    return Path(f"{output_base(output_path)}.manifest.json")
+
+
+def work_dir(output_path: str) -> Path:
+    return Path(f"{output_base(output_path)}.cinescale")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}",
+                          fix="check free space and permissions of the output folder") from exc
+
+
+def file_sha1(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_identity(source) -> dict:
+    """Cheap identity of the input: size + mtime per file (movies), or a hash
+    over the sequence's file names, sizes and mtimes."""
+    ident = {"path": os.path.abspath(source.path), "kind": source.kind,
+             "frames": source.frame_count}
+    if source.kind == "sequence":
+        pat = parse_pattern(source.path)
+        h = hashlib.sha1()
+        for n in source.frame_numbers:
+            try:
+                st = os.stat(pat.path(n))
+                h.update(f"{n}:{st.st_size}:{st.st_mtime_ns};".encode())
+            except OSError:
+                h.update(f"{n}:missing;".encode())
+        ident["files_sha1"] = h.hexdigest()
+    else:
+        st = os.stat(source.path)
+        ident.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return ident
+
+
+@dataclass
+class Unit:
+    """A published output file: one frame (sequences) or one chunk (movies)."""
+
+    id: str
+    first: int
+    last: int
+    file: str  # relative to the manifest's folder
+    size: int
+    mtime_ns: int
+    sha1: str
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Manifest:
+    """Reads and writes the manifest and the unit logs of one output."""
+
+    def __init__(self, output_path: str):
+        self.output_path = output_path
+        self.path = manifest_path(output_path)
+        self.work = work_dir(output_path)
+        self.root = self.path.parent
+        self._log = None
+
+    # ---------------------------------------------------------------- header
+
+    def read(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"manifest {self.path} is unreadable ({exc})",
+                              fix="delete it and render again with --overwrite") from exc
+
+    def write_header(self, plan, *, plugins: dict, input_ident: dict | None, weights: dict,
+                     extra: dict | None = None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
+        data = {
+            "manifest_version": MANIFEST_VERSION,
+            "tool": {"cinescale-post": __version__, "plugins": plugins},
+            "plan_digest": plan.digest(),
+            "plan": plan.to_dict(),
+            "input": input_ident,
+            "weights": weights,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if extra:
+            data.update(extra)
+        atomic_write_text(self.path, json.dumps(data, indent=2))
+
+    def update(self, **fields) -> None:
+        data = self.read() or {}
+        data.update(fields)
+        atomic_write_text(self.path, json.dumps(data, indent=2))
+
+    # ---------------------------------------------------------------- units
+
+    def log_unit(self, unit: Unit) -> None:
+        if self._log is None:
+            self.work.mkdir(parents=True, exist_ok=True)
+            name = f"units-{socket.gethostname()}-{os.getpid()}.jsonl"
+            self._log = open(self.work / name, "a", encoding="utf-8")
+        self._log.write(json.dumps(unit.to_dict()) + "\n")
+        self._log.flush()
+        os.fsync(self._log.fileno())
+
+    def units(self) -> dict[str, Unit]:
+        """Every logged unit (the last record of an id wins)."""
+        found: dict[str, Unit] = {}
+        if not self.work.is_dir():
+            return found
+        for log in sorted(self.work.glob("units-*.jsonl")):
+            for line in log.read_text(encoding="utf-8").splitlines():
+                try:
+                    found_unit = Unit(**json.loads(line))
+                except (ValueError, TypeError):
+                    continue  # a line cut short by a crash
+                found[found_unit.id] = found_unit
+        return found
+
+    def verified_units(self, *, full: bool = False) -> dict[str, Unit]:
+        """Units whose file is still there unchanged (size + mtime; and sha1
+        when ``full``)."""
+        ok = {}
+        for uid, u in self.units().items():
+            p = self.root / u.file
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            if st.st_size != u.size or st.st_mtime_ns != u.mtime_ns:
+                continue
+            if full and file_sha1(p) != u.sha1:
+                continue
+            ok[uid] = u
+        return ok
+
+    def make_unit(self, uid: str, first: int, last: int, path: str, seconds: float) -> Unit:
+        st = os.stat(path)
+        return Unit(uid, first, last, os.path.relpath(path, self.root), st.st_size, st.st_mtime_ns,
+                    file_sha1(path), round(seconds, 4))
+
+    def clear(self) -> None:
+        """Forget every unit (``--overwrite``); published files stay until replaced."""
+        if self.work.is_dir():
+            for log in self.work.glob("units-*.jsonl"):
+                log.unlink()
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None

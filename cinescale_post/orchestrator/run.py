@@ -1,0 +1,427 @@
+"""``run(plan, host, sink)``: reader -> windows -> backend -> writer, resumable.
+
+Flow for one render (values down, results up, progress through the sink):
+
+1. Check the manifest next to the output: a different plan or input refuses
+   to mix unless ``overwrite``; verified units (frame files or chunk movies)
+   from earlier runs are skipped.
+2. Lay out windows over the *whole* source and group the requested frames
+   into chunks on a global grid (``windows.py``), so any sub-range renders
+   the same pixels as a full render.
+3. The executor runs each chunk: read the frames its windows need (a small
+   cache, never the clip), render each window, blend overlaps, place the
+   result in the output frame, write it, log the unit.
+4. A movie render that owns the whole range is assembled from its chunks by
+   packet copy, with audio and timecode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CinescaleError, OutputError, PluginError
+from ..interfaces import Frame, OutputTarget, WindowJob
+from .executors import get_executor
+from .manifest import Manifest, file_sha1, input_identity
+from .seeds import seed_function
+from .signals import StopFlag
+from .windows import Chunk, Window, chunks as make_chunks, coverage, layout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    status: str
+    frames_done: int
+    frames_total: int
+    seconds: float
+    outputs: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def place(image: np.ndarray, geometry) -> np.ndarray:
+    """Put a rendered (scale_h, scale_w, 3) image into the output frame
+    (pad with black or crop, per the plan's geometry)."""
+    g = geometry
+    if (g.scale_w, g.scale_h, g.x, g.y) == (g.width, g.height, 0, 0):
+        return image
+    canvas = np.zeros((g.height, g.width, 3), dtype=np.float32)
+    sx0, sy0 = max(0, -g.x), max(0, -g.y)
+    dx0, dy0 = max(0, g.x), max(0, g.y)
+    w = min(g.scale_w - sx0, g.width - dx0)
+    h = min(g.scale_h - sy0, g.height - dy0)
+    canvas[dy0:dy0 + h, dx0:dx0 + w] = image[sy0:sy0 + h, sx0:sx0 + w]
+    return canvas
+
+
+class _FrameCache:
+    """Source frames for the current window(s); evicts frames behind it."""
+
+    def __init__(self, reader, rotate: int):
+        self.reader = reader
+        self.k = (rotate // 90) % 4
+        self.frames: dict[int, Frame] = {}
+
+    def get(self, numbers: tuple[int, ...]) -> list[Frame]:
+        missing = sorted({n for n in numbers if n not in self.frames})
+        if missing:
+            for fr in self.reader.read(missing):
+                if self.k:
+                    fr.rgb = np.ascontiguousarray(np.rot90(fr.rgb, self.k))
+                self.frames[fr.number] = fr
+        lo = min(numbers)
+        for n in [n for n in self.frames if n < lo]:
+            del self.frames[n]
+        return [self.frames[n] for n in numbers]
+
+
+class _Render:
+    """State of one render, shared by its chunk tasks (local executor)."""
+
+    def __init__(self, plan, host, sink, manifest, stop, backend, reader, windows):
+        self.plan, self.host, self.sink, self.manifest = plan, host, sink, manifest
+        self.stop, self.backend, self.reader = stop, backend, reader
+        self.windows = windows
+        self.cov = coverage(windows)
+        self.cache = _FrameCache(reader, plan.output.geometry.rotate if plan.output.geometry else 0)
+        self.seed_for = seed_function(plan.seed)
+        self.index_of = {n: i for i, n in enumerate(plan.source.frame_numbers)}
+        self.outputs: list[str] = []
+
+    # ------------------------------------------------------------------ chunk
+
+    def run_chunk(self, chunk: Chunk, todo: tuple[int, ...]) -> dict:
+        t0 = time.monotonic()
+        plan = self.plan
+        todo_set = set(todo)
+        remaining = {f: len(self.cov[f]) for f in todo}
+        weight = {(f, wi): wt for f in todo for wi, wt in self.cov[f]}
+        acc: dict[int, np.ndarray] = {}
+        runs = _contiguous_runs(todo, self.index_of) if plan.output.kind == "movie" else [todo]
+        writers: list = []
+        published: list[str] = []
+        try:
+            run_iter = iter(runs)
+            current_run = next(run_iter)
+            writer = self._open_writer(current_run)
+            writers.append(writer)
+            run_t0 = time.monotonic()
+            for wi in chunk.windows:
+                win = self.windows[wi]
+                if not todo_set.intersection(win.weights):
+                    continue
+                outs = self._render_window(win)
+                core = outs[len(win.context_before): len(win.context_before) + len(win.frames)]
+                seen = set()
+                for f, img in zip(win.frames, core):
+                    if f in seen or f not in todo_set:
+                        continue
+                    seen.add(f)
+                    w = weight[(f, wi)]
+                    contrib = img if w == 1.0 else img * np.float32(w)
+                    acc[f] = contrib if f not in acc else acc[f] + contrib
+                    remaining[f] -= 1
+                    if remaining[f]:
+                        continue
+                    out = acc.pop(f)
+                    if f not in current_run:
+                        raise AssertionError(f"frame {f} finished outside its run")  # windows are ordered
+                    self._write(writer, f, out)
+                    if plan.output.kind == "sequence":
+                        path = plan.output.path % f
+                        self.manifest.log_unit(self.manifest.make_unit(str(f), f, f, path, time.monotonic() - run_t0))
+                        published.append(path)
+                        run_t0 = time.monotonic()
+                    if f == current_run[-1] and plan.output.kind == "movie":
+                        paths = writer.close()
+                        writers.remove(writer)
+                        uid = f"{current_run[0]}-{current_run[-1]}"
+                        self.manifest.log_unit(self.manifest.make_unit(
+                            uid, current_run[0], current_run[-1], paths[0], time.monotonic() - run_t0))
+                        published.extend(paths)
+                        current_run = next(run_iter, None)
+                        if current_run is not None:
+                            writer = self._open_writer(current_run)
+                            writers.append(writer)
+                            run_t0 = time.monotonic()
+                    self.sink.emit("frame", frame=f)
+                    self.stop.check()
+            for wr in writers:
+                wr.close()
+            writers.clear()
+        except BaseException:
+            for wr in writers:
+                try:
+                    wr.abort()
+                except Exception as exc:  # noqa: BLE001 - keep the original error
+                    log.warning("could not clean up a writer: %s", exc)
+            raise
+        seconds = time.monotonic() - t0
+        info = {"id": chunk.id, "frames": list(todo), "files": published, "seconds": round(seconds, 3)}
+        self.sink.emit("chunk_done", chunk=chunk.id, frames=len(todo), files=published, seconds=info["seconds"])
+        self.host.notify("chunk_finished", plan=plan, chunk=info)
+        self.outputs.extend(published)
+        return info
+
+    def _render_window(self, win: Window) -> list[np.ndarray]:
+        frames = self.cache.get(win.all_frames)
+        g = self.plan.output.geometry
+        job = WindowJob(frames=frames, size=(g.scale_w, g.scale_h), seed_for=self.seed_for)
+        owner = self.host.owner("backends", self.backend.id) or "?"
+        try:
+            outs = self.backend.render(job)
+        except CinescaleError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"backend {self.backend.id!r} (plugin {owner}) failed on frames "
+                              f"{win.frames[0]}-{win.frames[-1]}: {type(exc).__name__}: {exc}",
+                              fix="nothing was published for these frames; report it to the plugin's authors") from exc
+        if len(outs) != len(frames):
+            raise PluginError(f"backend {self.backend.id!r} (plugin {owner}) returned {len(outs)} images "
+                              f"for {len(frames)} frames")
+        want = (g.scale_h, g.scale_w, 3)
+        for img in outs:
+            if getattr(img, "shape", None) != want:
+                raise PluginError(f"backend {self.backend.id!r} (plugin {owner}) returned an image of shape "
+                                  f"{getattr(img, 'shape', None)}, expected {want}")
+        return [np.asarray(o, dtype=np.float32) for o in outs]
+
+    def _open_writer(self, frames: tuple[int, ...]):
+        plan = self.plan
+        factory = self.host.writer(plan.output.codec)
+        path = plan.output.path
+        if plan.output.kind == "movie":
+            chunks_dir = self.manifest.work / "chunks"
+            chunks_dir.mkdir(parents=True, exist_ok=True)
+            p = Path(plan.output.path)
+            path = str(chunks_dir / f"{p.stem}.{frames[0]}-{frames[-1]}{p.suffix}")
+        from .. import __version__
+
+        target = OutputTarget(
+            path=path, codec=plan.output.codec, width=plan.output.width, height=plan.output.height,
+            source=plan.source, frame_numbers=tuple(frames), options=dict(plan.output.options),
+            colour=plan.output.colour, audio=False if plan.output.kind == "movie" else plan.output.audio,
+            metadata={"software": f"cinescale-post {__version__}", "cinescale:preset": plan.preset,
+                      "cinescale:backend": plan.backend, "cinescale:seed": str(plan.seed),
+                      "cinescale:plan_digest": plan.digest()})
+        try:
+            return factory.open(target)
+        except CinescaleError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot open output {path}: {exc}", fix="check the folder and free space") from exc
+
+    def _write(self, writer, f: int, image: np.ndarray) -> None:
+        src = self.plan.source
+        i = self.index_of[f]
+        pts = src.pts[i] if src.pts else None
+        frame = Frame(number=f, index=i, rgb=place(image, self.plan.output.geometry), pts=pts,
+                      time_base=src.time_base if pts is not None else None)
+        try:
+            writer.write(frame)
+        except CinescaleError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"writing frame {f} to {self.plan.output.path} failed: {exc.strerror or exc}",
+                              fix="free disk space or fix permissions, then run the same command to resume") from exc
+
+
+def _contiguous_runs(frames: tuple[int, ...], index_of: dict[int, int]) -> list[tuple[int, ...]]:
+    runs: list[list[int]] = []
+    for f in frames:
+        if runs and index_of[f] == index_of[runs[-1][-1]] + 1:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return [tuple(r) for r in runs]
+
+
+def _weights_identity(files: list[str], previous: dict | None) -> dict:
+    out = {}
+    previous = previous or {}
+    for f in files:
+        st = os.stat(f)
+        prev = previous.get(f)
+        if prev and prev.get("size") == st.st_size and prev.get("mtime_ns") == st.st_mtime_ns:
+            out[f] = prev
+            continue
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+        out[f] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest()}
+    return out
+
+
+def _check_existing(manifest: Manifest, plan, ident: dict, overwrite: bool) -> dict | None:
+    existing = manifest.read()
+    if existing is None:
+        return None
+    reasons = []
+    if existing.get("plan_digest") != plan.digest():
+        reasons.append("the plan differs (preset, overrides, model, seed or output settings changed)")
+    old_ident = dict(existing.get("input") or {})
+    new_ident = dict(ident)
+    old_ident.pop("path", None)
+    new_ident.pop("path", None)
+    if old_ident != new_ident:
+        reasons.append("the input changed since that render")
+    if not reasons:
+        return existing
+    if overwrite:
+        return None
+    raise OutputError(f"{plan.output.path} holds frames of another render ({'; '.join(reasons)}; "
+                      f"manifest {manifest.path})",
+                      fix="add --overwrite to replace them, or choose another output path")
+
+
+def plugin_versions(host) -> dict:
+    return {r.name: r.version for r in host.records if r.error is None}
+
+
+def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, executor: str = "local",
+        assemble: bool = True) -> Summary:
+    """Render ``plan``; return a Summary. Raises CinescaleError subclasses
+    (Interrupted on SIGINT/SIGTERM, after cleaning up)."""
+    t0 = time.monotonic()
+    total = len(plan.frames)
+    for w in plan.warnings:
+        sink.emit("warning", message=w)
+    if total == 0:
+        sink.emit("start", total=0, done=0, output=plan.output.path, backend=plan.backend)
+        sink.emit("finished", status="empty", done=0, total=0, seconds=0.0, outputs=[])
+        return Summary("empty", 0, 0, 0.0)
+    backend = host.backend(plan.backend)
+    manifest = Manifest(plan.output.path)
+    ident = input_identity(plan.source)
+    existing = _check_existing(manifest, plan, ident, overwrite)
+    if existing is None:
+        manifest.clear()
+        _remove_chunks(manifest)
+    weights = _weights_identity(backend.weight_files(plan), (existing or {}).get("weights"))
+    if existing is None:
+        manifest.write_header(plan, plugins=plugin_versions(host), input_ident=ident, weights=weights)
+    owns_all = plan.output.kind == "movie" and set(plan.frames) == set(plan.source.frame_numbers)
+    if owns_all and existing and _assembled_ok(manifest, existing, verify):
+        sink.emit("start", total=total, done=total, output=plan.output.path, backend=plan.backend)
+        sink.emit("finished", status="finished", done=total, total=total, seconds=0.0,
+                  outputs=[plan.output.path])
+        return Summary("finished", total, total, 0.0, [plan.output.path], skipped=total)
+
+    done_frames: set[int] = set()
+    for u in manifest.verified_units(full=verify).values():
+        idx = {n: i for i, n in enumerate(plan.source.frame_numbers)}
+        if u.first in idx and u.last in idx:
+            done_frames.update(plan.source.frame_numbers[idx[u.first]: idx[u.last] + 1])
+    todo_frames = [f for f in plan.frames if f not in done_frames]
+    windows = layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap,
+                     rule=backend.frame_rule, blend=plan.window.blend, handles=plan.handles)
+    chunk_list = make_chunks(plan.source.frame_numbers, todo_frames, windows, plan.output.chunk)
+    sink.emit("start", total=total, done=total - len(todo_frames), output=plan.output.path, backend=plan.backend)
+    host.notify("render_started", plan=plan)
+    status = "failed"
+    render = None
+    try:
+        with StopFlag() as stop:
+            if chunk_list:
+                backend.load(plan)
+                reader = _open_reader(plan, host)
+                try:
+                    render = _Render(plan, host, sink, manifest, stop, backend, reader, windows)
+                    ex = get_executor(executor)
+                    for _ in ex.run(chunk_list, lambda c: render.run_chunk(c, c.frames)):
+                        pass
+                finally:
+                    reader.close()
+                    backend.unload()
+            outputs = render.outputs if render else []
+            if owns_all and assemble:
+                final = assemble_movie(manifest, plan.source, plan.output.path, audio=plan.output.audio)
+                outputs = [final]
+            status = "finished"
+    except CinescaleError as exc:
+        status = "interrupted" if exc.exit_code in (130, 143) else "failed"
+        sink.emit("error", message=str(exc), exit_code=exc.exit_code)
+        raise
+    finally:
+        manifest.close()
+        seconds = round(time.monotonic() - t0, 3)
+        done = sink.done if hasattr(sink, "done") else 0
+        summary = Summary(status, done, total, seconds, render.outputs if render else [])
+        manifest.update(last_run={"status": status, "seconds": seconds,
+                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        host.notify("render_finished", plan=plan, summary=summary.to_dict())
+    sink.emit("finished", status=status, done=sink.done, total=total, seconds=seconds, outputs=outputs)
+    summary.outputs = outputs
+    return summary
+
+
+def _open_reader(plan, host):
+    from ..media.probe import open_input
+
+    return open_input(plan.input, first_frame=plan.source.first_frame, host=host)
+
+
+def _remove_chunks(manifest: Manifest) -> None:
+    chunks_dir = manifest.work / "chunks"
+    if chunks_dir.is_dir():
+        for p in chunks_dir.iterdir():
+            p.unlink()
+
+
+def _assembled_ok(manifest: Manifest, existing: dict, verify: bool) -> bool:
+    rec = existing.get("assembled")
+    if not rec:
+        return False
+    p = manifest.root / rec["file"]
+    try:
+        st = p.stat()
+    except OSError:
+        return False
+    if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
+        return False
+    return not verify or file_sha1(p) == rec["sha1"]
+
+
+def assemble_movie(manifest: Manifest, source, out_path: str, *, audio: bool = True) -> str:
+    """Join the logged chunk movies covering every source frame into
+    ``out_path`` (packet copy, audio and timecode from the source)."""
+    from ..media.assemble import concat_movies
+    from ..media.sequence import compress_ranges
+
+    units = sorted(manifest.verified_units().values(), key=lambda u: u.first)
+    idx = {n: i for i, n in enumerate(source.frame_numbers)}
+    covered: list[int] = []
+    paths = []
+    for u in units:
+        if u.first not in idx or u.last not in idx:
+            continue
+        frames = source.frame_numbers[idx[u.first]: idx[u.last] + 1]
+        if set(frames) & set(covered):
+            raise OutputError(f"chunks in {manifest.work} overlap at frames {u.id}",
+                              fix="render again with --overwrite")
+        covered.extend(frames)
+        paths.append(str(manifest.root / u.file))
+    missing = sorted(set(source.frame_numbers) - set(covered))
+    if missing:
+        raise OutputError(f"cannot assemble {out_path}: frames {compress_ranges(missing)} are not rendered yet",
+                          fix=f"render them first (cinescale render ... --frames {compress_ranges(missing)})")
+    final = concat_movies(paths, out_path, source=source, audio=audio)
+    st = os.stat(final)
+    manifest.update(assembled={"file": os.path.relpath(final, manifest.root), "size": st.st_size,
+                               "mtime_ns": st.st_mtime_ns, "sha1": file_sha1(final)})
+    _remove_chunks(manifest)
+    return final

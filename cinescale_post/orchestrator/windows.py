@@ -1,0 +1,154 @@
+"""Temporal windows, their blend weights, and chunks: pure index arithmetic.
+
+The layout is a function of the *whole source* (its frame numbers), the
+window size/overlap and the backend's frame rule — never of the requested
+range — so a farm task rendering frames 1011-1020 runs exactly the windows a
+full render runs for those frames, and gets the same pixels.
+
+Blending: a frame covered by several windows is the weighted mean of their
+renders. Each window ramps its weight up over the frames it shares with the
+previous window and down over those it shares with the next one (linear, or
+a raised-cosine "Hann" ramp); weights are normalised so they sum to 1 for
+every frame. No window depends on another having finished.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..interfaces import FrameRule
+
+
+@dataclass(frozen=True)
+class Window:
+    """One backend call.
+
+    ``frames``: source frame numbers the backend renders (length accepted by
+    the frame rule; the last entries may repeat the final frame as padding).
+    ``context_before``/``context_after``: extra frames read for temporal
+    context (``--handles``), rendered by the backend but never written.
+    ``weights``: raw (unnormalised) blend weight per distinct real frame.
+    """
+
+    index: int
+    frames: tuple[int, ...]
+    context_before: tuple[int, ...] = ()
+    context_after: tuple[int, ...] = ()
+    weights: dict[int, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def real_frames(self) -> tuple[int, ...]:
+        seen: list[int] = []
+        for f in self.frames:
+            if f not in seen:
+                seen.append(f)
+        return tuple(seen)
+
+    @property
+    def all_frames(self) -> tuple[int, ...]:
+        return self.context_before + self.frames + self.context_after
+
+
+def _ramp(i: int, n: int, blend: str) -> float:
+    """Weight of the i-th (0-based) of n shared frames, rising towards 1."""
+    t = (i + 1) / (n + 1)
+    if blend == "hann":
+        return 0.5 - 0.5 * math.cos(math.pi * t)
+    return t
+
+
+def layout(source_frames: tuple[int, ...] | list[int], *, size: int, overlap: int,
+           rule: FrameRule = FrameRule(), blend: str = "linear", handles: int = 0) -> list[Window]:
+    """Cut the source into windows of ``size`` frames overlapping by at least
+    ``overlap``; the last window is aligned to the end of the source. A source
+    shorter than ``size`` becomes one window padded (repeating its last frame)
+    to the smallest length the rule accepts.
+
+    >>> [w.frames for w in layout(range(1, 8), size=3, overlap=1)]
+    [(1, 2, 3), (3, 4, 5), (5, 6, 7)]
+    """
+    src = list(source_frames)
+    n = len(src)
+    if n == 0:
+        return []
+    if size < 1 or not 0 <= overlap < size:
+        raise ValueError(f"window size {size} / overlap {overlap}: need size >= 1, 0 <= overlap < size")
+    if n <= size:
+        length = size if n == size else _smallest_accepted(n, rule)
+        frames = tuple(src) + (src[-1],) * (length - n)
+        spans = [(0, n, frames)]
+    else:
+        stride = size - overlap
+        starts = list(range(0, n - size + 1, stride))
+        if starts[-1] != n - size:
+            starts.append(n - size)
+        spans = [(s, s + size, tuple(src[s:s + size])) for s in starts]
+    windows = []
+    for k, (a, b, frames) in enumerate(spans):
+        prev_end = spans[k - 1][1] if k > 0 else a
+        next_start = spans[k + 1][0] if k + 1 < len(spans) else b
+        n_in = max(0, prev_end - a)  # frames shared with the previous window
+        n_out = max(0, b - next_start)  # frames shared with the next window
+        weights = {}
+        for pos in range(a, b):
+            w = 1.0
+            if pos - a < n_in:
+                w = min(w, _ramp(pos - a, n_in, blend))
+            if b - 1 - pos < n_out:
+                w = min(w, _ramp(b - 1 - pos, n_out, blend))
+            weights[src[pos]] = w
+        before = tuple(src[max(0, a - handles):a])
+        after = tuple(src[b:b + handles])
+        windows.append(Window(k, frames, before, after, weights))
+    return windows
+
+
+def _smallest_accepted(n: int, rule: FrameRule) -> int:
+    length = max(n, rule.offset or 1)
+    while not rule.accepts(length):
+        length += 1
+    return length
+
+
+def coverage(windows: list[Window]) -> dict[int, list[tuple[int, float]]]:
+    """frame -> [(window index, normalised weight)], in window order."""
+    raw: dict[int, list[tuple[int, float]]] = {}
+    for w in windows:
+        for f, wt in w.weights.items():
+            raw.setdefault(f, []).append((w.index, wt))
+    out = {}
+    for f, items in raw.items():
+        total = sum(wt for _, wt in items)
+        out[f] = [(i, wt / total) for i, wt in items]
+    return out
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A group of output frames run as one executor task. ``id`` is stable
+    (derived from the global chunk grid), ``frames`` are the frames to write,
+    ``windows`` the window indices that cover them."""
+
+    id: str
+    frames: tuple[int, ...]
+    windows: tuple[int, ...]
+
+
+def chunks(source_frames: tuple[int, ...] | list[int], wanted: list[int] | tuple[int, ...],
+           windows: list[Window], chunk_size: int) -> list[Chunk]:
+    """Group ``wanted`` frames by the global chunk grid (``chunk_size`` source
+    frames from the first source frame; 0: one chunk)."""
+    src = list(source_frames)
+    pos = {f: i for i, f in enumerate(src)}
+    cov = coverage(windows)
+    groups: dict[int, list[int]] = {}
+    for f in sorted(wanted):
+        key = pos[f] // chunk_size if chunk_size else 0
+        groups.setdefault(key, []).append(f)
+    out = []
+    for key in sorted(groups):
+        frames = tuple(groups[key])
+        wins = sorted({i for f in frames for i, _ in cov[f]})
+        out.append(Chunk(f"{frames[0]}-{frames[-1]}", frames, tuple(wins)))
+    return out

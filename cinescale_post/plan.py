@@ -1,0 +1,487 @@
+"""``plan.build``: the one place that validates; returns a frozen Plan.
+
+Everything a render needs is decided here, before any model or media work:
+preset + ``--set`` overrides + CLI options + the probed source + the
+registered plugins. Errors name the preset file, the key, the value and what
+is allowed. After ``build`` the runtime trusts the plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import presets as presets_mod
+from .errors import InputError, OutputError, PlanError, UnknownNameError, WeightsError
+from .interfaces import Colour, SourceInfo
+from .media.sequence import compress_ranges, parse_pattern
+
+SCHEMA = 1
+FITS = ("pad", "crop", "stretch")
+BLENDS = ("linear", "hann")
+DTYPES = ("float32", "float16", "bfloat16")
+# Largest mismatch, in pixels per axis, that is snapped to the exact target
+# instead of padded/cropped: an odd source such as 1919x1079 scaled to UHD
+# would otherwise get a 1-pixel bar. The aspect change is below 0.1 %.
+SNAP_PX = 2
+
+# key -> (type, default); tables are nested dicts. ``None`` type: free-form.
+_SCHEMA: dict[str, Any] = {
+    "schema": (int, SCHEMA),
+    "description": (str, ""),
+    "backend": (str, "draft"),
+    "model": (str, ""),
+    "device": (str, "auto"),
+    "dtype": (str, "float32"),
+    "seed": (int, 0),
+    "prompt": (str, ""),
+    "negative_prompt": (str, ""),
+    "output": {
+        "codec": (str, "prores_hq"),
+        "width": (int, 3840),
+        "height": (int, 2160),
+        "fit": (str, "pad"),
+        "audio": (bool, True),
+        "chunk": (int, 48),
+        "options": (dict, {}),
+    },
+    "window": {
+        "size": (int, 1),
+        "overlap": (int, 0),
+        "blend": (str, "linear"),
+    },
+    "backend_options": (dict, {}),
+    "stages": (list, []),
+}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a source frame maps into the output frame: resize to
+    (scale_w, scale_h), then place at (x, y) in (width, height) — negative
+    offsets crop, positive offsets pad (black)."""
+
+    width: int
+    height: int
+    scale_w: int
+    scale_h: int
+    x: int
+    y: int
+    rotate: int = 0  # degrees CCW applied to source pixels first
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    path: str  # movie file, or printf pattern for sequences
+    kind: str  # "movie" | "sequence"
+    codec: str
+    writer: str
+    options: Mapping[str, Any]
+    width: int
+    height: int
+    fit: str
+    audio: bool
+    chunk: int  # frames per chunk file for movies (0: one chunk)
+    colour: Colour
+    geometry: Geometry | None
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    size: int
+    overlap: int
+    blend: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    preset: str
+    preset_origin: str
+    mode: str  # "render" | "generate"
+    input: str | None
+    source: SourceInfo | None
+    output: OutputPlan
+    backend: str
+    backend_options: Mapping[str, Any]
+    stages: tuple[Mapping[str, Any], ...]
+    model: str | None
+    device: str
+    dtype: str
+    seed: int
+    frames: tuple[int, ...]
+    handles: int
+    window: WindowPlan
+    prompt: str
+    negative_prompt: str
+    description: str = ""
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def to_dict(self) -> dict:
+        d = {
+            "schema": SCHEMA,
+            "preset": self.preset,
+            "preset_origin": self.preset_origin,
+            "mode": self.mode,
+            "input": self.input,
+            "source": self.source.to_dict() if self.source else None,
+            "output": {**asdict(self.output), "colour": self.output.colour.to_dict(),
+                       "options": dict(self.output.options)},
+            "backend": self.backend,
+            "backend_options": dict(self.backend_options),
+            "stages": [dict(s) for s in self.stages],
+            "model": self.model,
+            "device": self.device,
+            "dtype": self.dtype,
+            "seed": self.seed,
+            "frames": compress_ranges(list(self.frames)),
+            "frame_count": len(self.frames),
+            "handles": self.handles,
+            "window": asdict(self.window),
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "description": self.description,
+            "warnings": list(self.warnings),
+        }
+        return json.loads(json.dumps(d, default=str))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def digest(self) -> str:
+        """Hash of everything that changes pixels (not the frame selection):
+        two runs with the same digest may share one output."""
+        d = self.to_dict()
+        for k in ("frames", "frame_count", "warnings", "preset_origin", "description"):
+            d.pop(k, None)
+        if d["source"]:
+            d["source"] = {k: v for k, v in d["source"].items() if k not in ("path",)}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ building
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"output.width=4096"`` -> ("output.width", 4096). Values are TOML
+    (numbers, booleans, quoted strings, arrays); bare words are strings."""
+    if "=" not in item:
+        raise PlanError(f"--set {item!r}: expected KEY=VALUE", fix="e.g. --set output.width=4096")
+    key, raw = item.split("=", 1)
+    key, raw = key.strip(), raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def _apply_override(data: dict, key: str, value: Any, origin: str) -> None:
+    parts = key.split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            idx = _index(part, node, key)
+            node = node[idx]
+            continue
+        if part not in node:
+            node[part] = [] if nxt.isdigit() else {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(last, node, key)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise PlanError(f"--set {key}: {'.'.join(parts[:-1])} is not a table in {origin}")
+
+
+def _index(part: str, node: list, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise PlanError(f"--set {key}: {part!r} is not a stage index (0..{len(node) - 1})",
+                        fix="stages are numbered from 0 in the order of the preset")
+    return int(part)
+
+
+def _check(data: dict, schema: dict, origin: str, prefix: str = "") -> dict:
+    """Type-check ``data`` against ``schema`` and fill defaults."""
+    out: dict = {}
+    for key in data:
+        if key not in schema:
+            allowed = ", ".join(prefix + k for k in schema)
+            raise PlanError(f"preset {origin}: unknown key {prefix + key!r}", fix=f"allowed keys: {allowed}")
+    for key, spec in schema.items():
+        name = prefix + key
+        if isinstance(spec, dict):
+            sub = data.get(key, {})
+            if not isinstance(sub, dict):
+                raise PlanError(f"preset {origin}: {name} must be a table, got {sub!r}")
+            out[key] = _check(sub, spec, origin, name + ".")
+            continue
+        typ, default = spec
+        if key not in data:
+            out[key] = json.loads(json.dumps(default))
+            continue
+        value = data[key]
+        ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise PlanError(f"preset {origin}: {name} = {value!r} must be {_typename(typ)}",
+                            fix=f"write e.g. {name} = {json.dumps(default) if typ is not str else repr(default or 'name')}")
+        out[key] = value
+    return out
+
+
+def _typename(t) -> str:
+    return {int: "an integer", str: "a string", bool: "true or false", dict: "a table",
+            list: "an array of tables", float: "a number"}[t]
+
+
+def _choice(origin: str, name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise PlanError(f"preset {origin}: {name} = {value!r} is not allowed",
+                        fix=f"use one of: {', '.join(map(str, allowed))}")
+
+
+def build(preset: str, *, host, output: str, input: str | None = None,
+          overrides: tuple[str, ...] = (), first_frame: int = 1001, frames: str | None = None,
+          start: int | None = None, end: int | None = None, handles: int = 0,
+          model: str | None = None, seed: int | None = None, device: str | None = None,
+          prompt: str | None = None, mode: str = "render", size: tuple[int, int] | None = None) -> Plan:
+    """Resolve and validate everything; raise a CinescaleError subclass.
+
+    ``input`` is probed through the host's readers (``mode="render"``);
+    ``generate`` has no input. ``overrides`` are ``--set KEY=VALUE`` strings.
+    """
+    from .media import probe as probe_mod
+
+    src = presets_mod.load(preset, host)
+    origin = src.origin
+    data = json.loads(json.dumps(src.data))
+    for item in overrides:
+        key, value = parse_override(item)
+        _apply_override(data, key, value, origin)
+    cfg = _check(data, _SCHEMA, origin)
+    if cfg["schema"] != SCHEMA:
+        raise PlanError(f"preset {origin}: schema = {cfg['schema']} is not supported",
+                        fix=f"this version reads schema = {SCHEMA}")
+    warnings: list[str] = []
+    if seed is not None:
+        cfg["seed"] = seed
+    if device:
+        cfg["device"] = device
+    if prompt is not None:
+        cfg["prompt"] = prompt
+    if size:
+        cfg["output"]["width"], cfg["output"]["height"] = size
+
+    # -- backend, upscaler/fusion names in stages
+    backend = host.backend(cfg["backend"])
+    for i, stage in enumerate(cfg["stages"]):
+        if not isinstance(stage, dict):
+            raise PlanError(f"preset {origin}: stages.{i} must be a table")
+        if stage.get("upscaler"):
+            host.upscaler(stage["upscaler"])
+        if stage.get("fusion"):
+            host.fusion(stage["fusion"])
+    if mode == "generate" and "t2i" not in backend.capabilities and "t2v" not in backend.capabilities:
+        raise PlanError(f"backend {backend.id!r} cannot generate from a prompt",
+                        fix="choose a preset whose backend has t2i/t2v (`cinescale plugins`)")
+    _choice(origin, "dtype", cfg["dtype"], DTYPES)
+
+    # -- output codec and path
+    o = cfg["output"]
+    writer = host.writer(o["codec"])
+    try:
+        options = writer.validate_options(o["codec"], o["options"])
+    except PlanError as exc:
+        raise PlanError(f"preset {origin}: output.options: {exc}") from exc
+    _choice(origin, "output.fit", o["fit"], FITS)
+    for k in ("width", "height"):
+        if not 16 <= o[k] <= 16384:
+            raise PlanError(f"preset {origin}: output.{k} = {o[k]} is out of range", fix="use 16..16384")
+    if o["chunk"] < 0:
+        raise PlanError(f"preset {origin}: output.chunk = {o['chunk']} must be >= 0", fix="0 writes one chunk")
+    out_path, kind = _resolve_output(output, writer, o["codec"], origin)
+
+    # -- window
+    w = cfg["window"]
+    _choice(origin, "window.blend", w["blend"], BLENDS)
+    if w["size"] < 1 or w["overlap"] < 0 or w["overlap"] >= w["size"]:
+        raise PlanError(f"preset {origin}: window.size = {w['size']}, window.overlap = {w['overlap']}",
+                        fix="size >= 1 and 0 <= overlap < size")
+    if not backend.frame_rule.accepts(w["size"]):
+        rule = backend.frame_rule
+        raise PlanError(f"preset {origin}: window.size = {w['size']} does not fit backend {backend.id!r}",
+                        fix=f"use {rule.multiple}*n+{rule.offset} frames, e.g. {rule.largest_at_most(w['size'])}")
+    if handles < 0:
+        raise PlanError(f"--handles {handles}: must be >= 0")
+
+    # -- input
+    source = None
+    selected: tuple[int, ...] = (1001,) if mode == "generate" else ()
+    geometry = None
+    colour = Colour()
+    if mode == "render":
+        if not input:
+            raise PlanError("render needs an INPUT clip or sequence")
+        if os.path.abspath(input) == os.path.abspath(output):
+            raise PlanError(f"output {output} is the input", fix="write to another file or folder")
+        source = probe_mod.probe(input, first_frame=first_frame, host=host)
+        selected, notes = select_frames(source, frames=frames, start=start, end=end)
+        warnings += notes
+        geometry, note = fit_geometry(source, o["width"], o["height"], o["fit"])
+        if note:
+            warnings.append(note)
+        colour = Colour(source.colour.primaries, source.colour.trc, source.colour.matrix,
+                        source.colour.range, source.colour.assumed)
+        if source.colour.assumed:
+            warnings.append(f"{input}: no colour matrix tag; decoded as "
+                            f"{'BT.709' if source.colour.matrix == 1 else 'BT.601'} (tagged so in the output)")
+    elif frames or start is not None or end is not None:
+        raise PlanError("--frames/--start/--end apply to render, not generate")
+    if o["audio"] and source is not None and source.audio and kind == "sequence":
+        warnings.append("audio is not written to image sequences; it stays in the source")
+
+    # -- model and device
+    model_path = _resolve_model(model or cfg["model"] or None, host, backend)
+    dev = cfg["device"]
+    if dev == "auto":
+        dev = _auto_device(backend)
+    stages, boptions = backend.validate(stages=tuple(cfg["stages"]), options=dict(cfg["backend_options"]),
+                                        size=(o["width"], o["height"]), source=source)
+    out = OutputPlan(path=out_path, kind=kind, codec=o["codec"], writer=writer.name, options=options,
+                     width=o["width"], height=o["height"], fit=o["fit"], audio=bool(o["audio"]),
+                     chunk=o["chunk"], colour=colour, geometry=geometry)
+    return Plan(preset=src.name, preset_origin=origin, mode=mode, input=input, source=source, output=out,
+                backend=backend.id, backend_options=boptions, stages=tuple(stages), model=model_path,
+                device=dev, dtype=cfg["dtype"], seed=cfg["seed"], frames=selected, handles=handles,
+                window=WindowPlan(w["size"], w["overlap"], w["blend"]), prompt=cfg["prompt"],
+                negative_prompt=cfg["negative_prompt"], description=cfg["description"],
+                warnings=tuple(warnings))
+
+
+def _resolve_output(output: str, writer, codec: str, origin: str) -> tuple[str, str]:
+    suffixes = ", ".join(writer.suffixes)
+    if writer.per_frame:
+        pat = parse_pattern(output)
+        if pat is None:
+            raise PlanError(f"output {output!r}: codec {codec!r} writes one file per frame and needs a frame token",
+                            fix=f"e.g. {Path(output).with_suffix('')}.####{writer.suffixes[0]}")
+        if pat.suffix not in writer.suffixes:
+            raise PlanError(f"output {output!r}: codec {codec!r} writes {suffixes}",
+                            fix="change the file suffix or --set output.codec=...")
+        path, kind = pat.printf, "sequence"
+        folder = Path(pat.directory or ".")
+    else:
+        if parse_pattern(output) is not None:
+            raise PlanError(f"output {output!r}: codec {codec!r} writes a movie, not a frame sequence",
+                            fix="use a sequence preset (e.g. uhd-exr-draft) or a movie path such as out.mov")
+        if Path(output).suffix.lower() not in writer.suffixes:
+            raise PlanError(f"output {output!r}: codec {codec!r} writes {suffixes}",
+                            fix=f"name the output e.g. {Path(output).with_suffix(writer.suffixes[0])}, "
+                                "or choose another preset/codec")
+        path, kind = output, "movie"
+        folder = Path(output).parent
+    probe_dir = folder.resolve()
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {folder} cannot be written ({probe_dir} is not writable)",
+                          fix="choose a writable location or fix its permissions")
+    return path, kind
+
+
+def select_frames(source: SourceInfo, *, frames: str | None, start: int | None,
+                  end: int | None) -> tuple[tuple[int, ...], list[str]]:
+    """Requested plate numbers, clamped to what exists (farm managers overshoot
+    the last chunk). Raises for a sequence gap inside the range."""
+    import fileseq
+
+    notes: list[str] = []
+    have = source.frame_numbers
+    if frames and (start is not None or end is not None):
+        raise PlanError("give --frames or --start/--end, not both")
+    if frames:
+        try:
+            wanted = list(fileseq.FrameSet(frames.strip().strip('"')))
+        except fileseq.ParseException as exc:
+            raise PlanError(f"--frames {frames!r}: not a frame range ({exc})",
+                            fix="e.g. 1001-1100, 1001-1100x2, 1001,1005-1010") from exc
+    elif start is not None or end is not None:
+        lo = have[0] if start is None else start
+        hi = (max(have[-1], *(source.missing or (have[-1],)))) if end is None else end
+        wanted = list(range(lo, hi + 1))
+    else:
+        wanted = list(range(have[0], have[-1] + 1)) if source.missing else list(have)
+    lo, hi = have[0], have[-1]
+    inside = sorted({f for f in wanted if lo <= f <= hi})
+    if len(inside) < len(set(wanted)):
+        notes.append(f"requested frames clamped to {lo}-{hi} (the frames that exist)")
+    gaps = sorted(set(inside) & set(source.missing))
+    if gaps:
+        present = [f for f in inside if f not in set(source.missing)]
+        raise InputError(f"{source.path}: frames {compress_ranges(gaps)} are missing from the sequence",
+                         fix=f"restore them, or render only what exists: --frames {compress_ranges(present)}")
+    if not inside:
+        notes.append(f"no frames to render: {frames or f'{start}-{end}'} is outside {lo}-{hi}")
+    return tuple(inside), notes
+
+
+def fit_geometry(source: SourceInfo, width: int, height: int, fit: str) -> tuple[Geometry, str | None]:
+    """Place the (display-oriented) source into width x height."""
+    sw, sh = source.display_size
+    rotate = source.rotation % 360
+    if fit == "stretch":
+        return Geometry(width, height, width, height, 0, 0, rotate), None
+    s = min(width / sw, height / sh) if fit == "pad" else max(width / sw, height / sh)
+    w, h = round(sw * s), round(sh * s)
+    note = None
+    if abs(w - width) <= SNAP_PX and abs(h - height) <= SNAP_PX:
+        if (w, h) != (width, height):
+            note = (f"source {sw}x{sh} resampled to exactly {width}x{height} "
+                    f"(aspect change {abs(sw / sh - width / height) / (width / height):.3%})")
+        w, h = width, height
+    elif fit == "pad":
+        note = f"source {sw}x{sh} is fitted as {w}x{h} and padded with black to {width}x{height}"
+    else:
+        note = f"source {sw}x{sh} is scaled to {w}x{h} and cropped to {width}x{height}"
+    return Geometry(width, height, w, h, (width - w) // 2, (height - h) // 2, rotate), note
+
+
+def _resolve_model(spec: str | None, host, backend) -> str | None:
+    if not spec:
+        return None
+    if backend.family == "classical":
+        raise PlanError(f"--model {spec}: backend {backend.id!r} uses no model",
+                        fix="choose a diffusion preset (`cinescale presets list`)")
+    p = Path(spec).expanduser()
+    if p.exists():
+        return str(p.resolve())
+    resolved = host.resolve_weights(spec)
+    if resolved and Path(resolved).exists():
+        return str(Path(resolved).resolve())
+    raise WeightsError(f"model weights {spec!r} not found",
+                       fix="give a local diffusers folder or a .safetensors file "
+                           "(this tool never downloads weights)")
+
+
+def _auto_device(backend) -> str:
+    if backend.family in ("classical", "test"):
+        return "cpu"
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover
+        return "cpu"
+
+
+__all__ = ["Plan", "OutputPlan", "WindowPlan", "Geometry", "build", "select_frames", "fit_geometry",
+           "parse_override", "UnknownNameError"]
