@@ -144,7 +144,7 @@ class Host:
         found: dict[str, Any] = {}
         self._registries[kind] = found
         caller = getattr(self.pm.hook, f"register_{kind}")
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in caller.get_hookimpls():  # registration order: built-ins first
             plugin = impl.plugin_name
 
             def register(obj, _plugin=plugin):

@@ -156,8 +156,9 @@ class Plan:
         """Hash of everything that changes pixels (not the frame selection):
         two runs with the same digest may share one output."""
         d = self.to_dict()
-        for k in ("frames", "frame_count", "warnings", "preset_origin", "description"):
+        for k in ("frames", "frame_count", "warnings", "preset_origin", "description", "input"):
             d.pop(k, None)
+        d["output"].pop("path", None)  # the same render may be moved or mounted elsewhere
         if d["source"]:
             d["source"] = {k: v for k, v in d["source"].items() if k not in ("path",)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

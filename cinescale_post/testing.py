@@ -419,7 +419,8 @@ def make_sequence(
             (timecode of the first written frame, ``"HH:MM:SS:FF"``).
     Returns:
         The written paths. Pixels: :func:`sequence_rgb`, quantised to the
-        file's type (half, 16-bit codes / 65535, 10-bit codes / 1023).
+        file's type (half; ``rint(v * 65535) / 65535`` for 16-bit PNG/TIFF;
+        ``rint(v * 1023) / 1023`` for DPX).
     """
     from cinescale_post.media.sequence import parse_pattern
 
@@ -471,12 +472,18 @@ def _write_exr(target: Path, rgb: np.ndarray, *, half: bool, rate, timecode, off
 
 
 def _write_dpx(target: Path, rgb: np.ndarray) -> None:
-    """10-bit DPX through PyAV's encoder: one packet is one complete file."""
+    """10-bit DPX through PyAV's encoder (one packet is one complete file).
+
+    Codes are ``rint(rgb * 1023)``, filled into the planes directly: swscale's
+    float -> 10-bit path is up to ~2 codes off.
+    """
     import av
 
     h, w = rgb.shape[:2]
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.clip(rgb, 0, 1), np.float32),
-                                       format="gbrpf32le").reformat(format="gbrp10le")
+    codes = np.rint(np.clip(rgb, 0, 1) * 1023).astype(np.uint16)
+    frame = av.VideoFrame(w, h, "gbrp10le")
+    for plane, channel in zip(frame.planes, (1, 2, 0)):  # plane order G, B, R
+        _fill_plane(plane, codes[..., channel])
     ctx = av.CodecContext.create("dpx", "w")
     ctx.width, ctx.height, ctx.pix_fmt = w, h, "gbrp10le"
     ctx.time_base = Fraction(1, 24)

@@ -1,0 +1,32 @@
+"""The cascade engine: the one denoising loop and the stage ladder.
+
+Importing this package is light (no torch, no diffusers): the stage specs
+(:mod:`.stages`) and the backend protocol (:mod:`.protocol`) are plain Python;
+the loop (:mod:`.loop`), scheduler helpers (:mod:`.schedule`) and upscaling
+(:mod:`.upscale`) import torch when first used.
+"""
+
+from __future__ import annotations
+
+from .protocol import DiffusionBackend, ModelInfo, PatchPoints
+from .stages import ResolvedStage, StageSpec, default_stages, parse_stages, resolve_ladder
+
+_LAZY = {
+    "RandomSources": "loop", "StageResult": "loop", "denoise": "loop", "run_ladder": "loop", "run_stage": "loop",
+    "add_noise_at": "schedule", "cosine_blend": "schedule", "cosine_factor": "schedule",
+    "renoise_trajectory": "schedule", "resize": "upscale", "upscale_latent": "upscale",
+    "refine_frames": "run", "generate_images": "run", "to_pixels": "run", "to_images": "run",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        mod = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(mod, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DiffusionBackend", "ModelInfo", "PatchPoints", "ResolvedStage", "StageSpec", "default_stages",
+           "parse_stages", "resolve_ladder", *_LAZY]

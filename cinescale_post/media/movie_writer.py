@@ -430,10 +430,19 @@ class MovieWriter(Writer):
         if (chroma != "444" and w % 2) or (chroma == "420" and h % 2):
             raise PlanError(f"{target.codec} with {chroma} chroma needs even dimensions, got {w}x{h}",
                             fix="pad or crop the output to an even width and height")
+        if spec.family == "dnxhr" and (w < 256 or h < 120):
+            # dnxhdenc refuses smaller DNxHR frames at open with a bare EINVAL.
+            raise PlanError(f"{target.codec} needs at least 256x120, got {w}x{h}",
+                            fix="use a larger output size or a ProRes codec")
         self.fmt = _CONTAINERS[suffix]
         src = target.source
         self.matrix, _ = colour_mod.resolve_matrix(target.colour.matrix, h)
         self.range = colour_mod.resolve_range(target.colour.range)
+        if spec.family != "h26x":
+            # ProRes/DNxHR carry no range flag (MOV 'colr nclc' has none either), so
+            # readers assume limited. Range is only how R'G'B' is coded, so encode
+            # limited instead of writing full-range codes that would be misread.
+            self.range = colour_mod.RANGE_LIMITED
         if src.vfr and self.fmt == "mxf":
             raise PlanError(f"MXF cannot hold variable frame rate ({src.path})",
                             fix="write a .mov, or convert to constant frame rate (--vfr cfr)")

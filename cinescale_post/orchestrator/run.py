@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,6 +315,8 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     weights = _weights_identity(backend.weight_files(plan), (existing or {}).get("weights"))
     if existing is None:
         manifest.write_header(plan, plugins=plugin_versions(host), input_ident=ident, weights=weights)
+    out_dir = os.path.dirname(os.path.abspath(plan.output.path))
+    sweep_stale_temporaries([out_dir, str(manifest.work / "chunks")])
     owns_all = plan.output.kind == "movie" and set(plan.frames) == set(plan.source.frame_numbers)
     if owns_all and existing and _assembled_ok(manifest, existing, verify):
         sink.emit("start", total=total, done=total, output=plan.output.path, backend=plan.backend)
@@ -334,6 +337,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     host.notify("render_started", plan=plan)
     status = "failed"
     render = None
+    outputs: list[str] = []
     try:
         with StopFlag() as stop:
             if chunk_list:
@@ -364,9 +368,49 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         manifest.update(last_run={"status": status, "seconds": seconds,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         host.notify("render_finished", plan=plan, summary=summary.to_dict())
-    sink.emit("finished", status=status, done=sink.done, total=total, seconds=seconds, outputs=outputs)
+        sink.emit("finished", status=status, done=sink.done, total=total, seconds=seconds,
+                  outputs=outputs if status == "finished" else summary.outputs)
     summary.outputs = outputs
     return summary
+
+
+_TEMP = re.compile(r"^\..+\.(?:tmp|partial)-(\d+)(?:\.\w+)?$")
+STALE_AFTER_S = 600
+
+
+def sweep_stale_temporaries(folders, *, now: float | None = None) -> list[str]:
+    """Remove our temporaries left by a killed run: hidden ``.name.tmp-PID``
+    / ``.name.partial-PID.ext`` files whose process is gone and that have not
+    changed for 10 minutes (a live task on another farm node sharing the
+    folder may use the same PID number, hence the age rule)."""
+    now = time.time() if now is None else now
+    removed = []
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            m = _TEMP.match(name)
+            if not m:
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if now - os.stat(path).st_mtime < STALE_AFTER_S or _pid_alive(int(m.group(1))):
+                    continue
+                os.unlink(path)
+                removed.append(path)
+            except OSError:
+                continue
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _open_reader(plan, host):

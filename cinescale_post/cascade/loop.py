@@ -1,0 +1,254 @@
+"""The one denoising loop and the stage ladder driver.
+
+:func:`denoise` is the only sampling loop in the package; every backend and
+every stage runs through it. :func:`run_ladder` walks the resolved stages:
+
+* base stage (generate mode, stage 0): noise x ``init_noise_sigma``, full
+  schedule, no fusion, no dilation, no blend (FreeU may be on);
+* upscaled/refine stage: enlarge the previous result (:mod:`.upscale`),
+  draw ONE noise tensor, re-noise with the scheduler's own forward process at
+  every timestep, resume at the restart index, blend towards the re-noised
+  reference with ``phi(t) ** cosine_scale`` at every step, dilate the declared
+  convolutions while ``i < dilate_tau``, and apply the stage's fusion to the
+  declared attention layers for the whole stage.
+
+Random sources are injectable through :class:`RandomSources`, which also
+provides the controlled mode (re-noise tensors passed in, VAE posterior mean,
+window jitter off) for number-for-number comparisons.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..ops.handles import HandleGroup
+from .schedule import add_noise_at, cosine_blend, mask_exponent
+from .stages import ResolvedStage
+
+
+@dataclass
+class RandomSources:
+    """Every random source of one cascade run.
+
+    ``generator``: torch generator for the base noise, VAE posterior samples,
+    re-noise tensors and stochastic scheduler steps, drawn in the reference
+    order (per stage: posterior sample, then re-noise). ``jitter``: an object
+    with ``randint(lo, hi)`` for window jitter (``random.Random``; the Python
+    ``random`` module reproduces the reference's global draws), or None: off.
+    ``posterior``: "sample" (reference) or "mean". ``renoise``: optional
+    per-stage re-noise tensors (index = stage index; None entries draw).
+    ``base_noise``: optional initial noise of the base stage.
+    """
+
+    generator: Any = None
+    jitter: Any = None
+    posterior: str = "sample"
+    renoise: Sequence[Any] | None = None
+    base_noise: Any = None
+
+    @classmethod
+    def from_seed(cls, seed: int, *, jitter: bool = True, posterior: str = "sample") -> "RandomSources":
+        """Fresh CPU generator seeded with ``seed`` (device-independent bits)
+        and a jitter stream derived from the same seed."""
+        g = torch.Generator("cpu").manual_seed(int(seed))
+        return cls(generator=g, jitter=random.Random(int(seed) * 7919 + 17) if jitter else None,
+                   posterior=posterior)
+
+    @classmethod
+    def controlled(cls, *, renoise: Sequence[Any] | None = None, base_noise: Any = None,
+                   seed: int = 0) -> "RandomSources":
+        """Controlled mode: given re-noise tensors, posterior mean, no jitter."""
+        return cls(generator=torch.Generator("cpu").manual_seed(int(seed)), jitter=None, posterior="mean",
+                   renoise=renoise, base_noise=base_noise)
+
+    def renoise_for(self, index: int) -> Any:
+        if self.renoise is not None and index < len(self.renoise):
+            return self.renoise[index]
+        return None
+
+
+@dataclass
+class StageResult:
+    """What a stage hands to the next: a latent, pixels in [-1, 1], or both."""
+
+    size: tuple[int, int]
+    latent: Any = None
+    pixels: Any = None
+    stage: int = -1
+    info: dict = field(default_factory=dict)
+
+
+def randn(shape: Sequence[int], generator: Any, device: Any, dtype: Any) -> torch.Tensor:
+    """Gaussian noise drawn on the generator's device, then moved (like
+    diffusers ``randn_tensor``), so CPU generators give the same bits on any device."""
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(tuple(shape), generator=generator, device=gdev, dtype=dtype).to(device)
+
+
+def _step_kwargs(scheduler: Any, generator: Any) -> dict:
+    params = inspect.signature(scheduler.step).parameters
+    return {"generator": generator} if "generator" in params else {}
+
+
+def denoise(backend: Any, scheduler: Any, z: torch.Tensor, cond: Any, *, start: int = 0,
+            guidance: float = 7.5, ref: Callable[[int], torch.Tensor] | None = None,
+            cosine_scale: Any = None, step_patch: Callable[[int], Any] | None = None,
+            generator: Any = None, callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """THE denoising loop: from timestep index ``start`` to the end of
+    ``scheduler.timesteps`` (``set_timesteps`` already called).
+
+    Per step i: optional blend ``z <- (1 - c1) z + c1 ref(i)`` with
+    ``c1 = phi(t_i) ** cosine_scale``; ``step_patch(i)`` is entered around the
+    model call (dilation); ``backend.predict`` on ``scale_model_input(z, t)``;
+    ``scheduler.step``. z: (B, C, [F,] H, W); returns the same shape.
+    """
+    ts = scheduler.timesteps
+    T = int(getattr(scheduler.config, "num_train_timesteps", 1000))
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    kwargs = _step_kwargs(scheduler, generator)
+    scale_in = getattr(scheduler, "scale_model_input", None)
+    n = len(ts)
+    for i in range(start, n):
+        t = ts[i]
+        if ref is not None and cosine_scale is not None:
+            z = cosine_blend(z, ref(i), t, cosine_scale, T)
+        ctx = step_patch(i) if step_patch is not None else contextlib.nullcontext()
+        with ctx:
+            x = scale_in(z, t) if scale_in is not None else z
+            out = backend.predict(x, t, cond, guidance=guidance)
+        z = scheduler.step(out, t, z, return_dict=False, **kwargs)[0]
+        if callback is not None:
+            callback(i - start + 1, n - start)
+    return z
+
+
+def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources, prev: StageResult | None, *,
+              upscaler: Any = None, fusion: Any = None, mask: Any = None,
+              callback: Callable[[int, int], None] | None = None) -> StageResult:
+    """Run one resolved stage (see module docstring) and return its latent."""
+    spec = stage.spec
+    sched = backend.make_scheduler()
+    sched.set_timesteps(spec.steps, device=backend.device)
+    ts = sched.timesteps
+    order = int(getattr(sched, "order", 1))
+    info: dict[str, Any] = {"size": stage.size, "steps": spec.steps}
+    ref = None
+    if stage.base or prev is None:
+        if not stage.base:
+            raise ValueError(f"stage {stage.index} refines a previous result but none was given")
+        shape = backend.latent_shape(stage.size)
+        noise = rng.base_noise if rng.base_noise is not None else randn(shape, rng.generator, backend.device,
+                                                                       backend.dtype)
+        z = noise.to(backend.device, backend.dtype) * sched.init_noise_sigma
+        start = 0
+    else:
+        if upscaler is None:
+            raise ValueError(f"stage {stage.index} needs an upscaler")
+        z0 = upscale_to(backend, prev, stage.size, upscaler, rng)
+        eps = rng.renoise_for(stage.index)
+        if eps is None:
+            eps = randn(z0.shape, rng.generator, z0.device, z0.dtype)
+        eps = eps.to(z0.device, z0.dtype)
+        if tuple(eps.shape) != tuple(z0.shape):
+            raise ValueError(f"re-noise tensor of stage {stage.index} has shape {tuple(eps.shape)}, "
+                             f"expected {tuple(z0.shape)}")
+        noiser = copy.deepcopy(sched)  # pristine: no begin/step index
+
+        def ref(i: int, _z0=z0, _eps=eps, _n=noiser) -> torch.Tensor:
+            return add_noise_at(_n, _z0, _eps, ts[i])
+
+        start = stage.restart_index * order
+        if start >= len(ts):
+            raise ValueError(f"stage {stage.index}: restart index {start} >= {len(ts)} timesteps")
+        z = ref(start)
+        info["restart_index"] = start
+    latent_hw = tuple(z.shape[-2:])
+
+    cos = None
+    if not stage.base and spec.cosine_scale is not None:
+        cos = spec.cosine_scale
+        if mask is not None:
+            bg = spec.cosine_scale_bg if spec.cosine_scale_bg is not None else 1.0
+            cos = mask_exponent(mask.to(z.device), latent_hw, spec.cosine_scale, bg)
+            if z.ndim == 5:
+                cos = cos.unsqueeze(2)
+
+    with HandleGroup(f"stage {stage.index}") as patches:
+        fusion_name = stage.fusion
+        if fusion_name is not None and fusion is not None:
+            patches.add(fusion.apply(backend, stage, latent_hw=latent_hw, jitter=rng.jitter))
+            info["fusion"] = fusion_name
+        step_patch = None
+        points = backend.patch_points
+        if stage.dilation > 1 and points.dilate_convs:
+            from ..ops.dilation import DilationSpec, apply_dilation
+
+            dspec = DilationSpec(tuple(points.dilate_convs), int(stage.dilation))
+            tau = spec.dilate_tau * order
+            model = backend.denoiser
+
+            def step_patch(i: int, _d=dspec, _m=model, _tau=tau):
+                return apply_dilation(_m, _d) if i < _tau else contextlib.nullcontext()
+
+            info["dilation"] = stage.dilation
+        z = denoise(backend, sched, z, cond, start=start, guidance=spec.guidance, ref=ref, cosine_scale=cos,
+                    step_patch=step_patch, generator=rng.generator, callback=callback)
+    return StageResult(size=stage.size, latent=z, stage=stage.index, info=info)
+
+
+def upscale_to(backend: Any, prev: StageResult, size: tuple[int, int], upscaler: Any,
+               rng: RandomSources) -> torch.Tensor:
+    from .upscale import upscale_latent
+
+    return upscale_latent(backend, prev, size, upscaler, generator=rng.generator,
+                          sample=rng.posterior == "sample")
+
+
+def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: RandomSources, *,
+               init: StageResult | None = None, resolve: Callable[[str, str], Any] | None = None,
+               freeu: Any = None, mask: Any = None, keep: str = "last",
+               progress: Callable[[float], None] | None = None) -> list[StageResult]:
+    """Run every stage in order; returns the last result (``keep="last"``) or
+    all of them (``keep="all"``; the reference returns every stage).
+
+    ``init``: the source (pixels or latent) for render mode, None for
+    generate. ``resolve(kind, name)`` maps upscaler/fusion names to objects
+    (default: :func:`cinescale_post.cascade.registry.resolve`). ``freeu``: an
+    ``ops.freeu.FreeUSpec`` applied during all stages, or None.
+    """
+    from .registry import resolve as default_resolve
+
+    resolve = resolve or default_resolve
+    total = sum(len(range(s.restart_index, s.spec.steps)) for s in stages) or 1
+    done = [0]
+    results: list[StageResult] = []
+    prev = init
+    with HandleGroup("ladder") as group:
+        if freeu is not None:
+            from ..ops.freeu import apply_freeu
+
+            group.add(apply_freeu(backend.denoiser, freeu))
+        for stage in stages:
+            up = None if stage.base else resolve("upscaler", stage.spec.upscaler)
+            fu = resolve("fusion", stage.fusion) if stage.fusion else None
+
+            def cb(k: int, n: int, _base=done[0]) -> None:
+                if progress is not None:
+                    progress(min(1.0, (_base + k) / total))
+
+            res = run_stage(backend, stage, cond, rng, prev, upscaler=up, fusion=fu, mask=mask, callback=cb)
+            done[0] += stage.spec.steps - stage.restart_index
+            results.append(res)
+            prev = res
+    return results if keep == "all" else results[-1:]
+
+
+__all__ = ["RandomSources", "StageResult", "denoise", "randn", "run_ladder", "run_stage", "upscale_to"]

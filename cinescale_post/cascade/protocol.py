@@ -1,0 +1,112 @@
+"""The diffusion-backend protocol the cascade loop drives.
+
+A backend that wants the core cascade (stage ladder, re-noise, restart,
+skip-residual blend, dilation, scale fusion) implements
+:class:`DiffusionBackend`. The loop only ever talks to a backend through these
+methods, so the same loop drives a UNet with 4-D latents (SDXL) and a DiT with
+5-D video latents (Wan), with any diffusers scheduler.
+
+No torch import here: values are described, not constructed.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any
+
+from ..interfaces import Backend
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts from the model's config that size the ladder.
+
+    ``base_size``: (width, height) in pixels the model was trained at (SDXL:
+    ``unet.config.sample_size * vae_scale_factor`` = 1024). ``latent_factor``:
+    pixels per latent cell. ``size_multiple``: stage sizes are snapped to it.
+    ``temporal_factor``: frames per latent frame (1 for image models).
+    """
+
+    base_size: tuple[int, int]
+    latent_factor: int = 8
+    latent_channels: int = 4
+    size_multiple: int = 8
+    temporal_factor: int = 1
+
+
+@dataclass(frozen=True)
+class PatchPoints:
+    """Where the method may change the denoiser, declared as data.
+
+    ``dilate_convs``: module names of the convolutions restrained dilation
+    touches. ``fusion_attention``: fnmatch patterns over attention-processor
+    names that take scale fusion (self-attention only). ``freeu``: the two
+    channel counts FreeU is keyed on, or None when FreeU does not apply.
+    ``extra``: backend-specific points (e.g. RoPE modules of a DiT).
+    """
+
+    dilate_convs: tuple[str, ...] = ()
+    fusion_attention: tuple[str, ...] = ()
+    freeu: tuple[int, int] | None = None
+    extra: tuple[tuple[str, Any], ...] = ()
+
+
+class DiffusionBackend(Backend):
+    """A :class:`~cinescale_post.interfaces.Backend` the cascade can drive.
+
+    Tensor conventions: pixels are torch (B, 3, H, W) — or (B, 3, F, H, W) for
+    video — in [-1, 1], on ``self.device``; latents are already multiplied by
+    the VAE scaling factor (what the denoiser sees).
+    """
+
+    device: Any = "cpu"
+    dtype: Any = None
+
+    @property
+    @abc.abstractmethod
+    def model_info(self) -> ModelInfo:
+        """Sizes from the loaded model's config."""
+
+    @property
+    @abc.abstractmethod
+    def patch_points(self) -> PatchPoints:
+        """Patchable modules of :attr:`denoiser`."""
+
+    @property
+    @abc.abstractmethod
+    def denoiser(self) -> Any:
+        """The ``nn.Module`` patches are applied to (UNet / transformer)."""
+
+    @abc.abstractmethod
+    def make_scheduler(self) -> Any:
+        """A fresh scheduler (own state) for one stage."""
+
+    @abc.abstractmethod
+    def encode(self, pixels: Any, *, generator: Any = None, sample: bool = True) -> Any:
+        """Pixels -> scaled latents; ``sample``: draw from the posterior with
+        ``generator`` (reference) or take its mean (controlled mode)."""
+
+    @abc.abstractmethod
+    def decode(self, latents: Any) -> Any:
+        """Scaled latents -> pixels in about [-1, 1] (not clamped)."""
+
+    @abc.abstractmethod
+    def condition(self, prompt: str, negative_prompt: str = "", *, size: tuple[int, int],
+                  guidance: float) -> Any:
+        """Prompt conditioning for stages run with ``guidance``; ``size`` is the
+        base (width, height) for micro-conditioning. Opaque to the loop."""
+
+    @abc.abstractmethod
+    def predict(self, x: Any, t: Any, cond: Any, *, guidance: float) -> Any:
+        """Guided model output for the scheduler (``x`` already passed
+        through ``scale_model_input``)."""
+
+    def latent_shape(self, size: tuple[int, int], batch: int = 1, frames: int = 1) -> tuple[int, ...]:
+        """Latent shape for a (width, height) stage."""
+        info = self.model_info
+        w, h = size
+        return (batch, info.latent_channels, h // info.latent_factor, w // info.latent_factor)
+
+
+__all__ = ["DiffusionBackend", "ModelInfo", "PatchPoints"]

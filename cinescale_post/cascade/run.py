@@ -1,0 +1,82 @@
+"""Frame- and image-level entry points built on :func:`.loop.run_ladder`,
+shared by every diffusion backend: numpy images in, numpy images out.
+
+Images at the boundary are (H, W, 3) float32 in [0, 1] (``interfaces``);
+inside they are torch (B, 3, H, W) in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .loop import RandomSources, StageResult, run_ladder
+from .stages import ResolvedStage
+from .upscale import resize
+
+
+def to_pixels(images: Sequence[np.ndarray], device: Any = "cpu", dtype: Any = torch.float32) -> torch.Tensor:
+    """list of (H, W, 3) float in [0, 1] -> (B, 3, H, W) in [-1, 1]."""
+    arr = np.stack([np.asarray(im, dtype=np.float32)[..., :3] for im in images])
+    return (torch.from_numpy(arr).permute(0, 3, 1, 2) * 2.0 - 1.0).to(device=device, dtype=dtype)
+
+
+def to_images(pixels: torch.Tensor, size: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """(B, 3, H, W) in [-1, 1] -> list of (H, W, 3) float32 in [0, 1]
+    (bicubic-resized to ``size`` = (width, height) first if it differs)."""
+    x = pixels.float()
+    if size is not None and (x.shape[-1], x.shape[-2]) != (size[0], size[1]):
+        x = resize(x, size, "bicubic")
+    x = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+    return [np.ascontiguousarray(im.permute(1, 2, 0).cpu().numpy(), dtype=np.float32) for im in x]
+
+
+def refine_frames(backend: Any, frames: Sequence[np.ndarray], stages: Sequence[ResolvedStage], cond: Any,
+                  rng_for: Callable[[int], RandomSources], *, out_size: tuple[int, int] | None = None,
+                  freeu: Any = None, mask: Any = None, resolve: Callable | None = None,
+                  progress: Callable[[float], None] | None = None) -> list[np.ndarray]:
+    """Render mode: every frame is the base stage; each stage refines it.
+    ``rng_for(i)`` gives the random sources of frame ``i`` (the same seed for
+    every frame of a shot keeps static content still)."""
+    outs = []
+    n = len(frames)
+    for i, frame in enumerate(frames):
+        px = to_pixels([frame], backend.device, _vae_dtype(backend))
+        init = StageResult(size=(px.shape[-1], px.shape[-2]), pixels=px)
+
+        def prog(f: float, _i=i) -> None:
+            if progress is not None:
+                progress((_i + f) / n)
+
+        res = run_ladder(backend, stages, cond, rng_for(i), init=init, resolve=resolve, freeu=freeu,
+                         mask=mask, progress=prog)[-1]
+        outs.extend(to_images(backend.decode(res.latent), out_size))
+    return outs
+
+
+def generate_images(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rngs: Sequence[RandomSources], *,
+                    out_size: tuple[int, int] | None = None, freeu: Any = None, mask: Any = None,
+                    resolve: Callable | None = None, keep: str = "last",
+                    progress: Callable[[float], None] | None = None) -> list[np.ndarray]:
+    """Generate mode: one image per entry of ``rngs``; ``keep="all"`` returns
+    every stage's image (at its own size) instead of the last one."""
+    outs = []
+    for i, rng in enumerate(rngs):
+        def prog(f: float, _i=i) -> None:
+            if progress is not None:
+                progress((_i + f) / len(rngs))
+
+        results = run_ladder(backend, stages, cond, rng, init=None, resolve=resolve, freeu=freeu, mask=mask,
+                             keep=keep, progress=prog)
+        for r in results:
+            outs.extend(to_images(backend.decode(r.latent), out_size if keep == "last" else None))
+    return outs
+
+
+def _vae_dtype(backend: Any) -> Any:
+    return getattr(backend, "vae_dtype", None) or backend.dtype or torch.float32
+
+
+__all__ = ["generate_images", "refine_frames", "to_images", "to_pixels"]

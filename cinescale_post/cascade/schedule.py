@@ -1,0 +1,83 @@
+"""Scheduler-side pieces of the cascade (ALGORITHM.md sections 1.3, 1.4, 5):
+re-noising with the scheduler's own forward process and the cosine
+skip-residual blend. Generic over latent rank and scheduler family.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+
+def add_noise_at(scheduler: Any, x0: torch.Tensor, eps: torch.Tensor, t: Any) -> torch.Tensor:
+    """The scheduler's forward process q(x_t | x0) at timestep ``t``.
+
+    ``add_noise(x0, eps, t)`` (Euler: ``x0 + sigma_t eps``; UniPC flow:
+    ``(1 - s) x0 + s eps``) or, for flow-matching Euler, ``scale_noise(x0, t, eps)``.
+    ``t`` must be one of ``scheduler.timesteps``; the scheduler must not have
+    a begin or step index set (pass a pristine copy), otherwise diffusers uses
+    that index instead of ``t``. Shapes: x0, eps (B, C, [F,] H, W) -> same.
+    """
+    t = torch.as_tensor(t).reshape(1).to(x0.device)
+    if getattr(scheduler, "begin_index", None) is not None or getattr(scheduler, "step_index", None) is not None:
+        raise RuntimeError("add_noise_at needs a scheduler without begin/step index; "
+                           "fix: copy.deepcopy the scheduler right after set_timesteps")
+    if hasattr(scheduler, "add_noise"):
+        return scheduler.add_noise(x0, eps, t)
+    if hasattr(scheduler, "scale_noise"):
+        return scheduler.scale_noise(x0, t, eps)
+    raise TypeError(f"{type(scheduler).__name__} has neither add_noise nor scale_noise")
+
+
+def renoise_trajectory(scheduler: Any, x0: torch.Tensor, eps: torch.Tensor,
+                       timesteps: Sequence[Any]) -> list[torch.Tensor]:
+    """``[add_noise_at(scheduler, x0, eps, t) for t in timesteps]`` — one noise
+    tensor for the whole trajectory (reference)."""
+    return [add_noise_at(scheduler, x0, eps, t) for t in timesteps]
+
+
+def cosine_factor(t: Any, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """phi(t) = 0.5 (1 + cos(pi (T - t) / T)): ~1 at t = T, -> 0 at t = 0.
+    Computed in float32 like the reference. Returns a 0-d tensor."""
+    t = torch.as_tensor(t, dtype=torch.float32).cpu()
+    T = float(num_train_timesteps)
+    return 0.5 * (1 + torch.cos(math.pi * (T - t) / T))
+
+
+def blend_weight(t: Any, scale: Any, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """c1 = phi(t) ** scale; ``scale`` a number or a tensor (per-pixel mask
+    variant), broadcastable to the latent."""
+    phi = cosine_factor(t, num_train_timesteps)
+    if isinstance(scale, torch.Tensor):
+        return phi.to(scale.device, scale.dtype if scale.is_floating_point() else torch.float32) ** scale
+    return phi ** float(scale)
+
+
+def cosine_blend(z: torch.Tensor, z_ref: torch.Tensor, t: Any, scale: Any,
+                 num_train_timesteps: int = 1000) -> torch.Tensor:
+    """Skip-residual pull towards the re-noised upsampled latent:
+    ``(1 - c1) z + c1 z_ref`` with ``c1 = phi(t) ** scale``.
+
+    z, z_ref: (B, C, [F,] H, W); scale: float or tensor broadcastable to z.
+    """
+    c1 = blend_weight(t, scale, num_train_timesteps)
+    c1 = c1.to(z.device)
+    return (z * (1 - c1) + z_ref * c1).to(z.dtype)
+
+
+def mask_exponent(mask: torch.Tensor, latent_hw: tuple[int, int], fg: float, bg: float) -> torch.Tensor:
+    """Per-pixel exponent of the detail-control variant:
+    ``m * fg + (1 - m) * bg`` with ``m = (mask != 0)`` nearest-resized to the
+    latent grid. mask: (B or 1, 1, H, W) -> (B or 1, 1, h, w) float32."""
+    import torch.nn.functional as F
+
+    if mask.ndim != 4 or mask.shape[1] != 1:
+        raise ValueError(f"mask must be (B, 1, H, W), got {tuple(mask.shape)}")
+    m = F.interpolate(mask.float(), size=tuple(latent_hw), mode="nearest")
+    m = (m != 0).float()
+    return m * fg + (1 - m) * bg
+
+
+__all__ = ["add_noise_at", "blend_weight", "cosine_blend", "cosine_factor", "mask_exponent", "renoise_trajectory"]

@@ -1,0 +1,227 @@
+"""Join per-chunk intra-frame movies into one master by packet copy.
+
+Chunks come from :class:`~cinescale_post.media.movie_writer.MovieWriter`
+runs over consecutive frame ranges: each starts at pts 0 and carries its
+position in its timecode (source timecode + its first frame). Joining them
+needs no re-encode when every frame is a key frame (ProRes, DNxHR), so the
+master is bit-identical to the chunks' pixels. On the way this module:
+
+* checks the chunks belong together (codec, size, pixel format, time base,
+  profile) and follow each other without gap or overlap (their timecodes);
+* restores absolute pts from the source's pts table (VFR included), so the
+  master's timing equals the source's, rebased to start at 0;
+* writes the ``tmcd`` track (``codec_context.framerate`` must be set on a
+  template stream, or the MOV muxer silently drops it, MEDIA_IO 2.7);
+* copies the source's audio by packet when the chunks cover the whole source;
+* writes ``.<name>.partial-<pid>.mov`` with ``+faststart`` and renames it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+from ..errors import InputError, OutputError, PlanError
+from ..interfaces import SourceInfo
+from .movie_writer import (AudioPassThrough, offset_timecode, output_error, prepare_folder, remove_quietly,
+                           source_pts, temp_name)
+
+log = logging.getLogger(__name__)
+
+# Decoders whose every frame is a key frame: the only ones packet-joinable
+# without touching the GOP structure.
+INTRA_CODECS = frozenset({"prores", "dnxhd", "mjpeg", "ffv1", "v210", "r210", "qtrle", "png", "dpx"})
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    path: str
+    codec: str
+    profile: str | None
+    width: int
+    height: int
+    pix_fmt: str
+    time_base: Fraction
+    frames: int
+    timecode: str | None
+
+    def layout(self) -> tuple:
+        return self.codec, self.profile, self.width, self.height, self.pix_fmt, self.time_base
+
+    def describe(self) -> str:
+        return (f"{self.codec} {self.profile or ''} {self.width}x{self.height} {self.pix_fmt} "
+                f"time base {self.time_base}").replace("  ", " ")
+
+
+def _inspect(path: str) -> _Chunk:
+    import av
+
+    if not os.path.isfile(path):
+        raise InputError(f"chunk {path} does not exist",
+                         fix="render the missing chunk again (re-running the render resumes only what is missing)")
+    try:
+        with av.open(path) as c:
+            if len(c.streams.video) != 1:
+                raise InputError(f"chunk {path} has {len(c.streams.video)} video streams, expected 1",
+                                 fix="pass only chunk movies written by cinescale render")
+            v = c.streams.video[0]
+            cc = v.codec_context
+            frames = v.frames or sum(1 for p in c.demux(v) if p.dts is not None)
+            tc = v.metadata.get("timecode") or c.metadata.get("timecode")
+            for s in c.streams.data:
+                tc = tc or s.metadata.get("timecode")
+            return _Chunk(path, cc.name, cc.profile, cc.width, cc.height, cc.pix_fmt, Fraction(v.time_base),
+                          frames, tc)
+    except InputError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InputError(f"chunk {path} cannot be read: {exc}",
+                         fix="delete it and render that chunk again") from exc
+
+
+def _check(chunks: list[_Chunk], source: SourceInfo, first_index: int) -> None:
+    """Same layout everywhere, intra-frame codec, timecodes contiguous."""
+    ref = chunks[0]
+    if ref.codec not in INTRA_CODECS:
+        raise InputError(f"chunk {ref.path} is {ref.codec}, which has inter-frame prediction; "
+                         "packet joining is only safe for intra-frame codecs",
+                         fix="render chunks as ProRes or DNxHR (or EXR) and assemble those")
+    for c in chunks[1:]:
+        if c.layout() != ref.layout():
+            raise InputError(f"chunk {c.path} ({c.describe()}) does not match chunk {ref.path} ({ref.describe()})",
+                             fix="re-render the odd chunk with the same plan (render --overwrite)")
+    if ref.timecode is None:
+        return
+    start = first_index
+    for c in chunks:
+        want = offset_timecode(ref.timecode, source.rate, start - first_index)
+        if c.timecode is not None and want is not None and c.timecode != want:
+            raise InputError(f"chunk {c.path} starts at timecode {c.timecode}, expected {want}: "
+                             "a chunk is missing, repeated or out of order",
+                             fix="pass every chunk once, in frame order")
+        start += c.frames
+    if source.timecode:
+        expect0 = offset_timecode(source.timecode, source.rate, first_index)
+        if expect0 and ref.timecode != expect0:
+            log.warning("first chunk %s starts at %s but source frame %d is %s (explicit timecode?)",
+                        ref.path, ref.timecode, first_index, expect0)
+
+
+def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, audio: bool = True,
+                  timecode_offset_frames: int = 0) -> str:
+    """Join ``chunk_paths`` (in frame order) into ``out_path`` (.mov); return it.
+
+    Args:
+        chunk_paths: per-chunk movies, consecutive, first to last.
+        out_path: the master to write; replaced atomically when complete.
+        source: the source the chunks were rendered from (pts table, rate,
+            timecode, audio).
+        audio: copy the source audio by packet; done only when the chunks
+            cover the whole source (a partial range would need trimming,
+            which packet copy cannot do sample-accurately).
+        timecode_offset_frames: index in the source of the first chunk's
+            first frame (0 for a full render).
+
+    Raises:
+        InputError: a chunk is missing, unreadable, long-GOP, mismatched or
+            out of order.
+        OutputError: the master cannot be written.
+        PlanError: ``out_path`` is not a .mov.
+    """
+    import av
+
+    if not chunk_paths:
+        raise InputError("no chunks to assemble", fix="render first; assemble joins the chunks a render wrote")
+    final = os.path.abspath(out_path)
+    if os.path.splitext(final)[1].lower() != ".mov":
+        raise PlanError(f"assemble writes QuickTime movies, not {out_path}", fix="name the master *.mov")
+    chunks = [_inspect(str(p)) for p in chunk_paths]
+    first = timecode_offset_frames
+    _check(chunks, source, first)
+    total = sum(c.frames for c in chunks)
+    whole = first == 0 and total == source.frame_count
+    if first + total > source.frame_count and source.frame_count:
+        raise InputError(f"the chunks hold {total} frames from source frame {first}, but the source has "
+                         f"{source.frame_count}", fix="assemble the chunks of this source only")
+
+    prepare_folder(final)
+    tmp = temp_name(final)
+    base = source_pts(source, first)
+    pass_audio = None
+    if audio and source.kind == "movie" and source.audio:
+        if whole:
+            pass_audio = AudioPassThrough(source.path, "mov", shift_s=Fraction(base) * source.time_base)
+        else:
+            log.warning("audio not copied into %s: the chunks cover source frames %d-%d of %d",
+                        final, first, first + total - 1, source.frame_count)
+    try:
+        out = av.open(tmp, "w", format="mov", options={"movflags": "+faststart", "use_editlist": "1"})
+    except OSError as exc:
+        if pass_audio:
+            pass_audio.close()
+        raise output_error(final, exc) from exc
+    try:
+        _join(av, out, chunks, source, first, base, pass_audio)
+        out.close()
+        os.replace(tmp, final)
+    except BaseException as exc:
+        try:
+            out.close()
+        except Exception:  # noqa: BLE001 - the file is being thrown away
+            pass
+        remove_quietly(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, (InputError, OutputError)):
+            raise output_error(final, exc) from exc
+        raise
+    finally:
+        if pass_audio:
+            pass_audio.close()
+    return final
+
+
+def _join(av, out, chunks: list[_Chunk], source: SourceInfo, first: int, base: int,
+          pass_audio: AudioPassThrough | None) -> None:
+    tb = chunks[0].time_base
+    with av.open(chunks[0].path) as c0:
+        tmpl = c0.streams.video[0]
+        vout = out.add_stream_from_template(tmpl)
+        vout.time_base = tb
+        vout.codec_context.framerate = source.rate  # without it no tmcd track (MEDIA_IO 2.7)
+        if "encoder" in tmpl.metadata:
+            vout.metadata["encoder"] = tmpl.metadata["encoder"]  # compressor name
+    tc = chunks[0].timecode or (offset_timecode(source.timecode, source.rate, first) if source.timecode else None)
+    if tc:
+        out.metadata["timecode"] = tc
+    if pass_audio:
+        pass_audio.add_streams(out)
+    start = first
+    for ch in chunks:
+        # The chunk's pts are relative to its first frame; the source table
+        # gives that frame's absolute place, so the master keeps VFR timing.
+        offset = Fraction(source_pts(source, start) - base) * source.time_base / tb
+        if offset.denominator != 1:
+            raise InputError(f"chunk {ch.path} cannot be placed exactly in time base {tb}",
+                             fix="render chunks with the source time base (the default)")
+        with av.open(ch.path) as c:
+            v = c.streams.video[0]
+            first_pts = None
+            for pkt in c.demux(v):
+                if pkt.dts is None:
+                    continue
+                if not pkt.is_keyframe:
+                    raise InputError(f"chunk {ch.path} has a non-key frame at pts {pkt.pts}",
+                                     fix="render chunks with an intra-frame codec (ProRes, DNxHR)")
+                if first_pts is None:
+                    first_pts = pkt.pts
+                pts = pkt.pts - first_pts + int(offset)
+                pkt.pts = pkt.dts = pts
+                dur = pkt.duration or 0
+                pkt.stream = vout
+                out.mux(pkt)
+                if pass_audio:
+                    pass_audio.mux_until(out, Fraction(pts + max(dur, 1)) * tb)
+        start += ch.frames
+    if pass_audio:
+        pass_audio.finish(out)

@@ -1,0 +1,71 @@
+"""Deterministic test backends for the orchestrator (and plugin authors).
+
+``NoiseBackend`` is a stand-in for a diffusion backend: each output frame is
+the nearest-neighbour enlargement of its source frame plus noise drawn from
+``seed_for(frame)`` plus (when temporal) a little of the window's mean, so
+window layout, blending, seeds and resume are all visible in the pixels. It
+uses numpy only: fast and bit-reproducible. Register it with
+``Host(extra_plugins=(cinescale_post.testing_backends,))`` or an entry point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .hookspecs import hookimpl
+from .interfaces import Backend, FrameRule, WindowJob
+
+
+class NoiseBackend(Backend):
+    id = "test-noise"
+    family = "test"
+    capabilities = frozenset({"v2v"})
+    frame_rule = FrameRule(1, 0)
+    temporal = False
+    description = "deterministic test backend: nearest resize + per-frame seeded noise"
+    strength = 0.05
+
+    def load(self, plan) -> None:
+        self.loaded = True
+
+    def render(self, job: WindowJob) -> list[np.ndarray]:
+        w, h = job.size
+        mean = np.mean([f.rgb.mean() for f in job.frames]) if self.temporal else 0.0
+        outs = []
+        for f in job.frames:
+            ys = (np.arange(h) * f.rgb.shape[0] // h)
+            xs = (np.arange(w) * f.rgb.shape[1] // w)
+            big = f.rgb[ys][:, xs]
+            rng = np.random.default_rng(job.seed_for(f.number))
+            noise = rng.standard_normal(big.shape, dtype=np.float32) * np.float32(self.strength)
+            outs.append((big + noise + np.float32(0.1 * mean)).astype(np.float32))
+        return outs
+
+
+class TemporalNoiseBackend(NoiseBackend):
+    """Like NoiseBackend, but video-DiT-like: windows of 4n+1 frames that
+    influence each other (the window mean enters every frame)."""
+
+    id = "test-temporal"
+    frame_rule = FrameRule(4, 1)
+    temporal = True
+
+
+class SlowBackend(NoiseBackend):
+    """NoiseBackend that sleeps per frame, so tests can interrupt renders."""
+
+    id = "test-slow"
+    delay = 0.15
+
+    def render(self, job):
+        import time
+
+        time.sleep(self.delay * len(job.frames))
+        return super().render(job)
+
+
+@hookimpl
+def register_backends(register):
+    register(NoiseBackend())
+    register(TemporalNoiseBackend())
+    register(SlowBackend())

@@ -1,0 +1,473 @@
+"""The SDXL backend: a :class:`~cinescale_post.cascade.DiffusionBackend` on
+diffusers' SDXL components, driven by the core cascade loop.
+
+Lifecycle: ``validate`` (plan time, no torch) -> ``load(plan)`` -> ``render(job)``
+per window / ``generate(plan, seed_for)`` -> ``unload()``. ``smoke(device)``
+builds tiny random models in memory and runs a two-stage cascade.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from cinescale_post.cascade.protocol import DiffusionBackend, ModelInfo, PatchPoints
+from cinescale_post.cascade.stages import StageSpec, parse_stages, resolve_ladder
+from cinescale_post.errors import OutOfMemoryError, PlanError, WeightsError
+from cinescale_post.interfaces import FrameRule, WindowJob
+
+log = logging.getLogger(__name__)
+
+# FreeScale's restrained-dilation list (ALGORITHM.md section 2.1) and the
+# self-attention layers of every BasicTransformerBlock (section 3.1).
+SDXL_DILATED_CONVS = (
+    "down_blocks.1.downsamplers.0.conv",
+    "down_blocks.2.resnets.0.conv1", "down_blocks.2.resnets.0.conv2",
+    "down_blocks.2.resnets.1.conv1", "down_blocks.2.resnets.1.conv2",
+    "mid_block.resnets.0.conv1", "mid_block.resnets.0.conv2",
+    "mid_block.resnets.1.conv1", "mid_block.resnets.1.conv2",
+)
+SDXL_SELF_ATTENTION = ("*transformer_blocks.*.attn1.processor",)
+DTYPES = ("float32", "float16", "bfloat16")
+FREEU_DEFAULT = {"b1": 1.1, "b2": 1.2, "s1": 0.6, "s2": 0.4}
+
+
+@dataclass(frozen=True)
+class SDXLOptions:
+    """``[backend_options]`` of an SDXL preset (defaults: FreeScale reference).
+
+    freeu: true (b1=1.1, b2=1.2, s1=0.6, s2=0.4), false, or a table with those keys.
+    vae_tiling: tiled VAE encode/decode above the base size (reference: always on).
+    vae_fp32: "auto" (fp32 when the VAE config says force_upcast and dtype is fp16), true, false.
+    noise: "shot" (one noise field for every frame of the shot) or "frame" (per-frame seeds).
+    shot_frame: frame number whose seed is the shot's (default: the source's first frame).
+    posterior: "sample" (reference) or "mean" (controlled mode).
+    jitter: random window jitter of scale fusion (reference: on).
+    config: diffusers SDXL folder giving the configs for a single .safetensors file.
+    dilate_convs: module names to dilate (default: FreeScale's nine SDXL convolutions).
+    keep_stages: generate returns every stage's image, not only the last.
+    """
+
+    freeu: Any = True
+    vae_tiling: bool = True
+    vae_fp32: Any = "auto"
+    noise: str = "shot"
+    shot_frame: int | None = None
+    posterior: str = "sample"
+    jitter: bool = True
+    config: str | None = None
+    dilate_convs: tuple[str, ...] = SDXL_DILATED_CONVS
+    keep_stages: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict, source: Any = None) -> "SDXLOptions":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise PlanError(f"backend_options: unknown key(s) {', '.join(unknown)} for backend 'sdxl'",
+                            fix=f"use only: {', '.join(sorted(known))}")
+        v = dict(d)
+        f = v.get("freeu", True)
+        if f is True:
+            v["freeu"] = dict(FREEU_DEFAULT)
+        elif f is False or f is None:
+            v["freeu"] = None
+        elif isinstance(f, dict):
+            bad = sorted(set(f) - set(FREEU_DEFAULT))
+            if bad or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in f.values()):
+                raise PlanError(f"backend_options.freeu = {f!r}", fix="use true, false or {b1, b2, s1, s2} numbers")
+            v["freeu"] = {**FREEU_DEFAULT, **{k: float(x) for k, x in f.items()}}
+        else:
+            raise PlanError(f"backend_options.freeu = {f!r}", fix="use true, false or a table {b1, b2, s1, s2}")
+        for k in ("vae_tiling", "jitter", "keep_stages"):
+            if k in v and not isinstance(v[k], bool):
+                raise PlanError(f"backend_options.{k} = {v[k]!r} must be true or false")
+        if v.get("vae_fp32", "auto") not in ("auto", True, False):
+            raise PlanError(f"backend_options.vae_fp32 = {v['vae_fp32']!r}", fix='use "auto", true or false')
+        if v.get("noise", "shot") not in ("shot", "frame"):
+            raise PlanError(f"backend_options.noise = {v['noise']!r}", fix='use "shot" or "frame"')
+        if v.get("posterior", "sample") not in ("sample", "mean"):
+            raise PlanError(f"backend_options.posterior = {v['posterior']!r}", fix='use "sample" or "mean"')
+        if v.get("shot_frame") is None:
+            v["shot_frame"] = source.first_frame if (source is not None and source.frame_numbers) else None
+        elif not isinstance(v["shot_frame"], int) or isinstance(v["shot_frame"], bool):
+            raise PlanError(f"backend_options.shot_frame = {v['shot_frame']!r} must be a frame number")
+        if v.get("config") is not None and not isinstance(v["config"], str):
+            raise PlanError(f"backend_options.config = {v['config']!r} must be a folder path")
+        if "dilate_convs" in v:
+            dc = v["dilate_convs"]
+            if not isinstance(dc, (list, tuple)) or not all(isinstance(x, str) and x for x in dc):
+                raise PlanError(f"backend_options.dilate_convs = {dc!r}", fix="give a list of module names")
+            v["dilate_convs"] = tuple(dc)
+        return cls(**v)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["dilate_convs"] = list(self.dilate_convs)
+        return d
+
+
+@dataclass
+class SDXLCond:
+    prompt_embeds: Any  # (2B or B, 77, D)
+    text_embeds: Any  # pooled
+    time_ids: Any
+    cfg: bool
+
+
+class SDXLBackend(DiffusionBackend):
+    id = "sdxl"
+    family = "unet"
+    capabilities = frozenset({"v2v", "t2i"})
+    frame_rule = FrameRule()
+    temporal = False
+    description = "SDXL-family UNet (FreeScale: self-cascade, restrained dilation, scale fusion, FreeU)"
+
+    def __init__(self) -> None:
+        self.pipe: Any = None
+        self.plan: Any = None
+        self.options = SDXLOptions.from_dict({})
+        self.specs: list[StageSpec] = []
+        self.device: Any = "cpu"
+        self.dtype: Any = None
+        self.vae_dtype: Any = None
+        self._scheduler: Any = None
+        self._cond_cache: dict = {}
+
+    # ------------------------------------------------------------ plan time
+
+    def validate(self, *, stages, options, size, source):
+        specs = parse_stages(stages)
+        opts = SDXLOptions.from_dict(dict(options), source)
+        return tuple(s.to_dict() for s in specs), opts.to_dict()
+
+    def weight_files(self, plan) -> list[str]:
+        if not plan.model:
+            return []
+        p = Path(plan.model)
+        if p.is_file():
+            return [str(p)]
+        return sorted(str(f) for f in p.rglob("*.safetensors"))
+
+    # ------------------------------------------------------------ loading
+
+    def load(self, plan) -> None:
+        import torch
+
+        self.plan = plan
+        self.options = SDXLOptions.from_dict(dict(plan.backend_options))
+        self.specs = parse_stages(list(plan.stages))
+        if plan.dtype not in DTYPES:
+            raise PlanError(f"dtype {plan.dtype!r}", fix=f"use one of: {', '.join(DTYPES)}")
+        dtype = getattr(torch, plan.dtype)
+        pipe = load_pipeline(plan.model, dtype, config=self.options.config)
+        self.attach(pipe, device=plan.device, dtype=dtype, options=self.options)
+
+    def attach(self, pipe: Any, *, device: Any = "cpu", dtype: Any = None, options: SDXLOptions | None = None):
+        """Use an in-memory ``StableDiffusionXLPipeline`` (tests, smoke)."""
+        import torch
+
+        self.options = options or self.options
+        dtype = dtype or torch.float32
+        pipe.to(device)
+        if pipe.unet.dtype != dtype:
+            pipe.to(dtype=dtype)
+        vae_fp32 = self.options.vae_fp32
+        if vae_fp32 is True or (vae_fp32 == "auto" and dtype == torch.float16
+                                and getattr(pipe.vae.config, "force_upcast", False)):
+            pipe.vae.to(torch.float32)
+        if self.options.vae_tiling:
+            pipe.vae.enable_tiling()
+        else:
+            pipe.vae.disable_tiling()
+        self.pipe = pipe
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.vae_dtype = pipe.vae.dtype
+        self._scheduler = copy.deepcopy(pipe.scheduler)
+        self._cond_cache = {}
+        return self
+
+    def unload(self) -> None:
+        self.pipe = None
+        self._cond_cache = {}
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+    def _need(self):
+        if self.pipe is None:
+            raise RuntimeError("the sdxl backend is not loaded; call load(plan) first")
+        return self.pipe
+
+    # ------------------------------------------------------------ protocol
+
+    @property
+    def model_info(self) -> ModelInfo:
+        pipe = self._need()
+        f = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        n_down = len(pipe.unet.config.block_out_channels) - 1
+        base = int(pipe.unet.config.sample_size) * f
+        return ModelInfo(base_size=(base, base), latent_factor=f,
+                         latent_channels=int(pipe.unet.config.in_channels), size_multiple=f * 2 ** n_down)
+
+    @property
+    def patch_points(self) -> PatchPoints:
+        pipe = self._need()
+        boc = tuple(pipe.unet.config.block_out_channels)
+        return PatchPoints(dilate_convs=tuple(self.options.dilate_convs), fusion_attention=SDXL_SELF_ATTENTION,
+                           freeu=(boc[-1], boc[-2]) if len(boc) >= 2 else None)
+
+    @property
+    def denoiser(self):
+        return self._need().unet
+
+    def make_scheduler(self):
+        self._need()
+        return copy.deepcopy(self._scheduler)
+
+    def encode(self, pixels, *, generator=None, sample=True):
+        vae = self._need().vae
+        x = pixels.to(device=self.device, dtype=vae.dtype)
+        dist = vae.encode(x).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        cfg = vae.config
+        if getattr(cfg, "latents_mean", None) is not None and getattr(cfg, "latents_std", None) is not None:
+            import torch
+
+            mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1).to(z.device, z.dtype)
+            std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1).to(z.device, z.dtype)
+            return ((z - mean) * cfg.scaling_factor / std).to(self.dtype)
+        return z.to(self.dtype) * cfg.scaling_factor
+
+    def decode(self, latents):
+        vae = self._need().vae
+        cfg = vae.config
+        z = latents.to(device=self.device, dtype=vae.dtype)
+        if getattr(cfg, "latents_mean", None) is not None and getattr(cfg, "latents_std", None) is not None:
+            import torch
+
+            mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1).to(z.device, z.dtype)
+            std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1).to(z.device, z.dtype)
+            z = z * std / cfg.scaling_factor + mean
+        else:
+            z = z / cfg.scaling_factor
+        return vae.decode(z, return_dict=False)[0]
+
+    def condition(self, prompt, negative_prompt="", *, size, guidance, prompt_embeds=None):
+        """SDXL text conditioning plus micro-conditioning for (width, height)
+        ``size`` (reference: the base stage's size, reused by every stage).
+        ``prompt_embeds``: optional (embeds, pooled[, neg_embeds, neg_pooled]) for
+        models saved without text encoders."""
+        import torch
+
+        pipe = self._need()
+        cfg = guidance > 1.0 and pipe.unet.config.time_cond_proj_dim is None
+        key = (prompt, negative_prompt, tuple(size), cfg, id(prompt_embeds))
+        if key in self._cond_cache:
+            return self._cond_cache[key]
+        kw: dict[str, Any] = {}
+        if prompt_embeds is not None:
+            kw.update(prompt_embeds=prompt_embeds[0], pooled_prompt_embeds=prompt_embeds[1])
+            if len(prompt_embeds) == 4:
+                kw.update(negative_prompt_embeds=prompt_embeds[2], negative_pooled_prompt_embeds=prompt_embeds[3])
+            prompt = None
+        elif pipe.text_encoder is None and pipe.text_encoder_2 is None:
+            raise WeightsError("this SDXL model has no text encoders, so a text prompt cannot be encoded",
+                               fix="use a model folder with text_encoder/ and text_encoder_2/")
+        with torch.no_grad():
+            pe, npe, pooled, npooled = pipe.encode_prompt(
+                prompt=prompt, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=cfg,
+                negative_prompt=negative_prompt or None, **kw)
+        proj = (int(pooled.shape[-1]) if pipe.text_encoder_2 is None
+                else pipe.text_encoder_2.config.projection_dim)
+        w, h = size
+        time_ids = pipe._get_add_time_ids((h, w), (0, 0), (h, w), dtype=pe.dtype,
+                                          text_encoder_projection_dim=proj)
+        if cfg:
+            pe = torch.cat([npe, pe])
+            pooled = torch.cat([npooled, pooled])
+            time_ids = torch.cat([time_ids, time_ids])
+        cond = SDXLCond(pe.to(self.device, self.dtype), pooled.to(self.device, self.dtype),
+                        time_ids.to(self.device), cfg)
+        self._cond_cache[key] = cond
+        return cond
+
+    def predict(self, x, t, cond: SDXLCond, *, guidance):
+        import torch
+
+        unet = self._need().unet
+        pe, te, ti = cond.prompt_embeds, cond.text_embeds, cond.time_ids
+        use_cfg = cond.cfg and guidance > 1.0
+        if cond.cfg and not use_cfg:  # conditional half only
+            pe, te, ti = pe[pe.shape[0] // 2:], te[te.shape[0] // 2:], ti[ti.shape[0] // 2:]
+        x_in = torch.cat([x, x]) if use_cfg else x
+        with torch.no_grad():
+            out = unet(x_in, t, encoder_hidden_states=pe, added_cond_kwargs={"text_embeds": te, "time_ids": ti},
+                       return_dict=False)[0]
+        if use_cfg:
+            u, c = out.chunk(2)
+            out = u + guidance * (c - u)
+        return out
+
+    # ------------------------------------------------------------ running
+
+    def freeu_spec(self):
+        if not self.options.freeu:
+            return None
+        from cinescale_post.ops.freeu import FreeUSpec
+
+        ch = self.patch_points.freeu
+        return FreeUSpec(channels=ch, **self.options.freeu) if ch else None
+
+    def ladder(self, mode: str, output: tuple[int, int], specs: Sequence[StageSpec] | None = None):
+        info = self.model_info
+        return resolve_ladder(self.specs if specs is None else specs, mode=mode, base_size=info.base_size,
+                              output=output, multiple=info.size_multiple)
+
+    def render(self, job: WindowJob):
+        import torch
+
+        from cinescale_post.cascade.loop import RandomSources
+        from cinescale_post.cascade.run import refine_frames
+
+        self._need()
+        plan = self.plan
+        stages = self.ladder("render", tuple(job.size))
+        frames = [f.rgb for f in job.frames]
+        if not frames:
+            return []
+        h0, w0 = frames[0].shape[:2]
+        guidance = max(s.spec.guidance for s in stages)
+        cond = self.condition(getattr(plan, "prompt", "") or "", getattr(plan, "negative_prompt", "") or "",
+                              size=(w0, h0), guidance=guidance)
+        opts = self.options
+
+        def rng_for(i: int) -> RandomSources:
+            if opts.noise == "shot":
+                key = opts.shot_frame if opts.shot_frame is not None else job.frames[0].number
+            else:
+                key = job.frames[i].number
+            return RandomSources.from_seed(job.seed_for(key), jitter=opts.jitter, posterior=opts.posterior)
+
+        with _oom_guard():
+            with torch.inference_mode():
+                return refine_frames(self, frames, stages, cond, rng_for, out_size=tuple(job.size),
+                                     freeu=self.freeu_spec(), progress=job.progress)
+
+    def generate(self, plan, seed_for) -> list:
+        """Text to image: one image per frame number of the plan (generate plans
+        have one), seeded with ``seed_for(number)``; (H, W, 3) float32 in [0, 1]."""
+        import torch
+
+        from cinescale_post.cascade.loop import RandomSources
+        from cinescale_post.cascade.run import generate_images
+
+        if self.pipe is None or self.plan is not plan:
+            self.load(plan)
+        out = (plan.output.width, plan.output.height)
+        stages = self.ladder("generate", out)
+        guidance = max(s.spec.guidance for s in stages)
+        cond = self.condition(plan.prompt or "", plan.negative_prompt or "", size=stages[0].size,
+                              guidance=guidance)
+        numbers = tuple(getattr(plan, "frames", ()) or (0,))
+        rngs = [RandomSources.from_seed(seed_for(n), jitter=self.options.jitter, posterior=self.options.posterior)
+                for n in numbers]
+        with _oom_guard():
+            with torch.inference_mode():
+                return generate_images(self, stages, cond, rngs, out_size=out, freeu=self.freeu_spec(),
+                                       keep="all" if self.options.keep_stages else "last")
+
+    def smoke(self, device: str = "cpu") -> dict:
+        """Build tiny random SDXL models in memory and run a two-stage cascade
+        (base 64 px -> 128 px with scale fusion, dilation and FreeU) on
+        ``device``. Proves wiring and arithmetic, not picture quality."""
+        import torch
+        from diffusers import StableDiffusionXLPipeline
+
+        from cinescale_post.cascade.loop import RandomSources
+        from cinescale_post.cascade.run import generate_images
+        from cinescale_post.testing_models import build_tiny_sdxl
+
+        t0 = time.perf_counter()
+        pipe = StableDiffusionXLPipeline(**build_tiny_sdxl(0))
+        t_build = time.perf_counter() - t0
+        self.attach(pipe, device=device, dtype=torch.float32, options=SDXLOptions.from_dict({}))
+        specs = [StageSpec(scale=1, steps=4), StageSpec(scale=2, steps=4, restart_step=1, dilate_tau=3)]
+        stages = self.ladder("generate", (128, 128), specs)
+        cond = self.condition("a photo of the cat", "", size=stages[0].size, guidance=7.5)
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            imgs = generate_images(self, stages, cond, [RandomSources.from_seed(123)], freeu=self.freeu_spec(),
+                                   keep="all")
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        t_run = time.perf_counter() - t1
+        ok = all(bool(torch.isfinite(torch.from_numpy(im)).all()) for im in imgs)
+        self.unload()
+        return {
+            "backend": self.id, "device": str(device), "ok": ok,
+            "stages": [{"size": list(s.size), "steps": s.spec.steps, "restart_index": s.restart_index,
+                        "dilation": s.dilation, "fusion": s.fusion} for s in stages],
+            "output_shapes": [list(im.shape) for im in imgs],
+            "seconds": {"build": round(t_build, 3), "cascade": round(t_run, 3)},
+            "note": "tiny random-weight models: this checks wiring and arithmetic, not picture quality",
+        }
+
+
+def load_pipeline(model: str | None, dtype: Any, *, config: str | None = None):
+    """Load an SDXL pipeline from a local diffusers folder (safetensors only)
+    or a single ``.safetensors`` file. Never unpickles, never downloads."""
+    if not model:
+        raise WeightsError("the sdxl backend needs model weights",
+                           fix="pass --model PATH (a diffusers SDXL folder or a .safetensors file)")
+    p = Path(model).expanduser()
+    if not p.exists():
+        raise WeightsError(f"model weights {model} not found",
+                           fix="give a local diffusers folder or a .safetensors file (nothing is downloaded)")
+    from diffusers import StableDiffusionXLPipeline
+
+    try:
+        if p.is_dir():
+            if not (p / "model_index.json").is_file():
+                raise WeightsError(f"{p} is not a diffusers pipeline folder (no model_index.json)",
+                                   fix="point --model at the folder holding model_index.json, unet/ and vae/")
+            return StableDiffusionXLPipeline.from_pretrained(str(p), torch_dtype=dtype, local_files_only=True,
+                                                             use_safetensors=True)
+        if p.suffix.lower() != ".safetensors":
+            raise WeightsError(f"{p.name}: only .safetensors single files are loaded (pickled "
+                               f"{p.suffix} checkpoints can run code and are refused)",
+                               fix="convert the checkpoint to .safetensors or use a diffusers folder")
+        kw: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
+        if config:
+            kw["config"] = config
+        return StableDiffusionXLPipeline.from_single_file(str(p), **kw)
+    except WeightsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every loader failure is a weights problem for the user
+        raise WeightsError(f"cannot load SDXL weights from {p}: {type(exc).__name__}: {exc}",
+                           fix=("for a single file, set backend_options.config to a diffusers SDXL folder "
+                                "with the configs; check the files are complete safetensors")) from exc
+
+
+class _oom_guard:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and "OutOfMemoryError" in exc_type.__name__ and exc_type is not OutOfMemoryError:
+            raise OutOfMemoryError(f"out of GPU memory: {exc}",
+                                   fix="use fusion fast_mode = true, window_batch = 4, a smaller last stage, "
+                                       "or dtype float16") from exc
+        return False
+
+
+__all__ = ["SDXLBackend", "SDXLOptions", "load_pipeline"]

@@ -1,0 +1,23 @@
+"""Entry point ``sdxl`` of group ``cinescale_post``: registers the backend and its presets."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from cinescale_post import hookimpl
+
+PRESETS = ("sdxl-2k-still", "sdxl-4k-still", "sdxl-8k-still", "sdxl-uhd-refine")
+
+
+@hookimpl
+def register_backends(register):
+    from .backend import SDXLBackend
+
+    register(SDXLBackend())
+
+
+@hookimpl
+def register_presets(register):
+    folder = resources.files("cinescale_sdxl") / "presets"
+    for name in PRESETS:
+        register(folder / f"{name}.toml")

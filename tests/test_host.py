@@ -1,0 +1,101 @@
+import json
+import sys
+
+import pytest
+
+from cinescale_post.errors import UnknownNameError
+from cinescale_post.host import Host
+
+from .helpers import cli_env, fake_distribution, run_cli
+
+GOOD = '''
+from cinescale_post import hookimpl
+from cinescale_post.builtin.upscalers import CV2Upscaler
+
+@hookimpl
+def register_upscalers(register):
+    register(CV2Upscaler("thirdparty-area", "INTER_AREA"))
+'''
+BROKEN_IMPORT = "import no_such_module_anywhere\n"
+MISSPELLED = '''
+from cinescale_post import hookimpl
+
+@hookimpl
+def register_backend(register):  # missing "s": not a hook
+    pass
+'''
+NONSENSE = '''
+from cinescale_post import hookimpl
+
+@hookimpl
+def register_backends(register):
+    register(42)
+'''
+
+
+@pytest.fixture
+def plugin_root(tmp_path, monkeypatch):
+    root = fake_distribution(
+        tmp_path / "site", "cinescale-thirdparty",
+        {"good": "tp_good", "broken": "tp_broken", "misspelled": "tp_miss", "nonsense": "tp_nonsense"},
+        {"tp_good": GOOD, "tp_broken": BROKEN_IMPORT, "tp_miss": MISSPELLED, "tp_nonsense": NONSENSE})
+    monkeypatch.syspath_prepend(str(root))
+    for m in ("tp_good", "tp_broken", "tp_miss", "tp_nonsense"):
+        sys.modules.pop(m, None)
+    return root
+
+
+def _rec(host, name):
+    return next(r for r in host.describe() if r["name"] == name)
+
+
+def test_third_party_entry_point_is_found_and_faults_are_isolated(plugin_root):
+    host = Host(env={})
+    assert "thirdparty-area" in host.upscalers()
+    good = _rec(host, "good")
+    assert good["error"] is None and good["version"] == "1.2.3" and good["kind"] == "entrypoint"
+    assert good["distribution"] == "cinescale-thirdparty" and good["hooks"] == ["register_upscalers"]
+    assert "no_such_module_anywhere" in _rec(host, "broken")["error"]
+    assert "unknown hook" in _rec(host, "misspelled")["error"]
+    assert "lacks" in _rec(host, "nonsense")["error"]
+    # the rest keep working
+    assert "draft" in host.backends() and "lanczos" in host.upscalers() and "uhd-draft" in host.presets()
+
+
+def test_env_restricts_loading(plugin_root):
+    assert "thirdparty-area" not in Host(env={"CINESCALE_LOAD_PLUGINS": ""}).upscalers()
+    only = Host(env={"CINESCALE_LOAD_PLUGINS": "good"})
+    assert "thirdparty-area" in only.upscalers()
+    assert {r["name"] for r in only.describe() if r["kind"] == "entrypoint"} == {"good"}
+
+
+def test_unknown_names_list_what_exists(host):
+    with pytest.raises(UnknownNameError) as e:
+        host.backend("sdxl-nope")
+    assert "draft" in str(e.value) and "test-noise" in str(e.value)
+    with pytest.raises(UnknownNameError):
+        host.writer("prores_ultra")
+
+
+def test_duplicate_registration_is_reported():
+    from cinescale_post import hookimpl
+    from cinescale_post.builtin.upscalers import LANCZOS
+
+    class Dup:
+        @hookimpl
+        def register_upscalers(self, register):
+            register(LANCZOS)
+
+    host = Host(load_entrypoints=False, extra_plugins=(Dup(),))
+    assert host.upscalers()["lanczos"] is LANCZOS
+    assert "already provided" in _rec(host, "Dup")["error"]
+
+
+def test_cli_plugins_json_lists_third_party(plugin_root):
+    r = run_cli(["plugins", "--json"], env=cli_env(plugin_root))
+    assert r.returncode == 0, r.stderr
+    recs = {x["name"]: x for x in json.loads(r.stdout)}
+    assert recs["good"]["version"] == "1.2.3"
+    assert recs["broken"]["error"] and recs["draft"]["error"] is None
+    r2 = run_cli(["--no-plugins", "plugins", "--json"], env=cli_env(plugin_root))
+    assert "good" not in {x["name"] for x in json.loads(r2.stdout)}
