@@ -198,6 +198,10 @@ _MAGIC = (
 )
 
 
+# FFmpeg "decodes" text files as ANSI art; they are never footage.
+_TEXT_FORMATS = {"tty"}
+
+
 def _container_kind(path: str) -> str | None:
     try:
         with open(path, "rb") as fh:
@@ -333,6 +337,10 @@ class MovieReader(Reader):
         except av.FFmpegError as exc:
             raise open_error(self.path, exc) from exc
         try:
+            if self._container.format.name in _TEXT_FORMATS:
+                raise InputError(
+                    f"{self.path} is not a media file FFmpeg can read (it is text; FFmpeg would draw it as ANSI art)",
+                    fix="pass a movie file (MOV, MP4, MKV, MXF...) or an image-sequence pattern such as shot.####.exr")
             self._vs = _pick_video_stream(self._container, self.path)
             self._table()
             self._decoder: Iterator | None = None
@@ -540,13 +548,14 @@ class MovieReader(Reader):
         except StopIteration:
             self._decoder = None
             raise InputError(
-                f"{self.path}: frame {number} is missing; the data ends early (truncated file)",
+                f"{self.path}: frame {number} cannot be decoded (the decoder returned no picture for it: "
+                "the data is damaged or cut short)",
                 fix=_FIX_DAMAGED) from None
         except av.FFmpegError as exc:
             self._decoder = None
             raise InputError(f"{self.path}: frame {number} cannot be decoded: {exc}", fix=_FIX_DAMAGED) from exc
         if frame.is_corrupt:
-            raise InputError(f"{self.path}: frame {number} decodes corrupt", fix=_FIX_DAMAGED)
+            raise InputError(f"{self.path}: frame {number} cannot be decoded (corrupt picture)", fix=_FIX_DAMAGED)
         return frame
 
     def _locate(self, frame) -> int | None:

@@ -103,6 +103,6 @@ def test_sigterm_exits_143_cleans_up_and_resumes(setup):
     r = run_cli(["render", str(clip), "-o", str(out), "--preset", str(presets["exr"]), "--progress", "json"],
                 env=env)
     assert r.returncode == 0, r.stderr
-    start = json.loads(r.stdout.splitlines()[0])
-    assert start["event"] == "start" and start["done"] == len(done)
+    (start,) = [e for e in map(json.loads, r.stdout.splitlines()) if e["event"] == "start"]
+    assert start["done"] == len(done) and start["total"] == FRAMES
     assert tree_bytes(out_dir, "*.exr") == refs["exr"]
