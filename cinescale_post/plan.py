@@ -309,7 +309,7 @@ def build(preset: str, *, host, output: str, input: str | None = None,
             raise PlanError(f"preset {origin}: output.{k} = {o[k]} is out of range", fix="use 16..16384")
     if o["chunk"] < 0:
         raise PlanError(f"preset {origin}: output.chunk = {o['chunk']} must be >= 0", fix="0 writes one chunk")
-    out_path, kind = _resolve_output(output, writer, o["codec"], origin)
+    out_path, kind = _resolve_output(output, writer, o["codec"], origin, still_ok=mode == "generate")
 
     # -- window
     w = cfg["window"]
@@ -368,9 +368,15 @@ def build(preset: str, *, host, output: str, input: str | None = None,
                 warnings=tuple(warnings))
 
 
-def _resolve_output(output: str, writer, codec: str, origin: str) -> tuple[str, str]:
+def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool = False) -> tuple[str, str]:
     suffixes = ", ".join(writer.suffixes)
-    if writer.per_frame:
+    if writer.per_frame and still_ok and parse_pattern(output) is None:
+        if Path(output).suffix.lower() not in writer.suffixes:
+            raise PlanError(f"output {output!r}: codec {codec!r} writes {suffixes}",
+                            fix="change the file suffix or --set output.codec=...")
+        path, kind = output, "still"
+        folder = Path(output).parent
+    elif writer.per_frame:
         pat = parse_pattern(output)
         if pat is None:
             raise PlanError(f"output {output!r}: codec {codec!r} writes one file per frame and needs a frame token",

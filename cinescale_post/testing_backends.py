@@ -19,7 +19,7 @@ from .interfaces import Backend, FrameRule, WindowJob
 class NoiseBackend(Backend):
     id = "test-noise"
     family = "test"
-    capabilities = frozenset({"v2v"})
+    capabilities = frozenset({"v2v", "t2i"})
     frame_rule = FrameRule(1, 0)
     temporal = False
     description = "deterministic test backend: nearest resize + per-frame seeded noise"
@@ -42,6 +42,18 @@ class NoiseBackend(Backend):
         return outs
 
 
+    def generate(self, plan, seed_for) -> list[np.ndarray]:
+        """t2i stand-in: a gradient tinted by the prompt's hash, plus seeded noise."""
+        import zlib
+
+        w, h = plan.output.width, plan.output.height
+        tint = (zlib.crc32(plan.prompt.encode()) % 997) / 997.0
+        ramp = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :, None]
+        img = np.broadcast_to(ramp * np.float32([1.0, tint, 1.0 - tint]), (h, w, 3))
+        rng = np.random.default_rng(seed_for(1001))
+        return [(img + rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(self.strength)).clip(0, 1)]
+
+
 class TemporalNoiseBackend(NoiseBackend):
     """Like NoiseBackend, but video-DiT-like: windows of 4n+1 frames that
     influence each other (the window mean enters every frame)."""
@@ -49,6 +61,16 @@ class TemporalNoiseBackend(NoiseBackend):
     id = "test-temporal"
     frame_rule = FrameRule(4, 1)
     temporal = True
+
+
+class IdentityBackend(NoiseBackend):
+    """Returns the source frames untouched (same size): the no-op engine for
+    measuring what the orchestration itself costs."""
+
+    id = "test-identity"
+
+    def render(self, job):
+        return [f.rgb for f in job.frames]
 
 
 class SlowBackend(NoiseBackend):
@@ -69,3 +91,4 @@ def register_backends(register):
     register(NoiseBackend())
     register(TemporalNoiseBackend())
     register(SlowBackend())
+    register(IdentityBackend())

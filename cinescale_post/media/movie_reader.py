@@ -280,18 +280,22 @@ def rate_and_vfr(stream_rates: tuple, pts: list[int], time_base: Fraction) -> tu
     """(nominal rate, is VFR) from sorted pts.
 
     ``stream_rates`` = (average_rate, base_rate, guessed_rate). VFR when a step
-    misses ``1/average_rate`` by more than one tick. For CFR the first of
-    (base, guessed, average) that fits every step is reported, so MKV's
-    millisecond clock still yields 24000/1001.
+    misses ``1/average_rate`` by more than one tick -- unless all steps agree
+    with each other within a tick: MOV's average rate counts the last
+    frame's duration, which some writers set oddly, and that is not VFR. For
+    CFR the first of (base, guessed, average) that fits every step is
+    reported, so MKV's millisecond clock still yields 24000/1001.
     """
     average, base, guessed = (Fraction(r) if r else None for r in stream_rates)
     deltas = np.diff(np.asarray(pts, dtype=np.int64))
-    if average is None and len(pts) > 1 and pts[-1] > pts[0]:
-        average = Fraction(len(pts) - 1) / ((pts[-1] - pts[0]) * time_base)
+    span = Fraction(len(pts) - 1) / ((pts[-1] - pts[0]) * time_base) if len(pts) > 1 and pts[-1] > pts[0] else None
+    average = average or span
     if len(deltas) == 0:
         return (base or average or guessed or Fraction(24)), False
     if not _fits(average, deltas, time_base):
-        return average, True
+        if np.ptp(deltas) > 1:  # steps really differ
+            return average, True
+        average = span
     for rate in (base, guessed, average):
         if _fits(rate, deltas, time_base):
             return rate, False

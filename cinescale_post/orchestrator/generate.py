@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
@@ -40,7 +42,15 @@ def run_generate(plan, host, sink) -> list[str]:
     source = _synthetic_source(plan, len(images))
     sink.emit("start", total=len(images), done=0, output=plan.output.path, backend=plan.backend)
     factory = host.writer(plan.output.codec)
-    target = OutputTarget(path=plan.output.path, codec=plan.output.codec, width=plan.output.width,
+    path = plan.output.path
+    if plan.output.kind == "still":
+        if len(images) != 1:
+            raise PlanError(f"{len(images)} images for a single-file output {path}",
+                            fix="give a frame pattern such as out.####.exr")
+        # Writers publish frames through a pattern; write a hidden one, then rename.
+        final = Path(path)
+        path = str(final.with_name(f".{final.stem}.gen-{os.getpid()}.%04d{final.suffix}"))
+    target = OutputTarget(path=path, codec=plan.output.codec, width=plan.output.width,
                           height=plan.output.height, source=source, frame_numbers=source.frame_numbers,
                           options=dict(plan.output.options), colour=source.colour, audio=False,
                           metadata={"cinescale:prompt": plan.prompt, "cinescale:seed": str(plan.seed),
@@ -51,10 +61,13 @@ def run_generate(plan, host, sink) -> list[str]:
             writer.write(Frame(number=1001 + i, index=i, rgb=np.asarray(img, np.float32), pts=i,
                                time_base=source.time_base))
             sink.emit("frame", frame=1001 + i)
-        paths = writer.close()
+        paths = writer.close() or [path % (1001 + i) for i in range(len(images))]
     except BaseException:
         writer.abort()
         raise
+    if plan.output.kind == "still":
+        os.replace(paths[0], plan.output.path)
+        paths = [plan.output.path]
     sink.emit("finished", status="finished", done=len(images), total=len(images),
               seconds=round(time.monotonic() - t0, 3), outputs=paths)
     return paths

@@ -269,7 +269,7 @@ def _weights_identity(files: list[str], previous: dict | None) -> dict:
 
 def _check_existing(manifest: Manifest, plan, ident: dict, overwrite: bool) -> dict | None:
     existing = manifest.read()
-    if existing is None:
+    if existing is None or overwrite:  # --overwrite: render everything again
         return None
     reasons = []
     if existing.get("plan_digest") != plan.digest():
@@ -282,8 +282,6 @@ def _check_existing(manifest: Manifest, plan, ident: dict, overwrite: bool) -> d
         reasons.append("the input changed since that render")
     if not reasons:
         return existing
-    if overwrite:
-        return None
     raise OutputError(f"{plan.output.path} holds frames of another render ({'; '.join(reasons)}; "
                       f"manifest {manifest.path})",
                       fix="add --overwrite to replace them, or choose another output path")

@@ -133,6 +133,28 @@ def test_rate_and_vfr_tolerance():
     assert is_vfr and rate == Fraction(384000, 16987)
     # Two ticks off is not rounding any more.
     assert rate_and_vfr((Fraction(24), None, None), [0, 1000, 2002], Fraction(1, 24000))[1]
+    # An average rate skewed by an odd last-frame duration, over even steps: CFR.
+    even = list(range(0, 12 * 1001, 1001))
+    assert rate_and_vfr((Fraction(2304, 100), Fraction(24000, 1001), None), even, Fraction(1, 24000)) == (
+        Fraction(24000, 1001), False)
+
+
+@pytest.mark.parametrize("name, kwargs, pix_fmt", [
+    ("4444.mov", dict(profile="4444", pix_fmt="yuva444p10le"), "yuva444p12le"),  # ProRes 4444 decodes at 12 bit
+    ("hqx.mov", dict(codec="dnxhd", size=(256, 144)), "yuv422p10le"),
+    ("dnx444.mov", dict(codec="dnxhd", size=(256, 144), pix_fmt="gbrp10le", profile="dnxhr_444"), "gbrp10le"),
+    ("hevc10.mp4", dict(codec="libx265"), "yuv420p10le"),
+    ("avc422.mp4", dict(codec="libx264", pix_fmt="yuv422p10le"), "yuv422p10le"),
+])
+def test_codecs_decode_close_to_truth(clips, host, name, kwargs, pix_fmt):
+    path = make_clip(clips / name, frames=2, **kwargs)
+    with open_input(path, host=host) as reader:
+        info = reader.info
+        assert info.pix_fmt == pix_fmt and info.bit_depth == int(pix_fmt[-4:-2])
+        assert (info.colour.primaries, info.colour.matrix) == (1, 0 if pix_fmt.startswith("gbr") else 1)
+        frame = list(reader.read(info.frame_numbers))[1]
+    truth = clip_rgb("gradient", 1, (info.width, info.height))
+    assert np.abs(frame.rgb - truth).mean() < 0.02
 
 
 @pytest.mark.parametrize("rotation", [90, 180, 270])

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cinescale_post.ops.blur import gaussian_blur_3d
-from cinescale_post.ops.fusion import (FusionState, ScaleFusionAttnProcessor, apply_scale_fusion,
+from cinescale_post.ops.fusion import (FusionState, WindowGeometry, ScaleFusionAttnProcessor, apply_scale_fusion,
                                        dilated_global_attention, fuse_scales, get_views, local_window_attention,
                                        token_grid, window_count, window_geometry, window_starts)
 
@@ -56,8 +56,10 @@ def test_window_starts_cover_and_clamp():
 
 
 def test_views_jitter_rules_and_draw_order():
-    g = window_geometry((16, 8), (128, 64), base=64, base_latent=8)  # s_h=2, s_w=1
-    assert g.grid == (16, 8) and g.scale == (2, 1)
+    # reference geometry for a 2:1 target halves the window width (faithful quirk)
+    q = window_geometry((16, 8), (128, 64), base=64, base_latent=8)
+    assert q.scale == (2, 1) and q.window == (8, 4) and q.stride == (4, 2) and q.jitter == (1, 0)
+    g = WindowGeometry(grid=(16, 8), scale=(2, 1), window=(8, 8), stride=(4, 4), jitter=(1, 1), kernel=3)
     draws = []
 
     def fn(lo, hi):
