@@ -129,7 +129,7 @@ def bench_cli(raw: Path, w, h, out: Path) -> tuple[float, float, str]:
            "-colorspace", "bt709", "-color_range", "tv", str(out)]
     c0, t0 = cpu_children(), time.perf_counter()
     subprocess.run(cmd, check=True)
-    version = subprocess.run([exe, "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+    version = subprocess.run([exe, "-version"], capture_output=True, text=True).stdout.split(" Copyright")[0]
     return cpu_children() - c0, time.perf_counter() - t0, version
 
 

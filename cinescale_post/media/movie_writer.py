@@ -36,6 +36,12 @@ Choices the brief left open, and why:
   :mod:`assemble` restores the absolute positions from the source pts table.
 * ``flush_packets=1``: without it, fragments sit in the I/O buffer and a killed
   render of small frames leaves only the 56-byte header on disk.
+* MXF (DNxHR only): no fragments (the temp name still protects the final
+  name), CFR only, PCM audio only; the MXF muxer re-chunks PCM per edit unit
+  and ends it with the video, so its packets are not byte-identical to the
+  source's (the samples are).
+* ProRes/DNxHR are always coded limited range: they have no range flag, so
+  full-range codes would be misread. H.264/H.265 follow ``target.colour.range``.
 """
 
 from __future__ import annotations
@@ -316,8 +322,9 @@ class AudioPassThrough:
         self._packets: Iterator | None = None
         self._pending = None
 
-    def __bool__(self) -> bool:
-        return bool(self._streams)
+    @property
+    def streams(self) -> int:
+        return len(self._streams)
 
     def add_streams(self, out) -> None:
         for s in self._streams:
@@ -418,8 +425,8 @@ class MovieWriter(Writer):
         import av
 
         self.target = target
+        self.opts = opts = validate_movie_options(target.codec, target.options)  # PlanError if unknown
         self.spec = spec = MOVIE_CODECS[target.codec]
-        self.opts = opts = validate_movie_options(target.codec, target.options)
         self.final = os.path.abspath(target.path)
         suffix = os.path.splitext(self.final)[1].lower()
         if suffix not in spec.suffixes:
@@ -453,6 +460,9 @@ class MovieWriter(Writer):
         if target.audio and src.kind == "movie" and src.audio:
             if whole:
                 self._audio = AudioPassThrough(src.path, self.fmt)
+                if not self._audio.streams:  # probe saw audio the file no longer has
+                    self._audio.close()
+                    self._audio = None
             else:
                 log.warning("audio not copied into %s: it covers frames %s-%s of %s only "
                             "(assemble adds audio to chunked renders)", self.final,
@@ -541,7 +551,7 @@ class MovieWriter(Writer):
         fill_planes(vf, rgb_to_planes(frame.rgb, self.opts["pix_fmt"], self.matrix, self.range))
         vf.pts = rel
         vf.time_base = src.time_base  # without it PyAV rescales pts to 0 (MEDIA_IO 3.1)
-        vf.duration = source_duration(src, frame.index) if src.kind == "movie" else 0
+        vf.duration = source_duration(src, frame.index)
         vf.color_range = self.range
         vf.colorspace = self.matrix
         try:
@@ -561,8 +571,13 @@ class MovieWriter(Writer):
         return round(Fraction(frame.pts) * frame.time_base / src.time_base)
 
     def close(self) -> list[str]:
+        """Flush, finish the movie and rename it into place; ``[]`` if no
+        frame was written (nothing is published for an empty range)."""
         if self._closed:
-            return [self.final]
+            return [self.final] if os.path.exists(self.final) and self._base is not None else []
+        if self._base is None:
+            self.abort()
+            return []
         try:
             for pkt in self.stream.encode():
                 self.out.mux(pkt)

@@ -31,7 +31,7 @@ def test_refine_stage_without_fusion_dilation_equals_diffusers_img2img(backend):
 
     z0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
     cond = backend.condition("a cat", size=(64, 64), guidance=5.0)
-    stage = _ladder([{"size": [64, 64], "steps": 10, "restart_step": 4, "guidance": 5.0, "fusion": "none",
+    stage = _ladder([{"size": [64, 64], "steps": 10, "restart_step": 3, "guidance": 5.0, "fusion": "none",
                       "dilation": False, "cosine_scale": None, "upscaler": "latent-nearest"}],
                     mode="render", output=(64, 64))[0]
     eps = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(11))
@@ -43,7 +43,6 @@ def test_refine_stage_without_fusion_dilation_equals_diffusers_img2img(backend):
         pipe = _pipe(backend, StableDiffusionXLImg2ImgPipeline)
         theirs = pipe(image=z0, strength=0.7, num_inference_steps=10, guidance_scale=5.0, output_type="latent",
                       generator=torch.Generator().manual_seed(11), **_embeds(cond)).images
-    print("MAXDIFF", float((ours - theirs).abs().max()), float(theirs.abs().max()))
     assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
 
 
@@ -57,7 +56,6 @@ def test_base_stage_equals_diffusers_text_to_image(backend):
         pipe = _pipe(backend, StableDiffusionXLPipeline)
         theirs = pipe(height=64, width=64, num_inference_steps=6, guidance_scale=5.0, output_type="latent",
                       generator=torch.Generator().manual_seed(3), **_embeds(cond)).images
-    print("MAXDIFF", float((ours - theirs).abs().max()), float(theirs.abs().max()))
     assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
 
 

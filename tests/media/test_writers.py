@@ -396,6 +396,12 @@ def test_temp_name_until_close_and_abort_removes_it(clip_aac, tmp_path):
     assert os.listdir(tmp_path) == ["m.mov"]
 
 
+def test_closing_without_frames_publishes_nothing(clip_aac, tmp_path):
+    w = MovieWriter(target_for(clip_aac, tmp_path / "m.mov"))
+    assert w.close() == []
+    assert os.listdir(tmp_path) == []
+
+
 _KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from fractions import Fraction

@@ -86,7 +86,7 @@ class SDXLOptions:
         for k in ("vae_tiling", "jitter", "keep_stages"):
             if k in v and not isinstance(v[k], bool):
                 raise PlanError(f"backend_options.{k} = {v[k]!r} must be true or false")
-        if v.get("vae_fp32", "auto") not in ("auto", True, False):
+        if v.get("vae_fp32", "auto") != "auto" and not isinstance(v.get("vae_fp32"), bool):
             raise PlanError(f"backend_options.vae_fp32 = {v['vae_fp32']!r}", fix='use "auto", true or false')
         if v.get("noise", "shot") not in ("shot", "frame"):
             raise PlanError(f"backend_options.noise = {v['noise']!r}", fix='use "shot" or "frame"')
@@ -214,10 +214,11 @@ class SDXLBackend(DiffusionBackend):
     def model_info(self) -> ModelInfo:
         pipe = self._need()
         f = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-        n_down = len(pipe.unet.config.block_out_channels) - 1
         base = int(pipe.unet.config.sample_size) * f
+        # the diffusers UNet takes any latent size (it forwards upsample sizes), so
+        # stages only snap to whole latent cells: 3840x2160 stays 3840x2160.
         return ModelInfo(base_size=(base, base), latent_factor=f,
-                         latent_channels=int(pipe.unet.config.in_channels), size_multiple=f * 2 ** n_down)
+                         latent_channels=int(pipe.unet.config.in_channels), size_multiple=f)
 
     @property
     def patch_points(self) -> PatchPoints:
@@ -350,10 +351,14 @@ class SDXLBackend(DiffusionBackend):
         cond = self.condition(getattr(plan, "prompt", "") or "", getattr(plan, "negative_prompt", "") or "",
                               size=(w0, h0), guidance=guidance)
         opts = self.options
+        shot_key = opts.shot_frame
+        if shot_key is None:  # no source at plan time: the first frame of the render
+            selected = tuple(getattr(plan, "frames", ()) or ())
+            shot_key = selected[0] if selected else job.frames[0].number
 
         def rng_for(i: int) -> RandomSources:
             if opts.noise == "shot":
-                key = opts.shot_frame if opts.shot_frame is not None else job.frames[0].number
+                key = shot_key
             else:
                 key = job.frames[i].number
             return RandomSources.from_seed(job.seed_for(key), jitter=opts.jitter, posterior=opts.posterior)
@@ -440,13 +445,13 @@ def load_pipeline(model: str | None, dtype: Any, *, config: str | None = None):
             if not (p / "model_index.json").is_file():
                 raise WeightsError(f"{p} is not a diffusers pipeline folder (no model_index.json)",
                                    fix="point --model at the folder holding model_index.json, unet/ and vae/")
-            return StableDiffusionXLPipeline.from_pretrained(str(p), torch_dtype=dtype, local_files_only=True,
+            return StableDiffusionXLPipeline.from_pretrained(str(p), dtype=dtype, local_files_only=True,
                                                              use_safetensors=True)
         if p.suffix.lower() != ".safetensors":
             raise WeightsError(f"{p.name}: only .safetensors single files are loaded (pickled "
                                f"{p.suffix} checkpoints can run code and are refused)",
                                fix="convert the checkpoint to .safetensors or use a diffusers folder")
-        kw: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
+        kw: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
         if config:
             kw["config"] = config
         return StableDiffusionXLPipeline.from_single_file(str(p), **kw)
