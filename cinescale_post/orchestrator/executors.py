@@ -14,12 +14,33 @@ from .windows import Chunk
 
 
 class Executor(abc.ABC):
+    """Runs chunk tasks; chosen with ``--executor NAME``.
+
+    ``run`` gets both forms of the work:
+
+    * ``work(chunk) -> dict``: renders in *this* process with the already
+      loaded backend and open reader, emitting ``frame`` events itself
+      (what a local executor calls);
+    * ``task(chunk) -> dict``: a picklable callable
+      (``functools.partial(run.render_chunk_task, plan)``) that renders one
+      chunk from scratch in any process — a fresh host, backend and reader —
+      for distributed executors. Results carry ``frames``; a distributed
+      executor emits ``sink.emit("frame", frame=f)`` for each when a result
+      comes back, so progress consumers see the same protocol.
+
+    Both publish files and log units exactly like the local path, so resume,
+    manifest and assemble do not depend on the executor.
+    """
+
     name = ""
+    #: True when the executor needs the backend loaded in this process.
+    in_process = True
 
     @abc.abstractmethod
-    def run(self, chunks: Iterable[Chunk], work: Callable[[Chunk], dict]) -> Iterator[dict]:
-        """Run ``work(chunk)`` for every chunk; yield each result as it ends.
-        Must stop (and let the exception propagate) when ``work`` raises."""
+    def run(self, chunks: Iterable[Chunk], *, work: Callable[[Chunk], dict], task: Callable[[Chunk], dict],
+            sink) -> Iterator[dict]:
+        """Run every chunk; yield each result as it ends. An exception from a
+        chunk that cannot be retried propagates."""
 
 
 class LocalExecutor(Executor):
@@ -27,7 +48,7 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def run(self, chunks, work):
+    def run(self, chunks, *, work, task, sink):
         for chunk in chunks:
             yield work(chunk)
 
@@ -35,7 +56,9 @@ class LocalExecutor(Executor):
 EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor}
 
 
-def get_executor(name: str) -> Executor:
+def get_executor(name: str, **options) -> Executor:
+    """``name`` is "local" or one registered in ``EXECUTORS`` (e.g. "ray"
+    when the extra is installed); ``options`` go to its constructor."""
     if name not in EXECUTORS:
         raise UnknownNameError(f"unknown executor {name!r}", fix=f"use one of: {', '.join(EXECUTORS)}")
-    return EXECUTORS[name]()
+    return EXECUTORS[name](**options)

@@ -17,6 +17,7 @@ Flow for one render (values down, results up, progress through the sink):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -292,7 +293,7 @@ def plugin_versions(host) -> dict:
 
 
 def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, executor: str = "local",
-        assemble: bool = True) -> Summary:
+        executor_options: dict | None = None, assemble: bool = True) -> Summary:
     """Render ``plan``; return a Summary. Raises CinescaleError subclasses
     (Interrupted on SIGINT/SIGTERM, after cleaning up)."""
     t0 = time.monotonic()
@@ -338,18 +339,24 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     outputs: list[str] = []
     try:
         with StopFlag() as stop:
-            if chunk_list:
+            ex = get_executor(executor, **(executor_options or {}))
+            if chunk_list and ex.in_process:
                 backend.load(plan)
                 reader = _open_reader(plan, host)
                 try:
                     render = _Render(plan, host, sink, manifest, stop, backend, reader, windows)
-                    ex = get_executor(executor)
-                    for _ in ex.run(chunk_list, lambda c: render.run_chunk(c, c.frames)):
+                    for _ in ex.run(chunk_list, work=lambda c: render.run_chunk(c, c.frames),
+                                    task=functools.partial(render_chunk_task, plan), sink=sink):
                         pass
                 finally:
                     reader.close()
                     backend.unload()
-            outputs = render.outputs if render else []
+                outputs = render.outputs
+            elif chunk_list:
+                for info in ex.run(chunk_list, work=None, task=functools.partial(render_chunk_task, plan),
+                                   sink=sink):
+                    outputs.extend(info["files"])
+                    stop.check()
             if owns_all and assemble:
                 final = assemble_movie(manifest, plan.source, plan.output.path, audio=plan.output.audio)
                 outputs = [final]
@@ -362,7 +369,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         manifest.close()
         seconds = round(time.monotonic() - t0, 3)
         done = sink.done if hasattr(sink, "done") else 0
-        summary = Summary(status, done, total, seconds, render.outputs if render else [])
+        summary = Summary(status, done, total, seconds, list(outputs))
         manifest.update(last_run={"status": status, "seconds": seconds,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         host.notify("render_finished", plan=plan, summary=summary.to_dict())
@@ -409,6 +416,44 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class _NoStop:
+    def check(self) -> None:
+        pass
+
+
+def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extra_plugins: tuple = ()) -> dict:
+    """Render one chunk from scratch in the calling process (a fresh host,
+    backend and reader): the picklable unit of work for distributed
+    executors. Publishes files and logs units like the local path; returns
+    ``{"id", "frames", "files", "seconds"}``. Skips frames another attempt
+    already published (a retried task resumes)."""
+    from ..host import Host
+    from .progress import NullSink
+
+    host = Host(load_entrypoints=load_entrypoints, extra_plugins=extra_plugins)
+    backend = host.backend(plan.backend)
+    manifest = Manifest(plan.output.path)
+    done = set()
+    idx = {n: i for i, n in enumerate(plan.source.frame_numbers)}
+    for u in manifest.verified_units().values():
+        if u.first in idx and u.last in idx:
+            done.update(plan.source.frame_numbers[idx[u.first]: idx[u.last] + 1])
+    todo = tuple(f for f in chunk.frames if f not in done)
+    if not todo:
+        return {"id": chunk.id, "frames": [], "files": [], "seconds": 0.0}
+    windows = layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap,
+                     rule=backend.frame_rule, blend=plan.window.blend, handles=plan.handles)
+    backend.load(plan)
+    reader = _open_reader(plan, host)
+    try:
+        render = _Render(plan, host, NullSink(), manifest, _NoStop(), backend, reader, windows)
+        return render.run_chunk(chunk, todo)
+    finally:
+        reader.close()
+        backend.unload()
+        manifest.close()
 
 
 def _open_reader(plan, host):
