@@ -68,7 +68,7 @@ def main() -> int:
 
     ladder = b.ladder("generate", size, [StageSpec(scale=1, steps=a.steps, guidance=cfg),
                                          StageSpec(size="output", steps=a.steps, guidance=cfg)])
-    b_full = SDXLBackend().attach(StableDiffusionXLPipeline(**comps), options=SDXLOptions.from_dict({}))
+    b_full = SDXLBackend().attach(StableDiffusionXLPipeline(**build_tiny_sdxl(0)), options=SDXLOptions.from_dict({}))
 
     def run_ladder():
         cond = b_full.condition(prompt, neg, size=ladder[0].size, guidance=cfg)

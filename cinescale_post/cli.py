@@ -254,8 +254,6 @@ def presets_show(ctx, name):
 
     src = presets_mod.load(name, _host(ctx))
     click.echo(f"# {src.origin}")
-    import tomllib  # noqa: F401 - the data was parsed; show the text itself
-
     from pathlib import Path
 
     try:

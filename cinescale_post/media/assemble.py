@@ -25,8 +25,9 @@ from fractions import Fraction
 
 from ..errors import InputError, OutputError, PlanError
 from ..interfaces import SourceInfo
-from .movie_writer import (AudioPassThrough, offset_timecode, output_error, prepare_folder, remove_quietly,
-                           source_pts, temp_name)
+from .audio import AudioPassThrough
+from .publish import output_error, prepare_folder, remove_quietly, temp_name
+from .timecode import offset_timecode, source_pts
 
 log = logging.getLogger(__name__)
 

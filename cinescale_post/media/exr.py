@@ -118,7 +118,7 @@ class ExrWriter(SequenceFileWriter):
     def _write_file(self, path: str, frame: Frame) -> None:
         import OpenEXR
 
-        from .movie_writer import source_offset, start_timecode
+        from .timecode import source_offset, start_timecode
 
         src = self.target.source
         hdr = dict(self._header)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import OutputError, PlanError
 from ..interfaces import Frame, OutputTarget, Writer
-from .movie_writer import output_error, prepare_folder, remove_quietly
+from .publish import output_error, prepare_folder, remove_quietly
 from .sequence import parse_pattern
 
 

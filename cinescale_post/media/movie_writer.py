@@ -46,18 +46,20 @@ Choices the brief left open, and why:
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import OutputError, PlanError
-from ..interfaces import Frame, OutputTarget, SourceInfo, Writer
+from ..errors import PlanError
+from ..interfaces import Frame, OutputTarget, Writer
 from . import colour as colour_mod
+from .audio import AudioPassThrough
+from .publish import output_error, prepare_folder, remove_quietly, temp_name
+from .timecode import source_duration, source_offset, source_pts, start_timecode
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,6 @@ _CONTAINERS = {".mov": "mov", ".mp4": "mp4", ".mxf": "mxf"}
 _CHROMA = {"yuv420p10le": "420", "yuv422p10le": "422", "yuv444p10le": "444"}
 _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # Audio codecs each container takes by packet copy (MXF OP1a: PCM only).
-_AUDIO_OK = {"mxf": {"pcm_s16le", "pcm_s24le"}}
 
 
 # ----------------------------------------------------------------- options
@@ -190,72 +191,6 @@ def validate_timecode_option(codec: str, value: Any) -> str:
     raise _bad(codec, "timecode", value, "auto, none, or HH:MM:SS:FF (HH:MM:SS;FF for drop-frame)")
 
 
-# ----------------------------------------------------------------- timecode
-
-
-def offset_timecode(tc: str, rate: Fraction, frames: int) -> str | None:
-    """``tc`` advanced by ``frames`` at the nominal ``rate``, drop-frame aware.
-
-    >>> offset_timecode("00:00:59;29", Fraction(30000, 1001), 1)
-    '00:01:00;02'
-    >>> offset_timecode("01:00:10:00", Fraction(24000, 1001), 5)
-    '01:00:10:05'
-
-    Returns None when SMPTE timecode does not exist at ``rate`` (VFR averages).
-    """
-    from opentimelineio import opentime
-
-    r = float(rate)
-    drop = ";" in tc
-    try:
-        t = opentime.from_timecode(tc.replace(".", ";"), r) + opentime.RationalTime(frames, r)
-        return opentime.to_timecode(t, r, drop_frame=drop)
-    except (ValueError, RuntimeError) as exc:  # OTIO raises ValueError for odd rates
-        log.info("no timecode at rate %s: %s", rate, exc)
-        return None
-
-
-def start_timecode(source: SourceInfo, option: str, offset: int) -> str | None:
-    """The timecode of the frame ``offset`` frames after the source's first."""
-    base = source.timecode if option == "auto" else (None if option == "none" else option)
-    if not base:
-        return None
-    return offset_timecode(base, source.rate, offset)
-
-
-def source_offset(frame: Frame, source: SourceInfo) -> int:
-    """Frames between the source's first frame and ``frame`` (timecode offset).
-
-    Movies: the 0-based index. Sequences: the difference of plate numbers, so
-    a gap in the source keeps later frames on their own timecode.
-    """
-    if source.kind == "movie" or not source.frame_numbers:
-        return frame.index
-    return frame.number - source.frame_numbers[0]
-
-
-# ----------------------------------------------------------------- timing
-
-
-def source_pts(source: SourceInfo, index: int) -> int:
-    """Source pts of frame ``index`` in ``source.time_base`` units.
-
-    From the packet table when the reader filled it (exact for VFR), else the
-    CFR grid ``index / rate``.
-    """
-    if 0 <= index < len(source.pts):
-        return int(source.pts[index])
-    start = int(source.pts[0]) if source.pts else 0
-    return start + round(Fraction(index) / (source.rate * source.time_base))
-
-
-def source_duration(source: SourceInfo, index: int) -> int:
-    """Duration of frame ``index`` (next pts minus this one; last: nominal)."""
-    if 0 <= index < len(source.pts) - 1:
-        return int(source.pts[index + 1]) - int(source.pts[index])
-    return max(1, round(1 / (source.rate * source.time_base)))
-
-
 # ----------------------------------------------------------------- planes
 
 
@@ -284,129 +219,6 @@ def rgb_to_planes(rgb: np.ndarray, pix_fmt: str, matrix: int, rng: int) -> tuple
 
 
 # ----------------------------------------------------------------- audio
-
-
-class AudioPassThrough:
-    """Copies a source's audio streams by packet, interleaved by time.
-
-    ``add_streams(out)`` must run before the first packet is muxed.
-    ``mux_until(seconds)`` muxes every audio packet that starts before
-    ``seconds`` (output time); ``finish()`` muxes the rest. Packets without a
-    dts (the demuxer's flush packets) are skipped; payload and pts are kept,
-    so AAC priming (first pts -1024) survives. ``shift_s`` moves audio by the
-    same amount the video was rebased (set before the first ``mux_until``),
-    keeping sync.
-    """
-
-    def __init__(self, path: str, container_format: str, shift_s: Fraction = Fraction(0)):
-        import av
-
-        try:
-            self._inp = av.open(path)
-        except OSError as exc:
-            from ..errors import InputError
-
-            raise InputError(f"cannot read the source audio from {path}: {exc}",
-                             fix="check the source file still exists and is readable") from exc
-        self._streams = list(self._inp.streams.audio)
-        allowed = _AUDIO_OK.get(container_format)
-        for s in self._streams:
-            name = s.codec_context.name if s.codec_context else "unknown"
-            if allowed is not None and name not in allowed:
-                self._inp.close()
-                raise PlanError(
-                    f"{container_format.upper()} cannot carry {name} audio by packet copy (source {path})",
-                    fix="write a .mov instead, or render without audio (--audio none)")
-        self.shift_s = shift_s
-        self._map: dict[int, Any] = {}
-        self._packets: Iterator | None = None
-        self._pending = None
-
-    @property
-    def streams(self) -> int:
-        return len(self._streams)
-
-    def add_streams(self, out) -> None:
-        for s in self._streams:
-            self._map[s.index] = out.add_stream_from_template(s)
-
-    def _next(self):
-        if self._packets is None:
-            self._packets = self._inp.demux(*self._streams) if self._streams else iter(())
-        for pkt in self._packets:
-            if pkt.dts is None:
-                continue
-            return pkt
-        return None
-
-    def mux_until(self, out, seconds: Fraction | None) -> None:
-        while True:
-            if self._pending is None:
-                self._pending = self._next()
-                if self._pending is None:
-                    return
-            pkt = self._pending
-            start = Fraction(pkt.pts if pkt.pts is not None else pkt.dts) * pkt.time_base - self.shift_s
-            if seconds is not None and start >= seconds:
-                return
-            if self.shift_s:
-                delta = round(self.shift_s / pkt.time_base)
-                pkt.dts -= delta
-                if pkt.pts is not None:
-                    pkt.pts -= delta
-            pkt.stream = self._map[pkt.stream.index]
-            out.mux(pkt)
-            self._pending = None
-
-    def finish(self, out) -> None:
-        self.mux_until(out, None)
-
-    def close(self) -> None:
-        self._inp.close()
-
-
-# ----------------------------------------------------------------- helpers
-
-
-def temp_name(final: str, tag: str = "partial") -> str:
-    """``/d/out.mov`` -> ``/d/.out.partial-<pid>.mov`` (same folder, so
-    ``os.replace`` is an atomic rename; hidden, so watch folders skip it)."""
-    d, name = os.path.split(final)
-    stem, suffix = os.path.splitext(name)
-    return os.path.join(d, f".{stem}.{tag}-{os.getpid()}{suffix}")
-
-
-def output_error(path: str, exc: BaseException, doing: str = "write") -> OutputError:
-    """An OSError from writing ``path`` as an :class:`OutputError` with a fix."""
-    code = getattr(exc, "errno", None)
-    folder = os.path.dirname(os.path.abspath(path))
-    if code == errno.ENOSPC:
-        return OutputError(f"disk full while writing {path}", fix=f"free space on the disk of {folder}, "
-                           "or write to another folder; finished files are kept and a re-run resumes")
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"cannot {doing} {path}: permission denied",
-                           fix=f"make {folder} writable or choose another output folder")
-    return OutputError(f"cannot {doing} {path}: {exc}",
-                       fix=f"check that {folder} exists, is a folder, is writable and has free space")
-
-
-def prepare_folder(path: str) -> None:
-    """Create the output folder if needed; map failures to OutputError."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise output_error(path, exc, "create the folder of") from exc
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"cannot write {path}: the folder is not writable",
-                          fix=f"make {folder} writable or choose another output folder")
-
-
-def remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 # ----------------------------------------------------------------- writer

@@ -22,7 +22,8 @@ import pytest
 
 from cinescale_post.errors import OutputError, PlanError
 from cinescale_post.interfaces import AudioStreamInfo, Colour, Frame, OutputTarget, SourceInfo
-from cinescale_post.media.movie_writer import MovieWriter, offset_timecode, validate_movie_options
+from cinescale_post.media.movie_writer import MovieWriter, validate_movie_options
+from cinescale_post.media.timecode import offset_timecode
 
 NTSC_FILM = Fraction(24000, 1001)
 
@@ -538,7 +539,7 @@ def test_write_failure_maps_to_output_error_and_cleans_up(tmp_path):
 def test_output_error_names_disk_full():
     import errno
 
-    from cinescale_post.media.movie_writer import output_error
+    from cinescale_post.media.publish import output_error
 
     err = output_error("/x/y.mov", OSError(errno.ENOSPC, "No space left on device"))
     assert isinstance(err, OutputError) and "disk full" in str(err) and "/x/y.mov" in str(err)

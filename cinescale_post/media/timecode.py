@@ -1,0 +1,74 @@
+"""Timecode and source timing: where a frame sits in its source.
+
+Timecode arithmetic goes through OpenTimelineIO's ``opentime`` (drop-frame
+correct); timing comes from the source's packet table so VFR survives.
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+
+from ..interfaces import Frame, SourceInfo
+
+log = logging.getLogger(__name__)
+
+
+def offset_timecode(tc: str, rate: Fraction, frames: int) -> str | None:
+    """``tc`` advanced by ``frames`` at the nominal ``rate``, drop-frame aware.
+
+    >>> offset_timecode("00:00:59;29", Fraction(30000, 1001), 1)
+    '00:01:00;02'
+    >>> offset_timecode("01:00:10:00", Fraction(24000, 1001), 5)
+    '01:00:10:05'
+
+    Returns None when SMPTE timecode does not exist at ``rate`` (VFR averages).
+    """
+    from opentimelineio import opentime
+
+    r = float(rate)
+    drop = ";" in tc
+    try:
+        t = opentime.from_timecode(tc.replace(".", ";"), r) + opentime.RationalTime(frames, r)
+        return opentime.to_timecode(t, r, drop_frame=drop)
+    except (ValueError, RuntimeError) as exc:  # OTIO raises ValueError for odd rates
+        log.info("no timecode at rate %s: %s", rate, exc)
+        return None
+
+
+def start_timecode(source: SourceInfo, option: str, offset: int) -> str | None:
+    """The timecode of the frame ``offset`` frames after the source's first."""
+    base = source.timecode if option == "auto" else (None if option == "none" else option)
+    if not base:
+        return None
+    return offset_timecode(base, source.rate, offset)
+
+
+def source_offset(frame: Frame, source: SourceInfo) -> int:
+    """Frames between the source's first frame and ``frame`` (timecode offset).
+
+    Movies: the 0-based index. Sequences: the difference of plate numbers, so
+    a gap in the source keeps later frames on their own timecode.
+    """
+    if source.kind == "movie" or not source.frame_numbers:
+        return frame.index
+    return frame.number - source.frame_numbers[0]
+
+
+def source_pts(source: SourceInfo, index: int) -> int:
+    """Source pts of frame ``index`` in ``source.time_base`` units.
+
+    From the packet table when the reader filled it (exact for VFR), else the
+    CFR grid ``index / rate``.
+    """
+    if 0 <= index < len(source.pts):
+        return int(source.pts[index])
+    start = int(source.pts[0]) if source.pts else 0
+    return start + round(Fraction(index) / (source.rate * source.time_base))
+
+
+def source_duration(source: SourceInfo, index: int) -> int:
+    """Duration of frame ``index`` (next pts minus this one; last: nominal)."""
+    if 0 <= index < len(source.pts) - 1:
+        return int(source.pts[index + 1]) - int(source.pts[index])
+    return max(1, round(1 / (source.rate * source.time_base)))
