@@ -423,7 +423,7 @@ def select_frames(source: SourceInfo, *, frames: str | None, start: int | None,
                             fix="e.g. 1001-1100, 1001-1100x2, 1001,1005-1010") from exc
     elif start is not None or end is not None:
         lo = have[0] if start is None else start
-        hi = (max(have[-1], *(source.missing or (have[-1],)))) if end is None else end
+        hi = have[-1] if end is None else end
         wanted = list(range(lo, hi + 1))
     else:
         wanted = list(range(have[0], have[-1] + 1)) if source.missing else list(have)
