@@ -38,6 +38,8 @@ BUILTIN_PLUGINS = (
     "cinescale_post.builtin.readers",
     "cinescale_post.builtin.writers",
     "cinescale_post.builtin.upscalers",
+    "cinescale_post.builtin.latent_upscalers",
+    "cinescale_post.builtin.fusions",
     "cinescale_post.builtin.draft",
     "cinescale_post.builtin.presets",
 )

@@ -196,6 +196,17 @@ def tiny_wan_prompt_embeds(batch: int = 1, seed: int = 0, length: int = 512, dim
     return pe.to(dtype) if dtype is not None else pe
 
 
-__all__ = ["TINY_CLIP_VISION_CONFIG", "TINY_UMT5_CONFIG", "TINY_WAN_TRANSFORMER_CONFIG", "TINY_WAN_VAE_CONFIG",
+def tiny_wan_inputs(seed: int = 5, latent: tuple[int, int, int] = (3, 8, 8), text_len: int = 12,
+                    channels: int = 16) -> dict:
+    """Keyword inputs of one tiny transformer forward: latent (1, C, F, H, W),
+    timestep 700, random text states (1, text_len, 32)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return dict(hidden_states=torch.randn(1, channels, *latent, generator=g), timestep=torch.tensor([700.0]),
+                encoder_hidden_states=torch.randn(1, text_len, 32, generator=g))
+
+
+__all__ = ["tiny_wan_inputs", "TINY_CLIP_VISION_CONFIG", "TINY_UMT5_CONFIG", "TINY_WAN_TRANSFORMER_CONFIG", "TINY_WAN_VAE_CONFIG",
            "WAN_SCHEDULER_CONFIG", "build_tiny_wan", "diffusers_to_wan_key", "save_tiny_wan",
            "save_tiny_wan_single_file", "tiny_t5_tokenizer", "tiny_wan_pipeline", "tiny_wan_prompt_embeds"]

@@ -221,12 +221,12 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
 
     ``init``: the source (pixels or latent) for render mode, None for
     generate. ``resolve(kind, name)`` maps upscaler/fusion names to objects
-    (default: :func:`cinescale_post.cascade.registry.resolve`). ``freeu``: an
+    (default: the backend's host, see :func:`cinescale_post.cascade.registry.resolver_for`). ``freeu``: an
     ``ops.freeu.FreeUSpec`` applied during all stages, or None.
     """
-    from .registry import resolve as default_resolve
+    from .registry import resolver_for
 
-    resolve = resolve or default_resolve
+    resolve = resolve or resolver_for(backend)
     total = sum(len(range(s.restart_index, s.spec.steps)) for s in stages) or 1
     done = [0]
     results: list[StageResult] = []

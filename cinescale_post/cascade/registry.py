@@ -1,9 +1,10 @@
 """Name -> object lookup for stage upscalers and fusions at run time.
 
 ``plan.build`` already checked the names against the host's registries. At
-run time the cascade first looks at the built-in objects (no plugin loading),
-then at a host: the one given to :func:`set_host` (the CLI's), or a default
-``Host()`` created on first need.
+run time the cascade asks the host that registered the backend
+(``backend.host``, set by the host); a backend built by hand (tests, the
+smoke test) falls back to the built-in objects, then to a default ``Host()``
+(or the one given to :func:`set_host`).
 """
 
 from __future__ import annotations
@@ -44,4 +45,12 @@ def resolve(kind: str, name: str) -> Any:
     return _HOST.upscaler(name) if kind == "upscaler" else _HOST.fusion(name)
 
 
-__all__ = ["resolve", "set_host"]
+def resolver_for(backend: Any):
+    """``resolve(kind, name)`` bound to ``backend.host`` when it has one."""
+    host = getattr(backend, "host", None)
+    if host is None:
+        return resolve
+    return lambda kind, name: host.upscaler(name) if kind == "upscaler" else host.fusion(name)
+
+
+__all__ = ["resolve", "resolver_for", "set_host"]

@@ -27,6 +27,9 @@ from . import metrics as m
 log = logging.getLogger(__name__)
 
 
+DRIFT_SCALE = 8  # colour drift compares 8x8-source-pixel averages
+
+
 @dataclass(frozen=True)
 class Placement:
     """How a source frame lands in the output frame (``plan.Geometry``):
@@ -76,6 +79,7 @@ class Setup:
     def to_dict(self) -> dict:
         return {"output": self.output, "source": self.source, "manifest": self.manifest,
                 "first_frame": self.first_frame, "chunk": self.chunk, "fit": self.fit,
+                "preset": self.plan.get("preset"),
                 "placement": None if self.placement is None else self.placement.__dict__}
 
 
@@ -146,6 +150,13 @@ class Measurements:
     sizes: dict = field(default_factory=dict)
 
 
+def drift_grid(w: int, h: int) -> tuple[int, int]:
+    """(width, height) at which colour drift compares a w x h source picture:
+    1/DRIFT_SCALE of it, at least 16 wide (never enlarged), same aspect."""
+    gw = min(w, max(16, w // DRIFT_SCALE))
+    return gw, max(1, round(h * gw / w))
+
+
 def _colour_space(info) -> dict:
     c = info.colour
     return {"transfer": "linear" if c.trc == 8 else "srgb", "primaries": "bt2020" if c.primaries == 9 else "bt709"}
@@ -209,6 +220,10 @@ def measure(setup: Setup, host, *, frames: str | None = None, flow: str = "dis",
         bx, by = round(scaled_box[0] / fx), round(scaled_box[1] / fy)
         src_box = (bx, by, max(1, min(sw - bx, round(scaled_box[2] / fx))),
                    max(1, min(sh - by, round(scaled_box[3] / fy))))
+        # Colour drift is a low-frequency matter: both sides are shrunk to
+        # 1/DRIFT_SCALE of the source (area), so added or lost detail and
+        # sub-pixel misregistration do not read as colour change.
+        drift_size = drift_grid(src_box[2], src_box[3])
         cs = _colour_space(si)
         res = Measurements(numbers=numbers, source_numbers=tuple(si.frame_numbers), formula=formula, flow=flow,
                            colour_space=cs,
@@ -218,10 +233,10 @@ def measure(setup: Setup, host, *, frames: str | None = None, flow: str = "dis",
         prev = None
         for done, (of, sf) in enumerate(zip(out_r.read(numbers), src_r.read(numbers)), 1):
             src = np.ascontiguousarray(np.rot90(sf.rgb, k)) if k else sf.rgb
-            pic = _crop(of.rgb, out_box)
+            pic = m.lanczos(of.rgb, (out_box[2], out_box[3]))
             ref = _crop(m.lanczos(src, (place.scale_w, place.scale_h)), scaled_box)
-            small = m.shrink(pic, (src_box[2], src_box[3]))
-            dmean, dp95 = m.colour_drift(small, _crop(src, src_box), formula=formula, **cs)
+            dmean, dp95 = m.colour_drift(m.shrink(pic, drift_size), m.shrink(_crop(src, src_box), drift_size),
+                                         formula=formula, **cs)
             res.drift_mean.append(dmean)
             res.drift_p95.append(dp95)
             res.detail_gain.append(m.detail_gain(pic, ref))

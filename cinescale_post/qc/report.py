@@ -1,8 +1,8 @@
 """Per-frame and per-chunk tables, thresholds, flags, and the JSON report.
 
 A frame is flagged for *isolated* flicker (it jumps out and back), colour
-drift, or softness; a chunk for sustained flicker, drift or softness over its
-frames, or for a seam at its first frame; a seam when the transition across a
+drift, or softness; a chunk for sustained flicker, drift or softness (the
+median over its frames is over the threshold), or for a seam at its first frame; a seam when the transition across a
 chunk boundary flickers clearly more than the transitions around it. The
 report's ``rerender`` holds the ``--frames`` string of everything flagged:
 flagged frames, whole chunks flagged on their own averages, and the two
@@ -151,11 +151,15 @@ def build(meas, setup, thresholds: Thresholds = Thresholds()) -> dict:
             "flagged_frames": _frames_str(nums[i] for i in idx if frames[i]["flags"]),
             "flags": [],
         }
-        if inner and np.mean(inner) > t.flicker:
+        # Chunk flags are for *sustained* trouble, so they use medians over
+        # the chunk's frames: one bad frame is flagged on its own and must
+        # not send the whole chunk back.
+        if np.median(iso[idx]) > t.flicker:
             c["flags"].append("flicker")
-        if c["drift_mean"] > t.drift_mean or np.mean([meas.drift_p95[i] for i in idx]) > t.drift_p95:
+        if (np.median([meas.drift_mean[i] for i in idx]) > t.drift_mean
+                or np.median([meas.drift_p95[i] for i in idx]) > t.drift_p95):
             c["flags"].append("drift")
-        if c["detail_gain"] < t.detail_min:
+        if np.median([meas.detail_gain[i] for i in idx]) < t.detail_min:
             c["flags"].append("soft")
         if c["flags"]:  # sustained problems: the whole chunk goes back
             rerender.update(nums[i] for i in idx)
@@ -215,10 +219,11 @@ def rerender_command(report: dict) -> str | None:
     frames = report["rerender"]["frames"]
     if not frames:
         return None
-    s = report["setup"]
     import shlex
 
-    return f"cinescale render {shlex.quote(s['source'])} -o {shlex.quote(s['output'])} --frames {frames}"
+    s = report["setup"]
+    preset = f" --preset {shlex.quote(s['preset'])}" if s.get("preset") else ""
+    return f"cinescale render {shlex.quote(s['source'])} -o {shlex.quote(s['output'])}{preset} --frames {frames}"
 
 
 def format_summary(report: dict) -> str:

@@ -1,0 +1,337 @@
+"""``--executor ray``: one Ray task per chunk, on a local or remote Ray cluster.
+
+Each task runs ``run.render_chunk_task(plan, chunk)`` in a Ray worker: a
+fresh host, backend and reader, publishing files and logging units exactly
+like the local executor (per-process unit logs, temporary names + rename), so
+the manifest, resume, ``--verify`` and assemble work unchanged, and the output
+is byte-identical to a local render (the layout and every seed derive from
+frame numbers, never from which worker ran what).
+
+Failures:
+
+* a worker or node that dies (``kill -9``, out of host memory, a lost node)
+  and an application error that may pass on another try (a crashed plugin,
+  ``TemporaryFailure``, out of GPU memory -- another node may have a bigger
+  card) resubmit the chunk, up to ``max_retries`` times per chunk; the retry
+  resumes, skipping frames the lost attempt already published. Each retry is
+  a ``warning`` progress event;
+* errors that would fail the same way again (usage 2, input 3, output 4,
+  weights 6) stop the render at once with that error and its exit code;
+* SIGINT/SIGTERM on the driver cancel the running tasks (they stop between
+  frames and remove their temporaries, as a local render does), then the
+  render exits 130/143.
+
+Ray retries nothing on its own here (``max_retries=0`` on the task): every
+retry goes through the driver, so it is counted, bounded, and reported.
+
+Progress: a task reports when it ends, so ``frame`` events arrive a chunk at a
+time (per chunk, in completion order), followed by that chunk's
+``chunk_done``. Worker output goes to the driver's stderr; stdout carries only
+the progress protocol (``--progress json`` stays parseable).
+
+Requirements on a cluster: every node has the same cinescale-post, plugins
+and weights paths, and sees the input and output paths (shared storage;
+absolute paths). ``ray`` is imported only when a render uses this executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from ..errors import CinescaleError, Interrupted, TemporaryFailure, UsageError
+from .executors import EXECUTORS, Executor
+
+log = logging.getLogger(__name__)
+
+#: Exit codes of errors that fail the same way on any worker: never retried.
+PERMANENT_EXIT_CODES = frozenset({2, 3, 4, 6, 130, 143})
+
+
+def import_ray():
+    """``ray``, or a UsageError that says how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise UsageError("the ray executor needs Ray, which is not installed",
+                         fix="pip install 'cinescale-post[ray]' (or use --executor local)") from exc
+    return ray
+
+
+# ------------------------------------------------------------------ worker side
+
+
+def _stdout_to_stderr() -> None:
+    """Send this worker's stdout (fd 1, so C libraries too) to its stderr.
+    Ray forwards worker stdout to the *driver's stdout*, which carries the
+    JSON progress protocol; a plugin's stray print must not corrupt it."""
+    global _REDIRECTED
+    if not _REDIRECTED:
+        try:
+            import sys
+
+            sys.stdout.flush()
+            os.dup2(2, 1)
+        except OSError:
+            pass
+        _REDIRECTED = True
+
+
+_REDIRECTED = False
+
+
+def run_chunk(task, chunk) -> dict:
+    """Body of one Ray task: render ``chunk`` with ``task`` and report the
+    whole chunk, counting frames an earlier (lost) attempt published."""
+    _stdout_to_stderr()
+    info = task(chunk)
+    return complete_chunk_info(task, chunk, info)
+
+
+def complete_chunk_info(task, chunk, info: dict) -> dict:
+    """A retried task skips frames its lost predecessor already published and
+    returns only the rest; the driver needs every frame and file of the chunk
+    (frame events, outputs), so add those found in the manifest."""
+    if set(info["frames"]) >= set(chunk.frames):
+        return info
+    plan = (getattr(task, "args", None) or (None,))[0]
+    output = getattr(getattr(plan, "output", None), "path", None)
+    if output is None:
+        return info
+    from .manifest import Manifest
+
+    manifest = Manifest(output)
+    mine = set(chunk.frames)
+    files = set(info["files"])
+    for u in manifest.verified_units().values():
+        if u.first in mine and u.last in mine:
+            files.add(str(manifest.root / u.file))  # the path the local executor reports
+    return {**info, "frames": list(chunk.frames), "files": sorted(files),
+            "resumed": sorted(mine - set(info["frames"]))}
+
+
+# ------------------------------------------------------------------ driver side
+
+
+def _installed_stop_flag():
+    """The orchestrator's StopFlag, found through the SIGTERM handler it
+    installed (``run`` does not pass it to executors; a pending chunk can take
+    minutes, so waiting for the next result before noticing a SIGTERM is not
+    acceptable on a farm)."""
+    owner = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return owner if hasattr(owner, "check") and hasattr(owner, "signum") else None
+
+
+class RayExecutor(Executor):
+    """Options (``executor_options`` / ``--executor-address``):
+
+    address: Ray cluster address (``ray://head:10001``, ``head:6379`` or
+        ``auto``); None starts a local cluster for this render, unless
+        ``RAY_ADDRESS`` is set or Ray is already initialised in the process.
+    max_retries: resubmissions per chunk after a lost worker or a retryable
+        error (default 3).
+    num_gpus: GPUs per task; None: 1 when the cluster has GPUs and the plan
+        does not run on the CPU, else 0.
+    num_cpus: CPUs per task (default 1).
+    runtime_env: Ray runtime environment for the tasks (e.g. env_vars).
+    init_options: extra ``ray.init`` keywords (e.g. ``{"num_cpus": 8}`` for a
+        local cluster).
+    cancel_grace_s: how long cancelled tasks get to stop cleanly before their
+        workers are killed.
+    """
+
+    name = "ray"
+    in_process = False
+
+    def __init__(self, address: str | None = None, *, max_retries: int = 3, num_gpus: float | None = None,
+                 num_cpus: float = 1, runtime_env: dict | None = None, init_options: dict | None = None,
+                 cancel_grace_s: float = 10.0, poll_s: float = 0.25):
+        if int(max_retries) < 0:
+            raise UsageError(f"ray executor: max_retries={max_retries}", fix="use 0 or more")
+        self.address = address or None
+        self.max_retries = int(max_retries)
+        self.num_gpus = num_gpus
+        self.num_cpus = num_cpus
+        self.runtime_env = runtime_env
+        self.init_options = dict(init_options or {})
+        self.cancel_grace_s = cancel_grace_s
+        self.poll_s = poll_s
+        #: the StopFlag to check while waiting; found from the signal handler when None
+        self.stop = None
+        self.attempts: dict[str, int] = {}
+
+    # -------------------------------------------------------------- connect
+
+    def _connect(self, ray) -> bool:
+        """Initialise Ray unless the process already has; True if we did
+        (and so shut it down afterwards)."""
+        if ray.is_initialized():
+            return False
+        kwargs: dict[str, Any] = dict(self.init_options)
+        if self.address:
+            kwargs["address"] = self.address
+        elif not os.environ.get("RAY_ADDRESS"):
+            kwargs.setdefault("include_dashboard", False)  # a render-local cluster needs no web UI
+        if self.runtime_env:
+            kwargs["runtime_env"] = self.runtime_env
+        kwargs.setdefault("logging_level", logging.WARNING)
+        # ray.init installs its own SIGTERM handler in the driver, which would
+        # replace the orchestrator's (stop between frames, exit 143): restore.
+        main = threading.current_thread() is threading.main_thread()
+        saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:
+            where = self.address or os.environ.get("RAY_ADDRESS") or "a new local cluster"
+            raise TemporaryFailure(f"cannot start or reach Ray ({where}): {exc}",
+                                   fix="check the address (ray status on the head node), or leave "
+                                       "--executor-address out to run a local cluster") from exc
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+        return True
+
+    def _task_options(self, ray, task) -> dict:
+        plan = (getattr(task, "args", None) or (None,))[0]
+        device = str(getattr(plan, "device", "") or "")
+        gpus = self.num_gpus
+        if gpus is None:
+            has_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+            gpus = 1 if has_gpu and device != "cpu" else 0
+        if gpus and device.startswith("cuda:") and device != "cuda:0":
+            # Ray gives each task its GPU through CUDA_VISIBLE_DEVICES, where it is always cuda:0
+            raise UsageError(f"--device {device} cannot be honoured on Ray: each task sees only the GPU "
+                             "Ray assigned it, as cuda:0",
+                             fix="use --device cuda (or auto) with --executor ray")
+        opts: dict[str, Any] = {"num_cpus": self.num_cpus, "max_retries": 0, "retry_exceptions": False}
+        if gpus:
+            opts["num_gpus"] = gpus
+        return opts
+
+    def _check_paths(self, task) -> None:
+        plan = (getattr(task, "args", None) or (None,))[0]
+        if plan is None or not (self.address or os.environ.get("RAY_ADDRESS")):
+            return
+        for what, p in (("input", getattr(plan, "input", None)), ("output", plan.output.path)):
+            if p and not os.path.isabs(p):
+                raise UsageError(f"{what} path {p!r} is relative; Ray workers on other machines "
+                                 "start in other folders",
+                                 fix=f"give the {what} as an absolute path on storage every node mounts")
+
+    # -------------------------------------------------------------- classify
+
+    @staticmethod
+    def _lost_types(ray) -> tuple[type, ...]:
+        ex = ray.exceptions
+        names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError",
+                 "OutOfMemoryError", "RaySystemError")
+        return tuple(getattr(ex, n) for n in names if hasattr(ex, n))
+
+    def _failure(self, ray, exc: BaseException) -> tuple[BaseException, bool, str]:
+        """(error to raise, retryable, words for the warning)."""
+        if isinstance(exc, ray.exceptions.RayTaskError):
+            cause = getattr(exc, "cause", None) or exc
+            if isinstance(cause, CinescaleError):
+                return cause, cause.exit_code not in PERMANENT_EXIT_CODES, f"failed ({cause})"
+            return cause, True, f"failed ({type(cause).__name__}: {cause})"
+        if isinstance(exc, self._lost_types(ray)):
+            return exc, True, f"was lost ({type(exc).__name__}: the worker or its node died)"
+        return exc, False, f"failed ({type(exc).__name__}: {exc})"
+
+    # -------------------------------------------------------------- run
+
+    def run(self, chunks, *, work, task, sink):
+        chunks = list(chunks)
+        if not chunks:
+            return
+        ray = import_ray()
+        self._check_paths(task)
+        stop = self.stop or _installed_stop_flag()
+        started = self._connect(ray)
+        pending: dict[Any, Any] = {}
+        try:
+            remote = ray.remote(run_chunk)
+            opts = self._task_options(ray, task)
+            task_ref = ray.put(task)  # the plan travels to the object store once, not once per chunk
+
+            def submit(chunk) -> None:
+                self.attempts[chunk.id] = self.attempts.get(chunk.id, 0) + 1
+                ref = remote.options(name=f"cinescale-chunk-{chunk.id}", **opts).remote(task_ref, chunk)
+                pending[ref] = chunk
+
+            for chunk in chunks:
+                submit(chunk)
+            while pending:
+                if stop is not None:
+                    stop.check()
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_s)
+                for ref in ready:
+                    chunk = pending.pop(ref)
+                    try:
+                        info = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - classified below
+                        error, retryable, what = self._failure(ray, exc)
+                        tries = self.attempts[chunk.id]
+                        if retryable and tries <= self.max_retries:
+                            sink.emit("warning", message=f"chunk {chunk.id} {what}; retrying "
+                                                         f"(attempt {tries + 1} of {self.max_retries + 1})")
+                            submit(chunk)
+                            continue
+                        raise self._final_error(chunk, error, tries, retryable) from exc
+                    for f in info["frames"]:
+                        sink.emit("frame", frame=f)
+                    sink.emit("chunk_done", chunk=info["id"], frames=len(info["frames"]), files=info["files"],
+                              seconds=info["seconds"])
+                    yield info
+        finally:
+            try:
+                self._cancel(ray, pending)
+            finally:
+                if started:
+                    ray.shutdown()
+
+    def _final_error(self, chunk, error: BaseException, tries: int, retryable: bool) -> BaseException:
+        if isinstance(error, CinescaleError):
+            return error
+        if retryable:
+            return TemporaryFailure(
+                f"chunk {chunk.id} failed {tries} time(s) on Ray, last: {type(error).__name__}: {error}",
+                fix="check the workers' logs (stderr above, or /tmp/ray/session_latest/logs); run the same "
+                    "command again to resume from the published frames")
+        return CinescaleError(f"chunk {chunk.id}: {type(error).__name__}: {error}",
+                              fix="see the Ray error above; run the same command again to resume")
+
+    def _cancel(self, ray, pending: dict) -> None:
+        """Stop unfinished tasks the way a local render stops: a cancel raises
+        KeyboardInterrupt in the task, whose writers then remove their
+        temporaries; tasks that do not stop within the grace are killed
+        (anything they leave is swept by the next run)."""
+        if not pending:
+            return
+        refs = list(pending)
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=False)
+            except Exception as exc:  # noqa: BLE001 - best effort on the way out
+                log.debug("cancel failed: %s", exc)
+        deadline = time.monotonic() + self.cancel_grace_s
+        left = refs
+        while left and time.monotonic() < deadline:
+            _, left = ray.wait(left, num_returns=len(left), timeout=min(0.5, self.cancel_grace_s))
+        for ref in left:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("force cancel failed: %s", exc)
+        pending.clear()
+
+
+# The core never imports ray: registering the class costs nothing, and
+# ``import_ray`` runs only when a render picks this executor.
+EXECUTORS.setdefault("ray", RayExecutor)
+
+__all__ = ["RayExecutor", "run_chunk", "complete_chunk_info", "import_ray", "PERMANENT_EXIT_CODES"]

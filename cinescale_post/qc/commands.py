@@ -1,0 +1,151 @@
+"""Click commands ``qc``, ``compare`` and ``contact-sheet`` for the ``cinescale`` CLI.
+
+They parse, call the library (``pipeline``, ``compare``) and print; errors
+are ``CinescaleError`` subclasses that ``cli.main`` turns into exit codes.
+The CLI adds them with::
+
+    from .qc.commands import QC_COMMANDS
+    for _command in QC_COMMANDS: cli.add_command(_command)
+
+Nothing heavy is imported until a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import UsageError
+
+PROGRESS_MODES = ["auto", "bar", "json", "plain", "none"]
+
+
+def _host(ctx: click.Context):
+    from ..cli import _host as cli_host  # late: cli imports this module
+
+    return cli_host(ctx)
+
+
+def _png_path(path: str) -> str:
+    if not path.lower().endswith(".png"):
+        raise UsageError(f"-o {path}: sheets are written as PNG", fix="name the file *.png")
+    return path
+
+
+@click.command()
+@click.argument("output")
+@click.option("--source", help="The render's input (default: the one its manifest names).")
+@click.option("--frames", help="Frames to check, e.g. 1001-1100 or 1001,1005-1010 (default: all).")
+@click.option("--first-frame", type=int, default=None,
+              help="Plate number of a movie's first frame (default: the manifest's, else 1001).")
+@click.option("--chunk", type=int, default=None,
+              help="Frames per chunk, for seams (default: the manifest's; 0: no boundaries).")
+@click.option("--fit", type=click.Choice(["pad", "crop", "stretch"]), default="pad", show_default=True,
+              help="How the source was fitted, when there is no manifest to say it.")
+@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
+              help="Override a threshold: flicker, seam, seam_ratio, seam_radius, drift_mean, drift_p95, detail_min.")
+@click.option("--report-dir", help="Where to write the report (default: <output>.qc next to the render).")
+@click.option("--flow", type=click.Choice(["dis", "farneback"]), default="dis", show_default=True,
+              help="Optical flow of the source frames.")
+@click.option("--delta-e", type=click.Choice(["2000", "76"]), default="2000", show_default=True,
+              help="Colour difference formula (CIEDE2000 or CIE76).")
+@click.option("--sheets", type=click.IntRange(0, 12), default=2, show_default=True,
+              help="Source-vs-render sheets of the worst frames.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots and sheets.")
+@click.option("--no-html", is_flag=True, help="Skip index.html.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON on stdout.")
+@click.option("--progress", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True)
+@click.pass_context
+def qc(ctx, output, source, frames, first_frame, chunk, fit, thresholds, report_dir, flow, delta_e, sheets,
+       no_plots, no_html, as_json, progress):
+    """Measure a render against its source: flicker, seams at chunk
+    boundaries, colour drift, detail gain. Writes report.json, PNG plots and
+    index.html next to the render, and prints the --frames to re-render."""
+    from ..orchestrator.progress import make_sink
+    from .pipeline import run_qc
+    from .report import Thresholds, format_summary
+
+    t = Thresholds.parse(thresholds)
+    sink = make_sink(progress)
+    res = run_qc(output, source, host=_host(ctx), out_dir=report_dir, frames=frames, thresholds=t, chunk=chunk,
+                 first_frame=first_frame, fit=fit, flow=flow, formula="de" + delta_e,
+                 plots=not no_plots, html=not no_html, sheets=0 if no_plots else sheets,
+                 contact=0 if no_plots else 12, sink=sink)
+    if as_json and progress != "json":
+        click.echo(json.dumps(res.report, indent=2))
+    elif progress != "json":
+        click.echo(format_summary(res.report))
+        click.echo(f"report: {res.files['report']}")
+        if res.files.get("html"):
+            click.echo(f"page:   {res.files['html']}")
+
+
+@click.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("-o", "--output", required=True, help="Sheet to write (.png).")
+@click.option("--frame", "frames", type=int, multiple=True,
+              help="Frame of the clips to compare (repeat for several; default: the middle one).")
+@click.option("--first-frame", type=int, default=1001, show_default=True,
+              help="Plate number of a movie's first frame.")
+@click.option("--label", "labels", nargs=2, default=("A", "B"), show_default=True, help="Names of A and B.")
+@click.option("--amplify", type=float, default=4.0, show_default=True, help="Gain of the difference panel.")
+@click.option("--wipe", type=float, default=0.5, show_default=True, help="Wipe position (0: all B, 1: all A).")
+@click.option("--crops", type=int, default=3, show_default=True, help="1:1 crops of the busiest regions.")
+@click.option("--crop-size", type=int, default=128, show_default=True, help="Crop side in pixels.")
+@click.option("--panel-width", type=int, default=480, show_default=True, help="Width of each panel.")
+@click.pass_context
+def compare(ctx, a, b, output, frames, first_frame, labels, amplify, wipe, crops, crop_size, panel_width):
+    """Compare two stills, or chosen frames of two clips: side by side, a
+    wipe, the amplified difference and 1:1 crops of the busiest regions."""
+    from . import draw
+    from .compare import compare_paths
+
+    _png_path(output)
+    img, _ = compare_paths(a, b, host=_host(ctx), frames=list(frames) or None, first_frame=first_frame,
+                           labels=tuple(labels), amplify=amplify, wipe=wipe, crops=crops, crop_size=crop_size,
+                           panel_width=panel_width)
+    click.echo(draw.write_png(output, img))
+
+
+@click.command("contact-sheet")
+@click.argument("render")
+@click.option("-o", "--output", required=True, help="Sheet to write (.png).")
+@click.option("--count", type=int, default=12, show_default=True, help="Evenly spaced frames to show.")
+@click.option("--frames", help="Exact frames instead, e.g. 1001-1010x3.")
+@click.option("--columns", type=int, default=4, show_default=True)
+@click.option("--width", "thumb_width", type=int, default=320, show_default=True, help="Thumbnail width.")
+@click.option("--first-frame", type=int, default=1001, show_default=True)
+@click.option("--report", "report_path", help="QC report.json whose flagged frames get a red frame "
+                                               "(default: <render>.qc/report.json when present).")
+@click.pass_context
+def contact_sheet_cmd(ctx, render, output, count, frames, columns, thumb_width, first_frame, report_path):
+    """Thumbnails of a render with frame numbers (and QC flags)."""
+    import os
+
+    from . import draw
+    from .analyse import load_report
+    from .compare import contact_sheet
+    from .pipeline import default_dir
+
+    _png_path(output)
+    numbers = None
+    if frames:
+        import fileseq
+
+        try:
+            numbers = list(fileseq.FrameSet(frames))
+        except fileseq.ParseException as exc:
+            raise UsageError(f"--frames {frames!r}: not a frame range ({exc})", fix="e.g. 1001-1010x3") from exc
+    if report_path is None and os.path.exists(default_dir(render) / "report.json"):
+        report_path = str(default_dir(render) / "report.json")
+    flags = {}
+    if report_path:
+        flags = {f["frame"]: f["flags"] for f in load_report(report_path).get("frames", []) if f.get("flags")}
+    img, _ = contact_sheet(render, host=_host(ctx), count=count, frames=numbers, columns=columns,
+                           thumb_width=thumb_width, first_frame=first_frame, flags=flags)
+    click.echo(draw.write_png(output, img))
+
+
+QC_COMMANDS = (qc, compare, contact_sheet_cmd)

@@ -1,0 +1,253 @@
+"""Plan-time validation of Wan presets (no torch import).
+
+A Wan stage table is a core stage table (``cinescale_post.cascade.stages``)
+with Wan defaults plus four Wan keys:
+
+==================  ===================  =============================================
+key                 default              meaning
+==================  ===================  =============================================
+shift               7.0                  flow-matching shift of the stage ("noise
+                                         shifting": reference 7 -> 9 for 3K, 7 -> 11 for 4K)
+ntk                 [1, 20, 20]          RoPE base factors (t, h, w); reference
+                                         [1, 25, 25] for the upscaled stage
+ntk_rule            "reference"          base * alpha; "ntk-aware": base * a^(d/(d-2))
+attention_scale     true                 self-attention temperature by the reference
+                                         rule; false: off; a number: fixed coef
+==================  ===================  =============================================
+
+Core keys get Wan defaults (ALGORITHM.md 4.4/4.5): ``steps`` 50,
+``guidance`` 5.0, ``restart`` 0.3 (index 15 of 50), ``upscaler``
+"latent-trilinear", ``fusion`` none, ``dilation`` false, ``cosine_scale``
+none (no skip-residual blend on the video path).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cinescale_post.cascade.stages import StageSpec, parse_stages
+from cinescale_post.errors import PlanError
+
+WAN_KEYS = ("shift", "ntk", "ntk_rule", "attention_scale")
+CORE_DEFAULTS = {"steps": 50, "guidance": 5.0, "restart": 0.3, "upscaler": "latent-trilinear", "fusion": None,
+                 "dilation": False, "cosine_scale": None}
+NTK_FIRST = (1.0, 20.0, 20.0)
+NTK_UPSCALED = (1.0, 25.0, 25.0)
+# Wan's negative prompt as used by the reference scripts (English rendering of the official one).
+WAN_NEGATIVE = ("Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, "
+                "static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, "
+                "extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, "
+                "fused fingers, still picture, messy background, three legs, many people in the background, "
+                "walking backwards")
+
+
+@dataclass(frozen=True)
+class WanStage:
+    """The Wan part of one stage."""
+
+    shift: float = 7.0
+    ntk: tuple[float, float, float] = NTK_FIRST
+    ntk_rule: str = "reference"
+    attention_scale: Any = True  # True | False | coef (float)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "WanStage":
+        v = dict(d)
+        if "shift" in v:
+            s = v["shift"]
+            if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 < s <= 100 or math.isnan(s):
+                raise PlanError(f"{where}.shift = {s!r}", fix="use a number in (0, 100]; reference 7, 9 or 11")
+            v["shift"] = float(s)
+        if "ntk" in v:
+            n = v["ntk"]
+            if (not isinstance(n, (list, tuple)) or len(n) != 3
+                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in n)):
+                raise PlanError(f"{where}.ntk = {n!r}", fix="give 3 positive factors [t, h, w], e.g. [1, 20, 20]")
+            v["ntk"] = tuple(float(x) for x in n)
+        if "ntk_rule" in v and v["ntk_rule"] not in ("reference", "ntk-aware"):
+            raise PlanError(f"{where}.ntk_rule = {v['ntk_rule']!r}", fix='use "reference" or "ntk-aware"')
+        if "attention_scale" in v:
+            a = v["attention_scale"]
+            if not (isinstance(a, bool) or (isinstance(a, (int, float)) and a > 0)):
+                raise PlanError(f"{where}.attention_scale = {a!r}",
+                                fix="true (reference rule), false, or a fixed coef such as 1.5")
+            v["attention_scale"] = a if isinstance(a, bool) else float(a)
+        return cls(**v)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ntk"] = list(self.ntk)
+        return d
+
+
+def split_stage(d: dict, index: int) -> tuple[dict, dict]:
+    """(core keys with Wan defaults, Wan keys) of one stage table."""
+    if not isinstance(d, dict):
+        raise PlanError(f"stages.{index} must be a table, got {type(d).__name__}")
+    wan = {k: d[k] for k in WAN_KEYS if k in d}
+    core = {**CORE_DEFAULTS, **{k: v for k, v in d.items() if k not in WAN_KEYS}}
+    if index > 0 and "ntk" not in wan:
+        wan["ntk"] = list(NTK_UPSCALED)
+    return core, wan
+
+
+def parse_wan_stages(stages) -> tuple[list[StageSpec], list[WanStage]]:
+    """Validate every stage table; raises PlanError naming the key."""
+    if not stages:
+        stages = [{}]
+    cores, wans = [], []
+    for i, s in enumerate(stages):
+        core, wan = split_stage(dict(s), i)
+        cores.append(core)
+        wans.append(WanStage.from_dict(wan, f"stages.{i}"))
+    specs = parse_stages(cores)
+    for i, s in enumerate(specs):
+        if s.fusion is not None:
+            raise PlanError(f"stages.{i}.fusion = {s.fusion!r}: scale fusion is a UNet (SDXL) technique",
+                            fix='leave fusion out (the Wan path uses global attention with a temperature)')
+        if s.dilation:
+            raise PlanError(f"stages.{i}.dilation = true: the Wan DiT has no convolutions to dilate",
+                            fix="leave dilation out")
+    return specs, wans
+
+
+def stage_dicts(specs, wans) -> tuple[dict, ...]:
+    return tuple({**s.to_dict(), **w.to_dict()} for s, w in zip(specs, wans))
+
+
+@dataclass(frozen=True)
+class WanOptions:
+    """``[backend_options]`` of a Wan preset (defaults: the CineScale reference).
+
+    num_frames: frames generated by ``generate`` (4n+1; reference 81).
+    fps: frame rate of generated clips (reference scripts save at 15).
+    image: path of the first frame for image-to-video (I2V models).
+    lora: path of a LoRA (.ckpt read with weights_only, or .safetensors); "" none.
+    lora_scale: 1.0 (reference); lora_merge: true (reference merges into the weights).
+    scheduler: "flow-euler" (reference FlowMatch Euler) or "model" (the folder's scheduler).
+    sigmas: "reference" (linspace(1, 0, N+1)[:-1], then shifted) or "diffusers" (plain set_timesteps(N)).
+    posterior: "mean" (reference: the Wan VAE encodes to its mean) or "sample".
+    noise: "reference" (every noise tensor from a fresh CPU generator seeded with the window seed,
+        in float32) or "stream" (one generator stream for every draw).
+    noise_file: safetensors with ``base_noise`` / ``renoise.K`` tensors (controlled mode).
+    latent_dtype: "float32" (diffusers) or "model" (the reference keeps latents in the model dtype).
+    vae_dtype: "float32" (default; Wan VAEs are run in fp32) or "model".
+    vae_tiling: tiled VAE encode/decode (reference: on); tile / stride in pixels.
+    offload: "none", "model" (each component on the device only while used).
+    cfg_batch: run conditional and unconditional passes as one batch (reference: two passes).
+    max_sequence_length: text tokens (Wan: 512).
+    guidance_2: CFG of the low-noise expert of Wan 2.2 A14B (default: the stage's guidance).
+    fit: "crop" (centre-crop a larger stage result to the output) or "resize".
+    config: diffusers Wan folder giving configs and other components for a single .safetensors file.
+    """
+
+    num_frames: int = 81
+    fps: int = 15
+    image: str = ""
+    lora: str = ""
+    lora_scale: float = 1.0
+    lora_merge: bool = True
+    scheduler: str = "flow-euler"
+    sigmas: str = "reference"
+    posterior: str = "mean"
+    noise: str = "reference"
+    noise_file: str = ""
+    latent_dtype: str = "float32"
+    vae_dtype: str = "float32"
+    vae_tiling: bool = True
+    vae_tile: tuple[int, int] = (256, 256)
+    vae_stride: tuple[int, int] = (192, 192)
+    offload: str = "none"
+    cfg_batch: bool = False
+    max_sequence_length: int = 512
+    guidance_2: float | None = None
+    fit: str = "crop"
+    config: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WanOptions":
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise PlanError(f"backend_options: unknown key(s) {', '.join(unknown)} for backend 'wan'",
+                            fix=f"use only: {', '.join(sorted(known))}")
+        v = dict(d)
+
+        def choice(k, allowed):
+            if k in v and v[k] not in allowed:
+                raise PlanError(f"backend_options.{k} = {v[k]!r}", fix=f"use one of: {', '.join(allowed)}")
+
+        def boolean(k):
+            if k in v and not isinstance(v[k], bool):
+                raise PlanError(f"backend_options.{k} = {v[k]!r} must be true or false")
+
+        def integer(k, lo, hi):
+            if k in v and (not isinstance(v[k], int) or isinstance(v[k], bool) or not lo <= v[k] <= hi):
+                raise PlanError(f"backend_options.{k} = {v[k]!r}", fix=f"use an integer in {lo}..{hi}")
+
+        integer("num_frames", 1, 100000)
+        if "num_frames" in v and (v["num_frames"] - 1) % 4:
+            n = v["num_frames"]
+            raise PlanError(f"backend_options.num_frames = {n} is not 4n+1 (Wan's VAE packs 4 frames per latent)",
+                            fix=f"use {max(1, (n - 1) // 4 * 4 + 1)} or {(n - 1) // 4 * 4 + 5}")
+        integer("fps", 1, 1000)
+        integer("max_sequence_length", 1, 4096)
+        choice("scheduler", ("flow-euler", "model"))
+        choice("sigmas", ("reference", "diffusers"))
+        choice("posterior", ("mean", "sample"))
+        choice("noise", ("reference", "stream"))
+        choice("latent_dtype", ("float32", "model"))
+        choice("vae_dtype", ("float32", "model"))
+        choice("offload", ("none", "model"))
+        choice("fit", ("crop", "resize"))
+        for k in ("lora_merge", "vae_tiling", "cfg_batch"):
+            boolean(k)
+        for k in ("vae_tile", "vae_stride"):
+            if k in v:
+                t = v[k]
+                if (not isinstance(t, (list, tuple)) or len(t) != 2
+                        or not all(isinstance(x, int) and not isinstance(x, bool) and 16 <= x <= 4096 for x in t)):
+                    raise PlanError(f"backend_options.{k} = {t!r}", fix="give [height, width] in pixels, 16..4096")
+                v[k] = (int(t[0]), int(t[1]))
+        if "lora_scale" in v:
+            s = v["lora_scale"]
+            if not isinstance(s, (int, float)) or isinstance(s, bool):
+                raise PlanError(f"backend_options.lora_scale = {s!r} must be a number (reference 1.0)")
+            v["lora_scale"] = float(s)
+        if v.get("guidance_2") is not None:
+            g = v["guidance_2"]
+            if not isinstance(g, (int, float)) or isinstance(g, bool) or not 0 <= g <= 100:
+                raise PlanError(f"backend_options.guidance_2 = {g!r}", fix="use a number in 0..100")
+            v["guidance_2"] = float(g)
+        for k, what in (("image", "an image file"), ("lora", "a LoRA file"), ("noise_file", "a .safetensors file"),
+                        ("config", "a diffusers Wan folder")):
+            if k in v:
+                p = v[k]
+                if not isinstance(p, str):
+                    raise PlanError(f"backend_options.{k} = {p!r} must be a path to {what}")
+                if p:
+                    path = Path(p).expanduser()
+                    ok = path.is_dir() if k == "config" else path.is_file()
+                    if not ok:
+                        raise PlanError(f"backend_options.{k} = {p!r} does not exist", fix=f"give {what}")
+                    v[k] = str(path.resolve())
+        if v.get("lora"):
+            suffix = Path(v["lora"]).suffix.lower()
+            if suffix not in (".safetensors", ".ckpt", ".pt", ".pth"):
+                raise PlanError(f"backend_options.lora = {v['lora']!r}: unsupported file type",
+                                fix="use a .safetensors or .ckpt LoRA")
+        return cls(**v)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("extra")
+        d["vae_tile"], d["vae_stride"] = list(self.vae_tile), list(self.vae_stride)
+        return d
+
+
+__all__ = ["NTK_FIRST", "NTK_UPSCALED", "WAN_NEGATIVE", "WanOptions", "WanStage", "parse_wan_stages",
+           "split_stage", "stage_dicts"]
