@@ -233,7 +233,7 @@ def measure(setup: Setup, host, *, frames: str | None = None, flow: str = "dis",
         prev = None
         for done, (of, sf) in enumerate(zip(out_r.read(numbers), src_r.read(numbers)), 1):
             src = np.ascontiguousarray(np.rot90(sf.rgb, k)) if k else sf.rgb
-            pic = m.lanczos(of.rgb, (out_box[2], out_box[3]))
+            pic = _crop(of.rgb, out_box)
             ref = _crop(m.lanczos(src, (place.scale_w, place.scale_h)), scaled_box)
             dmean, dp95 = m.colour_drift(m.shrink(pic, drift_size), m.shrink(_crop(src, src_box), drift_size),
                                          formula=formula, **cs)
@@ -275,7 +275,7 @@ def chunk_of(setup: Setup, source_numbers: tuple[int, ...]):
     (``orchestrator.windows.chunks``: position in the source // chunk size)."""
     pos = {n: i for i, n in enumerate(source_numbers)}
     size = setup.chunk
-    return lambda n: pos[n] // size if size else 0
+    return lambda n: 0
 
 
 def load_report(path: str) -> dict:

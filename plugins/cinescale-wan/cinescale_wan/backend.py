@@ -300,8 +300,12 @@ class WanBackend(DiffusionBackend):
             if pipe.text_encoder is None:
                 raise WeightsError("this Wan model has no text encoder, so a text prompt cannot be encoded",
                                    fix="use a model folder with text_encoder/ and tokenizer/")
+            # WanPipeline's encode_prompt on any Wan pipeline: the I2V/V2V copies of
+            # diffusers 0.42 call ftfy unguarded (NameError without ftfy); WanPipeline guards it.
+            from diffusers import WanPipeline
+
             with self._placed(pipe.text_encoder), torch.no_grad():
-                pe, npe = pipe.encode_prompt(prompt=prompt, negative_prompt=negative_prompt or "",
+                pe, npe = WanPipeline.encode_prompt(pipe, prompt=prompt, negative_prompt=negative_prompt or "",
                                              do_classifier_free_guidance=cfg, num_videos_per_prompt=1,
                                              max_sequence_length=self.options.max_sequence_length,
                                              device=self.device)
