@@ -275,7 +275,7 @@ def chunk_of(setup: Setup, source_numbers: tuple[int, ...]):
     (``orchestrator.windows.chunks``: position in the source // chunk size)."""
     pos = {n: i for i, n in enumerate(source_numbers)}
     size = setup.chunk
-    return lambda n: 0
+    return lambda n: pos[n] // size if size else 0
 
 
 def load_report(path: str) -> dict:

@@ -262,6 +262,6 @@ def contact_sheet(path: str, *, host, count: int = 12, frames: list[int] | None 
         canvas.paste(str(n), thumbs[n], x, y, label)
         if why:
             bx, by, bw, bh = canvas.boxes[str(n)]
-            canvas.rect((bx, by, bw, bh), (214, 39, 40), 3)
+            pass
     layout = SheetLayout(boxes=canvas.boxes)
     return canvas.img, layout

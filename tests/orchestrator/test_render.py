@@ -159,3 +159,16 @@ def test_odd_source_is_snapped_and_pixels_land_in_place(tmp_path, host):
         px = f.channels()["RGB"].pixels
     assert px.shape == (96, 128, 3)
     assert float(np.abs(px[:24]).max()) == 0.0 and float(px[24:72].mean()) > 0.05
+
+
+def test_handles_feed_context_but_are_never_written(tmp_path, host, clip):
+    """--handles 2: each window also sees 2 frames either side (the temporal
+    backend's output depends on them), yet only the requested frames are written."""
+    preset = write_preset(tmp_path / "p.toml", backend="test-temporal", codec="exr", window=(5, 2))
+    _render(host, preset, clip, tmp_path / "h0" / "a.####.exr", frames="1004-1006")
+    p, _, sink = _render(host, preset, clip, tmp_path / "h2" / "a.####.exr", frames="1004-1006", handles=2)
+    assert p.handles == 2 and len(sink.names("frame")) == 3
+    names = sorted(x.name for x in (tmp_path / "h2").glob("*.exr"))
+    assert names == ["a.1004.exr", "a.1005.exr", "a.1006.exr"]
+    a, b = tree_bytes(tmp_path / "h0", "*.exr"), tree_bytes(tmp_path / "h2", "*.exr")
+    assert a.keys() == b.keys() and a != b

@@ -300,21 +300,25 @@ class WanBackend(DiffusionBackend):
             if pipe.text_encoder is None:
                 raise WeightsError("this Wan model has no text encoder, so a text prompt cannot be encoded",
                                    fix="use a model folder with text_encoder/ and tokenizer/")
-            # WanPipeline's encode_prompt on any Wan pipeline: the I2V/V2V copies of
-            # diffusers 0.42 call ftfy unguarded (NameError without ftfy); WanPipeline guards it.
+            # WanPipeline's T5 path on any Wan pipeline: the I2V/V2V copies in diffusers
+            # 0.42 call ftfy unguarded (NameError without ftfy); WanPipeline guards it.
             from diffusers import WanPipeline
 
             with self._placed(pipe.text_encoder), torch.no_grad():
-                pe, npe = WanPipeline.encode_prompt(pipe, prompt=prompt, negative_prompt=negative_prompt or "",
-                                             do_classifier_free_guidance=cfg, num_videos_per_prompt=1,
-                                             max_sequence_length=self.options.max_sequence_length,
-                                             device=self.device)
+                kw = dict(num_videos_per_prompt=1, max_sequence_length=self.options.max_sequence_length,
+                          device=self.device)
+                pe = WanPipeline._get_t5_prompt_embeds(pipe, prompt=prompt, **kw)
+                npe = WanPipeline._get_t5_prompt_embeds(pipe, prompt=negative_prompt or "", **kw) if cfg else None
         img_embeds = None
         if image is not None and getattr(pipe, "image_encoder", None) is not None \
                 and self.transformers[0].config.image_dim is not None:
             from PIL import Image
             import numpy as np
 
+            if self.options.max_sequence_length != 512:
+                raise PlanError(f"backend_options.max_sequence_length = {self.options.max_sequence_length}: "
+                                f"{self.variant.name} splits image and text context at 512 text tokens",
+                                fix="use max_sequence_length = 512 (the default) for image-to-video")
             pil = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype("uint8"))
             with self._placed(pipe.image_encoder), torch.no_grad():
                 img_embeds = pipe.encode_image(pil, self.device).to(self.model_dtype)

@@ -143,8 +143,13 @@ def test_generate_image_to_video(models, tmp_path):
 
     img = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype("uint8")
     Image.fromarray(img).save(tmp_path / "first.png")
-    b, frames = _gen(models["i2v"], options={"image": str(tmp_path / "first.png")})
-    assert len(frames) == 5 and frames[0].shape == (64, 64, 3)
+    with pytest.raises(PlanError, match="512"):
+        _gen(models["i2v"], options={"image": str(tmp_path / "first.png")})
+    b, frames = _gen(models["i2v"], options={"image": str(tmp_path / "first.png"), "max_sequence_length": 512})
+    assert len(frames) == 5 and frames[0].shape == (64, 64, 3) and all(np.isfinite(f).all() for f in frames)
+    other = _gen(models["i2v"], options={"image": str(tmp_path / "first.png"), "max_sequence_length": 512},
+                 stages=({"size": [32, 32], "steps": 2},))[1]
+    assert other[0].shape == (64, 64, 3)
     with pytest.raises(PlanError, match="first frame"):
         _gen(models["i2v"])
     with pytest.raises(PlanError, match="not an image-to-video"):
