@@ -13,7 +13,10 @@ keys resolve the same way):
 * ``"i2v"`` — Wan 2.1 image-to-video: 36 input channels (16 noise + 4 mask +
   16 image latent), an image embedder fed by a tiny ``CLIPVisionModel``;
 * ``"a14b"`` — Wan 2.2 two-expert layout: ``transformer`` (high noise) and
-  ``transformer_2`` (low noise) with a ``boundary_ratio``.
+  ``transformer_2`` (low noise) with a ``boundary_ratio``;
+* ``"ti2v"`` — Wan 2.2 TI2V-5B layout: 48-channel residual VAE with x16
+  spatial compression (patchified pixels), per-token timesteps
+  (``expand_timesteps``).
 
 Tiny sizes: head dim 12 (RoPE split 4/4/4), 2 heads, 2 layers; VAE x8
 spatial / x4 temporal like the real one. A 9-frame 32x32 clip is a
@@ -54,6 +57,23 @@ TINY_WAN_VAE_CONFIG: dict[str, Any] = dict(
     temperal_downsample=[False, True, True],
 )
 
+# Wan 2.2 TI2V-5B VAE layout (z 48, residual, pixel patch 2, x16 spatial), tiny widths.
+TINY_WAN22_VAE_CONFIG: dict[str, Any] = dict(
+    base_dim=4,
+    decoder_base_dim=4,
+    z_dim=48,
+    dim_mult=[1, 1, 1, 1],
+    num_res_blocks=1,
+    temperal_downsample=[False, True, True],
+    is_residual=True,
+    in_channels=12,
+    out_channels=12,
+    patch_size=2,
+    scale_factor_spatial=16,
+    latents_mean=[0.0] * 48,
+    latents_std=[1.0] * 48,
+)
+
 TINY_UMT5_CONFIG: dict[str, Any] = dict(
     d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
 )
@@ -88,19 +108,23 @@ def build_tiny_wan(seed: int = 0, *, layout: str = "t2v", text_encoder: bool = T
     import torch
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
 
-    if layout not in ("t2v", "i2v", "a14b"):
-        raise ValueError(f"layout {layout!r}: use t2v, i2v or a14b")
+    if layout not in ("t2v", "i2v", "a14b", "ti2v"):
+        raise ValueError(f"layout {layout!r}: use t2v, i2v, a14b or ti2v")
     cfg = dict(TINY_WAN_TRANSFORMER_CONFIG)
     if layout == "i2v":
         cfg.update(in_channels=36, image_dim=TINY_CLIP_VISION_CONFIG["hidden_size"], added_kv_proj_dim=24)
+    if layout == "ti2v":
+        cfg.update(in_channels=48, out_channels=48)
     cfg.update(transformer_config or {})
     torch.manual_seed(seed)
     transformer = WanTransformer3DModel(**cfg).eval()
     torch.manual_seed(seed + 1)
-    vae = AutoencoderKLWan(**TINY_WAN_VAE_CONFIG).eval()
+    vae = AutoencoderKLWan(**(TINY_WAN22_VAE_CONFIG if layout == "ti2v" else TINY_WAN_VAE_CONFIG)).eval()
     comps: dict[str, Any] = dict(transformer=transformer, vae=vae,
                                  scheduler=FlowMatchEulerDiscreteScheduler(**WAN_SCHEDULER_CONFIG),
                                  tokenizer=None, text_encoder=None)
+    if layout == "ti2v":
+        comps["expand_timesteps"] = True
     if layout == "a14b":
         torch.manual_seed(seed + 4)
         comps["transformer_2"] = WanTransformer3DModel(**cfg).eval()
@@ -207,6 +231,6 @@ def tiny_wan_inputs(seed: int = 5, latent: tuple[int, int, int] = (3, 8, 8), tex
                 encoder_hidden_states=torch.randn(1, text_len, 32, generator=g))
 
 
-__all__ = ["tiny_wan_inputs", "TINY_CLIP_VISION_CONFIG", "TINY_UMT5_CONFIG", "TINY_WAN_TRANSFORMER_CONFIG", "TINY_WAN_VAE_CONFIG",
+__all__ = ["tiny_wan_inputs", "TINY_WAN22_VAE_CONFIG", "TINY_CLIP_VISION_CONFIG", "TINY_UMT5_CONFIG", "TINY_WAN_TRANSFORMER_CONFIG", "TINY_WAN_VAE_CONFIG",
            "WAN_SCHEDULER_CONFIG", "build_tiny_wan", "diffusers_to_wan_key", "save_tiny_wan",
            "save_tiny_wan_single_file", "tiny_t5_tokenizer", "tiny_wan_pipeline", "tiny_wan_prompt_embeds"]

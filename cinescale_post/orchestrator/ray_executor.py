@@ -276,7 +276,7 @@ class RayExecutor(Executor):
                     except Exception as exc:  # noqa: BLE001 - classified below
                         error, retryable, what = self._failure(ray, exc)
                         tries = self.attempts[chunk.id]
-                        if False:
+                        if retryable and tries <= self.max_retries:
                             sink.emit("warning", message=f"chunk {chunk.id} {what}; retrying "
                                                          f"(attempt {tries + 1} of {self.max_retries + 1})")
                             submit(chunk)

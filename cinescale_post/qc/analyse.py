@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -45,7 +46,7 @@ class Placement:
     rotate: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Placement":
+    def from_dict(cls, d: dict) -> Placement:
         return cls(*(int(d[k]) for k in ("width", "height", "scale_w", "scale_h", "x", "y")),
                    rotate=int(d.get("rotate", 0)))
 
@@ -247,7 +248,7 @@ def measure(setup: Setup, host, *, frames: str | None = None, flow: str = "dis",
                     e_out = e_src = float("nan")
                 res.warp_out.append(e_out)
                 res.warp_src.append(e_src)
-                res.flicker.append(m.added_error(e_out, e_src) if e_out == e_out else float("nan"))
+                res.flicker.append(float("nan") if math.isnan(e_out) else m.added_error(e_out, e_src))
             prev = (sf.number, src, pic, ref)
             if on_frame:
                 on_frame(sf.number, done, len(numbers))
@@ -267,7 +268,8 @@ def _transition(prev, src, pic, ref, place: Placement, scaled_box, flow: str) ->
     size = (place.scale_w, place.scale_h)
     f_up = _crop(m.resize_flow(fwd, size), scaled_box)
     mask_up = _crop(m.resize_mask(mask, size), scaled_box)
-    return m.warping_error(pic0, pic, f_up, mask_up), m.warping_error(ref0, ref, f_up, mask_up)
+    e_out, e_src = m.warping_errors([(pic0, pic), (ref0, ref)], f_up, mask_up)
+    return e_out, e_src
 
 
 def chunk_of(setup: Setup, source_numbers: tuple[int, ...]):

@@ -111,7 +111,7 @@ def compare_block(canvas: draw.Canvas | None, layout: SheetLayout, block: str, a
     layout.crops[block] = regions
     da, db = draw.to_display(a, linear=linear), draw.to_display(b, linear=linear)
     dd = draw.to_display(_diff(a, b, amplify))  # the difference is not an image: no view curve
-    cut = int(round(wipe * w))
+    cut = round(wipe * w)
     dw = np.concatenate([da[:, :cut], db[:, cut:]], axis=1)
     x0, x1 = draw.GAP, 2 * draw.GAP + pw
     if title:
@@ -121,7 +121,7 @@ def compare_block(canvas: draw.Canvas | None, layout: SheetLayout, block: str, a
     canvas.paste(f"{block}.wipe", draw.fit_into(dw, pw), x0, row2, f"wipe: {labels[0]} | {labels[1]}")
     canvas.paste(f"{block}.diff", draw.fit_into(dd, pw), x1, row2, f"{labels[1]} - {labels[0]} x{amplify:g} "
                                                                     "(grey = same)")
-    layout.wipe_x = int(round(cut * s))
+    layout.wipe_x = round(cut * s)
     import cv2
 
     wx = x0 + layout.wipe_x
@@ -165,7 +165,8 @@ def compare_images(pairs: list[tuple[str, np.ndarray, np.ndarray]], *, labels=("
         la = labels[0] + ("" if (wa, ha) == size else f" (Lanczos {size[0] / wa:.2f}x)")
         lb = labels[1] + ("" if (wb, hb) == size else f" (Lanczos {size[0] / wb:.2f}x)")
         matched.append((name, _match(a, size), _match(b, size), (la, lb)))
-    kw = dict(amplify=amplify, wipe=wipe, crops=crops, crop_size=crop_size, panel_width=panel_width, linear=linear)
+    kw = {"amplify": amplify, "wipe": wipe, "crops": crops, "crop_size": crop_size, "panel_width": panel_width,
+          "linear": linear}
     dims = [compare_block(None, SheetLayout(), n, a, b, labels=lab, **kw) for n, a, b, lab in matched]
     canvas = draw.Canvas(max(w for w, _ in dims), sum(h for _, h in dims) + draw.GAP)
     layout = SheetLayout()
@@ -262,6 +263,6 @@ def contact_sheet(path: str, *, host, count: int = 12, frames: list[int] | None 
         canvas.paste(str(n), thumbs[n], x, y, label)
         if why:
             bx, by, bw, bh = canvas.boxes[str(n)]
-            pass
+            canvas.rect((bx, by, bw, bh), (214, 39, 40), 3)
     layout = SheetLayout(boxes=canvas.boxes)
     return canvas.img, layout

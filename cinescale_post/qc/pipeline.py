@@ -67,7 +67,7 @@ def worst_frames(report: dict, n: int) -> list[int]:
 
 
 def run_qc(output: str, source: str | None = None, *, host, out_dir: str | None = None, frames: str | None = None,
-           thresholds: report_mod.Thresholds = report_mod.Thresholds(), chunk: int | None = None,
+           thresholds: report_mod.Thresholds | None = None, chunk: int | None = None,
            first_frame: int | None = None, fit: str = "pad", flow: str = "dis", formula: str = "de2000",
            plots: bool = True, html: bool = True, sheets: int = 2, contact: int = 12, sink=None) -> QCResult:
     """Measure ``output`` against ``source`` and write the QC folder.
@@ -88,7 +88,7 @@ def run_qc(output: str, source: str | None = None, *, host, out_dir: str | None 
             sink.emit("frame", frame=number)
 
     meas = analyse.measure(setup, host, frames=frames, flow=flow, formula=formula, on_frame=on_frame)
-    rep = report_mod.build(meas, setup, thresholds)
+    rep = report_mod.build(meas, setup, thresholds or report_mod.Thresholds())
     res = QCResult(rep, str(folder))
     images: list[tuple[str, str]] = []
     if plots:

@@ -41,13 +41,13 @@ class Axes:
     def x_px(self, x: float) -> int:
         bx, _, bw, _ = self.box
         span = (self.x1 - self.x0) or 1.0
-        return int(round(bx + (x - self.x0) / span * (bw - 1)))
+        return round(bx + (x - self.x0) / span * (bw - 1))
 
     def y_px(self, y: float) -> int:
         _, by, _, bh = self.box
         span = (self.y1 - self.y0) or 1.0
         y = min(max(y, self.y0), self.y1)  # values beyond the range sit on the edge
-        return int(round(by + bh - 1 - (y - self.y0) / span * (bh - 1)))
+        return round(by + bh - 1 - (y - self.y0) / span * (bh - 1))
 
 
 def _nice_max(v: float) -> float:
@@ -103,7 +103,7 @@ def line_plot(title: str, xs: list[int], series: list[tuple[str, list, tuple]], 
         s = str(x)
         draw.text(img, s, (xp - draw.text_width(s, 0.38) // 2, by + bh + 16), scale=0.38)
     for b in boundaries:
-        xp = int(round((ax.x_px(b - 1) + ax.x_px(b)) / 2))
+        xp = round((ax.x_px(b - 1) + ax.x_px(b)) / 2)
         cv2.line(img, (xp, by), (xp, by + bh - 1), ORANGE if b in seams else BOUNDARY, 2 if b in seams else 1)
     for label, v in thresholds:
         _dashed_h(img, bx, bx + bw - 1, ax.y_px(v), RED)

@@ -59,7 +59,7 @@ class Thresholds:
             raise UsageError(f"threshold seam_radius = {self.seam_radius}: must be >= 1")
 
     @classmethod
-    def parse(cls, items: list[str] | tuple[str, ...]) -> "Thresholds":
+    def parse(cls, items: list[str] | tuple[str, ...]) -> Thresholds:
         """``["flicker=0.03", "drift_mean=3"]`` -> Thresholds (UsageError names the bad item)."""
         names = {f.name: f.type for f in fields(cls)}
         values = {}
@@ -90,11 +90,11 @@ def _frames_str(numbers) -> str:
     return compress_ranges(sorted(set(numbers)))
 
 
-def build(meas, setup, thresholds: Thresholds = Thresholds()) -> dict:
+def build(meas, setup, thresholds: Thresholds | None = None) -> dict:
     """Turn :class:`analyse.Measurements` into the report dict (JSON-ready)."""
     from .analyse import chunk_of
 
-    t = thresholds
+    t = thresholds or Thresholds()
     nums = meas.numbers
     d = np.array(meas.flicker, np.float64)
     iso = m.isolated(d) if len(nums) > 1 else np.zeros(len(nums))
@@ -229,13 +229,12 @@ def rerender_command(report: dict) -> str | None:
 def format_summary(report: dict) -> str:
     """A few lines for people: the worst numbers and what to re-render."""
     s = report["summary"]
+    de = "dE2000" if "CIEDE2000" in report["metrics"]["colour_drift"] else "dE76"
     lines = [
-        f"frames {s['frames']}, chunks {s['chunks']}: flagged {s['flagged_frames']} frames, "
-        f"{s['flagged_chunks']} chunks, {s['flagged_seams']} seams",
+        (f"frames {s['frames']}, chunks {s['chunks']}: flagged {s['flagged_frames']} frames, "
+         f"{s['flagged_chunks']} chunks, {s['flagged_seams']} seams"),
         f"flicker mean {s['flicker_mean']} max {s['flicker_max']} (threshold {report['thresholds']['flicker']})",
-        f"colour drift mean {s['drift_mean']} p95 max {s['drift_p95_max']} dE2000"
-        if "CIEDE2000" in report["metrics"]["colour_drift"] else
-        f"colour drift mean {s['drift_mean']} p95 max {s['drift_p95_max']} dE76",
+        f"colour drift mean {s['drift_mean']} p95 max {s['drift_p95_max']} {de}",
         f"detail gain mean {s['detail_gain_mean']}",
     ]
     for c in report["chunks"]:

@@ -24,7 +24,7 @@ def _naive_bilinear(img, x, y):
     h, w = img.shape[:2]
     x = min(max(x, 0.0), w - 1.0)
     y = min(max(y, 0.0), h - 1.0)
-    x0, y0 = int(math.floor(x)), int(math.floor(y))
+    x0, y0 = math.floor(x), math.floor(y)
     x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
     fx, fy = x - x0, y - y0
     return ((1 - fx) * (1 - fy) * img[y0, x0] + fx * (1 - fy) * img[y0, x1]
@@ -207,10 +207,27 @@ def test_isolated_flicker_is_min_of_neighbouring_transitions():
     assert got[5] == 0.0 and got[6] == 0.0  # a single step belongs to no frame
 
 
+def _naive_seam(d, t, radius):
+    near = sorted(d[i] for i in range(max(0, t - radius), min(len(d), t + radius + 1)) if i != t)
+    k = len(near)
+    med = near[k // 2] if k % 2 else (near[k // 2 - 1] + near[k // 2]) / 2
+    spike = max(min(d[t - 1], d[t]) if t > 0 else d[t], min(d[t], d[t + 1]) if t + 1 < len(d) else d[t])
+    v = d[t] - max(0.0, spike - med)
+    return v - med, v / max(med, 1e-3)
+
+
 def test_seam_scores_against_neighbourhood_median():
-    d = np.array([0.01, 0.012, 0.011, 0.06, 0.01, 0.013, 0.012])
-    (excess, ratio), = m.seam_scores(d, [3], radius=3)
-    med = float(np.median([0.01, 0.012, 0.011, 0.01, 0.013, 0.012]))
-    assert excess == pytest.approx(0.06 - med) and ratio == pytest.approx(0.06 / med)
-    (excess, _), = m.seam_scores(d, [1], radius=1)
-    assert excess == pytest.approx(0.012 - np.median([0.01, 0.011]))
+    d = [0.01, 0.012, 0.011, 0.06, 0.01, 0.013, 0.012]
+    for t, radius in [(3, 3), (1, 1), (0, 2), (6, 3), (2, 2)]:
+        got, = m.seam_scores(np.array(d), [t], radius=radius)
+        assert got == pytest.approx(_naive_seam(d, t, radius)), (t, radius)
+    (excess, ratio), = m.seam_scores(np.array(d), [3])
+    assert excess > 0.045 and ratio > 4  # the step stands out
+
+
+def test_a_frame_flickering_at_a_boundary_is_not_a_seam():
+    step = np.array([0.0, 0.0, 0.0, 0.04, 0.0, 0.0, 0.0])  # frames 4.. shifted: a seam at t=3
+    spike = np.array([0.0, 0.0, 0.04, 0.04, 0.0, 0.0, 0.0])  # frame 3 alone jumps, next to t=3
+    (step_excess, _), = m.seam_scores(step, [3])
+    (spike_excess, _), = m.seam_scores(spike, [3])
+    assert step_excess == pytest.approx(0.04) and spike_excess == pytest.approx(0.0)

@@ -59,14 +59,14 @@ def test_clean_render_is_not_flagged(qc_host, clean_render, tmp_path):
 
 
 def test_planted_flicker_is_flagged_at_its_frames(qc_host, render_copy, tmp_path):
-    shift_brightness(render_copy, [1003, 1010], 0.04)
+    shift_brightness(render_copy, [1004, 1010], 0.04)  # 1004 ends a chunk: next to a boundary
     r = _qc(qc_host, render_copy, tmp_path)
-    assert _flagged(r, "flicker") == [1003, 1010]
+    assert _flagged(r, "flicker") == [1004, 1010]
     by = {f["frame"]: f for f in r["frames"]}
-    assert by[1003]["flicker"] == pytest.approx(0.04, abs=0.004)
-    assert by[1002]["flicker"] < 0.002 and by[1004]["flicker"] < 0.002  # neighbours stay clean
-    assert not any(s["flagged"] for s in r["seams"])
-    assert r["rerender"]["frames"] == "1003,1010"
+    assert by[1004]["flicker"] == pytest.approx(0.04, abs=0.004)
+    assert by[1003]["flicker"] < 0.002 and by[1005]["flicker"] < 0.002  # neighbours stay clean
+    assert not any(s["flagged"] for s in r["seams"])  # the jump at 1004|1005 is 1004's flicker
+    assert r["rerender"]["frames"] == "1004,1010"
     assert [c["flags"] for c in r["chunks"]] == [["frames"], [], ["frames"]]
 
 
@@ -90,7 +90,9 @@ def test_detail_that_moves_with_the_picture_is_not_flicker(qc_host, render_copy,
     add_moving_grain(render_copy, range(1001, 1013), seed=1)
     r = _qc(qc_host, render_copy, tmp_path)
     assert _flagged(r, "flicker") == [] and not any(s["flagged"] for s in r["seams"])
-    assert max(f["flicker"] for f in r["frames"]) < 0.01
+    # ~0.001; the picture entering at the frame edge has no flow and must be
+    # left out, or it alone reads as ~0.004.
+    assert max(f["flicker"] for f in r["frames"]) < 0.0025
     assert all(f["detail_gain"] > 1.5 for f in r["frames"])  # the grain is added detail
 
 
@@ -115,6 +117,18 @@ def test_movie_render_with_letterbox_uses_the_manifest(qc_host, source_clip, tmp
     assert max(f["drift_mean"] for f in r["frames"]) < 1.0
 
 
+def test_rotated_source_is_turned_like_the_render_turned_it(qc_host, tmp_path):
+    from cinescale_post.testing import make_clip
+
+    from .conftest import moving_texture
+
+    clip = make_clip(tmp_path / "rot.mov", frames=5, size=(64, 48), content=moving_texture, rotation=90)
+    out = render(qc_host, tmp_path, clip, size=(96, 128))
+    r = _qc(qc_host, out, tmp_path)
+    assert r["sizes"]["placement"]["rotate"] == 90 and r["sizes"]["picture"] == [96, 128]
+    assert r["summary"]["flagged_frames"] == 0 and max(f["drift_mean"] for f in r["frames"]) < 0.5
+
+
 def test_without_a_manifest_source_and_chunk_come_from_options(qc_host, render_copy, source_clip, tmp_path):
     shift_brightness(render_copy, range(1009, 1013), 0.02)
     (render_copy.parent / "f.manifest.json").unlink()
@@ -123,8 +137,11 @@ def test_without_a_manifest_source_and_chunk_come_from_options(qc_host, render_c
     assert [s["after"] for s in r["seams"] if s["flagged"]] == [1009]
     r = _qc(qc_host, render_copy, tmp_path, source=str(source_clip))
     assert r["seams"] == [] and len(r["chunks"]) == 1  # no chunk grid known: no seams
-    r = _qc(qc_host, render_copy, tmp_path, source=str(source_clip), frames="1003-1006")
-    assert [f["frame"] for f in r["frames"]] == [1003, 1004, 1005, 1006]
+    r = _qc(qc_host, render_copy, tmp_path, source=str(source_clip), frames="1003-1004,1007")
+    assert [f["frame"] for f in r["frames"]] == [1003, 1004, 1007]
+    by = {f["frame"]: f for f in r["frames"]}
+    assert by[1004]["warp_error"] > 0.005  # 1003 -> 1004 is measured ...
+    assert by[1007]["flicker_in"] is None and by[1007]["warp_error"] is None  # ... 1004 -> 1007 is no transition
 
 
 # ---------------------------------------------------------------- command line
@@ -188,3 +205,29 @@ def test_command_errors_exit_with_the_contract_codes(cli_main, clean_render, sou
     err = capsys.readouterr().err
     for w in words:
         assert w in err, err
+
+
+def test_compare_and_contact_sheet_commands_write_their_sheets(cli_main, render_copy, source_clip, qc_host,
+                                                                tmp_path, capsys):
+    from cinescale_post.qc import draw
+    from cinescale_post.qc.compare import compare_paths, contact_sheet
+
+    shift_brightness(render_copy, [1006], 0.05)
+    assert cli_main("qc", render_copy, "--no-plots", "--no-html", "--progress", "none") == 0
+    assert (render_copy.parent / "f.qc" / "report.json").is_file()  # default folder: next to the render
+    capsys.readouterr()
+    assert cli_main("contact-sheet", render_copy, "-o", tmp_path / "c.png", "--frames", "1005-1007",
+                    "--width", "64") == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "c.png")
+    # The QC report next to the render was found: 1006 is framed as flagged.
+    kw = {"host": qc_host, "frames": [1005, 1006, 1007], "thumb_width": 64}
+    want, _ = contact_sheet(str(render_copy), flags={1006: ["flicker", "drift"]}, **kw)
+    unflagged, _ = contact_sheet(str(render_copy), **kw)
+    got = draw.read_png(tmp_path / "c.png")
+    np.testing.assert_array_equal(got, want)
+    assert (got != unflagged).any()
+    assert cli_main("compare", source_clip, render_copy, "--frame", "1006", "--label", "src", "out",
+                    "--panel-width", "128", "-o", tmp_path / "s.png") == 0
+    want, _ = compare_paths(str(source_clip), str(render_copy), host=qc_host, frames=[1006], labels=("src", "out"),
+                            panel_width=128)
+    np.testing.assert_array_equal(draw.read_png(tmp_path / "s.png"), want)

@@ -9,7 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from cinescale_post.qc import draw, metrics as m, plots
+from cinescale_post.qc import draw, plots
+from cinescale_post.qc import metrics as m
 from cinescale_post.qc.compare import busiest_regions, compare_images, compare_paths, contact_sheet
 from cinescale_post.qc.pipeline import run_qc
 
@@ -46,7 +47,7 @@ def test_line_plot_draws_values_thresholds_boundaries_and_flags():
     assert 0.3 < red < 0.7
     assert _close(img, (ax.x_px(1003), ax.y_px(0.06)), plots.RED, tol=10)  # the flagged point
     assert _close(img, (ax.x_px(1011), ax.y_px(0.0)), plots.BLUE)  # the series where it is
-    mid = lambda b: (ax.x_px(b - 1) + ax.x_px(b)) // 2  # noqa: E731
+    mid = lambda b: (ax.x_px(b - 1) + ax.x_px(b)) // 2
     y_mid = by + bh // 3
     assert _close(img, (mid(1005), y_mid), plots.BOUNDARY, tol=10)
     assert _close(img, (mid(1009), y_mid), plots.ORANGE, tol=10)  # the flagged seam
@@ -167,9 +168,9 @@ def test_contact_sheet_marks_flagged_frames(qc_host, clean_render):
 
     rgb = cv2.imread(str(frame_path(clean_render, 1003)), cv2.IMREAD_UNCHANGED)[..., ::-1] / 65535.0
     np.testing.assert_array_equal(_panel(sheet, lay.boxes["1003"]), draw.fit_into(draw.to_display(rgb), 96))
-    x, y, w, h = lay.boxes["1008"]
+    x, y, w, _h = lay.boxes["1008"]
     assert (sheet[y + 1, x + 5:x + w - 5] == (214, 39, 40)).all()  # red border on the flagged one
-    x, y, w, h = lay.boxes["1010"]
+    x, y, w, _ = lay.boxes["1010"]
     assert not (sheet[y + 1, x + 5:x + w - 5] == (214, 39, 40)).all(-1).any()
 
 
@@ -189,6 +190,11 @@ def test_html_links_resolve_and_values_are_escaped(qc_host, render_copy, tmp_pat
     for png in ("flicker.png", "drift.png", "detail.png", "contact.png", "frame.1004.png"):
         assert f'src="{png}"' in page
     assert "--frames 1004" in page
+    # The tables: every chunk and seam, and the flagged frame highlighted.
+    for c in ("1001-1004", "1005-1008", "1009-1012"):
+        assert f"<td>{c}</td>" in page
+    flagged_rows = re.findall(r"<tr class=flag><td>([^<]*)</td>", page)
+    assert flagged_rows == ["1001-1004", "1004"]  # its chunk, and the frame
     from cinescale_post.qc.html import render_html
 
     rep = dict(res.report, setup=dict(res.report["setup"], output="<b>x&y</b>.mov", manifest=None))

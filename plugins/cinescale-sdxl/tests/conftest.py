@@ -1,8 +1,6 @@
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
@@ -10,6 +8,7 @@ try:  # run from a checkout without `pip install -e plugins/cinescale-sdxl`
     import cinescale_sdxl  # noqa: F401
 except ImportError:  # pragma: no cover
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sdxl_testutil
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -22,36 +21,3 @@ def tiny_model(tmp_path_factory):
     from cinescale_post.testing_models import save_tiny_sdxl
 
     return str(save_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl"))
-
-
-TINY_STAGES = (
-    {"scale": 1, "steps": 3, "guidance": 5.0},
-    {"scale": 2, "steps": 3, "restart_step": 1, "dilate_tau": 2, "guidance": 5.0},
-)
-
-
-def make_plan(model, *, stages=TINY_STAGES, options=None, mode="generate", size=(128, 128), dtype="float32",
-              prompt="a photo of the cat", frames=(1001,), source=None):
-    from cinescale_sdxl.backend import SDXLBackend
-
-    st, opts = SDXLBackend().validate(stages=tuple(stages), options=dict(options or {}), size=size, source=source)
-    return SimpleNamespace(backend="sdxl", model=model, device="cpu", dtype=dtype, seed=7, stages=st,
-                           backend_options=opts, output=SimpleNamespace(width=size[0], height=size[1]),
-                           prompt=prompt, negative_prompt="blurry", mode=mode, frames=frames, source=source)
-
-
-def seed_for(number, tile=0):
-    return 1000 + 31 * int(number) + tile
-
-
-def frames_of(images, first=1001):
-    from cinescale_post.interfaces import Frame
-
-    return [Frame(number=first + i, index=i, rgb=im) for i, im in enumerate(images)]
-
-
-def still(seed=0, size=(64, 64)):
-    g = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size[1], 0:size[0]] / max(size)
-    base = np.stack([x, y, 0.5 * (x + y)], -1)
-    return (0.8 * base + 0.2 * g.random((size[1], size[0], 3))).astype(np.float32)

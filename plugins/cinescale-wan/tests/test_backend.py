@@ -51,6 +51,7 @@ def test_frame_arithmetic():
     ("t2v", "wan2.1-t2v-custom", ("t2v", "v2v")),
     ("i2v", "wan2.1-i2v-custom", ("i2v",)),
     ("a14b", "wan2.2-t2v-two-expert-custom", ("t2v", "v2v")),
+    ("ti2v", "wan2.2-ti2v-custom", ("t2v", "v2v")),
 ])
 def test_loads_folders_and_detects_the_variant(models, layout, name, tasks):
     b = WanBackend()
@@ -60,7 +61,9 @@ def test_loads_folders_and_detects_the_variant(models, layout, name, tasks):
         assert b.variant.experts == (2 if layout == "a14b" else 1)
         assert b.variant.image_encoder == (layout == "i2v")
         info = b.model_info
-        assert (info.latent_factor, info.size_multiple, info.temporal_factor, info.latent_channels) == (8, 16, 4, 16)
+        want = (16, 32, 4, 48) if layout == "ti2v" else (8, 16, 4, 16)
+        assert (info.latent_factor, info.size_multiple, info.temporal_factor, info.latent_channels) == want
+        assert b.variant.expand_timesteps == (layout == "ti2v")
         assert b.pipe.vae.dtype == torch.float32 and b.pipe.vae.use_tiling
     finally:
         b.unload()
@@ -166,6 +169,19 @@ def test_two_experts_switch_at_the_boundary(models):
     frames = b.generate(plan, seed_for)
     b.unload()
     assert len(frames) == 5 and "transformer" in used and "transformer_2" in used
+
+
+def test_wan22_ti2v_layout_generates_with_per_token_timesteps(models):
+    seen = []
+    plan = make_plan(models["ti2v"])
+    b = WanBackend()
+    b.load(plan)
+    b.pipe.transformer.register_forward_pre_hook(lambda m, a, kw: seen.append(tuple(kw["timestep"].shape)),
+                                                 with_kwargs=True)
+    frames = b.generate(plan, seed_for)
+    b.unload()
+    assert len(frames) == 5 and frames[0].shape == (64, 64, 3) and all(np.isfinite(f).all() for f in frames)
+    assert seen[0] == (1, 2 * 1 * 1) and seen[-1] == (1, 2 * 2 * 2)  # (B, tokens): 32 px then 64 px, x16 VAE
 
 
 def test_lora_ckpt_changes_the_result_and_is_recorded(tmp_path, tiny_model):

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_STAGES, frames_of, make_plan, seed_for, still
+from sdxl_testutil import TINY_STAGES, frames_of, make_plan, seed_for, still
 
 from cinescale_post.errors import PlanError, WeightsError
 from cinescale_post.interfaces import SourceInfo, WindowJob

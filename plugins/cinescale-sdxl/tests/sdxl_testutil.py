@@ -1,0 +1,39 @@
+"""Helpers shared by the SDXL plugin's tests (a uniquely named module, so
+test folders of several plugins can be collected in one pytest run)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+
+
+TINY_STAGES = (
+    {"scale": 1, "steps": 3, "guidance": 5.0},
+    {"scale": 2, "steps": 3, "restart_step": 1, "dilate_tau": 2, "guidance": 5.0},
+)
+
+
+def make_plan(model, *, stages=TINY_STAGES, options=None, mode="generate", size=(128, 128), dtype="float32",
+              prompt="a photo of the cat", frames=(1001,), source=None):
+    from cinescale_sdxl.backend import SDXLBackend
+
+    st, opts = SDXLBackend().validate(stages=tuple(stages), options=dict(options or {}), size=size, source=source)
+    return SimpleNamespace(backend="sdxl", model=model, device="cpu", dtype=dtype, seed=7, stages=st,
+                           backend_options=opts, output=SimpleNamespace(width=size[0], height=size[1]),
+                           prompt=prompt, negative_prompt="blurry", mode=mode, frames=frames, source=source)
+
+
+def seed_for(number, tile=0):
+    return 1000 + 31 * int(number) + tile
+
+
+def frames_of(images, first=1001):
+    from cinescale_post.interfaces import Frame
+
+    return [Frame(number=first + i, index=i, rgb=im) for i, im in enumerate(images)]
+
+
+def still(seed=0, size=(64, 64)):
+    g = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]] / max(size)
+    base = np.stack([x, y, 0.5 * (x + y)], -1)
+    return (0.8 * base + 0.2 * g.random((size[1], size[0], 3))).astype(np.float32)

@@ -1,0 +1,94 @@
+"""The Resolve Workspace script against a fake Resolve API (fake_resolve.py)
+that follows the documented objects and writes a real intermediate, with the
+real cinescale CLI upscaling it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from ..helpers import TEST_BACKENDS_DIST, cli_env, fake_distribution, write_preset
+from . import fake_resolve
+
+SCRIPT = Path(__file__).resolve().parents[2] / "integrations" / "resolve" / "Cinescale Upscale.py"
+
+
+@pytest.fixture
+def script(monkeypatch, tmp_path):
+    site = fake_distribution(tmp_path / "site", "cinescale-testbackends", TEST_BACKENDS_DIST)
+    for k, v in cli_env(site, CINESCALE_LOAD_PLUGINS="testbackends").items():
+        if k in ("PYTHONPATH", "CINESCALE_LOAD_PLUGINS"):
+            monkeypatch.setenv(k, v)
+    monkeypatch.setenv("CINESCALE_CLI", f"{sys.executable} -m cinescale_post")
+    spec = importlib.util.spec_from_file_location("cinescale_resolve_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # importing runs nothing: main() only under __main__
+    return mod
+
+
+@pytest.fixture
+def preset(tmp_path):
+    return write_preset(tmp_path / "p.toml", backend="test-noise", codec="prores_hq", width=96, height=64, chunk=0,
+                        audio=False)
+
+
+def test_marked_range_round_trip_lands_above_with_source_timecode(script, preset, tmp_path):
+    resolve = fake_resolve.Resolve(marks=(10, 21))
+    tl = resolve.timeline
+    tl.tracks.append([fake_resolve.TimelineItem("title", 86415, 86419)])  # V2 is busy inside the range
+    log = []
+    res = script.upscale_marked_range(resolve, preset=str(preset), folder=str(tmp_path / "work"), log=log.append,
+                                      poll_s=0.01)
+    calls = resolve.rec.calls
+    (settings,) = [c[1] for c in calls if c[0] == "SetRenderSettings"]
+    # the marks (offsets) became absolute record frames; the intermediate is video only
+    assert settings["MarkIn"] == 86410 and settings["MarkOut"] == 86421 and settings["SelectAllFrames"] is False
+    assert settings["ExportAudio"] is False
+    assert ("SetCurrentRenderFormatAndCodec", "mov", "ProRes4444XQ") in calls  # best offered intra codec
+    assert ("SetCurrentRenderMode", 1) in calls
+    # the project's render setup is restored and the temporary job removed
+    assert resolve.project.format_codec == {"format": "mp4", "codec": "H264"} and resolve.project.mode == 0
+    assert ("DeleteRenderJob", "job-1") in calls and resolve.project.jobs == {}
+    # the upscaled movie: 12 frames at the preset size, timecode of the In point kept
+    with av.open(res["output"]) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height) == (96, 64)
+        assert sum(1 for p in c.demux(v) if p.size) == 12
+    assert res["start_tc"] == "01:00:00:10"
+    # imported into the cinescale bin, placed video-only on the first free track above (V3, added)
+    (imported,) = [c for c in calls if c[0] == "ImportMedia"]
+    assert imported[1] == [res["output"]] and imported[2] == "cinescale"
+    assert ("AddTrack", "video") in calls
+    (append,) = [c[1] for c in calls if c[0] == "AppendToTimeline"]
+    assert append[0]["trackIndex"] == 3 and append[0]["recordFrame"] == 86410 and append[0]["mediaType"] == 1
+    assert (append[0]["startFrame"], append[0]["endFrame"]) == (0, 11)
+    placed = res["timeline_item"]
+    assert (placed.GetStart(), placed.GetEnd()) == (86410, 86422) and res["track"] == 3
+    assert any("cinescale" in line and "%" in line for line in log)
+
+
+def test_no_marks_is_explained(script, preset, tmp_path):
+    resolve = fake_resolve.Resolve(marks=None)
+    with pytest.raises(script.CinescaleResolveError, match="mark In and Out"):
+        script.upscale_marked_range(resolve, preset=str(preset), folder=str(tmp_path / "w"), log=lambda s: None)
+    assert "AddRenderJob" not in resolve.rec.names()
+
+
+def test_cli_error_reaches_the_console_and_nothing_is_placed(script, tmp_path):
+    resolve = fake_resolve.Resolve(marks=(0, 3))
+    with pytest.raises(script.CinescaleResolveError, match="exited with code 2.*no-such-preset"):
+        script.upscale_marked_range(resolve, preset="no-such-preset", folder=str(tmp_path / "w"),
+                                    log=lambda s: None, poll_s=0.01)
+    assert "AppendToTimeline" not in resolve.rec.names()
+    assert resolve.project.mode == 0  # restored even though the run failed later
+
+
+def test_only_offered_codecs_are_used(script, tmp_path, monkeypatch):
+    resolve = fake_resolve.Resolve()
+    monkeypatch.setattr(fake_resolve.Project, "CODECS", {"mov": {"H.264": "H264"}})
+    with pytest.raises(script.CinescaleResolveError, match="intra-frame QuickTime codec"):
+        script.upscale_marked_range(resolve, folder=str(tmp_path / "w"), log=lambda s: None)
