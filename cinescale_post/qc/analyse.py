@@ -92,9 +92,14 @@ def resolve(output: str, source: str | None = None, *, chunk: int | None = None,
     """
     from ..orchestrator.manifest import Manifest
 
+    from ..media.sequence import parse_pattern
+
     man = Manifest(output)
     data = man.read()
     plan = (data or {}).get("plan") or {}
+    if data and parse_pattern(output) is None and not os.path.exists(output):
+        raise InputError(f"{output} does not exist, but its render manifest does (chunks not assembled yet?)",
+                         fix=f"run `cinescale assemble {man.path}`, or finish the render")
     if source is None:
         if not data:
             raise UsageError(f"no render manifest at {man.path}, so the source is unknown",

@@ -231,3 +231,13 @@ def test_compare_and_contact_sheet_commands_write_their_sheets(cli_main, render_
     want, _ = compare_paths(str(source_clip), str(render_copy), host=qc_host, frames=[1006], labels=("src", "out"),
                             panel_width=128)
     np.testing.assert_array_equal(draw.read_png(tmp_path / "s.png"), want)
+
+
+def test_unassembled_movie_render_points_to_assemble(qc_host, source_clip, tmp_path):
+    from cinescale_post.errors import InputError
+
+    out = render(qc_host, tmp_path, source_clip, codec="prores_hq", name="m/master.mov")
+    out.unlink()  # as after `cinescale render --no-assemble`
+    with pytest.raises(InputError, match="cinescale assemble") as exc:
+        _qc(qc_host, out, tmp_path)
+    assert exc.value.exit_code == 3
