@@ -297,14 +297,19 @@ def _write(timeline, path: Path) -> str:
     return str(path)
 
 
-def write_otio(plan, outputs: list[str], *, path: str | os.PathLike | None = None) -> str:
-    """Write the timeline of a finished render next to its output; return its path.
+def write_otio(plan, outputs: list[str], *, path: str | os.PathLike | None = None) -> str | None:
+    """Write the timeline of a finished render next to its output; return its
+    path (None for renders with nothing to conform: generated stills, or a
+    plan without a source clip).
 
     ``outputs``: the render's outputs (``Summary.outputs``). Sequences
     describe every frame the output holds (the plan's frames and every
     verified unit); movies reference the assembled movie when ``outputs``
     (or the manifest) names it, else the chunk movies.
     """
+    if plan.mode != "render" or plan.source is None or plan.output.kind not in ("movie", "sequence") \
+            or not plan.source.rate:
+        return None
     shot = shot_from_plan(plan)
     manifest = Manifest(plan.output.path)
     on_disk, assembled = _frames_in_output(shot, manifest)

@@ -144,3 +144,11 @@ def test_presets_and_probe(clip):
     assert info["rate"] == "24000/1001" and info["frame_count"] == 4 and info["timecode"] == "01:00:00:00"
     r = run_cli(["probe", str(clip)])
     assert r.returncode == 0 and "24000/1001" in r.stdout
+
+
+def test_doctor_smoke_runs_every_installed_backend():
+    r = run_cli(["doctor", "--smoke"])
+    assert "codecs          all present" in r.stdout
+    assert "not pictures" in r.stdout
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "result: OK" in r.stdout

@@ -90,9 +90,8 @@ def resolve(output: str, source: str | None = None, *, chunk: int | None = None,
 
     Raises UsageError when there is neither a manifest nor ``source``.
     """
-    from ..orchestrator.manifest import Manifest
-
     from ..media.sequence import parse_pattern
+    from ..orchestrator.manifest import Manifest
 
     man = Manifest(output)
     data = man.read()

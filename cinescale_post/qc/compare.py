@@ -102,7 +102,9 @@ def compare_block(canvas: draw.Canvas | None, layout: SheetLayout, block: str, a
     row1, row2 = top + head + draw.LINE_H, top + head + 2 * draw.LINE_H + ph + draw.GAP
     crop_top = row2 + ph + draw.GAP + draw.LINE_H
     crop_label = f"#9 at {w},{h}, 1:1: {labels[0]} | {labels[1]} | difference"
-    width = max(2 * pw + 3 * draw.GAP, 3 * cs + 4 * draw.GAP, draw.text_width(crop_label) + 2 * draw.GAP)
+    diff_label = f"{labels[1]} - {labels[0]} x{amplify:g} (grey = same)"
+    width = max(2 * pw + 3 * draw.GAP, 3 * cs + 4 * draw.GAP, draw.text_width(crop_label) + 2 * draw.GAP,
+                pw + 3 * draw.GAP + draw.text_width(diff_label))
     height = crop_top - top + len(regions) * (cs + draw.GAP + draw.LINE_H)
     if canvas is None:
         return width, height
@@ -119,8 +121,7 @@ def compare_block(canvas: draw.Canvas | None, layout: SheetLayout, block: str, a
     canvas.paste(f"{block}.a", draw.fit_into(da, pw), x0, row1, labels[0])
     canvas.paste(f"{block}.b", draw.fit_into(db, pw), x1, row1, labels[1])
     canvas.paste(f"{block}.wipe", draw.fit_into(dw, pw), x0, row2, f"wipe: {labels[0]} | {labels[1]}")
-    canvas.paste(f"{block}.diff", draw.fit_into(dd, pw), x1, row2, f"{labels[1]} - {labels[0]} x{amplify:g} "
-                                                                    "(grey = same)")
+    canvas.paste(f"{block}.diff", draw.fit_into(dd, pw), x1, row2, diff_label)
     layout.wipe_x = round(cut * s)
     import cv2
 
@@ -162,8 +163,8 @@ def compare_images(pairs: list[tuple[str, np.ndarray, np.ndarray]], *, labels=("
         ha, wa = a.shape[:2]
         hb, wb = b.shape[:2]
         size = (wa, ha) if wa * ha >= wb * hb else (wb, hb)
-        la = labels[0] + ("" if (wa, ha) == size else f" (Lanczos {size[0] / wa:.2f}x)")
-        lb = labels[1] + ("" if (wb, hb) == size else f" (Lanczos {size[0] / wb:.2f}x)")
+        la = labels[0] + ("" if (wa, ha) == size else f" (Lanczos {min(size[0] / wa, size[1] / ha):.2f}x)")
+        lb = labels[1] + ("" if (wb, hb) == size else f" (Lanczos {min(size[0] / wb, size[1] / hb):.2f}x)")
         matched.append((name, _match(a, size), _match(b, size), (la, lb)))
     kw = {"amplify": amplify, "wipe": wipe, "crops": crops, "crop_size": crop_size, "panel_width": panel_width,
           "linear": linear}

@@ -385,11 +385,10 @@ def isolated(transitions: np.ndarray) -> np.ndarray:
     [0.0, 0.0, 0.1, 0.0, 0.0]
     """
     d = np.asarray(transitions, np.float64)
-    n = len(d) + 1
     before = np.concatenate([[np.nan], d])
     after = np.concatenate([d, [np.nan]])
     out = np.fmin(before, after)  # fmin ignores one NaN
-    return np.where(np.isnan(out), 0.0, out) if n else out
+    return np.where(np.isnan(out), 0.0, out)
 
 
 def seam_scores(transitions: np.ndarray, boundaries: list[int], radius: int = 3) -> list[tuple[float, float]]:

@@ -184,7 +184,7 @@ def build(meas, setup, thresholds: Thresholds | None = None) -> dict:
                        "own, in quadrature; code values (1.0 = full scale)",
             "seam": "flicker across a chunk boundary minus the median of the transitions within seam_radius",
             "colour_drift": ("CIEDE2000" if meas.formula == "de2000" else "CIE76")
-                            + " between the output shrunk to the source size (area) and the source; "
+                            + " between output and source, both shrunk (area) to 1/8 of the source size; "
                               f"{meas.colour_space.get('transfer')} transfer, "
                               f"{meas.colour_space.get('primaries')} primaries, D65",
             "detail_gain": "high-frequency luma energy of the output / of a Lanczos upscale of the source",

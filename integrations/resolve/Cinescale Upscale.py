@@ -233,13 +233,11 @@ def _occupied(timeline, track, first, last):
 
 
 def track_above(timeline, first, last):
-    """The first video track above every clip in [first, last] that is free
-    there; added when the timeline has none."""
+    """The video track just above the highest one with a clip in [first,
+    last] (free there by construction); added when the timeline has none."""
     count = int(timeline.GetTrackCount("video"))
     top = max([t for t in range(1, count + 1) if _occupied(timeline, t, first, last)] or [0])
     target = top + 1
-    while target <= count and _occupied(timeline, target, first, last):
-        target += 1
     while int(timeline.GetTrackCount("video")) < target:
         if not timeline.AddTrack("video"):
             raise CinescaleResolveError("Resolve refused to add a video track")

@@ -97,6 +97,8 @@ def test_generate_t2v_two_stages_is_deterministic_and_seeded(tiny_model):
     assert all(np.isfinite(f).all() and f.min() >= 0 and f.max() <= 1 for f in a)
     _, again = _gen(tiny_model)
     assert all(np.array_equal(x, y) for x, y in zip(a, again))
+    _, offloaded = _gen(tiny_model, options={"offload": "model", "cfg_batch": True})
+    assert all(np.allclose(x, y, atol=1e-5) for x, y in zip(a, offloaded))
     _, other = _gen(tiny_model, seed=8)  # seed_for is fixed; the plan seed does not enter generate(...)
     assert all(np.array_equal(x, y) for x, y in zip(a, other))
     b2 = WanBackend()
