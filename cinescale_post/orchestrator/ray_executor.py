@@ -43,7 +43,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import CinescaleError, Interrupted, TemporaryFailure, UsageError
+from ..errors import CinescaleError, TemporaryFailure, UsageError
 from .executors import EXECUTORS, Executor
 
 log = logging.getLogger(__name__)

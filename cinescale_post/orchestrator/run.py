@@ -32,6 +32,7 @@ from ..errors import CinescaleError, OutputError, PluginError
 from ..interfaces import Frame, OutputTarget, WindowJob
 from .executors import get_executor
 from .manifest import Manifest, file_sha1, input_identity
+from .memory import render_with_backoff
 from .seeds import seed_function
 from .signals import StopFlag
 from .windows import Chunk, Window, chunks as make_chunks, coverage, layout
@@ -181,11 +182,11 @@ class _Render:
         g = self.plan.output.geometry
         job = WindowJob(frames=frames, size=(g.scale_w, g.scale_h), seed_for=self.seed_for)
         owner = self.host.owner("backends", self.backend.id) or "?"
+        where = f"frames {win.frames[0]}-{win.frames[-1]}"
         try:
-            outs = self.backend.render(job)
+            outs = render_with_backoff(self.backend, job, where=where,
+                                       warn=lambda m: self.sink.emit("warning", message=m))
         except CinescaleError:
-            raise
-        except MemoryError:
             raise
         except Exception as exc:
             raise PluginError(f"backend {self.backend.id!r} (plugin {owner}) failed on frames "

@@ -299,7 +299,7 @@ def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     dHp = 2 * np.sqrt(C1p * C2p) * np.sin(np.radians(dh / 2))
     Lpm, Cpm = (L1 + L2) / 2, (C1p + C2p) / 2
     hsum = h1p + h2p
-    hpm = np.where(np.abs(h1p - h2p) <= 180, hsum / 2, np.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2))
+    hpm = np.where(np.abs(h1p - h2p) <= 0, hsum / 2, np.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2))
     hpm = np.where(zero, hsum, hpm)
     T = (1 - 0.17 * np.cos(np.radians(hpm - 30)) + 0.24 * np.cos(np.radians(2 * hpm))
          + 0.32 * np.cos(np.radians(3 * hpm + 6)) - 0.20 * np.cos(np.radians(4 * hpm - 63)))

@@ -9,7 +9,6 @@ byte for byte with a single local render."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shlex
 import stat
@@ -260,7 +259,7 @@ def test_opencue_outline_is_built_with_pyoutline_api(monkeypatch):
 def test_openjd_template_validates_and_its_chunks_render_the_shot(farm, tmp_path):
     yaml = pytest.importorskip("yaml")
     openjd = pytest.importorskip("openjd.model")
-    template_path = FARM / "openjd" / "cinescale.template.yaml"
+    template_path = FARM / "openjd" / "template.yaml"
     template = openjd.decode_job_template(template=yaml.safe_load(template_path.read_text()),
                                           supported_extensions=["TASK_CHUNKING"])
     preset = write_preset(tmp_path / "p.toml", backend="test-noise", codec="exr", width=96, height=64)
@@ -297,6 +296,6 @@ def test_openjd_template_validates_and_its_chunks_render_the_shot(farm, tmp_path
 def test_openjd_template_needs_the_chunking_extension():
     yaml = pytest.importorskip("yaml")
     openjd = pytest.importorskip("openjd.model")
-    data = yaml.safe_load((FARM / "openjd" / "cinescale.template.yaml").read_text())
+    data = yaml.safe_load((FARM / "openjd" / "template.yaml").read_text())
     with pytest.raises(openjd.DecodeValidationError):
         openjd.decode_job_template(template=data)  # CHUNK[INT] is not core OpenJD

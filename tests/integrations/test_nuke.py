@@ -5,7 +5,6 @@ real cinescale CLI rendering for real in the worker thread."""
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import threading
 from pathlib import Path

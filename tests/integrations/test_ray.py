@@ -36,7 +36,7 @@ from cinescale_post.orchestrator.run import render_chunk_task, run
 from cinescale_post.orchestrator.windows import Chunk
 from cinescale_post.testing import make_clip
 
-from ..helpers import TEST_BACKENDS_DIST, cli_env, fake_distribution, run_cli, tree_bytes, write_preset
+from ..helpers import TEST_BACKENDS_DIST, cli_env, fake_distribution, tree_bytes, write_preset
 
 RAY_BACKENDS = '''
 import os
@@ -126,6 +126,27 @@ def test_missing_ray_names_the_extra(monkeypatch):
     with pytest.raises(UsageError) as e:
         ray_executor.import_ray()
     assert "cinescale-post[ray]" in str(e.value) and e.value.exit_code == 2
+
+
+def test_one_gpu_per_task_where_the_cluster_has_gpus():
+    """Task resources follow the cluster and the plan's device (no GPU in
+    this sandbox: the cluster is described, the decision is what is tested)."""
+    import types
+
+    from cinescale_post.orchestrator.ray_executor import RayExecutor
+
+    def options(device, gpus_in_cluster, **kw):
+        fake_ray = types.SimpleNamespace(cluster_resources=lambda: {"CPU": 16.0, "GPU": float(gpus_in_cluster)})
+        plan = types.SimpleNamespace(device=device)
+        return RayExecutor(**kw)._task_options(fake_ray, functools.partial(render_chunk_task, plan))
+
+    assert options("cuda", 8)["num_gpus"] == 1 and options("auto", 1)["num_gpus"] == 1
+    assert "num_gpus" not in options("cpu", 8)  # a CPU render does not hold GPUs
+    assert "num_gpus" not in options("auto", 0)
+    assert options("cuda", 8, num_gpus=0.5)["num_gpus"] == 0.5
+    assert options("cuda", 8)["max_retries"] == 0  # retries go through the driver, counted and reported
+    with pytest.raises(UsageError, match="cuda:0"):
+        options("cuda:1", 8)
 
 
 def test_resumed_chunk_reports_frames_its_lost_attempt_published(tmp_path, host):

@@ -133,7 +133,7 @@ class WanOptions:
     noise: "reference" (every noise tensor from a fresh CPU generator seeded with the window seed,
         in float32) or "stream" (one generator stream for every draw).
     noise_file: safetensors with ``base_noise`` / ``renoise.K`` tensors (controlled mode).
-    latent_dtype: "float32" (diffusers) or "model" (the reference keeps latents in the model dtype).
+    latent_dtype: "model" (reference: latents live in the model dtype, bf16) or "float32" (diffusers).
     vae_dtype: "float32" (default; Wan VAEs are run in fp32) or "model".
     vae_tiling: tiled VAE encode/decode (reference: on); tile / stride in pixels.
     offload: "none", "model" (each component on the device only while used).
@@ -155,7 +155,7 @@ class WanOptions:
     posterior: str = "mean"
     noise: str = "reference"
     noise_file: str = ""
-    latent_dtype: str = "float32"
+    latent_dtype: str = "model"
     vae_dtype: str = "float32"
     vae_tiling: bool = True
     vae_tile: tuple[int, int] = (256, 256)
