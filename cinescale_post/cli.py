@@ -104,17 +104,23 @@ def _plan_options(f):
 @click.option("--prompt", help="Per-shot prompt for diffusion backends.")
 @click.option("--overwrite", is_flag=True, help="Replace an output rendered with another plan or input.")
 @click.option("--verify", is_flag=True, help="Check finished files by content hash before skipping them.")
-@click.option("--executor", default="local", show_default=True, help="Where chunks run.")
+@click.option("--executor", default="local", show_default=True,
+              help="local, or ray (pip install 'cinescale-post[ray]'): one task per chunk on a Ray cluster.")
+@click.option("--executor-address", "--address", "executor_address", metavar="ADDRESS",
+              help="Ray cluster for --executor ray (ray://head:10001, head:6379, auto); "
+                   "default: RAY_ADDRESS, else a local cluster.")
 @click.option("--no-assemble", is_flag=True, help="Leave movie chunks for `cinescale assemble`.")
 @click.pass_context
 def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, progress, frames, start, end,
-           first_frame, handles, prompt, overwrite, verify, executor, no_assemble):
+           first_frame, handles, prompt, overwrite, verify, executor, executor_address, no_assemble):
     """Render INPUT (movie or frame pattern) to OUTPUT. Running the same
     command again resumes: finished, verified frames and chunks are kept."""
     from . import plan as plan_mod
     from .orchestrator.progress import make_sink
     from .orchestrator.run import run
 
+    if executor_address and executor != "ray":
+        raise click.UsageError("--executor-address needs --executor ray")
     host = _host(ctx)
     sink = make_sink(progress)
     ctx.obj["sink"] = sink
@@ -126,6 +132,7 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
         click.echo(_dry_run_json(plan, host))
         return
     summary = run(plan, host, sink, overwrite=overwrite, verify=verify, executor=executor,
+                  executor_options={"address": executor_address} if executor_address else None,
                   assemble=not no_assemble)
     if progress in ("auto", "bar", "none"):
         where = ", ".join(summary.outputs[:1]) or plan.output.path

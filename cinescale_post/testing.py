@@ -508,3 +508,61 @@ def _main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     _main()
+
+
+# ---------------------------------------------------------------- plugin authors' kit
+#
+# A fresh, isolated plugin host; a plan-like object for driving a backend
+# without the CLI; and the backend conformance suite (module
+# ``testing_conformance``). Model builders live in ``testing_models`` (SDXL,
+# SD 1.5) and ``testing_wan``; deterministic stand-in backends in
+# ``testing_backends``.
+
+
+def fresh_host(*plugins, entrypoints: bool = False, env: dict | None = None):
+    """A new :class:`~cinescale_post.host.Host` with the built-ins plus
+    ``plugins`` (modules or objects with ``@hookimpl`` functions), registered
+    directly, as ``cinescale`` would register entry points. Installed entry
+    points are ignored unless ``entrypoints=True`` (then ``env`` stands in
+    for the environment, e.g. ``{"CINESCALE_LOAD_PLUGINS": "example"}``).
+
+    Example::
+
+        from cinescale_example import plugin
+        host = fresh_host(plugin)
+        backend = host.backend("example-sd15")   # its .host is set, like in a render
+    """
+    from .host import Host
+
+    return Host(load_entrypoints=entrypoints, extra_plugins=tuple(plugins), env={} if env is None else env)
+
+
+def make_test_plan(backend, *, model: str | None = None, stages=(), options: dict | None = None,
+                   size: tuple[int, int] = (128, 128), mode: str = "render", prompt: str = "a photo of the cat",
+                   negative_prompt: str = "blurry", dtype: str = "float32", device: str = "cpu", seed: int = 7,
+                   frames: tuple[int, ...] = (1001,), source=None):
+    """A plan-like object for ``backend.load(plan)``, ``render`` and
+    ``generate`` without probing media or the CLI: the attributes a real
+    :class:`~cinescale_post.plan.Plan` has that backends read, with
+    ``stages``/``options`` normalised by ``backend.validate`` (so a bad value
+    raises ``PlanError`` here, as in ``plan.build``). ``size`` is the output
+    (width, height)."""
+    from types import SimpleNamespace
+
+    st, opts = backend.validate(stages=tuple(stages), options=dict(options or {}), size=tuple(size), source=source)
+    return SimpleNamespace(
+        backend=backend.id, model=model, device=device, dtype=dtype, seed=seed, stages=tuple(st),
+        backend_options=opts, output=SimpleNamespace(width=int(size[0]), height=int(size[1])), prompt=prompt,
+        negative_prompt=negative_prompt, mode=mode, frames=tuple(frames), source=source, handles=0,
+        window=SimpleNamespace(size=1, overlap=0, blend="linear"))
+
+
+from .testing_conformance import (  # noqa: E402 - the kit's second half, re-exported
+    ConformanceError,
+    ConformanceReport,
+    gradient_frames,
+    run_backend_conformance,
+)
+
+__all__ += ["ConformanceError", "ConformanceReport", "fresh_host", "gradient_frames", "make_test_plan",
+            "run_backend_conformance"]

@@ -253,3 +253,84 @@ def tiny_unet_backend(seed: int = 0, *, device: str = "cpu"):
             return u + guidance * (c - u)
 
     return TinyUNetBackend()
+
+
+# ------------------------------------------------------------------ SD 1.5 layout (template plugin)
+#
+# A tiny Stable Diffusion 1.5-style model: one CLIP text encoder whose hidden
+# states are the cross-attention context, a UNet with attention at full
+# latent resolution (CrossAttnDownBlock2D first, a plain DownBlock2D last),
+# no micro-conditioning, a 4-level VAE with SD 1.5's scaling factor and
+# SD 1.5's noise schedule. Base size: sample_size (8) * 8 = 64 pixels (plays
+# the part of 512). Used by ``plugins/cinescale-example`` and its tests.
+
+TINY_SD15_UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(32, 64),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    mid_block_type="UNetMidBlock2DCrossAttn",
+    attention_head_dim=8,
+    cross_attention_dim=32,
+    norm_num_groups=8,
+)
+
+TINY_SD15_VAE_CONFIG: dict[str, Any] = {**TINY_VAE_CONFIG, "scaling_factor": 0.18215, "force_upcast": False}
+
+# Stable Diffusion 1.5's training schedule, as a DDIM scheduler config.
+SD15_SCHEDULER_CONFIG: dict[str, Any] = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    prediction_type="epsilon",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    timestep_spacing="leading",
+)
+
+
+def build_tiny_sd15(seed: int = 0, *, text_encoder: bool = True) -> dict[str, Any]:
+    """Components for ``StableDiffusionPipeline(**components)`` (SD 1.5
+    layout), random weights seeded with ``seed``, in eval mode; no safety
+    checker."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**TINY_SD15_UNET_CONFIG).eval()
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(**TINY_SD15_VAE_CONFIG).eval()
+    comps: dict[str, Any] = dict(unet=unet, vae=vae, scheduler=DDIMScheduler(**SD15_SCHEDULER_CONFIG),
+                                 tokenizer=None, text_encoder=None, safety_checker=None, feature_extractor=None,
+                                 requires_safety_checker=False)
+    if text_encoder:
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        tok = tiny_tokenizer()
+        cfg = CLIPTextConfig(vocab_size=len(tok), eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+                             pad_token_id=tok.pad_token_id, **TINY_TEXT_CONFIG)
+        torch.manual_seed(seed + 2)
+        comps.update(tokenizer=tok, text_encoder=CLIPTextModel(cfg).eval())
+    return comps
+
+
+def save_tiny_sd15(path: str | Path, seed: int = 0, *, text_encoder: bool = True) -> Path:
+    """Build the tiny SD 1.5-style model and ``save_pretrained`` it
+    (safetensors) into ``path`` (~6 MB, < 1 s); returns the folder."""
+    from diffusers import StableDiffusionPipeline
+
+    path = Path(path)
+    pipe = StableDiffusionPipeline(**build_tiny_sd15(seed, text_encoder=text_encoder))
+    pipe.save_pretrained(path, safe_serialization=True)
+    (path / "cinescale_tiny.json").write_text(json.dumps({"kind": "tiny-sd15", "seed": seed,
+                                                          "text_encoder": text_encoder}))
+    return path
+
+
+__all__ += ["SD15_SCHEDULER_CONFIG", "TINY_SD15_UNET_CONFIG", "TINY_SD15_VAE_CONFIG", "build_tiny_sd15",
+            "save_tiny_sd15"]

@@ -62,3 +62,6 @@ def get_executor(name: str, **options) -> Executor:
     if name not in EXECUTORS:
         raise UnknownNameError(f"unknown executor {name!r}", fix=f"use one of: {', '.join(EXECUTORS)}")
     return EXECUTORS[name](**options)
+
+
+from . import ray_executor  # noqa: E402,F401  registers "ray"; ray itself is imported only when a render uses it

@@ -361,6 +361,12 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
             if owns_all and assemble:
                 final = assemble_movie(manifest, plan.source, plan.output.path, audio=plan.output.audio)
                 outputs = [final]
+            try:
+                from ..editorial import write_otio
+
+                write_otio(plan, outputs)
+            except Exception as exc:  # noqa: BLE001 - a hand-back must never fail a finished render
+                sink.emit("warning", message=f"editorial timeline not written: {exc}")
             status = "finished"
     except CinescaleError as exc:
         status = "interrupted" if exc.exit_code in (130, 143) else "failed"

@@ -120,7 +120,7 @@ def source_flow(prev: np.ndarray, nxt: np.ndarray, method: str = "dis") -> np.nd
     a, b = _flow_u8(prev), _flow_u8(nxt)
     if method == "dis" and hasattr(cv2, "DISOpticalFlow_create"):
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        return np.zeros((*a.shape, 2), np.float32)
+        return dis.calc(a, b, None).astype(np.float32)
     if method not in ("dis", "farneback"):
         raise ValueError(f"flow method must be 'dis' or 'farneback', not {method!r}")
     return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0).astype(np.float32)

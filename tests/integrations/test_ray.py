@@ -332,9 +332,10 @@ def test_retryable_error_is_retried_and_permanent_one_is_not(cluster, media, tmp
     with pytest.raises(InputError) as e:
         _render(cluster, bad, media, out, executor="ray", options={"max_retries": 3})
     assert e.value.exit_code == 3 and "re-export the plate" in str(e.value)
-    # each of the two chunks was tried once: an unreadable source is not retried
+    # an unreadable source is not retried: each chunk ran at most once (the
+    # first failure cancels the other chunk, which may not have started yet)
     attempts = (out.parent / "attempts.log").read_text().split()
-    assert sorted(attempts) == ["1001", "1007"]
+    assert attempts and set(attempts) <= {"1001", "1007"} and len(attempts) == len(set(attempts)), attempts
 
 
 def _cli_env(cluster):

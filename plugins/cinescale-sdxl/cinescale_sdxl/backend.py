@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,11 @@ SDXL_DILATED_CONVS = (
 )
 SDXL_SELF_ATTENTION = ("*transformer_blocks.*.attn1.processor",)
 DTYPES = ("float32", "float16", "bfloat16")
+NOISE_MODES = ("shot", "frame", "flow")
+FLOW_METHODS = ("dis", "farneback")  # = cinescale_post.ops.temporal.FLOW_METHODS (no torch at plan time)
+LOWPASS_KINDS = ("gaussian", "box")  # = cinescale_post.ops.temporal.LOWPASS_KINDS
+WARP_MODES = ("bilinear", "nearest")  # = cinescale_post.ops.temporal.WARP_MODES
+CROSS_FRAME_FUSION = "cross-frame"
 FREEU_DEFAULT = {"b1": 1.1, "b2": 1.2, "s1": 0.6, "s2": 0.4}
 
 
@@ -43,7 +49,27 @@ class SDXLOptions:
     freeu: true (b1=1.1, b2=1.2, s1=0.6, s2=0.4), false, or a table with those keys.
     vae_tiling: tiled VAE encode/decode above the base size (reference: always on).
     vae_fp32: "auto" (fp32 when the VAE config says force_upcast and dtype is fp16), true, false.
-    noise: "shot" (one noise field for every frame of the shot) or "frame" (per-frame seeds).
+    noise: re-noise field of each frame (issue 7; BENCHMARKS.md "Temporal consistency"):
+        "shot" (default): one field for every frame of the shot (static content stays still);
+        "frame": per-frame seeds (added detail changes every frame);
+        "flow": the shot's field carried along the source's optical flow from a key frame
+        (every ``key_every`` source frames) to each frame, re-normalised to unit Gaussian,
+        fresh noise where the flow is occluded. A frame's field depends only on (seed, its key
+        frame, the source between them): give windows that contain the key frame (window.size a
+        multiple of key_every, or --handles >= key_every - 1), else it is anchored at the
+        window's first frame (deterministic, logged).
+    key_every: key-frame grid (source frames) of noise = "flow" and cross-frame attention (8).
+    flow: optical flow of noise = "flow": "dis" (OpenCV DIS, medium preset) or "farneback".
+    flow_warp: how noise = "flow" resamples the key field: "bilinear" (four cells, weights
+        renormalised so every cell stays N(0, 1)) or "nearest" (the nearest cell's value).
+    anchor_lowfreq: 0..1, low-frequency anchoring: the render's low frequencies replaced by the
+        upsampled source's with this strength (stops colour drift); 0 = off.
+    anchor_sigma: its low-pass standard deviation in *source* pixels (scaled to the output).
+    anchor_filter: "gaussian" or "box" (a box of the same standard deviation).
+    cross_frame: true: every frame is denoised in a batch with its key frame, whose
+        self-attention keys/values it also attends to (the ``cross-frame`` fusion, under the
+        stage's scale fusion; about twice the cost). A stage may instead name
+        ``fusion = "cross-frame"`` (replacing its scale fusion).
     shot_frame: frame number whose seed is the shot's (default: the source's first frame).
     posterior: "sample" (reference) or "mean" (controlled mode).
     jitter: random window jitter of scale fusion (reference: on).
@@ -56,6 +82,13 @@ class SDXLOptions:
     vae_tiling: bool = True
     vae_fp32: Any = "auto"
     noise: str = "shot"
+    key_every: int = 8
+    flow: str = "dis"
+    flow_warp: str = "bilinear"
+    anchor_lowfreq: float = 0.0
+    anchor_sigma: float = 1.0
+    anchor_filter: str = "gaussian"
+    cross_frame: bool = False
     shot_frame: int | None = None
     posterior: str = "sample"
     jitter: bool = True
@@ -83,13 +116,38 @@ class SDXLOptions:
             v["freeu"] = {**FREEU_DEFAULT, **{k: float(x) for k, x in f.items()}}
         else:
             raise PlanError(f"backend_options.freeu = {f!r}", fix="use true, false or a table {b1, b2, s1, s2}")
-        for k in ("vae_tiling", "jitter", "keep_stages"):
+        for k in ("vae_tiling", "jitter", "keep_stages", "cross_frame"):
             if k in v and not isinstance(v[k], bool):
                 raise PlanError(f"backend_options.{k} = {v[k]!r} must be true or false")
         if v.get("vae_fp32", "auto") != "auto" and not isinstance(v.get("vae_fp32"), bool):
             raise PlanError(f"backend_options.vae_fp32 = {v['vae_fp32']!r}", fix='use "auto", true or false')
-        if v.get("noise", "shot") not in ("shot", "frame"):
-            raise PlanError(f"backend_options.noise = {v['noise']!r}", fix='use "shot" or "frame"')
+        if v.get("noise", "shot") not in NOISE_MODES:
+            raise PlanError(f"backend_options.noise = {v['noise']!r} is not one of {', '.join(NOISE_MODES)}",
+                            fix='use "shot" (default), "frame" or "flow"')
+        if v.get("flow", "dis") not in FLOW_METHODS:
+            raise PlanError(f"backend_options.flow = {v['flow']!r} is not one of {', '.join(FLOW_METHODS)}",
+                            fix='use "dis" or "farneback"')
+        if v.get("flow_warp", "bilinear") not in WARP_MODES:
+            raise PlanError(f"backend_options.flow_warp = {v['flow_warp']!r} is not one of {', '.join(WARP_MODES)}",
+                            fix='use "bilinear" or "nearest"')
+        if v.get("anchor_filter", "gaussian") not in LOWPASS_KINDS:
+            raise PlanError(f"backend_options.anchor_filter = {v['anchor_filter']!r} is not one of "
+                            f"{', '.join(LOWPASS_KINDS)}", fix='use "gaussian" or "box"')
+        ke = v.get("key_every", 8)
+        if not isinstance(ke, int) or isinstance(ke, bool) or not 1 <= ke <= 100000:
+            raise PlanError(f"backend_options.key_every = {ke!r} must be an integer in 1..100000",
+                            fix="give the key-frame spacing in source frames, e.g. 8")
+        for k, lo, hi, lo_open in (("anchor_lowfreq", 0.0, 1.0, False), ("anchor_sigma", 0.0, 1000.0, True)):
+            if k not in v:
+                continue
+            x = v[k]
+            if (not isinstance(x, (int, float)) or isinstance(x, bool) or math.isnan(x) or x > hi
+                    or (x <= lo if lo_open else x < lo)):
+                rng = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
+                raise PlanError(f"backend_options.{k} = {x!r} must be a number in {rng}",
+                                fix=("strength of low-frequency anchoring, 0 = off" if k == "anchor_lowfreq"
+                                     else "low-pass standard deviation in source pixels, e.g. 1.0"))
+            v[k] = float(x)
         if v.get("posterior", "sample") not in ("sample", "mean"):
             raise PlanError(f"backend_options.posterior = {v['posterior']!r}", fix='use "sample" or "mean"')
         if v.get("shot_frame") is None:
@@ -137,6 +195,9 @@ class SDXLBackend(DiffusionBackend):
         self.vae_dtype: Any = None
         self._scheduler: Any = None
         self._cond_cache: dict = {}
+        #: (frames per group, anchor index) while a batch of frames runs with
+        #: cross-frame attention (read by the ``cross-frame`` fusion), else None.
+        self.frame_group: tuple[int, int] | None = None
 
     # ------------------------------------------------------------ plan time
 
@@ -311,6 +372,10 @@ class SDXLBackend(DiffusionBackend):
         if cond.cfg and not use_cfg:  # conditional half only
             pe, te, ti = pe[pe.shape[0] // 2:], te[te.shape[0] // 2:], ti[ti.shape[0] // 2:]
         x_in = torch.cat([x, x]) if use_cfg else x
+        rows = x_in.shape[0]
+        if pe.shape[0] != rows:  # several frames in one batch: [uncond * B, cond * B]
+            reps = rows // pe.shape[0]
+            pe, te, ti = (t.repeat_interleave(reps, dim=0) for t in (pe, te, ti))
         with torch.no_grad():
             out = unet(x_in, t, encoder_hidden_states=pe, added_cond_kwargs={"text_embeds": te, "time_ids": ti},
                        return_dict=False)[0]
@@ -335,6 +400,14 @@ class SDXLBackend(DiffusionBackend):
                               output=output, multiple=info.size_multiple)
 
     def render(self, job: WindowJob):
+        """Refine every frame of ``job`` (context included) at ``job.size``.
+
+        ``noise = "shot"``/``"frame"`` without cross-frame attention run the
+        frames one by one with seeded random sources (the reference path);
+        ``"flow"`` and cross-frame attention build every frame's re-noise
+        fields explicitly (:meth:`_temporal_fields`); low-frequency anchoring
+        is applied to the finished pictures.
+        """
         import torch
 
         from cinescale_post.cascade.loop import RandomSources
@@ -351,10 +424,8 @@ class SDXLBackend(DiffusionBackend):
         cond = self.condition(getattr(plan, "prompt", "") or "", getattr(plan, "negative_prompt", "") or "",
                               size=(w0, h0), guidance=guidance)
         opts = self.options
-        shot_key = opts.shot_frame
-        if shot_key is None:  # no source at plan time: the first frame of the render
-            selected = tuple(getattr(plan, "frames", ()) or ())
-            shot_key = selected[0] if selected else job.frames[0].number
+        shot_key = self._shot_key(job)
+        cross = opts.cross_frame or any(s.fusion == CROSS_FRAME_FUSION for s in stages)
 
         def rng_for(i: int) -> RandomSources:
             if opts.noise == "shot":
@@ -365,8 +436,144 @@ class SDXLBackend(DiffusionBackend):
 
         with _oom_guard():
             with torch.inference_mode():
-                return refine_frames(self, frames, stages, cond, rng_for, out_size=tuple(job.size),
-                                     freeu=self.freeu_spec(), progress=job.progress)
+                if opts.noise in ("shot", "frame") and not cross:
+                    outs = refine_frames(self, frames, stages, cond, rng_for, out_size=tuple(job.size),
+                                         freeu=self.freeu_spec(), progress=job.progress)
+                else:
+                    outs = self._render_temporal(job, stages, cond, shot_key, cross)
+                if opts.anchor_lowfreq > 0.0:
+                    outs = self.anchor_outputs(outs, frames)
+        return outs
+
+    def _shot_key(self, job: WindowJob) -> int:
+        key = self.options.shot_frame
+        if key is None:  # no source at plan time: the first frame of the render
+            selected = tuple(getattr(self.plan, "frames", ()) or ())
+            key = selected[0] if selected else job.frames[0].number
+        return key
+
+    def _temporal_fields(self, job: WindowJob, stages, shot_key: int) -> tuple[list, list[int]]:
+        """Re-noise fields of every frame of ``job``, one (1, C, h, w) tensor
+        per stage, and the job position of each frame's key frame.
+
+        Fields are drawn from CPU generators seeded with
+        ``derive_seed(seed_for(n), "renoise")``: ``n`` = the shot frame
+        ("shot" and "flow") or the frame number ("frame"). ``"flow"`` warps the
+        shot's fields from the key frame along the source flow
+        (``ops.temporal``), with the frame's own fields where the flow is
+        occluded. Key frames (also the anchors of cross-frame attention) come
+        from :func:`~cinescale_post.ops.temporal.key_frames` on the source
+        indices in the job.
+        """
+        from cinescale_post.ops.temporal import chain_flows, derive_seed, flow_noise, key_frames, noise_fields
+
+        opts = self.options
+        shapes = [self.latent_shape(s.size) for s in stages]
+        idx = [int(f.index) for f in job.frames]
+        first = {}
+        for p, i in enumerate(idx):
+            first.setdefault(i, p)
+        keys = key_frames(idx, opts.key_every)
+        off_grid = sorted({i for i, (_, on) in keys.items() if not on})
+        if off_grid and (opts.noise == "flow" or opts.cross_frame):
+            log.warning("frames %s: their key frames (every %d source frames) are not in this window, so they "
+                        "are anchored at the window's first frame; fix: window.size a multiple of key_every, "
+                        "or --handles %d", [job.frames[first[i]].number for i in off_grid], opts.key_every,
+                        opts.key_every - 1)
+        key_pos = [first[keys[i][0]] for i in idx]
+
+        def fields_of(number: int) -> list:
+            return [t.to(self.device, self.dtype)
+                    for t in noise_fields(derive_seed(job.seed_for(number), "renoise"), shapes)]
+
+        if opts.noise == "frame":
+            return [fields_of(f.number) for f in job.frames], key_pos
+        shot = fields_of(shot_key)
+        if opts.noise == "shot":
+            return [shot for _ in job.frames], key_pos
+        # flow: chain the source flow from each key frame through its run
+        per_index: dict[int, list] = {}
+        for key in sorted({k for k, _ in keys.values()}):
+            run = [i for i in sorted(keys) if keys[i][0] == key]
+            chain = chain_flows([job.frames[first[i]].rgb for i in run], opts.flow)
+            for i, (flow, valid) in zip(run, chain):
+                if i == key:
+                    per_index[i] = shot
+                else:
+                    fresh = [t.to(self.device, self.dtype) for t in noise_fields(
+                        derive_seed(job.seed_for(job.frames[first[i]].number), "fresh"), shapes)]
+                    per_index[i] = flow_noise(shot, flow, valid, fresh, opts.flow_warp)
+        return [per_index[i] for i in idx], key_pos
+
+    def _render_temporal(self, job: WindowJob, stages, cond, shot_key: int, cross: bool) -> list:
+        """Flow noise and/or cross-frame attention. Cross-frame renders each
+        frame in a batch of two, [key frame, frame] (the key frame alone for
+        itself), so a frame's pixels never depend on which other frames
+        share its window."""
+        import random
+
+        import torch
+
+        from cinescale_post.cascade.loop import RandomSources, StageResult, run_ladder
+        from cinescale_post.cascade.registry import resolver_for
+        from cinescale_post.cascade.run import to_images, to_pixels
+        from cinescale_post.ops.handles import HandleGroup
+
+        opts = self.options
+        fields, key_pos = self._temporal_fields(job, stages, shot_key)
+        resolve = resolver_for(self)
+        out_size = tuple(job.size)
+        n = len(job.frames)
+        outs: list = []
+        for p, frame in enumerate(job.frames):
+            group = [key_pos[p], p] if (cross and key_pos[p] != p) else [p]
+            post_keys = [shot_key if opts.noise in ("shot", "flow") else job.frames[q].number for q in group]
+            gens = [torch.Generator("cpu").manual_seed(int(job.seed_for(k))) for k in post_keys]
+            jit_seed = int(job.seed_for(post_keys[-1]))
+            rng = RandomSources(generator=gens[0] if len(gens) == 1 else gens,
+                                jitter=random.Random(jit_seed * 7919 + 17) if opts.jitter else None,
+                                posterior=opts.posterior,
+                                renoise=[torch.cat([fields[q][s] for q in group]) for s in range(len(stages))])
+            px = to_pixels([job.frames[q].rgb for q in group], self.device, self.vae_dtype or self.dtype)
+            init = StageResult(size=(px.shape[-1], px.shape[-2]), pixels=px)
+            self.frame_group = (len(group), 0)
+
+            def prog(f: float, _p=p) -> None:
+                job.progress((_p + f) / n)
+
+            try:
+                with HandleGroup("temporal") as patches:
+                    if opts.cross_frame:
+                        patches.add(resolve("fusion", CROSS_FRAME_FUSION).apply(self, None, latent_hw=None))
+                    res = run_ladder(self, stages, cond, rng, init=init, resolve=resolve, freeu=self.freeu_spec(),
+                                     progress=prog)[-1]
+            finally:
+                self.frame_group = None
+            outs.append(to_images(self.decode(res.latent[-1:]), out_size)[0])
+        return outs
+
+    def anchor_outputs(self, outs: Sequence, frames: Sequence) -> list:
+        """Low-frequency anchoring of finished pictures to their source frames:
+        (H, W, 3) float32 in [0, 1] each, source (h, w, 3); the source is
+        upsampled bicubically and ``anchor_sigma`` is scaled by H/h, W/w."""
+        import numpy as np
+        import torch
+
+        from cinescale_post.cascade.upscale import resize
+        from cinescale_post.ops.temporal import anchor_low_frequencies
+
+        opts = self.options
+        res = []
+        for img, src in zip(outs, frames):
+            H, W = img.shape[:2]
+            h, w = src.shape[:2]
+            r = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+            s = resize(torch.from_numpy(np.ascontiguousarray(src[..., :3], dtype=np.float32)).permute(2, 0, 1)[None],
+                       (W, H), "bicubic")
+            a = anchor_low_frequencies(r, s, opts.anchor_lowfreq, (opts.anchor_sigma * H / h, opts.anchor_sigma * W / w),
+                                       opts.anchor_filter)
+            res.append(np.ascontiguousarray(a[0].permute(1, 2, 0).clamp(0.0, 1.0).numpy(), dtype=np.float32))
+        return res
 
     def generate(self, plan, seed_for) -> list:
         """Text to image: one image per frame number of the plan (generate plans

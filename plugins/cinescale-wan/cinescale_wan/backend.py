@@ -83,6 +83,7 @@ class WanBackend(DiffusionBackend):
         self._shift = 7.0
         self._latent_frames = 1
         self._lora: Any = None
+        self._parallel: Any = None  # context parallelism handle (parallel.py)
         self._cond_cache: dict = {}
 
     # ------------------------------------------------------------ plan time
@@ -137,6 +138,10 @@ class WanBackend(DiffusionBackend):
         self.model_dtype = dtype or torch.float32
         self.dtype = torch.float32 if opts.latent_dtype == "float32" else self.model_dtype
         self.device = torch.device(device)
+        if opts.context_parallel:  # context parallelism (parallel.py): process group + this rank's device
+            from .parallel import init_distributed
+
+            self.device = init_distributed(opts.context_parallel, self.device)
         self.pipe = pipe
         self.variant = detect_variant(pipe)
         log.info("wan: found %s (%s)", self.variant.name, self.variant.to_dict())
@@ -174,10 +179,18 @@ class WanBackend(DiffusionBackend):
             self._lora = group
             log.info("wan: LoRA %s applied (%s, scale %g)", opts.lora, "merged" if opts.lora_merge else "unmerged",
                      opts.lora_scale)
+        if opts.context_parallel:  # context parallelism (parallel.py): after LoRA, before any stage handle
+            from .parallel import enable_context_parallel
+
+            self._parallel = enable_context_parallel(self.transformers, opts.context_parallel, device=self.device,
+                                                     dtype=self.model_dtype)
         self._cond_cache = {}
         return self
 
     def unload(self) -> None:
+        if self._parallel is not None:  # context parallelism (parallel.py)
+            self._parallel.remove()
+            self._parallel = None
         if self._lora is not None:
             self._lora.remove()
             self._lora = None

@@ -142,6 +142,9 @@ class WanOptions:
     guidance_2: CFG of the low-noise expert of Wan 2.2 A14B (default: the stage's guidance).
     fit: "crop" (centre-crop a larger stage result to the output) or "resize".
     config: diffusers Wan folder giving configs and other components for a single .safetensors file.
+    context_parallel: {} (off), {ulysses = N} and/or {ring = N}: split every DiT forward over the
+        N processes of a torchrun launch (diffusers context parallelism; see ``parallel.py`` and
+        PARALLEL.md); optional keys attention_backend ("auto") and anything (false).
     """
 
     num_frames: int = 81
@@ -166,6 +169,7 @@ class WanOptions:
     guidance_2: float | None = None
     fit: str = "crop"
     config: str = ""
+    context_parallel: dict = field(default_factory=dict)  # context parallelism (parallel.py)
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -235,6 +239,10 @@ class WanOptions:
                     if not ok:
                         raise PlanError(f"backend_options.{k} = {p!r} does not exist", fix=f"give {what}")
                     v[k] = str(path.resolve())
+        if "context_parallel" in v:  # context parallelism (parallel.py): validated there, torch-free
+            from .parallel import parse_context_parallel
+
+            v["context_parallel"] = parse_context_parallel(v["context_parallel"]).to_dict()
         if v.get("lora"):
             suffix = Path(v["lora"]).suffix.lower()
             if suffix not in (".safetensors", ".ckpt", ".pt", ".pth"):
