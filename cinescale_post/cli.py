@@ -292,6 +292,12 @@ def doctor(ctx, smoke, device):
         ctx.exit(1)
 
 
+from .qc.commands import QC_COMMANDS  # noqa: E402 - qc imports cli helpers only when a command runs
+
+for _command in QC_COMMANDS:
+    cli.add_command(_command)
+
+
 def _add_plugin_commands() -> None:
     # Plugin commands load lazily from entry points; a failing plugin must not
     # break the CLI, and --no-plugins cannot be known yet at import time.

@@ -78,7 +78,7 @@ def busiest_regions(a: np.ndarray, b: np.ndarray, n: int, size: int) -> list[tup
         y0, x0 = np.unravel_index(int(np.argmax(score)), score.shape)
         boxes.append((int(x0), int(y0), size, size))
         # No later box may overlap this one.
-        score[y0, x0] = -np.inf
+        score[max(0, y0 - size + 1):y0 + size, max(0, x0 - size + 1):x0 + size] = -np.inf
     return boxes
 
 
