@@ -17,8 +17,14 @@ from cinescale_post import hookspecs
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "plugins.md"
 HEADING = re.compile(r"^#{3,4} `([A-Za-z_][A-Za-z0-9_]*)(\(.*\))?`\s*$", re.M)
-# Duck-typed methods the core calls with getattr (not on the base classes).
-OPTIONAL_METHODS = {"generate": "generate(plan, seed_for)"}
+# Duck-typed methods the core calls with getattr (not on the base classes):
+# name -> (documented signature, the file that calls it, the call site).
+OPTIONAL_METHODS = {
+    "generate": ("generate(plan, seed_for)", "cinescale_post/orchestrator/generate.py", 'getattr(backend, "generate"'),
+    "estimate_memory": ("estimate_memory(plan)", "cinescale_post/cli.py", '"estimate_memory", None)'),
+    "reduce_memory": ("reduce_memory()", "cinescale_post/orchestrator/memory.py", 'getattr(backend, "reduce_memory"'),
+    "smoke": ("smoke(device='cpu')", "cinescale_post/doctor.py", 'getattr(backend, "smoke"'),
+}
 
 
 def plain_signature(func) -> str:
@@ -112,12 +118,16 @@ def test_documented_protocol_methods_exist():
     members = _protocol_members()
     for name, sig in heads.items():
         if name in OPTIONAL_METHODS:
-            assert sig == OPTIONAL_METHODS[name]
+            assert sig == OPTIONAL_METHODS[name][0], f"docs/plugins.md documents {sig}"
             continue
         assert name in members, f"docs/plugins.md documents {sig}, which is not part of the protocol"
-    # the optional generate is what the orchestrator calls
-    src = (REPO / "cinescale_post" / "orchestrator" / "generate.py").read_text()
-    assert 'getattr(backend, "generate"' in src and "gen(plan, seed_function(" in src
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONAL_METHODS))
+def test_optional_methods_are_documented_and_still_called(name):
+    sig, path, call = OPTIONAL_METHODS[name]
+    assert documented(section(4)).get(name) == sig, f"docs/plugins.md section 4 should document {sig}"
+    assert call in (REPO / path).read_text(), f"{path} no longer calls the optional backend method {name}"
 
 
 def test_value_type_fields_are_documented():

@@ -73,7 +73,7 @@ def test_processor_on_the_unet_shares_the_anchor_and_restores_exactly(tiny_unet,
     before = dict(tiny_unet.attn_processors)
     state = CrossFrameState(frames=2, anchor=0)
     with apply_cross_frame(tiny_unet, SELF_ATTN, state) as h:
-        assert len(h.layers) == 4 and all(isinstance(tiny_unet.attn_processors[n], CrossFrameAttnProcessor)
+        assert len(h.layers) == 17 and all(isinstance(tiny_unet.attn_processors[n], CrossFrameAttnProcessor)
                                           for n in h.layers)
         assert not any(isinstance(p, CrossFrameAttnProcessor) for n, p in tiny_unet.attn_processors.items()
                        if n not in h.layers)  # cross-attention untouched

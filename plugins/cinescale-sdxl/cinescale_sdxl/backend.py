@@ -198,6 +198,7 @@ class SDXLBackend(DiffusionBackend):
         #: (frames per group, anchor index) while a batch of frames runs with
         #: cross-frame attention (read by the ``cross-frame`` fusion), else None.
         self.frame_group: tuple[int, int] | None = None
+        self._warned_key = False
 
     # ------------------------------------------------------------ plan time
 
@@ -251,6 +252,7 @@ class SDXLBackend(DiffusionBackend):
         self.vae_dtype = pipe.vae.dtype
         self._scheduler = copy.deepcopy(pipe.scheduler)
         self._cond_cache = {}
+        self._warned_key = False
         return self
 
     def unload(self) -> None:
@@ -452,7 +454,7 @@ class SDXLBackend(DiffusionBackend):
             key = selected[0] if selected else job.frames[0].number
         return key
 
-    def _temporal_fields(self, job: WindowJob, stages, shot_key: int) -> tuple[list, list[int]]:
+    def _temporal_fields(self, job: WindowJob, stages, shot_key: int, cross: bool = False) -> tuple[list, list[int]]:
         """Re-noise fields of every frame of ``job``, one (1, C, h, w) tensor
         per stage, and the job position of each frame's key frame.
 
@@ -475,7 +477,8 @@ class SDXLBackend(DiffusionBackend):
             first.setdefault(i, p)
         keys = key_frames(idx, opts.key_every)
         off_grid = sorted({i for i, (_, on) in keys.items() if not on})
-        if off_grid and (opts.noise == "flow" or opts.cross_frame):
+        if off_grid and (opts.noise == "flow" or cross) and not self._warned_key:
+            self._warned_key = True  # once per render: every window of a badly laid-out plan would repeat it
             log.warning("frames %s: their key frames (every %d source frames) are not in this window, so they "
                         "are anchored at the window's first frame; fix: window.size a multiple of key_every, "
                         "or --handles %d", [job.frames[first[i]].number for i in off_grid], opts.key_every,
@@ -520,7 +523,7 @@ class SDXLBackend(DiffusionBackend):
         from cinescale_post.ops.handles import HandleGroup
 
         opts = self.options
-        fields, key_pos = self._temporal_fields(job, stages, shot_key)
+        fields, key_pos = self._temporal_fields(job, stages, shot_key, cross)
         resolve = resolver_for(self)
         out_size = tuple(job.size)
         n = len(job.frames)
