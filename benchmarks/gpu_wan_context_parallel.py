@@ -118,10 +118,10 @@ def main(argv=None) -> int:
         if main_rank:
             print(*x, flush=True)
 
-    def sync():
+    def sync(all_ranks=True):
         if cuda:
             torch.cuda.synchronize()
-        if dist.is_initialized():
+        if all_ranks and dist.is_initialized():
             dist.barrier()
 
     h, w = (int(v) for v in a.size.lower().split("x"))
@@ -134,6 +134,10 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     with torch.device(dev):
         model = WanTransformer3DModel(**cfg).to(dtype).eval()
+    keep = set(model._keep_in_fp32_modules or ())  # as from_pretrained(dtype=bf16) keeps them (rope, norms, ...)
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if keep & set(name.split(".")) and tensor.is_floating_point():
+            tensor.data = tensor.data.float()
     if dist.is_initialized():
         for t in list(model.parameters()) + list(model.buffers()):
             dist.broadcast(t.data, 0)
@@ -148,19 +152,19 @@ def main(argv=None) -> int:
             outs.append(model(hidden_states=x, timestep=t, encoder_hidden_states=ctx[i:i + 1], return_dict=False)[0])
         return outs[0] + 4.0 * (outs[0] - outs[1])  # guidance 5
 
-    def timed(label):
+    def timed(label, all_ranks):
         with HandleGroup(label) as grp, torch.no_grad():
             grp.add(apply_ntk_rope(model, RopeSpec(NTK)))
             temp = grp.add(apply_attention_scale(model, AttentionScaleSpec()))
             for _ in range(a.warmup):
                 step()
-            sync()
+            sync(all_ranks)
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             for _ in range(a.steps):
                 out = step()
-            sync()
+            sync(all_ranks)
             sec = (time.perf_counter() - t0) / max(1, a.steps)
             peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
             st = {"tokens": temp.state.tokens, "factor": temp.state.factor}
@@ -175,7 +179,7 @@ def main(argv=None) -> int:
     if not a.skip_baseline:
         if main_rank:
             try:
-                base, sec, peak, st = timed("baseline")
+                base, sec, peak, st = timed("baseline", False)  # rank 0 alone
                 res["baseline"] = {"step_s": round(sec, 4), "peak_gib": round(peak, 2), "temperature": st}
                 checks["baseline finite"] = bool(torch.isfinite(base).all())
                 say(f"  1 GPU : {sec:8.3f} s/step, peak {peak:6.2f} GiB, temperature {st}")
@@ -188,7 +192,7 @@ def main(argv=None) -> int:
         procs0 = {k: type(p).__name__ for k, p in model.attn_processors.items()}
         handle = enable_context_parallel([model], spec, device=dev, dtype=dtype)
         try:
-            out, sec, peak, st = timed("context parallel")
+            out, sec, peak, st = timed("context parallel", True)
         finally:
             handle.remove()
         checks["handles restore the model"] = (

@@ -298,22 +298,29 @@ for _command in QC_COMMANDS:
     cli.add_command(_command)
 
 
-def _add_plugin_commands() -> None:
+def _add_plugin_commands(argv: list[str]) -> None:
     # Plugin commands load lazily from entry points; a failing plugin must not
-    # break the CLI, and --no-plugins cannot be known yet at import time.
-    if os.environ.get("CINESCALE_LOAD_PLUGINS", None) == "" or "--no-plugins" in sys.argv:
+    # break the CLI (or the other plugins' commands), and --no-plugins cannot
+    # be known from click yet.
+    if os.environ.get("CINESCALE_LOAD_PLUGINS", None) == "" or "--no-plugins" in argv:
         return
     try:
         from .host import Host
 
-        Host().pm.hook.register_commands(cli=cli)
+        host = Host()
     except Exception as exc:  # noqa: BLE001
-        log.warning("a plugin failed to add commands: %s", exc)
+        log.warning("plugins could not be loaded for extra commands: %s", exc)
+        return
+    for impl in host.pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("plugin %s failed to add commands: %s", impl.plugin_name, exc)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to the documented exit codes."""
-    _add_plugin_commands()
+    _add_plugin_commands(sys.argv[1:] if argv is None else list(argv))
     try:
         rv = cli.main(args=argv, prog_name="cinescale", standalone_mode=False)
     except CinescaleError as exc:

@@ -155,7 +155,10 @@ class Host:
                     raise TypeError(f"registered {type(obj).__name__} lacks {', '.join(missing)}")
                 if kind == "presets":
                     key = Path(str(obj)).stem if not hasattr(obj, "name") else Path(obj.name).stem
-                    found.setdefault(key, obj)
+                    if key in found:
+                        raise ValueError(f"preset {key!r} already provided by {self._owners[(kind, key)]}")
+                    found[key] = obj
+                    self._owners[(kind, key)] = _plugin
                     return
                 if kind == "writers":
                     for codec in obj.codecs:

@@ -291,6 +291,10 @@ def build(preset: str, *, host, output: str, input: str | None = None,
             host.upscaler(stage["upscaler"])
         if stage.get("fusion"):
             host.fusion(stage["fusion"])
+    if mode == "render" and "v2v" not in backend.capabilities:
+        raise PlanError(f"backend {backend.id!r} cannot refine clips (capabilities: "
+                        f"{', '.join(sorted(backend.capabilities)) or 'none'})",
+                        fix="use `cinescale generate`, or a preset whose backend has v2v")
     if mode == "generate" and "t2i" not in backend.capabilities and "t2v" not in backend.capabilities:
         raise PlanError(f"backend {backend.id!r} cannot generate from a prompt",
                         fix="choose a preset whose backend has t2i/t2v (`cinescale plugins`)")

@@ -264,6 +264,9 @@ def test_patch_defects_are_reported(tiny_unet, monkeypatch):
     finally:
         for h in leaked:
             h.remove()
+    # a dilation that never reaches the model
+    monkeypatch.setattr(dilation, "apply_dilation", lambda model, spec: Handle("no-op dilation"))
+    _fails(tiny_unet, None, "patches", "does not change predict's output", load=False, skip=skip)
     monkeypatch.undo()
     _passed(_model_only(tiny_unet), ("attributes", "model", "patches", "bad-input"))
 

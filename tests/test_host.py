@@ -99,3 +99,38 @@ def test_cli_plugins_json_lists_third_party(plugin_root):
     assert recs["broken"]["error"] and recs["draft"]["error"] is None
     r2 = run_cli(["--no-plugins", "plugins", "--json"], env=cli_env(plugin_root))
     assert "good" not in {x["name"] for x in json.loads(r2.stdout)}
+
+
+def test_duplicate_preset_names_are_reported(tmp_path):
+    from cinescale_post import hookimpl
+
+    shadow = tmp_path / "uhd-draft.toml"
+    shadow.write_text('schema = 1\nbackend = "draft"\n')
+
+    class Shadow:
+        @hookimpl
+        def register_presets(self, register):
+            register(shadow)
+
+    host = Host(load_entrypoints=False, extra_plugins=(Shadow(),))
+    assert str(host.presets()["uhd-draft"]) != str(shadow)  # the built-in keeps the name
+    assert "already provided" in _rec(host, "Shadow")["error"]
+
+
+def test_render_needs_a_v2v_backend(tmp_path, host):
+    from cinescale_post import plan as plan_mod
+    from cinescale_post.errors import PlanError
+    from cinescale_post.testing import make_clip
+
+    from .helpers import write_preset
+
+    class T2IOnly(type(host.backend("test-noise"))):
+        id = "t2i-only"
+        capabilities = frozenset({"t2i"})
+
+    host.backends()["t2i-only"] = T2IOnly()
+    clip = make_clip(tmp_path / "c.mov", frames=1)
+    with pytest.raises(PlanError) as e:
+        plan_mod.build(str(write_preset(tmp_path / "p.toml", backend="t2i-only")), host=host, input=str(clip),
+                       output=str(tmp_path / "o.####.exr"))
+    assert "cannot refine" in str(e.value)

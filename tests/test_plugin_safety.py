@@ -371,8 +371,6 @@ def test_failing_lifecycle_hooks_never_fail_a_render(site, crash_setup, tmp_path
     assert events[-1]["status"] == "finished" and tree_bytes(out.parent, "*.exr") == refs["exr"]
 
 
-@pytest.mark.xfail(strict=True, reason="orchestrator.run calls backend.load outside the PluginError wrapper: "
-                                       "a raising load() is reported as an internal error without the plugin name")
 def test_a_backend_raising_in_load_fails_naming_the_plugin(site, crash_setup, tmp_path):
     presets, _ = crash_setup
     out = tmp_path / "load" / "f.####.exr"
@@ -383,8 +381,6 @@ def test_a_backend_raising_in_load_fails_naming_the_plugin(site, crash_setup, tm
     assert not list(out.parent.glob("*.exr"))
 
 
-@pytest.mark.xfail(strict=True, reason="orchestrator.generate wraps generate() failures in PluginError "
-                                       "without the plugin's name")
 def test_a_backend_raising_in_generate_fails_naming_the_plugin(site, crash_setup, tmp_path):
     presets, _ = crash_setup
     out = tmp_path / "still.exr"

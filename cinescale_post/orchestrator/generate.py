@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PlanError, PluginError
+from ..errors import PlanError
 from ..interfaces import Colour, Frame, OutputTarget, SourceInfo
+from .run import call_plugin
 from .seeds import seed_function
 
 
@@ -30,13 +31,9 @@ def run_generate(plan, host, sink) -> list[str]:
     if gen is None:
         raise PlanError(f"backend {backend.id!r} cannot generate", fix="choose a diffusion preset")
     t0 = time.monotonic()
-    backend.load(plan)
+    call_plugin(host, backend, "load", backend.load, plan)
     try:
-        images = gen(plan, seed_function(plan.seed))
-    except Exception as exc:
-        if isinstance(exc, (PlanError,)):
-            raise
-        raise PluginError(f"backend {backend.id!r} failed to generate: {type(exc).__name__}: {exc}") from exc
+        images = call_plugin(host, backend, "generate", gen, plan, seed_function(plan.seed))
     finally:
         backend.unload()
     source = _synthetic_source(plan, len(images))

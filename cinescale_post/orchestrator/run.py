@@ -183,15 +183,8 @@ class _Render:
         job = WindowJob(frames=frames, size=(g.scale_w, g.scale_h), seed_for=self.seed_for)
         owner = self.host.owner("backends", self.backend.id) or "?"
         where = f"frames {win.frames[0]}-{win.frames[-1]}"
-        try:
-            outs = render_with_backoff(self.backend, job, where=where,
-                                       warn=lambda m: self.sink.emit("warning", message=m))
-        except CinescaleError:
-            raise
-        except Exception as exc:
-            raise PluginError(f"backend {self.backend.id!r} (plugin {owner}) failed on frames "
-                              f"{win.frames[0]}-{win.frames[-1]}: {type(exc).__name__}: {exc}",
-                              fix="nothing was published for these frames; report it to the plugin's authors") from exc
+        outs = call_plugin(self.host, self.backend, f"render of {where}", render_with_backoff, self.backend, job,
+                           where=where, warn=lambda m: self.sink.emit("warning", message=m))
         if len(outs) != len(frames):
             raise PluginError(f"backend {self.backend.id!r} (plugin {owner}) returned {len(outs)} images "
                               f"for {len(frames)} frames")
@@ -240,6 +233,20 @@ class _Render:
         except OSError as exc:
             raise OutputError(f"writing frame {f} to {self.plan.output.path} failed: {exc.strerror or exc}",
                               fix="free disk space or fix permissions, then run the same command to resume") from exc
+
+
+def call_plugin(host, backend, what: str, fn, *args, **kwargs):
+    """Call a backend method; any failure that is not one of ours becomes a
+    PluginError naming the backend and the plugin that registered it."""
+    try:
+        return fn(*args, **kwargs)
+    except CinescaleError:
+        raise
+    except Exception as exc:
+        owner = host.owner("backends", backend.id) or "?"
+        raise PluginError(f"backend {backend.id!r} (plugin {owner}) failed in {what}: {type(exc).__name__}: {exc}",
+                          fix="nothing was published for the frames it was working on; report it to the "
+                              "plugin's authors (`cinescale plugins` shows its version)") from exc
 
 
 def _contiguous_runs(frames: tuple[int, ...], index_of: dict[int, int]) -> list[tuple[int, ...]]:
@@ -342,7 +349,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         with StopFlag() as stop:
             ex = get_executor(executor, **(executor_options or {}))
             if chunk_list and ex.in_process:
-                backend.load(plan)
+                call_plugin(host, backend, "load", backend.load, plan)
                 reader = _open_reader(plan, host)
                 try:
                     render = _Render(plan, host, sink, manifest, stop, backend, reader, windows)
@@ -452,7 +459,7 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
         return {"id": chunk.id, "frames": [], "files": [], "seconds": 0.0}
     windows = layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap,
                      rule=backend.frame_rule, blend=plan.window.blend, handles=plan.handles)
-    backend.load(plan)
+    call_plugin(host, backend, "load", backend.load, plan)
     reader = _open_reader(plan, host)
     try:
         render = _Render(plan, host, NullSink(), manifest, _NoStop(), backend, reader, windows)

@@ -62,9 +62,13 @@ class SDXLOptions:
     flow: optical flow of noise = "flow": "dis" (OpenCV DIS, medium preset) or "farneback".
     flow_warp: how noise = "flow" resamples the key field: "bilinear" (four cells, weights
         renormalised so every cell stays N(0, 1)) or "nearest" (the nearest cell's value).
-    anchor_lowfreq: 0..1, low-frequency anchoring: the render's low frequencies replaced by the
-        upsampled source's with this strength (stops colour drift); 0 = off.
-    anchor_sigma: its low-pass standard deviation in *source* pixels (scaled to the output).
+    anchor_lowfreq: 0..1, low-frequency anchoring of ``render`` (not the reference; issue 7): the
+        render's low frequencies replaced by the upsampled source's with this strength (as the
+        wavelet/AdaIN "colour fix" of diffusion super-resolution); stops colour drift. Default 1.0,
+        measured (BENCHMARKS.md "Temporal consistency"); 0 = off (FreeScale reference).
+    anchor_sigma: its low-pass standard deviation in *source* pixels (scaled to the output);
+        default 1.0: the source's structure up to about a quarter of its sampling rate, nothing
+        the render adds above the source's resolution.
     anchor_filter: "gaussian" or "box" (a box of the same standard deviation).
     cross_frame: true: every frame is denoised in a batch with its key frame, whose
         self-attention keys/values it also attends to (the ``cross-frame`` fusion, under the
@@ -85,7 +89,7 @@ class SDXLOptions:
     key_every: int = 8
     flow: str = "dis"
     flow_warp: str = "bilinear"
-    anchor_lowfreq: float = 0.0
+    anchor_lowfreq: float = 1.0
     anchor_sigma: float = 1.0
     anchor_filter: str = "gaussian"
     cross_frame: bool = False
@@ -573,8 +577,8 @@ class SDXLBackend(DiffusionBackend):
             r = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
             s = resize(torch.from_numpy(np.ascontiguousarray(src[..., :3], dtype=np.float32)).permute(2, 0, 1)[None],
                        (W, H), "bicubic")
-            a = anchor_low_frequencies(r, s, opts.anchor_lowfreq, (opts.anchor_sigma * H / h, opts.anchor_sigma * W / w),
-                                       opts.anchor_filter)
+            sigma = (opts.anchor_sigma * H / h, opts.anchor_sigma * W / w)
+            a = anchor_low_frequencies(r, s, opts.anchor_lowfreq, sigma, opts.anchor_filter)
             res.append(np.ascontiguousarray(a[0].permute(1, 2, 0).clamp(0.0, 1.0).numpy(), dtype=np.float32))
         return res
 

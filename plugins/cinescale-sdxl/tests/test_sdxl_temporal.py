@@ -12,6 +12,7 @@ from cinescale_post.interfaces import Frame, WindowJob
 from cinescale_sdxl.backend import SDXLBackend
 
 ONE_STAGE = ({"size": "output", "steps": 3, "restart_step": 1, "dilate_tau": 2, "guidance": 1.0},)
+RAW = {"anchor_lowfreq": 0.0}  # the noise / attention mechanisms alone, without low-frequency anchoring
 
 
 def _texture(h, w, seed=0):
@@ -55,7 +56,7 @@ def test_options_defaults_and_validation():
     _, opts = b.validate(stages=(), options={}, size=(64, 64), source=None)
     assert opts["noise"] == "shot" and opts["key_every"] == 8 and opts["flow"] == "dis"
     assert opts["flow_warp"] == "bilinear" and opts["cross_frame"] is False
-    assert opts["anchor_lowfreq"] == 0.0 and opts["anchor_sigma"] == 1.0 and opts["anchor_filter"] == "gaussian"
+    assert opts["anchor_lowfreq"] == 1.0 and opts["anchor_sigma"] == 1.0 and opts["anchor_filter"] == "gaussian"
     _, ok = b.validate(stages=(), options={"noise": "flow", "anchor_lowfreq": 1, "anchor_sigma": 2, "key_every": 4,
                                            "cross_frame": True, "flow": "farneback", "anchor_filter": "box"},
                        size=(64, 64), source=None)
@@ -81,8 +82,8 @@ def _region_change(outs, mask):
 
 def test_static_region_stays_static_with_shot_noise(tiny_model):
     """A still background with a square moving in one corner: with one noise
-    field for the shot the background's render barely changes, while per-frame
-    noise changes it everywhere."""
+    field for the shot (the default, default options) the background's render
+    barely changes, while per-frame noise changes it everywhere."""
     bg = _texture(64, 64, seed=3)
     frames = []
     for k in range(3):
@@ -134,11 +135,11 @@ PAN = _clip(4, 4)  # 4 source px a frame = 1 latent cell (8 px) of the 128 px ou
 @pytest.fixture(scope="module")
 def flow_render(tiny_model):
     """Flow noise, key frames every 2: keys 0 and 2."""
-    return _render(_backend(tiny_model, {"noise": "flow", "key_every": 2}), PAN)
+    return _render(_backend(tiny_model, {"noise": "flow", "key_every": 2, **RAW}), PAN)
 
 
 def test_flow_noise_renders_sub_ranges_bit_identically_and_follows_a_pan(tiny_model, flow_render):
-    sub = _render(_backend(tiny_model, {"noise": "flow", "key_every": 2}), PAN[2:], first_index=2)
+    sub = _render(_backend(tiny_model, {"noise": "flow", "key_every": 2, **RAW}), PAN[2:], first_index=2)
     assert np.array_equal(flow_render[2], sub[0]) and np.array_equal(flow_render[3], sub[1])
 
     # mechanism: the conv/attention UNet is shift-equivariant, so a field that moves
@@ -147,13 +148,13 @@ def test_flow_noise_renders_sub_ranges_bit_identically_and_follows_a_pan(tiny_mo
         return float(np.mean([np.abs(outs[t][16:-16, 24:-16] - outs[t - 1][16:-16, 16:-24]).mean()
                               for t in range(1, len(outs))]))
 
-    shot = _render(_backend(tiny_model), PAN[:2])
+    shot = _render(_backend(tiny_model, RAW), PAN[:2])
     flow = flow_render[:2]  # frame 1 follows key frame 0
     assert warp_error(flow) < 0.7 * warp_error(shot), (warp_error(flow), warp_error(shot))
 
 
 def test_cross_frame_shares_the_key_frame_and_is_window_independent(tiny_model, host, flow_render):
-    cross = _backend(tiny_model, {"noise": "flow", "key_every": 2, "cross_frame": True}, host=host)
+    cross = _backend(tiny_model, {"noise": "flow", "key_every": 2, "cross_frame": True, **RAW}, host=host)
     before = dict(cross.pipe.unet.attn_processors)
     c = _render(cross, PAN)
     # key frames render alone: as without cross-frame attention; the others attend to them
@@ -168,9 +169,9 @@ def test_cross_frame_shares_the_key_frame_and_is_window_independent(tiny_model, 
 
 def test_cross_frame_as_a_stage_fusion(tiny_model, host):
     stage = dict(ONE_STAGE[0])
-    none = _render(_backend(tiny_model, {"noise": "flow"}, stages=({**stage, "fusion": "none"},), host=host), PAN[:2])
-    cf = _render(_backend(tiny_model, {"noise": "flow"}, stages=({**stage, "fusion": "cross-frame"},), host=host),
-                 PAN[:2])
+    opts = {"noise": "flow", **RAW}
+    none = _render(_backend(tiny_model, opts, stages=({**stage, "fusion": "none"},), host=host), PAN[:2])
+    cf = _render(_backend(tiny_model, opts, stages=({**stage, "fusion": "cross-frame"},), host=host), PAN[:2])
     assert np.array_equal(none[0], cf[0]) and np.abs(none[1] - cf[1]).max() > 1e-3
 
 
