@@ -32,8 +32,11 @@ so key frames fall on the same grid as in a full render), source
   the moving region.
 
 Low-frequency anchoring is a post-process of the finished pictures: its rows
-apply ``SDXLBackend.anchor_outputs`` (the code ``render`` runs) to the shot
-render's pictures instead of rendering again.
+apply ``SDXLBackend.anchor_outputs`` (the code ``render`` runs after the
+cascade) to the pictures of the matching "anchoring off" render instead of
+rendering again. The VAE row is the random VAE's round trip of the bicubic
+upscale (posterior mean, no noise, no denoising): what the random decoder
+alone does to the clip.
 
     python benchmarks/bench_temporal.py                 # ~5 min on 2 slow cores
     python benchmarks/bench_temporal.py --frames 6 --steps 2   # quick look
@@ -55,17 +58,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "plugins" / "cinescale-sdxl"))
 
-OPTIONS = [  # label, backend options, post-process (anchor options) or None
-    ("VAE round trip only (floor)", None, None),
-    ("shot (default)", {}, None),
-    ("frame", {"noise": "frame"}, None),
-    ("flow, bilinear", {"noise": "flow"}, None),
-    ("flow, nearest", {"noise": "flow", "flow_warp": "nearest"}, None),
-    ("cross-frame (shot noise)", {"cross_frame": True}, None),
-    ("shot + low-freq 0.5, sigma 1", {}, {"anchor_lowfreq": 0.5, "anchor_sigma": 1.0}),
-    ("shot + low-freq 1.0, sigma 1", {}, {"anchor_lowfreq": 1.0, "anchor_sigma": 1.0}),
-    ("shot + low-freq 1.0, sigma 2", {}, {"anchor_lowfreq": 1.0, "anchor_sigma": 2.0}),
-    ("frame + low-freq 1.0, sigma 1", {"noise": "frame"}, {"anchor_lowfreq": 1.0, "anchor_sigma": 1.0}),
+OFF = {"anchor_lowfreq": 0.0}
+OPTIONS = [  # label, backend options (None: VAE round trip), post-process (anchor options) or None
+    ("VAE round trip, no denoising (reference)", None, None),
+    ("shot, anchoring off", {"noise": "shot", **OFF}, None),
+    ("frame, anchoring off", {"noise": "frame", **OFF}, None),
+    ("flow (bilinear), anchoring off", {"noise": "flow", **OFF}, None),
+    ("flow (nearest), anchoring off", {"noise": "flow", "flow_warp": "nearest", **OFF}, None),
+    ("cross-frame + shot, anchoring off", {"cross_frame": True, **OFF}, None),
+    ("shot + anchoring 0.5, sigma 1", {"noise": "shot", **OFF}, {"anchor_lowfreq": 0.5, "anchor_sigma": 1.0}),
+    ("shot + anchoring 1.0, sigma 1 (defaults)", {"noise": "shot", **OFF},
+     {"anchor_lowfreq": 1.0, "anchor_sigma": 1.0}),
+    ("shot + anchoring 1.0, sigma 2", {"noise": "shot", **OFF}, {"anchor_lowfreq": 1.0, "anchor_sigma": 2.0}),
+    ("frame + anchoring 1.0, sigma 1", {"noise": "frame", **OFF}, {"anchor_lowfreq": 1.0, "anchor_sigma": 1.0}),
+    ("flow + anchoring 1.0, sigma 1", {"noise": "flow", **OFF}, {"anchor_lowfreq": 1.0, "anchor_sigma": 1.0}),
 ]
 
 

@@ -345,10 +345,8 @@ def warp_noise(noise: torch.Tensor, flow, valid=None, fresh: torch.Tensor | None
     if fresh is not None:
         _check("fresh", fresh, f"({b}, {c}, {h}, {w})", tuple(fresh.shape) == (b, c, h, w))
         out = torch.where(keep, out, fresh.to(out.dtype))
-    elif mode == "bilinear":
-        # outside the field without fresh noise: the clamped position is a
-        # border cell (weights on one or two cells), still renormalised above.
-        pass
+    # without fresh noise, a position outside the field was clamped to the
+    # border: the cells it blends are still renormalised, so still N(0, 1)
     return out
 
 

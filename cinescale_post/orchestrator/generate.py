@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import PlanError
 from ..interfaces import Colour, Frame, OutputTarget, SourceInfo
+from .ranks import is_main_process
 from .run import call_plugin
 from .seeds import seed_function
 
@@ -36,6 +37,8 @@ def run_generate(plan, host, sink) -> list[str]:
         images = call_plugin(host, backend, "generate", gen, plan, seed_function(plan.seed))
     finally:
         backend.unload()
+    if not is_main_process():  # torchrun: rank 0 publishes, the others only took part in the math
+        return []
     source = _synthetic_source(plan, len(images))
     sink.emit("start", total=len(images), done=0, output=plan.output.path, backend=plan.backend)
     factory = host.writer(plan.output.codec)

@@ -111,7 +111,9 @@ class Unit:
 class Manifest:
     """Reads and writes the manifest and the unit logs of one output."""
 
-    def __init__(self, output_path: str):
+    def __init__(self, output_path: str, *, read_only: bool = False):
+        #: read_only: a non-main rank under torchrun reads state, never writes it.
+        self.read_only = read_only
         self.output_path = output_path
         self.path = manifest_path(output_path)
         self.work = work_dir(output_path)
@@ -131,6 +133,8 @@ class Manifest:
 
     def write_header(self, plan, *, plugins: dict, input_ident: dict | None, weights: dict,
                      extra: dict | None = None) -> None:
+        if self.read_only:
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         self.work.mkdir(parents=True, exist_ok=True)
         data = {
@@ -147,6 +151,8 @@ class Manifest:
         atomic_write_text(self.path, json.dumps(data, indent=2))
 
     def update(self, **fields) -> None:
+        if self.read_only:
+            return
         data = self.read() or {}
         data.update(fields)
         atomic_write_text(self.path, json.dumps(data, indent=2))
@@ -154,6 +160,8 @@ class Manifest:
     # ---------------------------------------------------------------- units
 
     def log_unit(self, unit: Unit) -> None:
+        if self.read_only:
+            return
         if self._log is None:
             self.work.mkdir(parents=True, exist_ok=True)
             name = f"units-{socket.gethostname()}-{os.getpid()}.jsonl"
@@ -193,7 +201,9 @@ class Manifest:
             ok[uid] = u
         return ok
 
-    def make_unit(self, uid: str, first: int, last: int, path: str, seconds: float) -> Unit:
+    def make_unit(self, uid: str, first: int, last: int, path: str, seconds: float) -> Unit | None:
+        if self.read_only:
+            return None
         st = os.stat(path)
         return Unit(uid, first, last, os.path.relpath(path, self.root), st.st_size, st.st_mtime_ns,
                     file_sha1(path), round(seconds, 4))

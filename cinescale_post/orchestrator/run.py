@@ -33,6 +33,8 @@ from ..interfaces import Frame, OutputTarget, WindowJob
 from .executors import get_executor
 from .manifest import Manifest, file_sha1, input_identity
 from .memory import render_with_backoff
+from .progress import NullSink
+from .ranks import DiscardWriter, is_main_process
 from .seeds import seed_function
 from .signals import StopFlag
 from .windows import Chunk, Window, chunks as make_chunks, coverage, layout
@@ -104,6 +106,10 @@ class _Render:
 
     # ------------------------------------------------------------------ chunk
 
+    def _log(self, uid: str, first: int, last: int, path: str, seconds: float) -> None:
+        if not self.manifest.read_only:
+            self.manifest.log_unit(self.manifest.make_unit(uid, first, last, path, seconds))
+
     def run_chunk(self, chunk: Chunk, todo: tuple[int, ...]) -> dict:
         t0 = time.monotonic()
         plan = self.plan
@@ -143,15 +149,15 @@ class _Render:
                     self._write(writer, f, out)
                     if plan.output.kind == "sequence":
                         path = plan.output.path % f
-                        self.manifest.log_unit(self.manifest.make_unit(str(f), f, f, path, time.monotonic() - run_t0))
+                        self._log(str(f), f, f, path, time.monotonic() - run_t0)
                         published.append(path)
                         run_t0 = time.monotonic()
                     if f == current_run[-1] and plan.output.kind == "movie":
                         paths = writer.close()
                         writers.remove(writer)
                         uid = f"{current_run[0]}-{current_run[-1]}"
-                        self.manifest.log_unit(self.manifest.make_unit(
-                            uid, current_run[0], current_run[-1], paths[0], time.monotonic() - run_t0))
+                        if paths:
+                            self._log(uid, current_run[0], current_run[-1], paths[0], time.monotonic() - run_t0)
                         published.extend(paths)
                         current_run = next(run_iter, None)
                         if current_run is not None:
@@ -201,7 +207,8 @@ class _Render:
         path = plan.output.path
         if plan.output.kind == "movie":
             chunks_dir = self.manifest.work / "chunks"
-            chunks_dir.mkdir(parents=True, exist_ok=True)
+            if not self.manifest.read_only:
+                chunks_dir.mkdir(parents=True, exist_ok=True)
             p = Path(plan.output.path)
             path = str(chunks_dir / f"{p.stem}.{frames[0]}-{frames[-1]}{p.suffix}")
         from .. import __version__
@@ -213,6 +220,8 @@ class _Render:
             metadata={"software": f"cinescale-post {__version__}", "cinescale:preset": plan.preset,
                       "cinescale:backend": plan.backend, "cinescale:seed": str(plan.seed),
                       "cinescale:plan_digest": plan.digest()})
+        if self.manifest.read_only:
+            return DiscardWriter(target)
         try:
             return factory.open(target)
         except CinescaleError:
@@ -313,17 +322,21 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         sink.emit("finished", status="empty", done=0, total=0, seconds=0.0, outputs=[])
         return Summary("empty", 0, 0, 0.0)
     backend = host.backend(plan.backend)
-    manifest = Manifest(plan.output.path)
+    main = is_main_process()
+    if not main:
+        sink = NullSink()
+    manifest = Manifest(plan.output.path, read_only=not main)
     ident = input_identity(plan.source)
     existing = _check_existing(manifest, plan, ident, overwrite)
-    if existing is None:
+    if existing is None and main:
         manifest.clear()
         _remove_chunks(manifest)
     weights = _weights_identity(backend.weight_files(plan), (existing or {}).get("weights"))
     if existing is None:
         manifest.write_header(plan, plugins=plugin_versions(host), input_ident=ident, weights=weights)
-    out_dir = os.path.dirname(os.path.abspath(plan.output.path))
-    sweep_stale_temporaries([out_dir, str(manifest.work / "chunks")])
+    if main:
+        out_dir = os.path.dirname(os.path.abspath(plan.output.path))
+        sweep_stale_temporaries([out_dir, str(manifest.work / "chunks")])
     owns_all = plan.output.kind == "movie" and set(plan.frames) == set(plan.source.frame_numbers)
     if owns_all and existing and _assembled_ok(manifest, existing, verify):
         sink.emit("start", total=total, done=total, output=plan.output.path, backend=plan.backend)
@@ -365,13 +378,14 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                                    sink=sink):
                     outputs.extend(info["files"])
                     stop.check()
-            if owns_all and assemble:
+            if owns_all and assemble and main:
                 final = assemble_movie(manifest, plan.source, plan.output.path, audio=plan.output.audio)
                 outputs = [final]
             try:
                 from ..editorial import write_otio
 
-                write_otio(plan, outputs)
+                if main:
+                    write_otio(plan, outputs)
             except Exception as exc:  # noqa: BLE001 - a hand-back must never fail a finished render
                 sink.emit("warning", message=f"editorial timeline not written: {exc}")
             status = "finished"
@@ -444,7 +458,6 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
     ``{"id", "frames", "files", "seconds"}``. Skips frames another attempt
     already published (a retried task resumes)."""
     from ..host import Host
-    from .progress import NullSink
 
     host = Host(load_entrypoints=load_entrypoints, extra_plugins=extra_plugins)
     backend = host.backend(plan.backend)

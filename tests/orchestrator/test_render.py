@@ -172,3 +172,15 @@ def test_handles_feed_context_but_are_never_written(tmp_path, host, clip):
     assert names == ["a.1004.exr", "a.1005.exr", "a.1006.exr"]
     a, b = tree_bytes(tmp_path / "h0", "*.exr"), tree_bytes(tmp_path / "h2", "*.exr")
     assert a.keys() == b.keys() and a != b
+
+
+def test_non_main_rank_renders_but_publishes_nothing(tmp_path, host, clip, monkeypatch):
+    """Under torchrun only rank 0 writes files, manifests and progress."""
+    preset = write_preset(tmp_path / "p.toml", codec="prores_hq", chunk=4)
+    monkeypatch.setenv("RANK", "1")
+    _, summary, sink = _render(host, preset, clip, tmp_path / "r1" / "m.mov")
+    assert summary.status == "finished" and sink.events == []
+    assert not (tmp_path / "r1").exists() or not any((tmp_path / "r1").rglob("*.*"))
+    monkeypatch.setenv("RANK", "0")
+    _, summary, sink = _render(host, preset, clip, tmp_path / "r0" / "m.mov")
+    assert (tmp_path / "r0" / "m.mov").exists() and len(sink.names("frame")) == 10

@@ -458,9 +458,22 @@ class SDXLBackend(DiffusionBackend):
             key = selected[0] if selected else job.frames[0].number
         return key
 
-    def _temporal_fields(self, job: WindowJob, stages, shot_key: int, cross: bool = False) -> tuple[list, list[int]]:
-        """Re-noise fields of every frame of ``job``, one (1, C, h, w) tensor
-        per stage, and the job position of each frame's key frame.
+    def lookbehind_frames(self, options: dict | None = None, stages: Sequence[dict] = ()) -> int:
+        """Source frames before a window that :meth:`render` would like to
+        *read* (not render) so every frame finds its key frame: ``key_every -
+        1`` with noise = "flow" or cross-frame attention, else 0. Passed as
+        ``job.lookbehind`` (read-only frames, in source order) by an
+        orchestrator that supports it; without them a window that starts off
+        the key-frame grid anchors its first frames at its own first frame."""
+        o = self.options if options is None else SDXLOptions.from_dict(dict(options))
+        cross = o.cross_frame or any(dict(s).get("fusion") == CROSS_FRAME_FUSION for s in stages)
+        return o.key_every - 1 if (o.noise == "flow" or cross) else 0
+
+    def _temporal_fields(self, frames: Sequence, seed_for, stages, shot_key: int,
+                         cross: bool = False) -> tuple[list, list[int]]:
+        """Re-noise fields of every frame of ``frames`` (``job.lookbehind`` +
+        ``job.frames``), one (1, C, h, w) tensor per stage, and the position
+        of each frame's key frame in ``frames``.
 
         Fields are drawn from CPU generators seeded with
         ``derive_seed(seed_for(n), "renoise")``: ``n`` = the shot frame
@@ -469,14 +482,14 @@ class SDXLBackend(DiffusionBackend):
         (``ops.temporal``), with the frame's own fields where the flow is
         occluded. Key frames (also the anchors of cross-frame attention) come
         from :func:`~cinescale_post.ops.temporal.key_frames` on the source
-        indices in the job.
+        indices present.
         """
         from cinescale_post.ops.temporal import chain_flows, derive_seed, flow_noise, key_frames, noise_fields
 
         opts = self.options
         shapes = [self.latent_shape(s.size) for s in stages]
-        idx = [int(f.index) for f in job.frames]
-        first = {}
+        idx = [int(f.index) for f in frames]
+        first: dict[int, int] = {}
         for p, i in enumerate(idx):
             first.setdefault(i, p)
         keys = key_frames(idx, opts.key_every)
@@ -485,38 +498,34 @@ class SDXLBackend(DiffusionBackend):
             self._warned_key = True  # once per render: every window of a badly laid-out plan would repeat it
             log.warning("frames %s: their key frames (every %d source frames) are not in this window, so they "
                         "are anchored at the window's first frame; fix: window.size a multiple of key_every, "
-                        "or --handles %d", [job.frames[first[i]].number for i in off_grid], opts.key_every,
+                        "or --handles %d", [frames[first[i]].number for i in off_grid], opts.key_every,
                         opts.key_every - 1)
         key_pos = [first[keys[i][0]] for i in idx]
 
-        def fields_of(number: int) -> list:
-            return [t.to(self.device, self.dtype)
-                    for t in noise_fields(derive_seed(job.seed_for(number), "renoise"), shapes)]
+        def fields_of(number: int, purpose: str = "renoise") -> list:
+            return [t.to(self.device, self.dtype) for t in noise_fields(derive_seed(seed_for(number), purpose), shapes)]
 
         if opts.noise == "frame":
-            return [fields_of(f.number) for f in job.frames], key_pos
+            return [fields_of(f.number) for f in frames], key_pos
         shot = fields_of(shot_key)
         if opts.noise == "shot":
-            return [shot for _ in job.frames], key_pos
+            return [shot for _ in frames], key_pos
         # flow: chain the source flow from each key frame through its run
         per_index: dict[int, list] = {}
         for key in sorted({k for k, _ in keys.values()}):
             run = [i for i in sorted(keys) if keys[i][0] == key]
-            chain = chain_flows([job.frames[first[i]].rgb for i in run], opts.flow)
+            chain = chain_flows([frames[first[i]].rgb for i in run], opts.flow)
             for i, (flow, valid) in zip(run, chain):
-                if i == key:
-                    per_index[i] = shot
-                else:
-                    fresh = [t.to(self.device, self.dtype) for t in noise_fields(
-                        derive_seed(job.seed_for(job.frames[first[i]].number), "fresh"), shapes)]
-                    per_index[i] = flow_noise(shot, flow, valid, fresh, opts.flow_warp)
+                per_index[i] = shot if i == key else flow_noise(
+                    shot, flow, valid, fields_of(frames[first[i]].number, "fresh"), opts.flow_warp)
         return [per_index[i] for i in idx], key_pos
 
     def _render_temporal(self, job: WindowJob, stages, cond, shot_key: int, cross: bool) -> list:
         """Flow noise and/or cross-frame attention. Cross-frame renders each
         frame in a batch of two, [key frame, frame] (the key frame alone for
         itself), so a frame's pixels never depend on which other frames
-        share its window."""
+        share its window. ``job.lookbehind`` (optional read-only source
+        frames before the window) is used for flow and key frames only."""
         import random
 
         import torch
@@ -527,26 +536,29 @@ class SDXLBackend(DiffusionBackend):
         from cinescale_post.ops.handles import HandleGroup
 
         opts = self.options
-        fields, key_pos = self._temporal_fields(job, stages, shot_key, cross)
+        behind = list(getattr(job, "lookbehind", ()) or ())
+        frames = behind + list(job.frames)
+        fields, key_pos = self._temporal_fields(frames, job.seed_for, stages, shot_key, cross)
         resolve = resolver_for(self)
         out_size = tuple(job.size)
         n = len(job.frames)
         outs: list = []
-        for p, frame in enumerate(job.frames):
+        for j in range(n):
+            p = len(behind) + j
             group = [key_pos[p], p] if (cross and key_pos[p] != p) else [p]
-            post_keys = [shot_key if opts.noise in ("shot", "flow") else job.frames[q].number for q in group]
+            post_keys = [shot_key if opts.noise in ("shot", "flow") else frames[q].number for q in group]
             gens = [torch.Generator("cpu").manual_seed(int(job.seed_for(k))) for k in post_keys]
             jit_seed = int(job.seed_for(post_keys[-1]))
             rng = RandomSources(generator=gens[0] if len(gens) == 1 else gens,
                                 jitter=random.Random(jit_seed * 7919 + 17) if opts.jitter else None,
                                 posterior=opts.posterior,
                                 renoise=[torch.cat([fields[q][s] for q in group]) for s in range(len(stages))])
-            px = to_pixels([job.frames[q].rgb for q in group], self.device, self.vae_dtype or self.dtype)
+            px = to_pixels([frames[q].rgb for q in group], self.device, self.vae_dtype or self.dtype)
             init = StageResult(size=(px.shape[-1], px.shape[-2]), pixels=px)
             self.frame_group = (len(group), 0)
 
-            def prog(f: float, _p=p) -> None:
-                job.progress((_p + f) / n)
+            def prog(f: float, _j=j) -> None:
+                job.progress((_j + f) / n)
 
             try:
                 with HandleGroup("temporal") as patches:

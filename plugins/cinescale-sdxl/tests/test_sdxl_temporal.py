@@ -104,13 +104,12 @@ def test_static_region_stays_static_with_shot_noise(tiny_model):
 def test_flow_noise_fields_move_with_the_content_and_survive_sub_ranges(tiny_model):
     b = _backend(tiny_model, {"noise": "flow", "key_every": 4})
     clip = _clip(7, 4)  # 4 source px a frame = 1 latent cell of the 128 px output
-    b.plan = b.plan  # loaded
     stages = b.ladder("render", (128, 128))
     shot_key = 1001
 
     def fields(indices):
         frames = [Frame(number=1001 + i, index=i, rgb=clip[i]) for i in indices]
-        return b._temporal_fields(WindowJob(frames=frames, size=(128, 128), seed_for=seed_for), stages, shot_key)
+        return b._temporal_fields(frames, seed_for, stages, shot_key)
 
     full, key_pos = fields(range(7))
     assert key_pos == [0, 0, 0, 0, 4, 4, 4]
@@ -151,6 +150,22 @@ def test_flow_noise_renders_sub_ranges_bit_identically_and_follows_a_pan(tiny_mo
     shot = _render(_backend(tiny_model, RAW), PAN[:2])
     flow = flow_render[:2]  # frame 1 follows key frame 0
     assert warp_error(flow) < 0.7 * warp_error(shot), (warp_error(flow), warp_error(shot))
+
+
+def test_lookbehind_frames_give_a_window_its_key_frame(tiny_model, flow_render):
+    """A one-frame window (the SDXL presets' window.size = 1) whose key frame
+    comes as read-only ``job.lookbehind`` renders as in the full render."""
+    b = _backend(tiny_model, {"noise": "flow", "key_every": 2, **RAW})
+    assert b.lookbehind_frames() == 1
+    assert SDXLBackend().lookbehind_frames({}) == 0
+    assert SDXLBackend().lookbehind_frames({"cross_frame": True}) == 7
+    assert SDXLBackend().lookbehind_frames({}, stages=({"fusion": "cross-frame"},)) == 7
+    job = WindowJob(frames=[Frame(number=1004, index=3, rgb=PAN[3])], size=(128, 128), seed_for=seed_for)
+    job.lookbehind = [Frame(number=1003, index=2, rgb=PAN[2])]
+    out = b.render(job)
+    assert len(out) == 1 and np.array_equal(out[0], flow_render[3])
+    alone = b.render(WindowJob(frames=job.frames, size=(128, 128), seed_for=seed_for))
+    assert not np.array_equal(alone[0], flow_render[3])  # without it: anchored at itself
 
 
 def test_cross_frame_shares_the_key_frame_and_is_window_independent(tiny_model, host, flow_render):
