@@ -92,12 +92,6 @@ def test_example_backend_conforms(models):
     _passed(run_backend_conformance(b, plan=plan, max_frames=3))
 
 
-# Known at the time of writing: the Wan backend declares ``fusion_attention``
-# while its stages refuse scale fusion, and the core's scale fusion cannot run
-# on a DiT's video tokens. Only that failure is tolerated (as an xfail).
-WAN_KNOWN = "fusion 'scale-fusion': raised"
-
-
 def test_wan_backend_conforms(models):
     if importlib.util.find_spec("cinescale_wan") is None:
         pytest.skip("cinescale-wan is not installed")
@@ -110,14 +104,7 @@ def test_wan_backend_conforms(models):
     stages = ({"size": "output", "steps": 2, "restart_step": 1, "shift": 11.0},)
     plan = make_test_plan(b, model=str(save_tiny_wan(models / "wan")), stages=stages, size=(64, 64),
                           options={"num_frames": 5, "max_sequence_length": 16})
-    try:
-        report = run_backend_conformance(b, plan=plan, check_size=(64, 64), max_frames=5)
-    except ConformanceError as exc:
-        fails = [line for line in str(exc).splitlines() if line.strip().startswith("FAIL")]
-        if len(fails) == 1 and "patches" in fails[0] and WAN_KNOWN in fails[0]:
-            pytest.xfail(f"known: Wan declares fusion_attention that scale fusion cannot apply: {fails[0]}")
-        raise
-    _passed(report)
+    _passed(run_backend_conformance(b, plan=plan, check_size=(64, 64), max_frames=5))
 
 
 # ------------------------------------------------------------------ each check can fail

@@ -240,8 +240,10 @@ class WanBackend(DiffusionBackend):
 
     @property
     def patch_points(self) -> PatchPoints:
-        return PatchPoints(fusion_attention=SELF_ATTENTION,
-                           extra=(("rope", "rope"), ("temperature", SELF_ATTENTION)))
+        # No fusion_attention: scale fusion is the UNet half of the method; a
+        # DiT's self-attention takes NTK-RoPE and the temperature instead
+        # (ALGORITHM.md section 4), declared as extra points.
+        return PatchPoints(extra=(("rope", "rope"), ("temperature", SELF_ATTENTION)))
 
     @property
     def denoiser(self):
