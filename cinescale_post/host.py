@@ -40,6 +40,7 @@ BUILTIN_PLUGINS = (
     "cinescale_post.builtin.upscalers",
     "cinescale_post.builtin.latent_upscalers",
     "cinescale_post.builtin.fusions",
+    "cinescale_post.builtin.temporal_fusions",
     "cinescale_post.builtin.draft",
     "cinescale_post.builtin.presets",
 )

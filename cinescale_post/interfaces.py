@@ -305,13 +305,17 @@ class WindowJob:
     (width, height). ``seed_for(frame_number, tile=0) -> int``: the
     deterministic seed of a frame, derived from the plan seed, the frame
     number and the tile, never from processing order. ``progress(fraction)``
-    may be called by the backend between steps.
+    may be called by the backend between steps. ``lookbehind``: source
+    frames just before ``frames`` (in source order) that the backend asked
+    to *read* but not render, through ``lookbehind_frames(options, stages)``
+    (e.g. to reach the key frame its noise is warped from).
     """
 
     frames: Sequence[Frame]
     size: tuple[int, int]
     seed_for: Callable[..., int]
     progress: Callable[[float], None] = lambda f: None
+    lookbehind: Sequence[Frame] = ()
 
 
 class Backend(abc.ABC):
@@ -344,6 +348,11 @@ class Backend(abc.ABC):
         defaults filled in; they must be JSON-serialisable.
         """
         return stages, options
+
+    def lookbehind_frames(self, options: Mapping[str, Any], stages: Sequence[Mapping[str, Any]]) -> int:
+        """How many source frames before each window ``render`` wants to read
+        (``WindowJob.lookbehind``); 0 by default."""
+        return 0
 
     def weight_files(self, plan: Any) -> list[str]:
         """Files whose hashes the manifest records (empty without a model)."""

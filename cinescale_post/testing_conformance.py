@@ -339,7 +339,8 @@ def _same_state(a: dict, b: dict) -> list[str]:
 
 def _patches(b: Any, p: _Probe) -> list[tuple[str, Callable[[], Any], str]]:
     """(label, apply() -> handle, effect) for every declared patch point;
-    effect is "output" (must change predict) or "calls" (handle.state.calls > 0)."""
+    effect is "output" (must change predict), "calls" (handle.state.calls > 0) or
+    "restore" (only removal is checked)."""
     from .cascade.stages import StageSpec, resolve_ladder
 
     points = b.patch_points
@@ -356,8 +357,11 @@ def _patches(b: Any, p: _Probe) -> list[tuple[str, Callable[[], Any], str]]:
                                multiple=info.size_multiple)[0]
         latent_hw = tuple(p.latent_shape[-2:])
         for name, fusion in _fusions(b).items():
+            # A fusion across the frames of a batch (cross-frame) is a
+            # pass-through for the probe's single frame: check removal only.
+            effect = "restore" if getattr(fusion, "group_fusion", False) else "calls"
             out.append((f"fusion {name!r}",
-                        lambda f=fusion: f.apply(b, stage, latent_hw=latent_hw, jitter=None), "calls"))
+                        lambda f=fusion: f.apply(b, stage, latent_hw=latent_hw, jitter=None), effect))
     if points.freeu:
         from .ops.freeu import FreeUSpec, apply_freeu
 
@@ -420,7 +424,7 @@ def _check_patch(b, p, guidance, model, before, base, label, apply, effect) -> N
     if effect == "output":
         _expect(not torch.equal(out, base), f"{label}: applying it does not change predict's output "
                                             "(do the declared names reach the forward pass?)")
-    elif hasattr(handle, "state") and hasattr(handle.state, "calls"):
+    elif effect == "calls" and hasattr(handle, "state") and hasattr(handle.state, "calls"):
         _expect(handle.state.calls > 0, f"{label}: its processors were never called during predict "
                                         "(do the declared patterns match the attention the model runs?)")
     after = b.predict(p.x, p.t, p.cond, guidance=guidance)

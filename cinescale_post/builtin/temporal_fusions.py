@@ -20,6 +20,8 @@ from ..hookspecs import hookimpl
 
 class CrossFrame:
     name = "cross-frame"
+    #: Works across the frames of a batch (``backend.frame_group``); one frame passes through.
+    group_fusion = True
     description = "anchor frame's self-attention keys/values shared with the other frames of the batch"
 
     def state_for(self, backend):

@@ -102,6 +102,8 @@ class _Render:
         self.cache = _FrameCache(reader, plan.output.geometry.rotate if plan.output.geometry else 0)
         self.seed_for = seed_function(plan.seed)
         self.index_of = {n: i for i, n in enumerate(plan.source.frame_numbers)}
+        self.lookbehind = int(backend.lookbehind_frames(plan.backend_options, plan.stages)
+                              if hasattr(backend, "lookbehind_frames") else 0)
         self.outputs: list[str] = []
 
     # ------------------------------------------------------------------ chunk
@@ -184,9 +186,13 @@ class _Render:
         return info
 
     def _render_window(self, win: Window) -> list[np.ndarray]:
-        frames = self.cache.get(win.all_frames)
+        src = self.plan.source.frame_numbers
+        first = self.index_of[win.all_frames[0]]
+        behind = tuple(src[max(0, first - self.lookbehind):first])
+        got = self.cache.get(behind + win.all_frames)  # one ascending read, no seek back
+        frames, before = got[len(behind):], got[:len(behind)]
         g = self.plan.output.geometry
-        job = WindowJob(frames=frames, size=(g.scale_w, g.scale_h), seed_for=self.seed_for)
+        job = WindowJob(frames=frames, size=(g.scale_w, g.scale_h), seed_for=self.seed_for, lookbehind=before)
         owner = self.host.owner("backends", self.backend.id) or "?"
         where = f"frames {win.frames[0]}-{win.frames[-1]}"
         outs = call_plugin(self.host, self.backend, f"render of {where}", render_with_backoff, self.backend, job,

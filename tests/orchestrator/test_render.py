@@ -184,3 +184,22 @@ def test_non_main_rank_renders_but_publishes_nothing(tmp_path, host, clip, monke
     monkeypatch.setenv("RANK", "0")
     _, summary, sink = _render(host, preset, clip, tmp_path / "r0" / "m.mov")
     assert (tmp_path / "r0" / "m.mov").exists() and len(sink.names("frame")) == 10
+
+
+def test_lookbehind_frames_are_read_before_each_window(tmp_path, host, clip):
+    """A backend asking for 2 frames of look-behind gets the source frames just
+    before each window (never rendered or written), also for a sub-range."""
+    b = host.backend("test-noise")
+    seen = []
+    real = type(b).render
+
+    def render(job):
+        seen.append(([f.number for f in job.lookbehind], [f.number for f in job.frames]))
+        return real(b, job)
+
+    b.lookbehind_frames = lambda options, stages: 2
+    b.render = render
+    preset = write_preset(tmp_path / "p.toml", backend="test-noise")
+    _render(host, preset, clip, tmp_path / "o" / "a.####.exr", frames="1001-1002,1006")
+    assert seen == [([], [1001]), ([1001], [1002]), ([1004, 1005], [1006])]
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.exr")) == ["a.1001.exr", "a.1002.exr", "a.1006.exr"]

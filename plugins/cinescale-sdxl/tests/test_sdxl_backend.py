@@ -131,7 +131,7 @@ def test_render_output_size_and_refine_strength(tiny_model):
         stages = ({"size": "output", "steps": 10, "restart_step": restart, "guidance": 1.0, "fusion": "none",
                    "dilation": False},)
         b.load(make_plan(tiny_model, stages=stages, mode="render", size=(64, 64),
-                         options={"freeu": False, "posterior": "mean"}))
+                         options={"freeu": False, "posterior": "mean", "anchor_lowfreq": 0.0}))
         out = _render(b, [img], size=(64, 64))[0]
         with torch.no_grad():  # the tiny random VAE is not an identity: compare to its round trip
             px = torch.from_numpy(img).permute(2, 0, 1)[None] * 2 - 1
