@@ -195,7 +195,7 @@ def assemble(ctx, manifest, output, no_audio):
     from .errors import InputError
     from .media.probe import probe as probe_fn
     from .orchestrator.manifest import Manifest
-    from .orchestrator.run import assemble_movie
+    from .orchestrator.assembly import assemble_movie
 
     try:
         data = json.loads(open(manifest, encoding="utf-8").read())

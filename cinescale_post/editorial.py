@@ -387,7 +387,7 @@ def _assemble(data: dict, manifest: Manifest, output_path: str, host) -> str:
     """What ``cinescale assemble`` does, for the farm's final step."""
     from .host import Host
     from .media.probe import probe
-    from .orchestrator.run import assemble_movie
+    from .orchestrator.assembly import assemble_movie
 
     plan = data["plan"]
     source = probe(plan["input"], first_frame=plan["source"]["first_frame"], host=host or Host())

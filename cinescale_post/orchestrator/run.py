@@ -21,7 +21,6 @@ import functools
 import hashlib
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,10 @@ import numpy as np
 from ..errors import CinescaleError, OutputError, PluginError
 from ..interfaces import Frame, OutputTarget, WindowJob
 from .executors import get_executor
-from .manifest import Manifest, file_sha1, input_identity
+from .manifest import Manifest, input_identity
+from .assembly import assembled_ok, remove_chunks, assemble_movie  # noqa: F401 - assemble_movie: public API
 from .memory import render_with_backoff
+from .temporaries import sweep_stale_temporaries
 from .progress import NullSink
 from .ranks import DiscardWriter, is_main_process
 from .seeds import seed_function
@@ -336,7 +337,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     existing = _check_existing(manifest, plan, ident, overwrite)
     if existing is None and main:
         manifest.clear()
-        _remove_chunks(manifest)
+        remove_chunks(manifest)
     weights = _weights_identity(backend.weight_files(plan), (existing or {}).get("weights"))
     if existing is None:
         manifest.write_header(plan, plugins=plugin_versions(host), input_ident=ident, weights=weights)
@@ -344,7 +345,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         out_dir = os.path.dirname(os.path.abspath(plan.output.path))
         sweep_stale_temporaries([out_dir, str(manifest.work / "chunks")])
     owns_all = plan.output.kind == "movie" and set(plan.frames) == set(plan.source.frame_numbers)
-    if owns_all and existing and _assembled_ok(manifest, existing, verify):
+    if owns_all and existing and assembled_ok(manifest, existing, verify):
         sink.emit("start", total=total, done=total, output=plan.output.path, backend=plan.backend)
         sink.emit("finished", status="finished", done=total, total=total, seconds=0.0,
                   outputs=[plan.output.path])
@@ -413,45 +414,6 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     return summary
 
 
-_TEMP = re.compile(r"^\..+\.(?:tmp|partial)-(\d+)(?:\.\w+)?$")
-STALE_AFTER_S = 600
-
-
-def sweep_stale_temporaries(folders, *, now: float | None = None) -> list[str]:
-    """Remove our temporaries left by a killed run: hidden ``.name.tmp-PID``
-    / ``.name.partial-PID.ext`` files whose process is gone and that have not
-    changed for 10 minutes (a live task on another farm node sharing the
-    folder may use the same PID number, hence the age rule)."""
-    now = time.time() if now is None else now
-    removed = []
-    for folder in folders:
-        if not os.path.isdir(folder):
-            continue
-        for name in os.listdir(folder):
-            m = _TEMP.match(name)
-            if not m:
-                continue
-            path = os.path.join(folder, name)
-            try:
-                if now - os.stat(path).st_mtime < STALE_AFTER_S or _pid_alive(int(m.group(1))):
-                    continue
-                os.unlink(path)
-                removed.append(path)
-            except OSError:
-                continue
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class _NoStop:
     def check(self) -> None:
         pass
@@ -493,55 +455,3 @@ def _open_reader(plan, host):
     from ..media.probe import open_input
 
     return open_input(plan.input, first_frame=plan.source.first_frame, host=host)
-
-
-def _remove_chunks(manifest: Manifest) -> None:
-    chunks_dir = manifest.work / "chunks"
-    if chunks_dir.is_dir():
-        for p in chunks_dir.iterdir():
-            p.unlink()
-
-
-def _assembled_ok(manifest: Manifest, existing: dict, verify: bool) -> bool:
-    rec = existing.get("assembled")
-    if not rec:
-        return False
-    p = manifest.root / rec["file"]
-    try:
-        st = p.stat()
-    except OSError:
-        return False
-    if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
-        return False
-    return not verify or file_sha1(p) == rec["sha1"]
-
-
-def assemble_movie(manifest: Manifest, source, out_path: str, *, audio: bool = True) -> str:
-    """Join the logged chunk movies covering every source frame into
-    ``out_path`` (packet copy, audio and timecode from the source)."""
-    from ..media.assemble import concat_movies
-    from ..media.sequence import compress_ranges
-
-    units = sorted(manifest.verified_units().values(), key=lambda u: u.first)
-    idx = {n: i for i, n in enumerate(source.frame_numbers)}
-    covered: list[int] = []
-    paths = []
-    for u in units:
-        if u.first not in idx or u.last not in idx:
-            continue
-        frames = source.frame_numbers[idx[u.first]: idx[u.last] + 1]
-        if set(frames) & set(covered):
-            raise OutputError(f"chunks in {manifest.work} overlap at frames {u.id}",
-                              fix="render again with --overwrite")
-        covered.extend(frames)
-        paths.append(str(manifest.root / u.file))
-    missing = sorted(set(source.frame_numbers) - set(covered))
-    if missing:
-        raise OutputError(f"cannot assemble {out_path}: frames {compress_ranges(missing)} are not rendered yet",
-                          fix=f"render them first (cinescale render ... --frames {compress_ranges(missing)})")
-    final = concat_movies(paths, out_path, source=source, audio=audio)
-    st = os.stat(final)
-    manifest.update(assembled={"file": os.path.relpath(final, manifest.root), "size": st.st_size,
-                               "mtime_ns": st.st_mtime_ns, "sha1": file_sha1(final)})
-    _remove_chunks(manifest)
-    return final

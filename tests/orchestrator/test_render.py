@@ -118,7 +118,7 @@ def test_farm_chunks_then_assemble_command(tmp_path, host, clip):
         p, summary, sink = _render(host, preset, clip, out, frames=rng, assemble=False)
     assert not out.exists()
     from cinescale_post.orchestrator.manifest import Manifest
-    from cinescale_post.orchestrator.run import assemble_movie
+    from cinescale_post.orchestrator.assembly import assemble_movie
 
     final = assemble_movie(Manifest(str(out)), p.source, str(out))
     frames, s = _decode_movie(final)

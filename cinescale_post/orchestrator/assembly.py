@@ -1,0 +1,60 @@
+"""Joining a movie render's chunk files into the final master."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import OutputError
+from .manifest import Manifest, file_sha1
+
+
+def remove_chunks(manifest: Manifest) -> None:
+    chunks_dir = manifest.work / "chunks"
+    if chunks_dir.is_dir():
+        for p in chunks_dir.iterdir():
+            p.unlink()
+
+
+def assembled_ok(manifest: Manifest, existing: dict, verify: bool) -> bool:
+    rec = existing.get("assembled")
+    if not rec:
+        return False
+    p = manifest.root / rec["file"]
+    try:
+        st = p.stat()
+    except OSError:
+        return False
+    if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
+        return False
+    return not verify or file_sha1(p) == rec["sha1"]
+
+
+def assemble_movie(manifest: Manifest, source, out_path: str, *, audio: bool = True) -> str:
+    """Join the logged chunk movies covering every source frame into
+    ``out_path`` (packet copy, audio and timecode from the source)."""
+    from ..media.assemble import concat_movies
+    from ..media.sequence import compress_ranges
+
+    units = sorted(manifest.verified_units().values(), key=lambda u: u.first)
+    idx = {n: i for i, n in enumerate(source.frame_numbers)}
+    covered: list[int] = []
+    paths = []
+    for u in units:
+        if u.first not in idx or u.last not in idx:
+            continue
+        frames = source.frame_numbers[idx[u.first]: idx[u.last] + 1]
+        if set(frames) & set(covered):
+            raise OutputError(f"chunks in {manifest.work} overlap at frames {u.id}",
+                              fix="render again with --overwrite")
+        covered.extend(frames)
+        paths.append(str(manifest.root / u.file))
+    missing = sorted(set(source.frame_numbers) - set(covered))
+    if missing:
+        raise OutputError(f"cannot assemble {out_path}: frames {compress_ranges(missing)} are not rendered yet",
+                          fix=f"render them first (cinescale render ... --frames {compress_ranges(missing)})")
+    final = concat_movies(paths, out_path, source=source, audio=audio)
+    st = os.stat(final)
+    manifest.update(assembled={"file": os.path.relpath(final, manifest.root), "size": st.st_size,
+                               "mtime_ns": st.st_mtime_ns, "sha1": file_sha1(final)})
+    remove_chunks(manifest)
+    return final
