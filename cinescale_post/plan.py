@@ -57,6 +57,7 @@ _SCHEMA: dict[str, Any] = {
     },
     "backend_options": (dict, {}),
     "stages": (list, []),
+    "colour": (dict, {"mode": "video"}),
 }
 
 
@@ -119,6 +120,7 @@ class Plan:
     prompt: str
     negative_prompt: str
     description: str = ""
+    colour: Mapping[str, Any] = field(default_factory=lambda: {"mode": "video"})
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict:
@@ -145,6 +147,7 @@ class Plan:
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
             "description": self.description,
+            "colour": dict(self.colour),
             "warnings": list(self.warnings),
         }
         return json.loads(json.dumps(d, default=str))
@@ -299,6 +302,9 @@ def build(preset: str, *, host, output: str, input: str | None = None,
         raise PlanError(f"backend {backend.id!r} cannot generate from a prompt",
                         fix="choose a preset whose backend has t2i/t2v (`cinescale plugins`)")
     _choice(origin, "dtype", cfg["dtype"], DTYPES)
+    from .media import ocio
+
+    colour_mgmt = ocio.validate(cfg["colour"], origin)
 
     # -- output codec and path
     o = cfg["output"]
@@ -369,7 +375,7 @@ def build(preset: str, *, host, output: str, input: str | None = None,
                 device=dev, dtype=cfg["dtype"], seed=cfg["seed"], frames=selected, handles=handles,
                 window=WindowPlan(w["size"], w["overlap"], w["blend"]), prompt=cfg["prompt"],
                 negative_prompt=cfg["negative_prompt"], description=cfg["description"],
-                warnings=tuple(warnings))
+                colour=colour_mgmt, warnings=tuple(warnings))
 
 
 def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool = False) -> tuple[str, str]:

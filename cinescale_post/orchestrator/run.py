@@ -17,6 +17,7 @@ Flow for one render (values down, results up, progress through the sink):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -103,6 +104,11 @@ class _Render:
         self.cache = _FrameCache(reader, plan.output.geometry.rotate if plan.output.geometry else 0)
         self.seed_for = seed_function(plan.seed)
         self.index_of = {n: i for i, n in enumerate(plan.source.frame_numbers)}
+        self.colour = None
+        if plan.colour.get("mode") == "ocio":
+            from ..media.ocio import Converter
+
+            self.colour = Converter(dict(plan.colour))
         self.lookbehind = int(backend.lookbehind_frames(plan.backend_options, plan.stages)
                               if hasattr(backend, "lookbehind_frames") else 0)
         self.outputs: list[str] = []
@@ -191,6 +197,8 @@ class _Render:
         first = self.index_of[win.all_frames[0]]
         behind = tuple(src[max(0, first - self.lookbehind):first])
         got = self.cache.get(behind + win.all_frames)  # one ascending read, no seek back
+        if self.colour is not None:  # the backend sees the model's colour space; the cache keeps the plate's
+            got = [dataclasses.replace(f, rgb=self.colour.to_model(f.rgb)) for f in got]
         frames, before = got[len(behind):], got[:len(behind)]
         g = self.plan.output.geometry
         job = WindowJob(frames=frames, size=(g.scale_w, g.scale_h), seed_for=self.seed_for, lookbehind=before)
@@ -206,7 +214,10 @@ class _Render:
             if getattr(img, "shape", None) != want:
                 raise PluginError(f"backend {self.backend.id!r} (plugin {owner}) returned an image of shape "
                                   f"{getattr(img, 'shape', None)}, expected {want}")
-        return [np.asarray(o, dtype=np.float32) for o in outs]
+        outs = [np.asarray(o, dtype=np.float32) for o in outs]
+        if self.colour is not None:
+            outs = [self.colour.from_model(o) for o in outs]
+        return outs
 
     def _open_writer(self, frames: tuple[int, ...]):
         plan = self.plan
