@@ -323,6 +323,16 @@ def _check_existing(manifest: Manifest, plan, ident: dict, overwrite: bool) -> d
                       fix="add --overwrite to replace them, or choose another output path")
 
 
+def finished_frames(manifest: Manifest, source, *, full: bool = False) -> set[int]:
+    """Source frames covered by verified units of earlier runs (or other farm tasks)."""
+    idx = {n: i for i, n in enumerate(source.frame_numbers)}
+    done: set[int] = set()
+    for u in manifest.verified_units(full=full).values():
+        if u.first in idx and u.last in idx:
+            done.update(source.frame_numbers[idx[u.first]: idx[u.last] + 1])
+    return done
+
+
 def plugin_versions(host) -> dict:
     return {r.name: r.version for r in host.records if r.error is None}
 
@@ -362,11 +372,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                   outputs=[plan.output.path])
         return Summary("finished", total, total, 0.0, [plan.output.path], skipped=total)
 
-    done_frames: set[int] = set()
-    for u in manifest.verified_units(full=verify).values():
-        idx = {n: i for i, n in enumerate(plan.source.frame_numbers)}
-        if u.first in idx and u.last in idx:
-            done_frames.update(plan.source.frame_numbers[idx[u.first]: idx[u.last] + 1])
+    done_frames = finished_frames(manifest, plan.source, full=verify)
     todo_frames = [f for f in plan.frames if f not in done_frames]
     windows = layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap,
                      rule=backend.frame_rule, blend=plan.window.blend, handles=plan.handles)
@@ -411,6 +417,9 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         status = "interrupted" if exc.exit_code in (130, 143) else "failed"
         sink.emit("error", message=str(exc), exit_code=exc.exit_code)
         raise
+    except Exception as exc:  # a bug: progress consumers still hear why (exit 1)
+        sink.emit("error", message=f"internal error: {type(exc).__name__}: {exc}", exit_code=1)
+        raise
     finally:
         manifest.close()
         seconds = round(time.monotonic() - t0, 3)
@@ -441,11 +450,7 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
     host = Host(load_entrypoints=load_entrypoints, extra_plugins=extra_plugins)
     backend = host.backend(plan.backend)
     manifest = Manifest(plan.output.path)
-    done = set()
-    idx = {n: i for i, n in enumerate(plan.source.frame_numbers)}
-    for u in manifest.verified_units().values():
-        if u.first in idx and u.last in idx:
-            done.update(plan.source.frame_numbers[idx[u.first]: idx[u.last] + 1])
+    done = finished_frames(manifest, plan.source)
     todo = tuple(f for f in chunk.frames if f not in done)
     if not todo:
         return {"id": chunk.id, "frames": [], "files": [], "seconds": 0.0}
