@@ -14,8 +14,10 @@ from .stages import ResolvedStage, StageSpec, default_stages, parse_stages, reso
 _LAZY = {
     "RandomSources": "loop", "StageResult": "loop", "denoise": "loop", "run_ladder": "loop", "run_stage": "loop",
     "add_noise_at": "schedule", "cosine_blend": "schedule", "cosine_factor": "schedule",
-    "renoise_trajectory": "schedule", "resize": "upscale", "upscale_latent": "upscale",
-    "refine_frames": "run", "generate_images": "run", "to_pixels": "run", "to_images": "run",
+    "renoise_trajectory": "schedule", "flow_sigmas": "schedule", "stage_scheduler": "schedule",
+    "resize": "upscale", "upscale_latent": "upscale",
+    "refine_frames": "run", "refine_video": "run", "generate_images": "run", "to_pixels": "run",
+    "to_images": "run",
 }
 
 

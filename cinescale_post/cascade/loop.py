@@ -3,7 +3,8 @@
 :func:`denoise` is the only sampling loop in the package; every backend and
 every stage runs through it. :func:`run_ladder` walks the resolved stages:
 
-* base stage (generate mode, stage 0): noise x ``init_noise_sigma``, full
+* base stage (generate mode, stage 0): noise x ``init_noise_sigma`` (1 when
+  the scheduler has none: flow matching starts from pure noise), full
   schedule, no fusion, no dilation, no blend (FreeU may be on);
 * upscaled/refine stage: enlarge the previous result (:mod:`.upscale`),
   draw ONE noise tensor, re-noise with the scheduler's own forward process at
@@ -11,6 +12,13 @@ every stage runs through it. :func:`run_ladder` walks the resolved stages:
   reference with ``phi(t) ** cosine_scale`` at every step, dilate the declared
   convolutions while ``i < dilate_tau``, and apply the stage's fusion to the
   declared attention layers for the whole stage.
+
+Per stage the backend may take part through optional hooks (see
+:class:`~.protocol.DiffusionBackend`): ``make_scheduler(stage=...)`` and
+``stage_sigmas(stage)`` set the stage's schedule (a DiT's flow shift),
+``stage_patches(stage)`` yields handles held for the whole stage, base stage
+included (NTK-RoPE, attention temperature), and ``denoisers`` lists every
+model that dilation and FreeU go on (two-expert models).
 
 Random sources are injectable through :class:`RandomSources`, which also
 provides the controlled mode (re-noise tensors passed in, VAE posterior mean,
@@ -29,7 +37,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..ops.handles import HandleGroup
-from .schedule import add_noise_at, cosine_blend, mask_exponent
+from .schedule import add_noise_at, cosine_blend, mask_exponent, stage_scheduler
 from .stages import ResolvedStage
 
 
@@ -130,13 +138,19 @@ def denoise(backend: Any, scheduler: Any, z: torch.Tensor, cond: Any, *, start: 
     return z
 
 
+def denoisers(backend: Any) -> list:
+    """Every model a patch must reach (``backend.denoisers``, else ``[denoiser]``)."""
+    models = getattr(backend, "denoisers", None)
+    return list(models) if models else [backend.denoiser]
+
+
 def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources, prev: StageResult | None, *,
-              upscaler: Any = None, fusion: Any = None, mask: Any = None,
+              upscaler: Any = None, fusion: Any = None, mask: Any = None, frames: int | None = None,
               callback: Callable[[int, int], None] | None = None) -> StageResult:
-    """Run one resolved stage (see module docstring) and return its latent."""
+    """Run one resolved stage (see module docstring) and return its latent.
+    ``frames``: latent frames of the base stage's noise (video backends)."""
     spec = stage.spec
-    sched = backend.make_scheduler()
-    sched.set_timesteps(spec.steps, device=backend.device)
+    sched = stage_scheduler(backend, stage)
     ts = sched.timesteps
     order = int(getattr(sched, "order", 1))
     info: dict[str, Any] = {"size": stage.size, "steps": spec.steps}
@@ -144,10 +158,12 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
     if stage.base or prev is None:
         if not stage.base:
             raise ValueError(f"stage {stage.index} refines a previous result but none was given")
-        shape = backend.latent_shape(stage.size)
+        shape = backend.latent_shape(stage.size) if frames is None else backend.latent_shape(stage.size,
+                                                                                            frames=frames)
         noise = rng.base_noise if rng.base_noise is not None else randn(shape, rng.generator, backend.device,
                                                                        backend.dtype)
-        z = noise.to(backend.device, backend.dtype) * sched.init_noise_sigma
+        # Flow-matching schedulers have no init_noise_sigma: they start from pure noise.
+        z = noise.to(backend.device, backend.dtype) * getattr(sched, "init_noise_sigma", 1.0)
         start = 0
     else:
         if upscaler is None:
@@ -193,10 +209,19 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
 
             dspec = DilationSpec(tuple(points.dilate_convs), int(stage.dilation))
             tau = spec.dilate_tau * order
-            model = backend.denoiser
+            models = denoisers(backend)
 
-            def step_patch(i: int, _d=dspec, _m=model, _tau=tau):
-                return apply_dilation(_m, _d) if i < _tau else contextlib.nullcontext()
+            def step_patch(i: int, _d=dspec, _ms=models, _tau=tau):
+                if i >= _tau:
+                    return contextlib.nullcontext()
+                group = HandleGroup(f"dilation x{_d.factor}")
+                try:
+                    for m in _ms:
+                        group.add(apply_dilation(m, _d))
+                except BaseException:
+                    group.remove()
+                    raise
+                return group
 
             info["dilation"] = stage.dilation
         z = denoise(backend, sched, z, cond, start=start, guidance=spec.guidance, ref=ref, cosine_scale=cos,
@@ -214,7 +239,7 @@ def upscale_to(backend: Any, prev: StageResult, size: tuple[int, int], upscaler:
 
 def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: RandomSources, *,
                init: StageResult | None = None, resolve: Callable[[str, str], Any] | None = None,
-               freeu: Any = None, mask: Any = None, keep: str = "last",
+               freeu: Any = None, mask: Any = None, keep: str = "last", frames: int | None = None,
                progress: Callable[[float], None] | None = None) -> list[StageResult]:
     """Run every stage in order; returns the last result (``keep="last"``) or
     all of them (``keep="all"``; the reference returns every stage).
@@ -222,7 +247,9 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
     ``init``: the source (pixels or latent) for render mode, None for
     generate. ``resolve(kind, name)`` maps upscaler/fusion names to objects
     (default: the backend's host, see :func:`cinescale_post.cascade.registry.resolver_for`). ``freeu``: an
-    ``ops.freeu.FreeUSpec`` applied during all stages, or None.
+    ``ops.freeu.FreeUSpec`` applied during all stages, or None. ``frames``:
+    latent frames of the base stage (video backends; None: ``latent_shape``'s
+    default). Each stage runs inside the handles of ``backend.stage_patches(stage)``.
     """
     from .registry import resolver_for
 
@@ -235,7 +262,9 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
         if freeu is not None:
             from ..ops.freeu import apply_freeu
 
-            group.add(apply_freeu(backend.denoiser, freeu))
+            for model in denoisers(backend):
+                group.add(apply_freeu(model, freeu))
+        patches_for = getattr(backend, "stage_patches", None)
         for stage in stages:
             up = None if stage.base else resolve("upscaler", stage.spec.upscaler)
             fu = resolve("fusion", stage.fusion) if stage.fusion else None
@@ -244,11 +273,17 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
                 if progress is not None:
                     progress(min(1.0, (_base + k) / total))
 
-            res = run_stage(backend, stage, cond, rng, prev, upscaler=up, fusion=fu, mask=mask, callback=cb)
+            with HandleGroup(f"stage {stage.index} patches") as patches:
+                # Added one by one, so a generator's earlier handles are removed if a later one fails.
+                for handle in (patches_for(stage) if patches_for is not None else ()):
+                    patches.add(handle)
+                res = run_stage(backend, stage, cond, rng, prev, upscaler=up, fusion=fu, mask=mask, frames=frames,
+                                callback=cb)
             done[0] += stage.spec.steps - stage.restart_index
             results.append(res)
             prev = res
     return results if keep == "all" else results[-1:]
 
 
-__all__ = ["RandomSources", "StageResult", "denoise", "randn", "run_ladder", "run_stage", "upscale_to"]
+__all__ = ["RandomSources", "StageResult", "denoise", "denoisers", "randn", "run_ladder", "run_stage",
+           "upscale_to"]

@@ -78,9 +78,28 @@ class DiffusionBackend(Backend):
     def denoiser(self) -> Any:
         """The ``nn.Module`` patches are applied to (UNet / transformer)."""
 
+    @property
+    def denoisers(self) -> list:
+        """Every model the stage patches go on (two-expert models list both);
+        default ``[self.denoiser]``."""
+        return [self.denoiser]
+
     @abc.abstractmethod
-    def make_scheduler(self) -> Any:
-        """A fresh scheduler (own state) for one stage."""
+    def make_scheduler(self, stage: Any = None) -> Any:
+        """A fresh scheduler (own state) for ``stage`` (a ``ResolvedStage``; None
+        outside a ladder). Implementations may omit the argument: the loop passes
+        it only when accepted."""
+
+    def stage_sigmas(self, stage: Any) -> Any:
+        """Explicit sigmas for ``stage`` (passed to ``set_timesteps(steps,
+        sigmas=...)``), or None for the scheduler's own spacing (default)."""
+        return None
+
+    def stage_patches(self, stage: Any) -> Any:
+        """Handles to hold for the whole of ``stage``, base stage included (an
+        iterable; a generator lets the loop remove earlier handles if a later
+        one fails). Default: none."""
+        return ()
 
     @abc.abstractmethod
     def encode(self, pixels: Any, *, generator: Any = None, sample: bool = True) -> Any:

@@ -1,5 +1,6 @@
-"""Frame- and image-level entry points built on :func:`.loop.run_ladder`,
-shared by every diffusion backend: numpy images in, numpy images out.
+"""Frame-, image- and window-level entry points built on :func:`.loop.run_ladder`,
+shared by every diffusion backend: numpy images in, numpy images out
+(:func:`refine_video`: a pixel window in, decoded pixels out).
 
 Images at the boundary are (H, W, 3) float32 in [0, 1] (``interfaces``);
 inside they are torch (B, 3, H, W) in [-1, 1].
@@ -56,6 +57,26 @@ def refine_frames(backend: Any, frames: Sequence[np.ndarray], stages: Sequence[R
     return outs
 
 
+def refine_video(backend: Any, frames: torch.Tensor, stages: Sequence[ResolvedStage], cond: Any,
+                 rng: RandomSources, *, freeu: Any = None, mask: Any = None, resolve: Callable | None = None,
+                 progress: Callable[[float], None] | None = None) -> torch.Tensor:
+    """Render mode for one video window denoised as a whole (a video model).
+
+    ``frames``: (B, 3, F, H, W) in [-1, 1], F a length the backend's VAE takes
+    (pad before calling); it is the base, each stage refines it. Returns the
+    decoded last stage, (B, 3, F, H', W') in about [-1, 1], for the backend to
+    fit to the output (crop or resize) and turn into frames.
+    """
+    if frames.ndim != 5:
+        raise ValueError(f"refine_video takes a (B, 3, F, H, W) window, got shape {tuple(frames.shape)}")
+    temporal = int(backend.model_info.temporal_factor)
+    latent_frames = (int(frames.shape[2]) - 1) // temporal + 1
+    init = StageResult(size=(frames.shape[-1], frames.shape[-2]), pixels=frames)
+    res = run_ladder(backend, stages, cond, rng, init=init, resolve=resolve, freeu=freeu, mask=mask,
+                     frames=latent_frames, progress=progress)[-1]
+    return backend.decode(res.latent)
+
+
 def generate_images(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rngs: Sequence[RandomSources], *,
                     out_size: tuple[int, int] | None = None, freeu: Any = None, mask: Any = None,
                     resolve: Callable | None = None, keep: str = "last",
@@ -79,4 +100,4 @@ def _vae_dtype(backend: Any) -> Any:
     return getattr(backend, "vae_dtype", None) or backend.dtype or torch.float32
 
 
-__all__ = ["generate_images", "refine_frames", "to_images", "to_pixels"]
+__all__ = ["generate_images", "refine_frames", "refine_video", "to_images", "to_pixels"]

@@ -1,14 +1,49 @@
 """Scheduler-side pieces of the cascade (ALGORITHM.md sections 1.3, 1.4, 5):
-re-noising with the scheduler's own forward process and the cosine
-skip-residual blend. Generic over latent rank and scheduler family.
+a stage's scheduler, re-noising with the scheduler's own forward process and
+the cosine skip-residual blend. Generic over latent rank and scheduler family.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Sequence
 
 import torch
+
+from .stages import ResolvedStage
+
+
+def stage_scheduler(backend: Any, stage: ResolvedStage) -> Any:
+    """A fresh scheduler for ``stage`` with its timesteps set.
+
+    ``make_scheduler`` gets ``stage=`` only when it accepts it (opt-in
+    argument, like pluggy hooks); ``stage_sigmas(stage)``, when the backend
+    has it and returns a sequence, is passed to ``set_timesteps`` as explicit sigmas.
+    """
+    make = backend.make_scheduler
+    try:
+        takes_stage = "stage" in inspect.signature(make).parameters
+    except (TypeError, ValueError):  # builtins / C callables: no signature
+        takes_stage = False
+    sched = make(stage=stage) if takes_stage else make()
+    sigmas_for = getattr(backend, "stage_sigmas", None)
+    sigmas = sigmas_for(stage) if sigmas_for is not None else None
+    if sigmas is None:
+        sched.set_timesteps(stage.spec.steps, device=backend.device)
+    else:
+        sched.set_timesteps(stage.spec.steps, device=backend.device, sigmas=[float(s) for s in sigmas])
+    return sched
+
+
+def flow_sigmas(steps: int) -> list[float]:
+    """The flow-matching sigma grid of DiffSynth-style DiTs (Wan): ``linspace(1, 0, steps + 1)[:-1]``
+    in float32, unshifted (the scheduler applies its shift). diffusers' plain
+    ``set_timesteps(steps)`` spaces down to 1/1000 instead; pass these from
+    ``stage_sigmas`` to get the reference grid. ``flow_sigmas(4) == [1, 0.75, 0.5, 0.25]``."""
+    import numpy as np
+
+    return np.linspace(1.0, 0.0, int(steps) + 1, dtype=np.float64)[:-1].astype(np.float32).tolist()
 
 
 def add_noise_at(scheduler: Any, x0: torch.Tensor, eps: torch.Tensor, t: Any) -> torch.Tensor:
@@ -80,4 +115,5 @@ def mask_exponent(mask: torch.Tensor, latent_hw: tuple[int, int], fg: float, bg:
     return m * fg + (1 - m) * bg
 
 
-__all__ = ["add_noise_at", "blend_weight", "cosine_blend", "cosine_factor", "mask_exponent", "renoise_trajectory"]
+__all__ = ["add_noise_at", "blend_weight", "cosine_blend", "cosine_factor", "flow_sigmas", "mask_exponent",
+           "renoise_trajectory", "stage_scheduler"]

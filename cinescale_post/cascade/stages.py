@@ -27,6 +27,11 @@ cosine_scale       2.0             skip-residual exponent (``none``/false: no bl
 cosine_scale_bg    (none)          exponent outside the detail mask (mask variant)
 =================  ==============  ==================================================
 
+A backend may declare keys of its own (``parse_stages(stages, extra_keys=...)``,
+e.g. Wan's ``shift``): they are written flat in the stage table, kept raw in
+:attr:`StageSpec.extra` for the backend to validate, and flattened back by
+``to_dict``. Any other key is refused.
+
 In ``generate`` mode the first stage is the base stage (sampled from noise,
 no fusion, no dilation, no blend); in ``render`` mode every stage refines the
 previous result (the source frame plays the base stage's part).
@@ -35,6 +40,7 @@ previous result (the source frame plays the base stage's part).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
@@ -64,6 +70,14 @@ class StageSpec:
     dilate_tau: int = 35
     cosine_scale: float | None = 2.0
     cosine_scale_bg: float | None = None
+    # Backend-declared keys as (key, value) pairs: a tuple keeps the spec frozen
+    # and hashable; the backend validates the values, the core only carries them.
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def extras(self) -> dict:
+        """The backend-declared keys as a dict."""
+        return dict(self.extra)
 
     @property
     def restart_index(self) -> int:
@@ -71,16 +85,18 @@ class StageSpec:
         return self.restart_step if self.restart_step is not None else int(self.restart * self.steps)
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "stages.0") -> "StageSpec":
-        """Validate one stage table; raise :class:`PlanError` naming the key."""
+    def from_dict(cls, d: dict, where: str = "stages.0", extra_keys: Sequence[str] = ()) -> "StageSpec":
+        """Validate one stage table; raise :class:`PlanError` naming the key.
+        ``extra_keys``: backend-declared keys, carried unvalidated in ``extra``."""
         if not isinstance(d, dict):
             raise PlanError(f"{where} must be a table, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        allowed = ({f.name for f in fields(cls)} - {"extra"}) | set(extra_keys)
+        unknown = sorted(set(d) - allowed)
         if unknown:
-            raise PlanError(f"{where}: unknown key(s) {', '.join(unknown)}",
-                            fix=f"use only: {', '.join(sorted(known))}")
-        v = dict(d)
+            shown = ", ".join(f"{k} = {d[k]!r}" for k in unknown)
+            raise PlanError(f"{where}: unknown key(s) {shown}", fix=f"use only: {', '.join(sorted(allowed))}")
+        v = {k: x for k, x in d.items() if k not in extra_keys}
+        extra = tuple((k, d[k]) for k in extra_keys if k in d)
         size = v.get("size")
         if size is not None:
             if isinstance(size, str):
@@ -122,12 +138,16 @@ class StageSpec:
                 v[k] = None
             else:
                 _num(v, k, where, lo=0.0, hi=100.0)
-        return cls(**v)
+        return cls(**v, extra=extra)
 
     def to_dict(self) -> dict:
+        """The stage table: core keys, then the backend-declared keys flat
+        (tuples as lists, so ``from_dict(to_dict())`` round-trips through JSON)."""
         d = asdict(self)
+        d.pop("extra")
         if isinstance(d["size"], tuple):
             d["size"] = list(d["size"])
+        d.update((k, list(x) if isinstance(x, tuple) else x) for k, x in self.extra)
         return d
 
 
@@ -148,9 +168,19 @@ def _num(v: dict, k: str, where: str, lo: float, hi: float) -> None:
     v[k] = float(x)
 
 
-def parse_stages(stages: Sequence[dict]) -> list[StageSpec]:
-    """Validate every stage table (``[[stages]]`` of a preset)."""
-    return [StageSpec.from_dict(dict(s), f"stages.{i}") for i, s in enumerate(stages)]
+def parse_stages(stages: Sequence[dict], *, extra_keys: Sequence[str] = (),
+                 defaults: dict | None = None) -> list[StageSpec]:
+    """Validate every stage table (``[[stages]]`` of a preset).
+
+    ``extra_keys``: keys the backend declares (kept raw in ``StageSpec.extra``);
+    ``defaults``: the backend's defaults for any key, under each table.
+    """
+    out = []
+    for i, s in enumerate(stages):
+        if not isinstance(s, Mapping):
+            raise PlanError(f"stages.{i} must be a table, got {type(s).__name__}")
+        out.append(StageSpec.from_dict({**(defaults or {}), **s}, f"stages.{i}", tuple(extra_keys)))
+    return out
 
 
 # ------------------------------------------------------------------ resolution

@@ -9,6 +9,7 @@ builds tiny random models in memory and runs a two-stage cascade.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import time
@@ -616,6 +617,115 @@ class SDXLBackend(DiffusionBackend):
             with torch.inference_mode():
                 return generate_images(self, stages, cond, rngs, out_size=out, freeu=self.freeu_spec(),
                                        keep="all" if self.options.keep_stages else "last")
+
+    # ------------------------------------------------------------ memory (issue 6)
+
+    def estimate_memory(self, plan) -> dict:
+        """Peak device memory per stage from the model folder's configs (no
+        weights loaded; ``cinescale_post.memory_model``) and the VAE tile /
+        offload setting that fits the free memory of ``plan.device``."""
+        from cinescale_post import memory_model as mm
+
+        opts = SDXLOptions.from_dict(dict(plan.backend_options))
+        folder = Path(opts.config or plan.model or "")
+        if not folder.is_dir() or not (folder / "unet" / "config.json").is_file():
+            return {"available": False, "reason": f"no diffusers configs at {str(folder) or '(no model)'} "
+                    "(set backend_options.config for a single .safetensors file)"}
+        elem = mm.dtype_bytes(plan.dtype)
+        unet_cfg = json.loads((folder / "unet" / "config.json").read_text())
+        vae_cfg = json.loads((folder / "vae" / "config.json").read_text())
+        vae_fp32 = opts.vae_fp32 is True or (opts.vae_fp32 == "auto" and plan.dtype == "float16"
+                                             and vae_cfg.get("force_upcast", False))
+        vae_elem = 4 if vae_fp32 else elem
+        comps = [c for c in (mm.component_from_folder("unet", folder / "unet", plan.dtype),
+                             mm.component_from_folder("vae", folder / "vae", "float32" if vae_fp32 else plan.dtype),
+                             mm.component_from_folder("text_encoder", folder / "text_encoder", plan.dtype),
+                             mm.component_from_folder("text_encoder_2", folder / "text_encoder_2", plan.dtype))
+                 if c is not None]
+        f = 2 ** (len(vae_cfg["block_out_channels"]) - 1)
+        base = int(unet_cfg["sample_size"]) * f
+        out = (int(plan.output.width), int(plan.output.height))
+        specs = parse_stages(list(plan.stages))
+        mode = "render" if getattr(plan, "mode", "render") == "render" else "generate"
+        ladder = resolve_ladder(specs, mode=mode, base_size=(base, base), output=out, multiple=f)
+        cross = opts.cross_frame or any(s.fusion == CROSS_FRAME_FUSION for s in specs)
+        kernel = "efficient"  # diffusers' AttnProcessor2_0: SDPA flash / memory-efficient
+        chans = list(vae_cfg["block_out_channels"])
+        stages = []
+        for i, st in enumerate(ladder):
+            w, h = st.size
+            cfg_rows = 2 if (st.spec.guidance > 1.0 and unet_cfg.get("time_cond_proj_dim") is None) else 1
+            batch = cfg_rows * (2 if cross else 1)
+            lat = (h // f, w // f)
+
+            def denoise(window, _lat=lat, _b=batch):
+                return mm.unet_activation_bytes(unet_cfg, _lat, _b, elem, kernel=kernel)
+
+            def vae(tile, window, _w=w, _h=h):
+                t = (_w, _h) if tile is None else (min(tile, _w), min(tile, _h))
+                return mm.vae_bytes(t, chans, vae_elem, out_size=(_w, _h) if tile is not None else None,
+                                    latent_factor=f, kernel=kernel)
+
+            stages.append(mm.StageDemand(f"stage {i}", (w, h), denoise, vae,
+                                         {"latent": [lat[1], lat[0]], "unet_batch": batch}))
+        s0 = int(vae_cfg.get("sample_size", base))
+        tiles = ([] if opts.vae_tiling else [None]) + [t for t in (s0, s0 // 2, s0 // 4) if t >= 2 * f]
+        offloads = ("none",) if str(plan.device).startswith("cpu") else ("none", "model", "sequential")
+        free, source = mm.free_memory(plan.device)
+        res = mm.plan_memory(comps, stages, free, denoisers=("unet",), tiles=tiles or [None], offloads=offloads,
+                             windows=(1,))
+        res.update(available=True, device=str(plan.device), dtype=plan.dtype, vae_dtype="float32" if vae_fp32
+                   else plan.dtype, free_source=source, attention_kernel=kernel,
+                   note="SDXL renders frame by frame: the window size does not change device memory")
+        return res
+
+    def _memory_steps(self) -> list:
+        """The cheaper settings :meth:`reduce_memory` walks through, in order:
+        VAE tiling on, halved VAE tiles (down to a quarter of the VAE's
+        sample size, never under twice the latent factor), then model and sequential CPU
+        offload (accelerator devices only: on CPU there is nowhere to offload to)."""
+        pipe = self._need()
+        vae = pipe.vae
+        f = 2 ** (len(vae.config.block_out_channels) - 1)
+        steps: list = []
+        if not getattr(vae, "use_tiling", False):
+            steps.append(("tiling", int(vae.tile_sample_min_size)))
+        t = int(vae.tile_sample_min_size)
+        floor = max(2 * f, int(vae.config.sample_size) // 4)
+        while t // 2 >= floor:
+            t //= 2
+            steps.append(("tile", t))
+        if self.device.type != "cpu":
+            steps += [("offload", "model"), ("offload", "sequential")]
+        return steps
+
+    def reduce_memory(self) -> str | None:
+        """Switch the live pipeline to the next cheaper setting (see
+        :meth:`_memory_steps`) and describe it; None when nothing is cheaper."""
+        steps = self._memory_steps()
+        if getattr(self, "_offload", "none") == "model":
+            steps = [s for s in steps if s == ("offload", "sequential")]
+        elif getattr(self, "_offload", "none") == "sequential":
+            steps = []
+        if not steps:
+            return None
+        kind, value = steps[0]
+        pipe = self.pipe
+        f = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        if kind == "tiling":
+            pipe.vae.enable_tiling()
+            return f"VAE tiling on ({value} px tiles)"
+        if kind == "tile":
+            pipe.vae.tile_sample_min_size = value
+            pipe.vae.tile_latent_min_size = value // f
+            return f"VAE tiles of {value} px"
+        if value == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            pipe.remove_all_hooks()
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        self._offload = value
+        return f"{value} CPU offload"
 
     def smoke(self, device: str = "cpu") -> dict:
         """Build tiny random SDXL models in memory and run a two-stage cascade

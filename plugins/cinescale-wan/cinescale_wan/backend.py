@@ -1,13 +1,15 @@
 """The Wan backend: a :class:`~cinescale_post.cascade.DiffusionBackend` on
 diffusers' Wan components, driven by the core cascade loop (ALGORITHM.md 4).
 
-Per stage (see :func:`run_wan_ladder`): NTK-RoPE with the stage's factors and
-the self-attention temperature are applied as removable handles to every
-expert, the scheduler gets the stage's flow shift ("noise shifting") and the
-reference sigma grid, then the core :func:`~cinescale_post.cascade.loop.run_stage`
-does the rest: base stage from noise, or latent trilinear upsampling of the
-previous result, re-noising with the flow-matching forward process at the
-restart index (15 of 50) and denoising to the end with CFG 5.
+The core ladder (:func:`~cinescale_post.cascade.loop.run_ladder`) drives it
+through the protocol's per-stage hooks: ``stage_patches`` puts NTK-RoPE with
+the stage's factors and the self-attention temperature on every expert
+(``denoisers``) as removable handles, ``make_scheduler(stage)`` gives the
+stage's flow shift ("noise shifting") and ``stage_sigmas`` the reference sigma
+grid. The core does the rest: base stage from noise, or latent trilinear
+upsampling of the previous result, re-noising with the flow-matching forward
+process at the restart index (15 of 50) and denoising to the end with CFG 5.
+Render windows go through :func:`~cinescale_post.cascade.run.refine_video`.
 
 Lifecycle: ``validate`` (plan time, no torch) -> ``load(plan)`` ->
 ``render(job)`` per window (video-to-video refine) / ``generate(plan,
@@ -30,7 +32,7 @@ from cinescale_post.cascade.stages import StageSpec, resolve_ladder
 from cinescale_post.errors import OutOfMemoryError, PlanError, WeightsError
 from cinescale_post.interfaces import FrameRule, WindowJob
 
-from .options import WanOptions, WanStage, parse_wan_stages, stage_dicts
+from .options import WanOptions, WanStage, parse_wan_stages, wan_stage
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +77,11 @@ class WanBackend(DiffusionBackend):
         self.plan: Any = None
         self.options = WanOptions()
         self.specs: list[StageSpec] = []
-        self.wan_stages: list[WanStage] = []
         self.variant: Any = None
         self.device: Any = "cpu"
         self.dtype: Any = None  # latent dtype (what the loop and the scheduler see)
         self.model_dtype: Any = None
-        self._shift = 7.0
-        self._latent_frames = 1
+        self._stage: WanStage | None = None  # the running stage's Wan values (set by stage_patches)
         self._lora: Any = None
         self._parallel: Any = None  # context parallelism handle (parallel.py)
         self._cond_cache: dict = {}
@@ -89,9 +89,9 @@ class WanBackend(DiffusionBackend):
     # ------------------------------------------------------------ plan time
 
     def validate(self, *, stages, options, size, source):
-        specs, wans = parse_wan_stages(stages)
+        specs, _ = parse_wan_stages(stages)
         opts = WanOptions.from_dict(dict(options))
-        return stage_dicts(specs, wans), opts.to_dict()
+        return tuple(s.to_dict() for s in specs), opts.to_dict()
 
     def weight_files(self, plan) -> list[str]:
         files: list[str] = []
@@ -115,7 +115,7 @@ class WanBackend(DiffusionBackend):
             raise PlanError(f"dtype {plan.dtype!r}", fix=f"use one of: {', '.join(DTYPES)}")
         self.plan = plan
         opts = WanOptions.from_dict(dict(plan.backend_options))
-        self.specs, self.wan_stages = parse_wan_stages(list(plan.stages))
+        self.specs, _ = parse_wan_stages(list(plan.stages))
         dtype = getattr(torch, plan.dtype)
         vae_dtype = torch.float32 if opts.vae_dtype == "float32" else dtype
         from .loading import load_wan_pipeline
@@ -133,7 +133,7 @@ class WanBackend(DiffusionBackend):
         self.unload()
         self.options = options or self.options
         if stages is not None:
-            self.specs, self.wan_stages = parse_wan_stages(list(stages))
+            self.specs, _ = parse_wan_stages(list(stages))
         opts = self.options
         self.model_dtype = dtype or torch.float32
         self.dtype = torch.float32 if opts.latent_dtype == "float32" else self.model_dtype
@@ -249,20 +249,56 @@ class WanBackend(DiffusionBackend):
     def denoiser(self):
         return self.transformers[0]
 
-    def make_scheduler(self):
-        """A fresh scheduler for the current stage's shift (set by the ladder)."""
+    @property
+    def denoisers(self):
+        return self.transformers  # both experts of Wan 2.2 A14B take every stage patch
+
+    def make_scheduler(self, stage=None):
+        """A fresh scheduler with ``stage``'s flow shift (the base shift outside a ladder)."""
         from .scheduler import make_flow_scheduler, with_shift
 
         pipe = self._need()
+        shift = (wan_stage(stage.spec) if stage is not None else WanStage()).shift
         if self.options.scheduler == "model":
-            return with_shift(copy.deepcopy(pipe.scheduler), self._shift)
-        return make_flow_scheduler(self._shift, sigmas=self.options.sigmas)
+            return with_shift(copy.deepcopy(pipe.scheduler), shift)
+        # Plain spacing here; the reference grid comes from stage_sigmas.
+        return make_flow_scheduler(shift, sigmas="diffusers")
 
-    def latent_shape(self, size, batch=1, frames=None):
+    def stage_sigmas(self, stage):
+        """The reference (N+1)-grid (``sigmas = "reference"``) for the built-in
+        flow-matching Euler; None keeps the scheduler's own spacing."""
+        from cinescale_post.cascade.schedule import flow_sigmas
+
+        if self.options.scheduler == "model" or self.options.sigmas != "reference":
+            return None
+        return flow_sigmas(stage.spec.steps)
+
+    def stage_patches(self, stage):
+        """NTK-RoPE with the stage's factors and the attention temperature on
+        every expert, for the whole stage (base stage included)."""
+        from cinescale_post.ops.attention_scale import AttentionScaleSpec, apply_attention_scale_many
+        from cinescale_post.ops.handles import set_attributes
+        from cinescale_post.ops.rope import RopeSpec, apply_ntk_rope_many
+
+        ws = wan_stage(stage.spec)
+        rope = RopeSpec(ws.ntk, rule=ws.ntk_rule)
+        if not rope.identity:
+            yield apply_ntk_rope_many(self.denoisers, rope)
+        if ws.attention_scale is not False:
+            coef = None if ws.attention_scale is True else float(ws.attention_scale)
+            yield apply_attention_scale_many(self.denoisers, AttentionScaleSpec(coef=coef))
+        yield set_attributes(self, "wan stage", _stage=ws)
+
+    @property
+    def _shift(self) -> float:
+        """The running stage's flow shift, for inspection only (the scheduler
+        gets it from ``make_scheduler(stage)``)."""
+        return (self._stage or WanStage()).shift
+
+    def latent_shape(self, size, batch=1, frames=1):
         info = self.model_info
         w, h = size
-        f = self._latent_frames if frames is None else frames
-        return (batch, info.latent_channels, f, h // info.latent_factor, w // info.latent_factor)
+        return (batch, info.latent_channels, frames, h // info.latent_factor, w // info.latent_factor)
 
     def _latent_stats(self, z):
         import torch
@@ -456,10 +492,17 @@ class WanBackend(DiffusionBackend):
 
     def run_cascade(self, stages, cond, rng, *, init=None, frames: int = 1, keep: str = "last",
                     progress: Callable[[float], None] | None = None):
-        """:func:`run_wan_ladder` on this backend (``frames``: latent frames)."""
-        self._latent_frames = int(frames)
-        return run_wan_ladder(self, stages, [self.wan_stages[s.index] for s in stages], cond, rng, init=init,
-                              keep=keep, progress=progress)
+        """The core :func:`~cinescale_post.cascade.loop.run_ladder` on this
+        backend (``frames``: latent frames); each result's ``info`` also records
+        the stage's shift, NTK factors and attention scale."""
+        from cinescale_post.cascade.loop import run_ladder
+
+        results = run_ladder(self, stages, cond, rng, init=init, frames=int(frames), keep=keep, progress=progress)
+        by_index = {s.index: s for s in stages}
+        for res in results:
+            ws = wan_stage(by_index[res.stage].spec)
+            res.info.update(shift=ws.shift, ntk=list(ws.ntk), attention_scale=ws.attention_scale)
+        return results
 
     def render(self, job: WindowJob):
         """Video-to-video refine of one window: encode the (padded 4k+1) frames,
@@ -467,7 +510,7 @@ class WanBackend(DiffusionBackend):
         index, denoise; padded frames are dropped."""
         import torch
 
-        from cinescale_post.cascade.loop import StageResult
+        from cinescale_post.cascade.run import refine_video
 
         self._need()
         plan = self.plan
@@ -488,10 +531,9 @@ class WanBackend(DiffusionBackend):
         f_lat = latent_frames(total, info.temporal_factor)
         with _oom_guard(), torch.inference_mode():
             px = video_to_pixels(frames, src_size, self.device, torch.float32)
-            init = StageResult(size=src_size, pixels=px)
             rng = self.random_sources(seed, stages, f_lat)
-            res = self.run_cascade(stages, cond, rng, init=init, frames=f_lat, progress=job.progress)[-1]
-            out = pixels_to_frames(self.decode(res.latent), tuple(job.size), self.options.fit)
+            out = pixels_to_frames(refine_video(self, px, stages, cond, rng, progress=job.progress),
+                                   tuple(job.size), self.options.fit)
         return out[:n]
 
     def generate(self, plan, seed_for) -> list:
@@ -520,6 +562,117 @@ class WanBackend(DiffusionBackend):
             rng = self.random_sources(seed_for(numbers[0]), stages, f_lat)
             res = self.run_cascade(stages, cond, rng, frames=f_lat)[-1]
             return pixels_to_frames(self.decode(res.latent), out, opts.fit)[:opts.num_frames]
+
+    # ------------------------------------------------------------ memory (issue 6)
+
+    def estimate_memory(self, plan) -> dict:
+        """Peak device memory per stage from the model folder's configs (no
+        weights loaded; ``cinescale_post.memory_model``) and the VAE tile,
+        window (DiT frames) and offload setting that fit ``plan.device``."""
+        import json
+
+        from cinescale_post import memory_model as mm
+
+        opts = WanOptions.from_dict(dict(plan.backend_options))
+        folder = Path(opts.config or plan.model or "")
+        tr_dir = folder / "transformer"
+        if not folder.is_dir() or not (tr_dir / "config.json").is_file():
+            return {"available": False, "reason": f"no diffusers Wan configs at {str(folder) or '(no model)'} "
+                    "(set backend_options.config for a single .safetensors file)"}
+        elem = mm.dtype_bytes(plan.dtype)
+        vae_dt = "float32" if opts.vae_dtype == "float32" else plan.dtype
+        tcfg = json.loads((tr_dir / "config.json").read_text())
+        vcfg = json.loads((folder / "vae" / "config.json").read_text())
+        names = ["transformer", "transformer_2", "vae", "text_encoder", "image_encoder"]
+        comps = [c for c in (mm.component_from_folder(n, folder / n, vae_dt if n == "vae" else plan.dtype)
+                             for n in names) if c is not None]
+        if plan.model and Path(plan.model).is_file():  # single transformer file: its headers
+            n, big = mm.safetensors_params(plan.model)
+            comps = [mm.Component("transformer", n * elem, big * elem)] + [c for c in comps if c.name != "transformer"]
+        lf = int(vcfg.get("scale_factor_spatial", 8) or 8)
+        tf = int(vcfg.get("scale_factor_temporal", 4) or 4)
+        patch = tuple(tcfg["patch_size"])
+        heads, hd = int(tcfg["num_attention_heads"]), int(tcfg["attention_head_dim"])
+        dim = heads * hd
+        base = (832, 480) if dim <= 1536 else (1280, 720)
+        out = (int(plan.output.width), int(plan.output.height))
+        specs, _ = parse_wan_stages(list(plan.stages))
+        mode = "render" if getattr(plan, "mode", "render") == "render" else "generate"
+        ladder = resolve_ladder(specs, mode=mode, base_size=base, output=out, multiple=lf * int(patch[-1]))
+        if mode == "render":
+            win = getattr(plan, "window", None)
+            size = win.get("size") if isinstance(win, dict) else getattr(win, "size", 1)
+            full = padded_length(int(size or 1))
+        else:
+            full = int(opts.num_frames)
+        windows = sorted({full} | {n for n in (41, 21, 9, 5) if n < full}, reverse=True) if mode == "render" \
+            else [full]
+        cp = opts.context_parallel or {}
+        world = max(1, int(cp.get("ulysses", 1) or 1)) * max(1, int(cp.get("ring", 1) or 1))
+        batch = 2 if opts.cfg_batch else 1
+        kernel = "efficient"
+        base_dim = int(vcfg.get("decoder_base_dim") or vcfg.get("base_dim", 96))
+        chans = [base_dim * int(m) for m in vcfg.get("dim_mult", [1, 2, 4, 4])]
+        stages = []
+        for i, st in enumerate(ladder):
+            w, h = st.size
+
+            def denoise(window, _s=(w, h)):
+                n = mm.dit_tokens(window, _s, latent_factor=lf, temporal_factor=tf, patch=patch)
+                return mm.dit_activation_bytes(n, dim, heads, int(tcfg["ffn_dim"]), batch, elem,
+                                               text_tokens=opts.max_sequence_length, kernel=kernel, world=world)
+
+            def vae(tile, window, _w=w, _h=h):
+                t = (_w, _h) if tile is None else (min(tile, _w), min(tile, _h))
+                return mm.vae_bytes(t, chans, mm.dtype_bytes(vae_dt), frames=tf,
+                                    out_size=None, latent_factor=lf, kernel=kernel) + 2 * 3 * _w * _h * window * 4
+
+            stages.append(mm.StageDemand(f"stage {i}", (w, h), denoise, vae, {
+                "tokens_full_window": mm.dit_tokens(full, (w, h), latent_factor=lf, temporal_factor=tf,
+                                                    patch=patch), "cfg_batch": batch, "context_parallel": world}))
+        t0 = int(opts.vae_tile[0])
+        tiles = ([None] if not opts.vae_tiling else []) + [t for t in (t0, t0 * 3 // 4, t0 // 2) if t >= 64]
+        offloads = ("none",) if str(plan.device).startswith("cpu") else ("none", "model")
+        free, source = mm.free_memory(plan.device)
+        res = mm.plan_memory(comps, stages, free, denoisers=("transformer", "transformer_2"), tiles=tiles or [None],
+                             windows=windows, offloads=offloads)
+        res.update(available=True, device=str(plan.device), dtype=plan.dtype, vae_dtype=vae_dt, free_source=source,
+                   attention_kernel=kernel,
+                   note="window = DiT frames per render window (4k+1); offload 'sequential' is not offered by "
+                        "this backend")
+        return res
+
+    def reduce_memory(self) -> str | None:
+        """Next cheaper live setting: VAE tiling on, then VAE tiles of 3/4 and
+        1/2 of the preset's (stride 3/4 of the tile, never under 64 px), then
+        ``offload = "model"`` (accelerator devices only); None after that."""
+        import dataclasses
+
+        pipe = self._need()
+        vae = pipe.vae
+        opts = self.options
+        if not getattr(vae, "use_tiling", False):
+            t = opts.vae_tile
+            vae.enable_tiling(tile_sample_min_height=t[0], tile_sample_min_width=t[1],
+                              tile_sample_stride_height=opts.vae_stride[0], tile_sample_stride_width=opts.vae_stride[1])
+            self.options = dataclasses.replace(opts, vae_tiling=True)
+            return f"VAE tiling on ({t[0]}x{t[1]} px tiles)"
+        first = opts.vae_tile
+        cur = (int(vae.tile_sample_min_height), int(vae.tile_sample_min_width))
+        for frac in ((3, 4), (1, 2)):
+            nxt = (first[0] * frac[0] // frac[1], first[1] * frac[0] // frac[1])
+            if nxt[0] < cur[0] and min(nxt) >= 64:
+                vae.enable_tiling(tile_sample_min_height=nxt[0], tile_sample_min_width=nxt[1],
+                                  tile_sample_stride_height=nxt[0] * 3 // 4, tile_sample_stride_width=nxt[1] * 3 // 4)
+                return f"VAE tiles of {nxt[0]}x{nxt[1]} px"
+        if opts.offload == "none" and self.device.type != "cpu":
+            self.options = dataclasses.replace(opts, offload="model")
+            for name in ("transformer", "transformer_2", "vae", "text_encoder", "image_encoder"):
+                mod = getattr(pipe, name, None)
+                if mod is not None:
+                    mod.to("cpu")
+            return "model CPU offload (each component on the device only while used)"
+        return None
 
     def smoke(self, device: str = "cpu") -> dict:
         """Tiny random Wan model in memory, two-stage cascade 32 -> 64 px over
@@ -564,45 +717,6 @@ def _cat_text(a, b):
     if a.shape[1] != b.shape[1]:
         raise ValueError("cfg_batch needs prompt and negative embeddings of the same length")
     return torch.cat([a, b])
-
-
-def run_wan_ladder(backend: Any, stages, wan_stages: Sequence[WanStage], cond: Any, rng: Any, *, init: Any = None,
-                   keep: str = "last", progress: Callable[[float], None] | None = None) -> list:
-    """The Wan stage ladder on the core :func:`run_stage`: per stage, the
-    NTK-RoPE factors and the attention temperature go on every expert as
-    removable handles and the scheduler gets the stage's shift."""
-    from cinescale_post.cascade.loop import run_stage
-    from cinescale_post.cascade.registry import resolve
-    from cinescale_post.ops.attention_scale import AttentionScaleSpec, apply_attention_scale_many
-    from cinescale_post.ops.handles import HandleGroup
-    from cinescale_post.ops.rope import RopeSpec, apply_ntk_rope_many
-
-    total = sum(s.spec.steps - s.restart_index for s in stages) or 1
-    done = 0
-    results = []
-    prev = init
-    models = backend.transformers
-    for stage, ws in zip(stages, wan_stages):
-        up = None if stage.base else resolve("upscaler", stage.spec.upscaler)
-
-        def cb(k: int, n: int, _base=done) -> None:
-            if progress is not None:
-                progress(min(1.0, (_base + k) / total))
-
-        with HandleGroup(f"wan stage {stage.index}") as group:
-            rope = RopeSpec(ws.ntk, rule=ws.ntk_rule)
-            if not rope.identity:
-                group.add(apply_ntk_rope_many(models, rope))
-            if ws.attention_scale is not False:
-                coef = None if ws.attention_scale is True else float(ws.attention_scale)
-                group.add(apply_attention_scale_many(models, AttentionScaleSpec(coef=coef)))
-            backend._shift = ws.shift
-            res = run_stage(backend, stage, cond, rng, prev, upscaler=up, callback=cb)
-        res.info.update(shift=ws.shift, ntk=list(ws.ntk), attention_scale=ws.attention_scale)
-        done += stage.spec.steps - stage.restart_index
-        results.append(res)
-        prev = res
-    return results if keep == "all" else results[-1:]
 
 
 def _snap(x: int, m: int) -> int:
@@ -668,5 +782,4 @@ class _oom_guard:
         return False
 
 
-__all__ = ["WanBackend", "WanCond", "latent_frames", "padded_length", "pixels_to_frames", "run_wan_ladder",
-           "video_to_pixels"]
+__all__ = ["WanBackend", "WanCond", "latent_frames", "padded_length", "pixels_to_frames", "video_to_pixels"]

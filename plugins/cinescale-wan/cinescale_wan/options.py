@@ -1,7 +1,7 @@
 """Plan-time validation of Wan presets (no torch import).
 
 A Wan stage table is a core stage table (``cinescale_post.cascade.stages``)
-with Wan defaults plus four Wan keys:
+with Wan defaults plus four Wan keys, declared to the core as extra keys:
 
 ==================  ===================  =============================================
 key                 default              meaning
@@ -24,7 +24,7 @@ none (no skip-residual blend on the video path).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,40 +82,36 @@ class WanStage:
         d["ntk"] = list(self.ntk)
         return d
 
-
-def split_stage(d: dict, index: int) -> tuple[dict, dict]:
-    """(core keys with Wan defaults, Wan keys) of one stage table."""
-    if not isinstance(d, dict):
-        raise PlanError(f"stages.{index} must be a table, got {type(d).__name__}")
-    wan = {k: d[k] for k in WAN_KEYS if k in d}
-    core = {**CORE_DEFAULTS, **{k: v for k, v in d.items() if k not in WAN_KEYS}}
-    if index > 0 and "ntk" not in wan:
-        wan["ntk"] = list(NTK_UPSCALED)
-    return core, wan
+    def items(self) -> tuple[tuple[str, Any], ...]:
+        """``(key, value)`` pairs in ``WAN_KEYS`` order, for ``StageSpec.extra``."""
+        return tuple((k, getattr(self, k)) for k in WAN_KEYS)
 
 
 def parse_wan_stages(stages) -> tuple[list[StageSpec], list[WanStage]]:
-    """Validate every stage table; raises PlanError naming the key."""
-    if not stages:
-        stages = [{}]
-    cores, wans = [], []
-    for i, s in enumerate(stages):
-        core, wan = split_stage(dict(s), i)
-        cores.append(core)
-        wans.append(WanStage.from_dict(wan, f"stages.{i}"))
-    specs = parse_stages(cores)
+    """Validate every stage table; raises PlanError naming the key.
+
+    The core parses each table with Wan defaults and the Wan keys declared as
+    extras; each returned spec's ``extra`` then holds all four validated Wan
+    values, so ``spec.to_dict()`` is the full stage table and :func:`wan_stage`
+    reads them back.
+    """
+    specs = parse_stages(list(stages) or [{}], extra_keys=WAN_KEYS, defaults=CORE_DEFAULTS)
+    wans = []
     for i, s in enumerate(specs):
+        # The upscaled stages' NTK default differs from the base stage's (reference 20 -> 25).
+        wans.append(WanStage.from_dict({**({"ntk": NTK_UPSCALED} if i else {}), **s.extras}, f"stages.{i}"))
         if s.fusion is not None:
             raise PlanError(f"stages.{i}.fusion = {s.fusion!r}: scale fusion is a UNet (SDXL) technique",
                             fix='leave fusion out (the Wan path uses global attention with a temperature)')
         if s.dilation:
             raise PlanError(f"stages.{i}.dilation = true: the Wan DiT has no convolutions to dilate",
                             fix="leave dilation out")
-    return specs, wans
+    return [replace(s, extra=w.items()) for s, w in zip(specs, wans)], wans
 
 
-def stage_dicts(specs, wans) -> tuple[dict, ...]:
-    return tuple({**s.to_dict(), **w.to_dict()} for s, w in zip(specs, wans))
+def wan_stage(spec: StageSpec) -> WanStage:
+    """The Wan values of a spec parsed by :func:`parse_wan_stages` (defaults when absent)."""
+    return WanStage(**spec.extras)
 
 
 @dataclass(frozen=True)
@@ -257,5 +253,5 @@ class WanOptions:
         return d
 
 
-__all__ = ["NTK_FIRST", "NTK_UPSCALED", "WAN_NEGATIVE", "WanOptions", "WanStage", "parse_wan_stages",
-           "split_stage", "stage_dicts"]
+__all__ = ["NTK_FIRST", "NTK_UPSCALED", "WAN_KEYS", "WAN_NEGATIVE", "WanOptions", "WanStage", "parse_wan_stages",
+           "wan_stage"]

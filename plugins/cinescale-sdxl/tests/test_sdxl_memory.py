@@ -1,0 +1,49 @@
+"""SDXL memory estimate (--dry-run) and OOM back-off steps (issue 6, part 1)."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+
+from helpers import cli_env, run_cli  # noqa: E402
+
+from cinescale_post.testing import make_clip  # noqa: E402
+
+
+def test_dry_run_prints_memory_estimate_per_stage_and_choice(tmp_path, tiny_model):
+    clip = make_clip(tmp_path / "in.mov", frames=1)
+    args = ["render", str(clip), "-o", str(tmp_path / "out.mov"), "--preset", "sdxl-uhd-refine", "--model",
+            tiny_model, "--dry-run"]
+    r = run_cli(args, timeout=120)
+    assert r.returncode == 0, r.stderr
+    est = json.loads(r.stdout)["memory_estimate"]
+    assert est["available"] and est["fits"] is True and est["choice"]["offload"] == "none"
+    st = est["stages"][0]
+    assert st["size"] == [3840, 2160] and st["latent"] == [480, 270] and st["unet_batch"] == 2  # CFG 7.5
+    assert st["peak_gib"] >= st["denoiser_activations_gib"] > 0
+    assert {w["name"] for w in est["weights"]} >= {"unet", "vae"}
+    # planning for a smaller (hypothetical) device: nothing fits, with numbers
+    r = run_cli(args, env=cli_env(CINESCALE_FREE_MEMORY="64MiB"), timeout=120)
+    est = json.loads(r.stdout)["memory_estimate"]
+    assert est["fits"] is False and est["free_gib"] == 0.062 and est["reasoning"][-1].startswith("nothing fits")
+
+
+def test_reduce_memory_steps_through_tiles_and_ends_with_none(tiny_model):
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    from cinescale_post.testing_models import build_tiny_sdxl
+    from cinescale_sdxl.backend import SDXLBackend, SDXLOptions
+
+    b = SDXLBackend().attach(StableDiffusionXLPipeline(**build_tiny_sdxl(0, text_encoders=False)),
+                             dtype=torch.float32, options=SDXLOptions.from_dict({"vae_tiling": False}))
+    steps = []
+    while (s := b.reduce_memory()) is not None:
+        steps.append(s)
+        assert len(steps) < 10
+    assert steps == ["VAE tiling on (64 px tiles)", "VAE tiles of 32 px", "VAE tiles of 16 px"]
+    assert b.pipe.vae.use_tiling and b.pipe.vae.tile_sample_min_size == 16 and b.pipe.vae.tile_latent_min_size == 2
+    # on an accelerator the sequence goes on with model then sequential offload (plan only, no GPU here)
+    b.device = torch.device("cuda")
+    assert b._memory_steps()[-2:] == [("offload", "model"), ("offload", "sequential")]
