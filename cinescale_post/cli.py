@@ -51,16 +51,6 @@ def cli(ctx, no_plugins, verbose):
     ctx.ensure_object(dict)["no_plugins"] = no_plugins
 
 
-def _dry_run_json(plan, host) -> str:
-    """The resolved plan plus, when the backend can tell, its memory estimate
-    and the settings it would choose (``estimate_memory(plan) -> dict``)."""
-    d = plan.to_dict()
-    estimate = getattr(host.backend(plan.backend), "estimate_memory", None)
-    if estimate is not None:
-        d["memory_estimate"] = estimate(plan)
-    return json.dumps(d, indent=2)
-
-
 @contextlib.contextmanager
 def _reported(sink):
     """Planning errors reach JSON/plain progress consumers as ``error`` events
@@ -129,7 +119,7 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
                               first_frame=first_frame, frames=frames, start=start, end=end, handles=handles,
                               model=model, seed=seed, device=device, prompt=prompt)
     if dry_run:
-        click.echo(_dry_run_json(plan, host))
+        click.echo(plan.to_json())
         return
     summary = run(plan, host, sink, overwrite=overwrite, verify=verify, executor=executor,
                   executor_options={"address": executor_address} if executor_address else None,
@@ -166,7 +156,7 @@ def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, 
         plan = plan_mod.build(preset, host=host, output=output, overrides=overrides, model=model, seed=seed,
                               device=device, prompt=prompt, mode="generate", size=wh)
     if dry_run:
-        click.echo(_dry_run_json(plan, host))
+        click.echo(plan.to_json())
         return
     paths = run_generate(plan, host, sink)
     click.echo("\n".join(paths), err=progress == "json")

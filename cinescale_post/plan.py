@@ -103,6 +103,7 @@ class Plan:
     negative_prompt: str
     description: str = ""
     colour: Mapping[str, Any] = field(default_factory=lambda: {"mode": "video"})
+    memory: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict:
@@ -132,6 +133,8 @@ class Plan:
             "colour": dict(self.colour),
             "warnings": list(self.warnings),
         }
+        if self.memory:
+            d["memory_estimate"] = dict(self.memory)
         return json.loads(json.dumps(d, default=str))
 
     def to_json(self) -> str:
@@ -143,6 +146,10 @@ class Plan:
         d = self.to_dict()
         for k in ("frames", "frame_count", "warnings", "preset_origin", "description", "input"):
             d.pop(k, None)
+        # Of the memory plan only the VAE tile changes pixels (tiled decode);
+        # free-memory numbers and offload do not. A smaller window is in "window".
+        mem = d.pop("memory_estimate", None) or {}
+        d["vae_tile"] = (mem.get("choice") or {}).get("vae_tile")
         d["output"].pop("path", None)  # the same render may be moved or mounted elsewhere
         if d["source"]:
             d["source"] = {k: v for k, v in d["source"].items() if k not in ("path",)}
@@ -352,12 +359,44 @@ def build(preset: str, *, host, output: str, input: str | None = None,
     out = OutputPlan(path=out_path, kind=kind, codec=o["codec"], writer=writer.name, options=options,
                      width=o["width"], height=o["height"], fit=o["fit"], audio=bool(o["audio"]),
                      chunk=o["chunk"], colour=colour, geometry=geometry)
-    return Plan(preset=src.name, preset_origin=origin, mode=mode, input=input, source=source, output=out,
+    plan = Plan(preset=src.name, preset_origin=origin, mode=mode, input=input, source=source, output=out,
                 backend=backend.id, backend_options=boptions, stages=tuple(stages), model=model_path,
                 device=dev, dtype=cfg["dtype"], seed=cfg["seed"], frames=selected, handles=handles,
                 window=WindowPlan(w["size"], w["overlap"], w["blend"]), prompt=cfg["prompt"],
                 negative_prompt=cfg["negative_prompt"], description=cfg["description"],
                 colour=colour_mgmt, warnings=tuple(warnings))
+    return _plan_memory(plan, backend)
+
+
+def _plan_memory(plan: Plan, backend) -> Plan:
+    """Estimate device memory before any model work (when the backend can)
+    and adopt the planner's choice: a smaller temporal window goes into the
+    plan here; VAE tiles and offload reach the backend through
+    ``plan.memory["choice"]`` at load. ``CINESCALE_FREE_MEMORY`` pins the
+    free memory planned for (a farm with mixed cards should pin the
+    smallest, so every task plans the same)."""
+    import dataclasses
+
+    estimate = getattr(backend, "estimate_memory", None)
+    if estimate is None:
+        return plan
+    try:
+        mem = dict(estimate(plan))
+    except Exception as exc:  # noqa: BLE001 - an estimate must never block a render
+        mem = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+    notes = list(plan.warnings)
+    window = plan.window
+    if mem.get("available"):
+        choice = mem.get("choice") or {}
+        n = choice.get("window")
+        if plan.mode == "render" and backend.temporal and n and n < window.size:
+            window = WindowPlan(n, min(window.overlap, n - 1), window.blend)
+            notes.append(f"memory: window reduced from {plan.window.size} to {n} frames to fit "
+                         f"{mem.get('usable_gib')} GiB usable (peak {mem.get('peak_gib')} GiB)")
+        if mem.get("fits") is False:
+            notes.append("memory: " + (mem.get("reasoning") or ["nothing fits"])[-1]
+                         + "; the render will still try, backing off on out-of-memory")
+    return dataclasses.replace(plan, memory=mem, window=window, warnings=tuple(notes))
 
 
 def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool = False) -> tuple[str, str]:

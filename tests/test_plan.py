@@ -95,3 +95,28 @@ def test_fit_geometry(w, h, fit, expect):
 def test_rotated_source_is_fitted_in_display_orientation():
     g, note = plan_mod.fit_geometry(_src(1920, 1080, rotation=90), 3840, 2160, "pad")
     assert (g.scale_w, g.scale_h, g.rotate) == (1215, 2160, 90) and "padded" in note
+
+
+def test_memory_plan_shrinks_a_temporal_window_and_reaches_the_digest(tmp_path, host, clip):
+    b = host.backend("test-temporal")
+    calls = []
+
+    def estimate_memory(plan):
+        calls.append(plan.window.size)
+        return {"available": True, "fits": True, "choice": {"vae_tile": 256, "window": 5, "offload": "none"},
+                "usable_gib": 10.0, "peak_gib": 9.0, "reasoning": ["chosen"]}
+
+    b.estimate_memory = estimate_memory
+    preset = write_preset(tmp_path / "t.toml", backend="test-temporal", window=(9, 4))
+    p = plan_mod.build(str(preset), host=host, input=str(clip), output=str(tmp_path / "a.####.exr"))
+    assert calls == [9] and p.window.size == 5 and p.window.overlap == 4
+    assert any("window reduced from 9 to 5" in w for w in p.warnings)
+    assert json.loads(p.to_json())["memory_estimate"]["choice"]["vae_tile"] == 256
+    b.estimate_memory = lambda plan: {"available": True, "fits": True,
+                                      "choice": {"vae_tile": 512, "window": 9, "offload": "model"}}
+    p2 = plan_mod.build(str(preset), host=host, input=str(clip), output=str(tmp_path / "a.####.exr"))
+    assert p2.window.size == 9 and p2.digest() != p.digest()  # window and VAE tile change pixels
+    b.estimate_memory = lambda plan: {"available": True, "fits": True,
+                                      "choice": {"vae_tile": 512, "window": 9, "offload": "none"}}
+    p3 = plan_mod.build(str(preset), host=host, input=str(clip), output=str(tmp_path / "a.####.exr"))
+    assert p3.digest() == p2.digest()  # offload does not

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import PlanError
 from ..interfaces import Colour, Frame, OutputTarget, SourceInfo
 from .ranks import is_main_process
-from .run import call_plugin
+from .run import call_plugin, load_backend
 from .seeds import seed_function
 
 
@@ -32,7 +32,7 @@ def run_generate(plan, host, sink) -> list[str]:
     if gen is None:
         raise PlanError(f"backend {backend.id!r} cannot generate", fix="choose a diffusion preset")
     t0 = time.monotonic()
-    call_plugin(host, backend, "load", backend.load, plan)
+    load_backend(host, backend, plan, lambda m: sink.emit("warning", message=m))
     try:
         images = call_plugin(host, backend, "generate", gen, plan, seed_function(plan.seed))
     finally:

@@ -323,6 +323,16 @@ def _check_existing(manifest: Manifest, plan, ident: dict, overwrite: bool) -> d
                       fix="add --overwrite to replace them, or choose another output path")
 
 
+def load_backend(host, backend, plan, warn) -> None:
+    """Load weights, then adopt the memory plan's VAE tiles and offload."""
+    call_plugin(host, backend, "load", backend.load, plan)
+    apply = getattr(backend, "apply_memory_choice", None)
+    if apply is not None and plan.memory.get("available"):
+        desc = call_plugin(host, backend, "apply_memory_choice", apply, dict(plan.memory["choice"]))
+        if desc:
+            warn(f"memory plan: {desc}")
+
+
 def finished_frames(manifest: Manifest, source, *, full: bool = False) -> set[int]:
     """Source frames covered by verified units of earlier runs (or other farm tasks)."""
     idx = {n: i for i, n in enumerate(source.frame_numbers)}
@@ -386,7 +396,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         with StopFlag() as stop:
             ex = get_executor(executor, **(executor_options or {}))
             if chunk_list and ex.in_process:
-                call_plugin(host, backend, "load", backend.load, plan)
+                load_backend(host, backend, plan, lambda m: sink.emit("warning", message=m))
                 reader = _open_reader(plan, host)
                 try:
                     render = _Render(plan, host, sink, manifest, stop, backend, reader, windows)
@@ -456,7 +466,7 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
         return {"id": chunk.id, "frames": [], "files": [], "seconds": 0.0}
     windows = layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap,
                      rule=backend.frame_rule, blend=plan.window.blend, handles=plan.handles)
-    call_plugin(host, backend, "load", backend.load, plan)
+    load_backend(host, backend, plan, lambda m: None)
     reader = _open_reader(plan, host)
     try:
         render = _Render(plan, host, NullSink(), manifest, _NoStop(), backend, reader, windows)

@@ -699,6 +699,30 @@ class SDXLBackend(DiffusionBackend):
             steps += [("offload", "model"), ("offload", "sequential")]
         return steps
 
+    def apply_memory_choice(self, choice: dict) -> str | None:
+        """Adopt the planner's setting at load (``plan.memory["choice"]``):
+        VAE tile size and CPU offload; describe what changed, None if nothing."""
+        pipe = self._need()
+        done = []
+        tile = choice.get("vae_tile")
+        if tile:
+            f = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+            before = (bool(getattr(pipe.vae, "use_tiling", False)), int(pipe.vae.tile_sample_min_size))
+            pipe.vae.enable_tiling()
+            pipe.vae.tile_sample_min_size = int(tile)
+            pipe.vae.tile_latent_min_size = int(tile) // f
+            if before != (True, int(tile)):
+                done.append(f"VAE tiles of {tile} px")
+        offload = choice.get("offload", "none")
+        if offload != "none" and self.device.type != "cpu" and getattr(self, "_offload", "none") == "none":
+            if offload == "model":
+                pipe.enable_model_cpu_offload(device=self.device)
+            else:
+                pipe.enable_sequential_cpu_offload(device=self.device)
+            self._offload = offload
+            done.append(f"{offload} CPU offload")
+        return ", ".join(done) or None
+
     def reduce_memory(self) -> str | None:
         """Switch the live pipeline to the next cheaper setting (see
         :meth:`_memory_steps`) and describe it; None when nothing is cheaper."""

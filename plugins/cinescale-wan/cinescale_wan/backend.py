@@ -642,6 +642,34 @@ class WanBackend(DiffusionBackend):
                         "this backend")
         return res
 
+    def apply_memory_choice(self, choice: dict) -> str | None:
+        """Adopt the planner's setting at load (``plan.memory["choice"]``):
+        VAE tile size and model offload (the window size is already in the
+        plan); describe what changed, None if nothing."""
+        import dataclasses
+
+        pipe = self._need()
+        done = []
+        tile = choice.get("vae_tile")
+        if tile:
+            t = int(tile)
+            vae = pipe.vae
+            before = (bool(getattr(vae, "use_tiling", False)), getattr(vae, "tile_sample_min_height", None),
+                      getattr(vae, "tile_sample_min_width", None))
+            vae.enable_tiling(tile_sample_min_height=t, tile_sample_min_width=t,
+                              tile_sample_stride_height=t * 3 // 4, tile_sample_stride_width=t * 3 // 4)
+            self.options = dataclasses.replace(self.options, vae_tiling=True)
+            if before != (True, t, t):
+                done.append(f"VAE tiles of {t}x{t} px")
+        if choice.get("offload") == "model" and self.options.offload == "none" and self.device.type != "cpu":
+            self.options = dataclasses.replace(self.options, offload="model")
+            for name in ("transformer", "transformer_2", "vae", "text_encoder", "image_encoder"):
+                mod = getattr(pipe, name, None)
+                if mod is not None:
+                    mod.to("cpu")
+            done.append("model CPU offload")
+        return ", ".join(done) or None
+
     def reduce_memory(self) -> str | None:
         """Next cheaper live setting: VAE tiling on, then VAE tiles of 3/4 and
         1/2 of the preset's (stride 3/4 of the tile, never under 64 px), then
