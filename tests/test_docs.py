@@ -21,7 +21,9 @@ HEADING = re.compile(r"^#{3,4} `([A-Za-z_][A-Za-z0-9_]*)(\(.*\))?`\s*$", re.M)
 # name -> (documented signature, the file that calls it, the call site).
 OPTIONAL_METHODS = {
     "generate": ("generate(plan, seed_for)", "cinescale_post/orchestrator/generate.py", 'getattr(backend, "generate"'),
-    "estimate_memory": ("estimate_memory(plan)", "cinescale_post/cli.py", '"estimate_memory", None)'),
+    "estimate_memory": ("estimate_memory(plan)", "cinescale_post/plan.py", 'getattr(backend, "estimate_memory", None)'),
+    "apply_memory_choice": ("apply_memory_choice(choice)", "cinescale_post/orchestrator/run.py",
+                            'getattr(backend, "apply_memory_choice", None)'),
     "reduce_memory": ("reduce_memory()", "cinescale_post/orchestrator/memory.py", 'getattr(backend, "reduce_memory"'),
     "smoke": ("smoke(device='cpu')", "cinescale_post/doctor.py", 'getattr(backend, "smoke"'),
 }
