@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..ops.handles import HandleGroup
+from ..ops.handles import HandleGroup, apply_each
 from .schedule import add_noise_at, cosine_blend, mask_exponent, stage_scheduler
 from .stages import ResolvedStage
 
@@ -214,14 +214,7 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
             def step_patch(i: int, _d=dspec, _ms=models, _tau=tau):
                 if i >= _tau:
                     return contextlib.nullcontext()
-                group = HandleGroup(f"dilation x{_d.factor}")
-                try:
-                    for m in _ms:
-                        group.add(apply_dilation(m, _d))
-                except BaseException:
-                    group.remove()
-                    raise
-                return group
+                return apply_each(f"dilation x{_d.factor}", _ms, lambda m: apply_dilation(m, _d))
 
             info["dilation"] = stage.dilation
         z = denoise(backend, sched, z, cond, start=start, guidance=spec.guidance, ref=ref, cosine_scale=cos,

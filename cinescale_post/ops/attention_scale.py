@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .handles import Handle, HandleGroup
+from .handles import Handle, apply_each
 
 REFERENCE_RULE: tuple[tuple[int, float], ...] = ((10000, 1.5), (20000, 2.0))
 REFERENCE_BASE_TOKENS = 3600
@@ -220,14 +220,8 @@ def apply_attention_scale(model: Any, spec: AttentionScaleSpec = AttentionScaleS
 
 def apply_attention_scale_many(models: Sequence[Any], spec: AttentionScaleSpec) -> Handle:
     """:func:`apply_attention_scale` on several models (Wan 2.2's experts)."""
-    group = HandleGroup(f"attention temperature on {len(models)} model(s)")
-    try:
-        for m in models:
-            group.add(apply_attention_scale(m, spec))
-    except BaseException:
-        group.remove()
-        raise
-    return group
+    return apply_each(f"attention temperature on {len(models)} model(s)", models,
+                      lambda m: apply_attention_scale(m, spec))
 
 
 __all__ = ["AttentionScaleSpec", "REFERENCE_BASE_TOKENS", "REFERENCE_RULE", "TemperatureAttnProcessor",

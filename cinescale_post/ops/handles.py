@@ -86,6 +86,20 @@ class HandleGroup(Handle):
             raise first
 
 
+def apply_each(name: str, targets: Iterable[Any], apply: Callable[[Any], Handle]) -> HandleGroup:
+    """``apply(target)`` for every target (e.g. both experts of Wan 2.2), as
+    one group; if one application fails, those already made are removed
+    before the error propagates, so the models are never left half-patched."""
+    group = HandleGroup(name)
+    try:
+        for target in targets:
+            group.add(apply(target))
+    except BaseException:
+        group.remove()
+        raise
+    return group
+
+
 def set_attributes(obj: Any, name: str, **values: Any) -> Handle:
     """Set attributes on ``obj`` now; the handle puts the old values back
     (or deletes attributes that did not exist)."""
@@ -129,4 +143,4 @@ def torch_hooks(hooks: Iterable[Any], name: str) -> Handle:
     return Handle(name, restore)
 
 
-__all__ = ["Handle", "HandleGroup", "set_attributes", "patch_attributes", "torch_hooks"]
+__all__ = ["Handle", "HandleGroup", "apply_each", "set_attributes", "patch_attributes", "torch_hooks"]

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .handles import Handle, HandleGroup, patch_attributes
+from .handles import Handle, apply_each, patch_attributes
 
 RULES = ("reference", "ntk-aware")
 DEFAULT_THETA = 10000.0
@@ -197,14 +197,7 @@ def apply_ntk_rope(model: Any, spec: RopeSpec) -> Handle:
 
 def apply_ntk_rope_many(models: Sequence[Any], spec: RopeSpec) -> Handle:
     """:func:`apply_ntk_rope` on several models (e.g. Wan 2.2's two experts)."""
-    group = HandleGroup(f"ntk-rope on {len(models)} model(s)")
-    try:
-        for m in models:
-            group.add(apply_ntk_rope(m, spec))
-    except BaseException:
-        group.remove()
-        raise
-    return group
+    return apply_each(f"ntk-rope on {len(models)} model(s)", models, lambda m: apply_ntk_rope(m, spec))
 
 
 __all__ = ["RULES", "RopeSpec", "apply_ntk_rope", "apply_ntk_rope_many", "axis_split", "model_axis_split",
