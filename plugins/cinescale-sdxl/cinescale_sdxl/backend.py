@@ -43,6 +43,18 @@ CROSS_FRAME_FUSION = "cross-frame"
 FREEU_DEFAULT = {"b1": 1.1, "b2": 1.2, "s1": 0.6, "s2": 0.4}
 
 
+def load_detail_mask(path: str | None):
+    """The detail mask as a (1, 1, H, W) float tensor of 0/1 (bright = 1), or None."""
+    if not path:
+        return None
+    import torch
+
+    from cinescale_post.media.sequence_reader import read_image
+
+    rgb = read_image(path).rgb
+    return torch.from_numpy((rgb.mean(axis=-1) > 0.5).astype("float32"))[None, None]
+
+
 @dataclass(frozen=True)
 class SDXLOptions:
     """``[backend_options]`` of an SDXL preset (defaults: FreeScale reference).
@@ -81,6 +93,10 @@ class SDXLOptions:
     config: diffusers SDXL folder giving the configs for a single .safetensors file.
     dilate_convs: module names to dilate (default: FreeScale's nine SDXL convolutions).
     keep_stages: generate returns every stage's image, not only the last.
+    detail_mask: an image file (PNG/TIFF/EXR, any size) for the per-pixel variant of the cosine
+        blend (ALGORITHM.md, detail control): where the mask is bright (mean > 0.5) upscaled
+        stages use the stage's ``cosine_scale``, elsewhere ``cosine_scale_bg`` (default 1.0),
+        so regions can keep more or less of the upsampled structure. One mask for the shot.
     """
 
     freeu: Any = True
@@ -100,6 +116,7 @@ class SDXLOptions:
     config: str | None = None
     dilate_convs: tuple[str, ...] = SDXL_DILATED_CONVS
     keep_stages: bool = False
+    detail_mask: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict, source: Any = None) -> "SDXLOptions":
@@ -161,6 +178,10 @@ class SDXLOptions:
             raise PlanError(f"backend_options.shot_frame = {v['shot_frame']!r} must be a frame number")
         if v.get("config") is not None and not isinstance(v["config"], str):
             raise PlanError(f"backend_options.config = {v['config']!r} must be a folder path")
+        dm = v.get("detail_mask")
+        if dm is not None and (not isinstance(dm, str) or not Path(dm).is_file()):
+            raise PlanError(f"backend_options.detail_mask = {dm!r} is not an image file",
+                            fix="give the path of a PNG/TIFF/EXR mask (bright = detail region)")
         if "dilate_convs" in v:
             dc = v["dilate_convs"]
             if not isinstance(dc, (list, tuple)) or not all(isinstance(x, str) and x for x in dc):
@@ -233,6 +254,7 @@ class SDXLBackend(DiffusionBackend):
         dtype = getattr(torch, plan.dtype)
         pipe = load_pipeline(plan.model, dtype, config=self.options.config)
         self.attach(pipe, device=plan.device, dtype=dtype, options=self.options)
+        self.mask = load_detail_mask(self.options.detail_mask)
 
     def attach(self, pipe: Any, *, device: Any = "cpu", dtype: Any = None, options: SDXLOptions | None = None):
         """Use an in-memory ``StableDiffusionXLPipeline`` (tests, smoke)."""
@@ -445,7 +467,8 @@ class SDXLBackend(DiffusionBackend):
             with torch.inference_mode():
                 if opts.noise in ("shot", "frame") and not cross:
                     outs = refine_frames(self, frames, stages, cond, rng_for, out_size=tuple(job.size),
-                                         freeu=self.freeu_spec(), progress=job.progress)
+                                         freeu=self.freeu_spec(), progress=job.progress,
+                                         mask=getattr(self, "mask", None))
                 else:
                     outs = self._render_temporal(job, stages, cond, shot_key, cross)
                 if opts.anchor_lowfreq > 0.0:
@@ -566,6 +589,7 @@ class SDXLBackend(DiffusionBackend):
                     if opts.cross_frame:
                         patches.add(resolve("fusion", CROSS_FRAME_FUSION).apply(self, None, latent_hw=None))
                     res = run_ladder(self, stages, cond, rng, init=init, resolve=resolve, freeu=self.freeu_spec(),
+                                     mask=getattr(self, "mask", None),
                                      progress=prog)[-1]
             finally:
                 self.frame_group = None
@@ -616,7 +640,8 @@ class SDXLBackend(DiffusionBackend):
         with _oom_guard():
             with torch.inference_mode():
                 return generate_images(self, stages, cond, rngs, out_size=out, freeu=self.freeu_spec(),
-                                       keep="all" if self.options.keep_stages else "last")
+                                       keep="all" if self.options.keep_stages else "last",
+                                       mask=getattr(self, "mask", None))
 
     # ------------------------------------------------------------ memory (issue 6)
 
