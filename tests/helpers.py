@@ -78,3 +78,21 @@ blend = "{blend}"
 def tree_bytes(folder: Path, pattern: str = "*") -> dict[str, bytes]:
     """name -> content of the published files in ``folder`` (hidden temporaries excluded)."""
     return {p.name: p.read_bytes() for p in sorted(folder.glob(pattern)) if p.is_file() and not p.name.startswith(".")}
+
+
+def recorder():
+    """A progress sink that keeps every event: ``.events`` and ``.names(event)``."""
+    from cinescale_post.orchestrator.progress import NullSink
+
+    class Recorder(NullSink):
+        def __init__(self):
+            super().__init__()
+            self.events = []
+
+        def show(self, event, fields):
+            self.events.append((event, fields))
+
+        def names(self, event):
+            return [f for e, f in self.events if e == event]
+
+    return Recorder()

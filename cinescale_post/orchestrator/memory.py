@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from ..devices import empty_cache
 from ..errors import OutOfMemoryError
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,6 @@ def device_numbers() -> dict[str, Any]:
             "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
 
 
-def _free_cache() -> None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
-
 def render_with_backoff(backend, job, *, warn: Callable[[str], None], where: str) -> list:
     """``backend.render(job)``, retried with cheaper settings on OOM."""
     tried: list[str] = []
@@ -63,7 +54,7 @@ def render_with_backoff(backend, job, *, warn: Callable[[str], None], where: str
         except Exception as exc:  # noqa: BLE001 - only OOM is handled here
             if not is_oom(exc):
                 raise
-            _free_cache()
+            empty_cache()
             step = getattr(backend, "reduce_memory", None)
             nxt = step() if step is not None else None
             if not nxt:

@@ -36,7 +36,7 @@ from cinescale_post.orchestrator.run import render_chunk_task, run
 from cinescale_post.orchestrator.windows import Chunk
 from cinescale_post.testing import make_clip
 
-from ..helpers import TEST_BACKENDS_DIST, cli_env, fake_distribution, tree_bytes, write_preset
+from ..helpers import TEST_BACKENDS_DIST, cli_env, fake_distribution, recorder, tree_bytes, write_preset
 
 RAY_BACKENDS = '''
 import os
@@ -219,22 +219,12 @@ def _host(cluster):
     return Host(load_entrypoints=False, extra_plugins=(tb, cluster["module"]))
 
 
-class Recorder(NullSink):
-    def __init__(self):
-        super().__init__()
-        self.events = []
-
-    def show(self, event, fields):
-        self.events.append((event, fields))
-
-    def of(self, event):
-        return [f for e, f in self.events if e == event]
 
 
 def _render(cluster, preset, clip, out, executor="local", options=None, **kw):
     host = _host(cluster)
     p = plan_mod.build(str(preset), host=host, input=str(clip), output=str(out), **kw)
-    sink = Recorder()
+    sink = recorder()
     summary = run(p, host, sink, executor=executor, executor_options=options)
     return summary, sink
 
@@ -253,16 +243,16 @@ def test_ray_output_is_byte_identical_to_local(cluster, media, tmp_path, kind):
     assert got.status == "finished"
     assert tree_bytes(tmp_path / "ray", pattern) == tree_bytes(tmp_path / "local", pattern)
     assert len(tree_bytes(tmp_path / "ray", pattern)) == (12 if kind == "exr" else 1)
-    assert sorted(f["frame"] for f in sink.of("frame")) == list(range(1001, 1013))
-    assert sorted(c["chunk"] for c in sink.of("chunk_done")) == ["1001-1004", "1005-1008", "1009-1012"]
-    assert sink.of("finished")[0]["done"] == 12
+    assert sorted(f["frame"] for f in sink.names("frame")) == list(range(1001, 1013))
+    assert sorted(c["chunk"] for c in sink.names("chunk_done")) == ["1001-1004", "1005-1008", "1009-1012"]
+    assert sink.names("finished")[0]["done"] == 12
     if kind == "exr":
         assert sorted(map(os.path.basename, got.outputs)) == sorted(map(os.path.basename, ref.outputs))
     else:
         assert got.outputs == [str(tmp_path / "ray" / "m.mov")]
     # resume semantics are the local ones: a second run finds everything done
     again, sink2 = _render(cluster, preset, media, tmp_path / "ray" / name, executor="ray")
-    assert again.status == "finished" and sink2.of("frame") == []
+    assert again.status == "finished" and sink2.names("frame") == []
 
 
 def _kill_mid_chunk(folder: Path, kind: str, killed: list, stop: threading.Event):
@@ -309,12 +299,12 @@ def test_killed_worker_is_resubmitted_and_output_stays_identical(cluster, media,
         stop.set()
         killer.join(10)
     assert killed, "no worker was caught in the middle of a chunk"
-    warnings = [w["message"] for w in sink.of("warning")]
+    warnings = [w["message"] for w in sink.names("warning")]
     assert any(f"chunk {killed[0]} was lost" in w and "retrying" in w for w in warnings), warnings
     assert got.status == "finished"
     assert tree_bytes(folder, pattern) == tree_bytes(tmp_path / "local", pattern)
     # every frame is reported once, including those the killed attempt published
-    assert sorted(f["frame"] for f in sink.of("frame")) == list(range(1001, 1013))
+    assert sorted(f["frame"] for f in sink.names("frame")) == list(range(1001, 1013))
 
 
 @pytest.mark.slow
@@ -325,7 +315,7 @@ def test_retryable_error_is_retried_and_permanent_one_is_not(cluster, media, tmp
     out = tmp_path / "flaky" / "f.####.exr"
     got, sink = _render(cluster, flaky, media, out, executor="ray", options={"max_retries": 1})
     assert got.status == "finished" and len(tree_bytes(out.parent, "*.exr")) == 12
-    assert len([w for w in sink.of("warning") if "simulated CUDA launch failure" in w["message"]]) == 2
+    assert len([w for w in sink.names("warning") if "simulated CUDA launch failure" in w["message"]]) == 2
 
     bad = write_preset(tmp_path / "b.toml", backend="test-badinput", codec="exr", width=64, height=48, chunk=6)
     out = tmp_path / "bad" / "f.####.exr"

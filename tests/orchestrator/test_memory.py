@@ -9,8 +9,7 @@ from cinescale_post.orchestrator.memory import is_oom
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip
 
-from ..helpers import tree_bytes, write_preset
-from .test_render import Recorder
+from ..helpers import recorder, tree_bytes, write_preset
 
 
 class FakeCudaOOM(RuntimeError):
@@ -51,9 +50,9 @@ def test_backoff_retries_and_pixels_match_an_unconstrained_render(tmp_path, host
     clip = make_clip(tmp_path / "in.mov", frames=3)
     preset = write_preset(tmp_path / "p.toml", backend="test-noise")
     ref = tmp_path / "ref" / "f.####.exr"
-    run(plan_mod.build(str(preset), host=host, input=str(clip), output=str(ref)), host, Recorder())
+    run(plan_mod.build(str(preset), host=host, input=str(clip), output=str(ref)), host, recorder())
     b, state = _backend(host, fail_until_level=2)
-    sink = Recorder()
+    sink = recorder()
     out = tmp_path / "oom" / "f.####.exr"
     run(plan_mod.build(str(preset), host=host, input=str(clip), output=str(out)), host, sink)
     assert state["level"] == 2
@@ -68,7 +67,7 @@ def test_smallest_setting_failing_exits_5_with_numbers(tmp_path, host):
     _backend(host, fail_until_level=99)
     with pytest.raises(OutOfMemoryError) as e:
         run(plan_mod.build(str(preset), host=host, input=str(clip), output=str(tmp_path / "f.####.exr")), host,
-            Recorder())
+            recorder())
     assert e.value.exit_code == 5
     assert "3 back-off step(s)" in str(e.value) and "cpu offload" in str(e.value)
     assert not list(tmp_path.glob("f.*.exr"))

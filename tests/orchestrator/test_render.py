@@ -9,23 +9,12 @@ import pytest
 
 from cinescale_post import plan as plan_mod
 from cinescale_post.errors import InputError, OutputError
-from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip, make_sequence
 
-from ..helpers import tree_bytes, write_preset
+from ..helpers import recorder, tree_bytes, write_preset
 
 
-class Recorder(NullSink):
-    def __init__(self):
-        super().__init__()
-        self.events = []
-
-    def show(self, event, fields):
-        self.events.append((event, fields))
-
-    def names(self, event):
-        return [f for e, f in self.events if e == event]
 
 
 @pytest.fixture
@@ -36,7 +25,7 @@ def clip(tmp_path):
 
 def _render(host, preset, inp, out, **kw):
     run_kw = {k: kw.pop(k) for k in ("overwrite", "verify", "assemble") if k in kw}
-    sink = Recorder()
+    sink = recorder()
     p = plan_mod.build(str(preset), host=host, input=str(inp), output=str(out), **kw)
     summary = run(p, host, sink, **run_kw)
     return p, summary, sink

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cinescale_post import hookimpl
+from cinescale_post.presets import packaged
 from cinescale_post.cascade.protocol import DiffusionBackend, ModelInfo, PatchPoints
 from cinescale_post.cascade.stages import parse_stages, resolve_ladder
 from cinescale_post.errors import PlanError, WeightsError
@@ -284,6 +284,5 @@ def register_backends(register):
 
 @hookimpl
 def register_presets(register):
-    folder = resources.files("cinescale_example") / "presets"
-    for name in PRESETS:
-        register(folder / f"{name}.toml")
+    for preset in packaged("cinescale_example"):
+        register(preset)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from cinescale_post.devices import empty_cache
 from cinescale_post.cascade.protocol import DiffusionBackend, ModelInfo, PatchPoints
 from cinescale_post.cascade.stages import StageSpec, parse_stages, resolve_ladder
 from cinescale_post.errors import OutOfMemoryError, PlanError, WeightsError
@@ -285,13 +286,7 @@ class SDXLBackend(DiffusionBackend):
     def unload(self) -> None:
         self.pipe = None
         self._cond_cache = {}
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        empty_cache()
 
     def _need(self):
         if self.pipe is None:

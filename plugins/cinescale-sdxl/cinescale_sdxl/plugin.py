@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from importlib import resources
 
 from cinescale_post import hookimpl
+from cinescale_post.presets import packaged
 
 PRESETS = ("sdxl-2k-still", "sdxl-4k-still", "sdxl-8k-still", "sdxl-uhd-refine")
 
@@ -18,6 +18,5 @@ def register_backends(register):
 
 @hookimpl
 def register_presets(register):
-    folder = resources.files("cinescale_sdxl") / "presets"
-    for name in PRESETS:
-        register(folder / f"{name}.toml")
+    for preset in packaged("cinescale_sdxl"):
+        register(preset)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from cinescale_post.devices import empty_cache
 from cinescale_post.cascade.protocol import DiffusionBackend, ModelInfo, PatchPoints
 from cinescale_post.cascade.stages import StageSpec, resolve_ladder
 from cinescale_post.errors import OutOfMemoryError, PlanError, WeightsError
@@ -196,13 +197,7 @@ class WanBackend(DiffusionBackend):
             self._lora = None
         self.pipe = None
         self._cond_cache = {}
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        empty_cache()
 
     def _need(self):
         if self.pipe is None:

@@ -3,9 +3,9 @@ Cheap: nothing here imports torch or diffusers."""
 
 from __future__ import annotations
 
-from importlib import resources
 
 from cinescale_post import hookimpl
+from cinescale_post.presets import packaged
 
 PRESETS = ("wan-2k-t2v", "wan-3k-t2v", "wan-4k-t2v", "wan-uhd-refine")
 
@@ -19,6 +19,5 @@ def register_backends(register):
 
 @hookimpl
 def register_presets(register):
-    folder = resources.files("cinescale_wan") / "presets"
-    for name in PRESETS:
-        register(folder / f"{name}.toml")
+    for preset in packaged("cinescale_wan"):
+        register(preset)
