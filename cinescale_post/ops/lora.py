@@ -10,10 +10,24 @@ the base weights as ``W <- W + 1.0 * (B @ A)`` (no alpha / rank factor).
   ``.ckpt``/``.pt``/``.pth`` **only** with ``torch.load(weights_only=True)``; a
   file holding anything but a flat mapping of names to tensors is refused
   (:class:`~cinescale_post.errors.WeightsError`).
-* :func:`convert_lora_state_dict` maps original Wan names (and diffusers /
-  PEFT names, with or without ``transformer.`` / ``diffusion_model.`` /
-  ``base_model.model.`` prefixes, ``lora_A/lora_B`` or ``lora_down/lora_up``,
-  optional ``.alpha``) to diffusers ``WanTransformer3DModel`` module names.
+* :func:`lora_format` tells the three key formats apart, and
+  :func:`convert_lora_state_dict` maps each to diffusers
+  ``WanTransformer3DModel`` module names. The update's factor follows the
+  format's own definition:
+
+  ==============  ===========================================  =====================
+  format          keys                                         factor
+  ==============  ===========================================  =====================
+  ``diffsynth``   ``lora_A``/``lora_B`` on original Wan names   1 (reference; any
+                  (CineScale, DiffSynth-Studio)                 ``.alpha`` is ignored)
+  ``diffusers``   ``lora_A``/``lora_B`` on diffusers names      ``alpha / rank`` when
+                  (PEFT / diffusers ``save_lora_weights``)      ``.alpha`` is given, else 1
+  ``kohya``       ``lora_down``/``lora_up`` (+ ``.alpha``),      ``alpha / rank``; no
+                  dotted or ``lora_unet_blocks_0_...`` names     alpha: 1 (alpha = rank)
+  ==============  ===========================================  =====================
+
+  Tensors that are not LoRA weights (training metadata, text-encoder LoRAs
+  ``lora_te*``, DoRA scales, ...) are ignored with a warning naming them.
 * :func:`apply_lora` merges (reference, scale 1.0) or hooks the low-rank
   branch in unmerged; either way it returns a removable handle that restores
   the model bit-exactly.
@@ -22,10 +36,13 @@ Example::
 
     >>> wan_to_diffusers_name("blocks.3.self_attn.o")
     'blocks.3.attn1.to_out.0'
+    >>> kohya_to_dotted("lora_unet_blocks_3_cross_attn_k_img")
+    'blocks.3.cross_attn.k_img'
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +52,8 @@ import torch
 
 from ..errors import WeightsError
 from .handles import Handle, torch_hooks
+
+log = logging.getLogger(__name__)
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
 SAFE_SUFFIXES = (".safetensors",)
@@ -66,6 +85,18 @@ _RENAMES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), r) for p, r
 ))
 _LORA_KEY = re.compile(r"^(?P<mod>.+?)\.(?P<kind>lora_A|lora_B|lora_down|lora_up)(?:\.(?P<adapter>[^.]+))?\.weight$")
 _ALPHA_KEY = re.compile(r"^(?P<mod>.+)\.alpha$")
+FORMATS = ("diffsynth", "diffusers", "kohya")
+# kohya / musubi-tuner flatten module names with underscores: the Wan parts that
+# themselves hold an underscore (or a digit) are restored from this list.
+_KOHYA_PARTS = re.compile(r"^(?:blocks_(?P<block>\d+)_)?(?P<rest>.+)$")
+_KOHYA_TAILS = (
+    ("self_attn_k_img", "self_attn.k_img"), ("self_attn_v_img", "self_attn.v_img"),
+    ("cross_attn_k_img", "cross_attn.k_img"), ("cross_attn_v_img", "cross_attn.v_img"),
+    ("self_attn_", "self_attn."), ("cross_attn_", "cross_attn."), ("ffn_", "ffn."),
+    ("text_embedding_", "text_embedding."), ("time_embedding_", "time_embedding."),
+    ("time_projection_", "time_projection."), ("head_head", "head.head"), ("img_emb_proj_", "img_emb.proj."),
+)
+_UNRELATED_PREFIXES = ("lora_te", "lora_te1_", "lora_te2_", "text_encoder.", "text_encoder_2.")
 
 
 def wan_to_diffusers_name(name: str) -> str:
@@ -75,6 +106,20 @@ def wan_to_diffusers_name(name: str) -> str:
         if pat.match(name):
             return pat.sub(rep, name)
     return name
+
+
+def kohya_to_dotted(name: str) -> str:
+    """A kohya / musubi-tuner flattened module name (``lora_unet_blocks_0_self_attn_q``)
+    -> the dotted original Wan name (``blocks.0.self_attn.q``); other names unchanged."""
+    if not name.startswith("lora_unet_"):
+        return name
+    m = _KOHYA_PARTS.match(name[len("lora_unet_"):])
+    rest = m.group("rest")
+    for flat, dotted in _KOHYA_TAILS:
+        if rest.startswith(flat):
+            rest = dotted + rest[len(flat):]
+            break
+    return (f"blocks.{m.group('block')}." if m.group("block") is not None else "") + rest
 
 
 def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -116,11 +161,14 @@ def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
 @dataclass
 class LoraPair:
     """One low-rank update of a linear layer: ``delta = factor * B @ A``.
-    A: (r, in), B: (out, r); ``alpha`` from the file (None: factor 1, reference)."""
+    A: (r, in), B: (out, r); ``alpha``: the alpha the file's format honours
+    (None: factor 1, as the reference and alpha = rank); ``format``: the key
+    format it came from (:data:`FORMATS`)."""
 
     down: torch.Tensor
     up: torch.Tensor
     alpha: float | None = None
+    format: str = "diffsynth"
 
     @property
     def rank(self) -> int:
@@ -144,36 +192,92 @@ def _strip(key: str) -> str:
     return key
 
 
+def _module_of(key: str) -> tuple[str, str] | None:
+    """``(stripped module name, kind)`` of a LoRA weight / alpha key, or None."""
+    k = _strip(key)
+    m = _LORA_KEY.match(k)
+    if m:
+        return _strip(m.group("mod")), m.group("kind")
+    m = _ALPHA_KEY.match(k)
+    if m:
+        return _strip(m.group("mod")), "alpha"
+    return None
+
+
+def lora_format(state: Mapping[str, Any]) -> str:
+    """The key format of a LoRA state dict: ``"kohya"`` (``lora_down``/``lora_up``
+    keys or ``lora_unet_`` names), ``"diffusers"`` (``lora_A``/``lora_B`` on
+    diffusers module names) or ``"diffsynth"`` (``lora_A``/``lora_B`` on the
+    original Wan names: CineScale's releases).
+
+    >>> lora_format({"blocks.0.self_attn.q.lora_A.default.weight": 0})
+    'diffsynth'
+    >>> lora_format({"transformer.blocks.0.attn1.to_q.lora_A.weight": 0})
+    'diffusers'
+    """
+    kinds, renamed, any_lora = set(), False, False
+    for key in state:
+        if _strip(key).startswith(_UNRELATED_PREFIXES):
+            continue
+        mk = _module_of(key)
+        if mk is None:
+            continue
+        mod, kind = mk
+        kinds.add(kind)
+        if kind == "alpha":
+            continue
+        any_lora = True
+        if mod.startswith("lora_unet_"):
+            return "kohya"
+        renamed = renamed or wan_to_diffusers_name(mod) != mod
+    if "lora_down" in kinds or "lora_up" in kinds:
+        return "kohya"
+    if any_lora and not renamed:
+        return "diffusers"
+    return "diffsynth"
+
+
+def _warn_ignored(what: str, keys: list[str]) -> None:
+    if keys:
+        shown = ", ".join(keys[:8]) + (f", ... ({len(keys) - 8} more)" if len(keys) > 8 else "")
+        log.warning("LoRA: ignoring %d %s: %s", len(keys), what, shown)
+
+
 def convert_lora_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, LoraPair]:
     """Group a LoRA state dict into ``{diffusers module name: LoraPair}``.
 
-    Accepts PEFT ``lora_A``/``lora_B`` (optionally with an adapter name such as
-    ``default``) and kohya-style ``lora_down``/``lora_up`` with ``.alpha``, on
-    original Wan or diffusers names. Unknown key forms raise WeightsError.
+    Accepts the three formats of :func:`lora_format` (PEFT ``lora_A``/``lora_B``
+    with or without an adapter name such as ``default``; kohya ``lora_down``/
+    ``lora_up``), on original Wan, kohya-flattened or diffusers names. Alpha is
+    honoured as the format defines it (module docstring); ``diffsynth`` files'
+    alphas and every non-LoRA tensor are ignored with a warning naming them.
     """
+    fmt = lora_format(state)
     downs: dict[str, torch.Tensor] = {}
     ups: dict[str, torch.Tensor] = {}
     alphas: dict[str, float] = {}
-    unknown = []
+    unrelated, ignored_alpha = [], []
     for key, t in state.items():
-        k = _strip(key)
-        m = _LORA_KEY.match(k)
-        if m:
-            mod = wan_to_diffusers_name(_strip(m.group("mod")))
-            target = downs if m.group("kind") in ("lora_A", "lora_down") else ups
-            if mod in target:
-                raise WeightsError(f"LoRA key {key!r}: a second {m.group('kind')} for module {mod}",
-                                   fix="the file mixes several adapters; keep one")
-            target[mod] = t
+        mk = None if _strip(key).startswith(_UNRELATED_PREFIXES) else _module_of(key)
+        if mk is None:
+            unrelated.append(key)
             continue
-        m = _ALPHA_KEY.match(k)
-        if m:
-            alphas[wan_to_diffusers_name(_strip(m.group("mod")))] = float(t.float().reshape(-1)[0])
+        raw, kind = mk
+        mod = wan_to_diffusers_name(kohya_to_dotted(raw))
+        if kind == "alpha":
+            if fmt == "diffsynth":  # the reference loader never reads alpha
+                ignored_alpha.append(key)
+            else:
+                alphas[mod] = float(t.float().reshape(-1)[0])
             continue
-        unknown.append(key)
-    if unknown:
-        raise WeightsError(f"LoRA: {len(unknown)} key(s) are not LoRA weights, e.g. {unknown[:3]}",
-                           fix="only lora_A/lora_B (or lora_down/lora_up) and .alpha keys are supported")
+        target = downs if kind in ("lora_A", "lora_down") else ups
+        if mod in target:
+            raise WeightsError(f"LoRA key {key!r}: a second {kind} for module {mod}",
+                               fix="the file mixes several adapters; keep one")
+        target[mod] = t
+    _warn_ignored("tensor(s) that are not LoRA weights of the denoiser", unrelated)
+    _warn_ignored("alpha value(s): CineScale/DiffSynth LoRAs merge B @ A unscaled, as the reference does",
+                  ignored_alpha)
     if set(downs) != set(ups):
         odd = sorted(set(downs) ^ set(ups))
         raise WeightsError(f"LoRA: modules without both halves: {odd[:5]}")
@@ -182,9 +286,11 @@ def convert_lora_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, Lora
         a, b = downs[mod], ups[mod]
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
             raise WeightsError(f"LoRA {mod}: shapes A {tuple(a.shape)} / B {tuple(b.shape)} are not (r, in) / (out, r)")
-        out[mod] = LoraPair(a, b, alphas.get(mod))
+        out[mod] = LoraPair(a, b, alphas.get(mod), fmt)
     if not out:
-        raise WeightsError("LoRA: the file holds no LoRA weights")
+        shown = f" (it holds {', '.join(list(state)[:3])}{', ...' if len(state) > 3 else ''})" if state else ""
+        raise WeightsError(f"LoRA: the file holds no LoRA weights{shown}",
+                           fix="give a LoRA with lora_A/lora_B (or lora_down/lora_up) weights for this model")
     return out
 
 
@@ -270,5 +376,5 @@ def apply_lora(model: Any, pairs: Mapping[str, LoraPair], *, scale: float = 1.0,
     return torch_hooks(hooks, f"lora unmerged x{scale:g} on {len(targets)} layer(s)")
 
 
-__all__ = ["LoraPair", "LoraSpec", "apply_lora", "convert_lora_state_dict", "load_lora", "read_lora_file",
-           "wan_to_diffusers_name"]
+__all__ = ["FORMATS", "LoraPair", "LoraSpec", "apply_lora", "convert_lora_state_dict", "kohya_to_dotted",
+           "load_lora", "lora_format", "read_lora_file", "wan_to_diffusers_name"]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cinescale_post.errors import WeightsError
-from cinescale_post.ops.lora import (apply_lora, convert_lora_state_dict, load_lora, read_lora_file,
-                                     wan_to_diffusers_name)
+from cinescale_post.ops.lora import (apply_lora, convert_lora_state_dict, kohya_to_dotted, load_lora, lora_format,
+                                     read_lora_file, wan_to_diffusers_name)
 from cinescale_post.testing_wan import build_tiny_wan, tiny_wan_inputs
 
 R = 2
@@ -31,8 +31,9 @@ def model():
     return build_tiny_wan(0, text_encoder=False)["transformer"]
 
 
-def synthetic_lora(seed=0, fmt="diffsynth"):
-    """A CineScale-style state dict: PEFT keys on original Wan names."""
+def synthetic_lora(seed=0, fmt="diffsynth", alpha=None):
+    """A CineScale-style state dict: PEFT keys on original Wan names (or the
+    kohya, kohya-flattened or diffusers forms of the same update)."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for i in range(2):
@@ -42,12 +43,21 @@ def synthetic_lora(seed=0, fmt="diffsynth"):
             b = torch.randn(out, R, generator=g) * 0.1
             if fmt == "diffsynth":
                 sd[f"{m}.lora_A.default.weight"], sd[f"{m}.lora_B.default.weight"] = a, b
+                if alpha is not None:
+                    sd[f"{m}.alpha"] = torch.tensor(float(alpha))
             elif fmt == "kohya":
                 sd[f"diffusion_model.{m}.lora_down.weight"], sd[f"diffusion_model.{m}.lora_up.weight"] = a, b
-                sd[f"diffusion_model.{m}.alpha"] = torch.tensor(4.0)
+                sd[f"diffusion_model.{m}.alpha"] = torch.tensor(4.0 if alpha is None else float(alpha))
+            elif fmt == "kohya-flat":  # musubi-tuner / sd-scripts: lora_unet_blocks_0_self_attn_q
+                flat = "lora_unet_" + m.replace(".", "_")
+                sd[f"{flat}.lora_down.weight"], sd[f"{flat}.lora_up.weight"] = a, b
+                if alpha is not None:
+                    sd[f"{flat}.alpha"] = torch.tensor(float(alpha))
             else:  # diffusers / PEFT safetensors
                 d = wan_to_diffusers_name(m)
                 sd[f"transformer.{d}.lora_A.weight"], sd[f"transformer.{d}.lora_B.weight"] = a, b
+                if alpha is not None:
+                    sd[f"transformer.{d}.alpha"] = torch.tensor(float(alpha))
     return sd
 
 
@@ -140,7 +150,7 @@ def test_other_refusals(tmp_path, model):
         read_lora_file(tmp_path / "x.bin")
     with pytest.raises(WeightsError, match="not found"):
         read_lora_file(tmp_path / "missing.ckpt")
-    with pytest.raises(WeightsError, match="not LoRA"):
+    with pytest.raises(WeightsError, match="no LoRA weights"):
         convert_lora_state_dict({"blocks.0.self_attn.q.weight": torch.zeros(2, 2)})
     with pytest.raises(WeightsError, match="both halves"):
         convert_lora_state_dict({"blocks.0.self_attn.q.lora_A.weight": torch.zeros(2, 24)})
@@ -152,3 +162,59 @@ def test_other_refusals(tmp_path, model):
              torch.zeros(24, 2)}
     with pytest.raises(WeightsError, match="not found"):
         apply_lora(model, convert_lora_state_dict(ghost))
+
+
+# ------------------------------------------------------------ formats and alpha (issue 12)
+
+
+def test_formats_are_told_apart():
+    assert lora_format(synthetic_lora(fmt="diffsynth")) == "diffsynth"
+    assert lora_format(synthetic_lora(fmt="diffsynth", alpha=8)) == "diffsynth"
+    assert lora_format(synthetic_lora(fmt="diffusers")) == "diffusers"
+    assert lora_format(synthetic_lora(fmt="kohya")) == "kohya"
+    assert lora_format(synthetic_lora(fmt="kohya-flat")) == "kohya"
+    assert kohya_to_dotted("lora_unet_blocks_12_ffn_2") == "blocks.12.ffn.2"
+    assert kohya_to_dotted("lora_unet_blocks_0_cross_attn_v_img") == "blocks.0.cross_attn.v_img"
+    assert kohya_to_dotted("lora_unet_head_head") == "head.head"
+
+
+def test_diffsynth_alpha_is_ignored_as_in_the_reference(caplog):
+    """CineScale / DiffSynth files: W + 1.0 * B @ A whatever .alpha says (the
+    reference loader never reads it); the ignored alphas are named."""
+    sd = synthetic_lora(fmt="diffsynth", alpha=8)
+    with caplog.at_level("WARNING", logger="cinescale_post.ops.lora"):
+        pairs = convert_lora_state_dict(sd)
+    p = pairs["blocks.0.attn1.to_q"]
+    assert p.format == "diffsynth" and p.alpha is None and p.factor() == 1.0
+    a, b = sd["blocks.0.self_attn.q.lora_A.default.weight"], sd["blocks.0.self_attn.q.lora_B.default.weight"]
+    assert torch.equal(p.delta(), b @ a)
+    assert "alpha" in caplog.text and "blocks.0.self_attn.q.alpha" in caplog.text
+
+
+@pytest.mark.parametrize("fmt", ["kohya", "kohya-flat", "diffusers"])
+def test_kohya_and_diffusers_alpha_scale_by_alpha_over_rank(fmt):
+    pairs = convert_lora_state_dict(synthetic_lora(fmt=fmt, alpha=8))
+    p = pairs["blocks.1.attn1.to_out.0"]
+    assert p.format == fmt.split("-")[0] and p.factor() == pytest.approx(8 / R)
+    assert torch.allclose(p.delta(), (p.up @ p.down) * 4.0)
+    assert set(pairs) == set(convert_lora_state_dict(synthetic_lora()))
+
+
+@pytest.mark.parametrize("fmt", ["kohya-flat", "diffusers"])
+def test_without_alpha_the_factor_is_one(fmt):
+    """kohya without .alpha means alpha = rank; diffusers/PEFT without it: lora_alpha = r."""
+    assert convert_lora_state_dict(synthetic_lora(fmt=fmt))["blocks.0.ffn.net.2"].factor() == 1.0
+
+
+def test_unrelated_tensors_are_ignored_with_a_warning_naming_them(caplog, model):
+    sd = synthetic_lora()
+    sd["training.epoch"] = torch.tensor(3)
+    sd["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"] = torch.zeros(2, 8)
+    sd["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight"] = torch.zeros(8, 2)
+    with caplog.at_level("WARNING", logger="cinescale_post.ops.lora"):
+        pairs = convert_lora_state_dict(sd)
+    assert set(pairs) == set(convert_lora_state_dict(synthetic_lora()))
+    assert "training.epoch" in caplog.text and "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight" \
+        in caplog.text and "3 tensor(s)" in caplog.text
+    with apply_lora(model, pairs):  # and the rest still applies
+        pass
