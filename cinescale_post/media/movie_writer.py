@@ -264,7 +264,8 @@ class MovieWriter(Writer):
             self.range = colour_mod.RANGE_LIMITED
         if src.vfr and self.fmt == "mxf":
             raise PlanError(f"MXF cannot hold variable frame rate ({src.path})",
-                            fix="write a .mov, or convert to constant frame rate (--vfr cfr)")
+                            fix="write a .mov (-o OUT.mov), or convert the source to a constant frame rate first "
+                                "(ffmpeg -i IN -fps_mode cfr ...)")
         prepare_folder(self.final)
         self.tmp = temp_name(self.final)
         self._audio: AudioPassThrough | None = None

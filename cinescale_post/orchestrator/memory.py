@@ -63,7 +63,8 @@ def render_with_backoff(backend, job, *, warn: Callable[[str], None], where: str
                 raise OutOfMemoryError(
                     f"out of memory rendering {where} with backend {backend.id!r} after "
                     f"{len(tried)} back-off step(s) ({'; '.join(tried) or 'none available'}): {detail}",
-                    fix="use a GPU with more memory, a smaller output size or window, or --dtype float16",
+                    fix="use a GPU with more memory, a smaller output size (--set output.width=... --set "
+                        "output.height=...) or window (--set window.size=...), or --set dtype=float16",
                 ) from exc
             tried.append(nxt)
             warn(f"out of memory on {where}; retrying with {nxt}")

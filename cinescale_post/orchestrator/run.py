@@ -438,7 +438,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         manifest.update(last_run={"status": status, "seconds": seconds,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         host.notify("render_finished", plan=plan, summary=summary.to_dict())
-        sink.emit("finished", status=status, done=sink.done, total=total, seconds=seconds,
+        sink.emit("finished", status=status, done=done, total=total, seconds=seconds,
                   outputs=outputs if status == "finished" else summary.outputs)
     summary.outputs = outputs
     return summary
