@@ -6,8 +6,9 @@ reference/MEDIA_IO.md, sections 2.3, 2.4, 2.7 and 3):
 * **Colour.** R'G'B' becomes Y'CbCr through our own matrix
   (:func:`cinescale_post.media.colour.rgb_to_ycbcr`), written straight into the
   frame planes; swscale never touches the pixels (it is ~0.4 % off at 10-bit).
-  The tags of ``target.colour`` go on the codec context, so the ``colr`` atom
-  and the bitstream agree with the pixels.
+  The tags of ``target.colour`` go on the codec context (``colr`` atom, VUI)
+  *and* on every frame (the ProRes frame header takes primaries, transfer and
+  matrix from the frame), so container and bitstream agree with the pixels.
 * **Time.** Codec and stream time base are the *source* time base and every
   frame carries the source pts (rebased so the file starts at 0, see below) and
   an explicit ``time_base``, so VFR survives and no packet collapses to pts 0.
@@ -42,6 +43,9 @@ Choices the brief left open, and why:
   source's (the samples are).
 * ProRes/DNxHR are always coded limited range: they have no range flag, so
   full-range codes would be misread. H.264/H.265 follow ``target.colour.range``.
+* DNxHR is always coded with the BT.709 matrix: FFmpeg's VC-3 frame header
+  signals BT.709 and decoders trust it over the ``colr`` atom (measured with
+  the FFmpeg 9 CLI), so another matrix would be decoded wrongly.
 """
 
 from __future__ import annotations
@@ -262,6 +266,13 @@ class MovieWriter(Writer):
             # readers assume limited. Range is only how R'G'B' is coded, so encode
             # limited instead of writing full-range codes that would be misread.
             self.range = colour_mod.RANGE_LIMITED
+        if spec.family == "dnxhr" and self.matrix != 1:
+            # FFmpeg's DNxHR frame header signals BT.709 whatever the context says, and
+            # decoders believe the header over 'colr'; so code the pixels BT.709 too
+            # rather than write a master whose bitstream contradicts its pixels.
+            log.warning("%s: DNxHR signals the BT.709 matrix in every frame; coding BT.709 "
+                        "instead of matrix %s", self.final, self.matrix)
+            self.matrix = 1
         if src.vfr and self.fmt == "mxf":
             raise PlanError(f"MXF cannot hold variable frame rate ({src.path})",
                             fix="write a .mov (-o OUT.mov), or convert the source to a constant frame rate first "
@@ -300,6 +311,7 @@ class MovieWriter(Writer):
             raise
         self._base: int | None = None
         self._last_pts: int | None = None
+        self._dts_shift: int | None = None
         self._closed = False
 
     def _setup_video(self, av) -> None:
@@ -365,17 +377,37 @@ class MovieWriter(Writer):
         vf.pts = rel
         vf.time_base = src.time_base  # without it PyAV rescales pts to 0 (MEDIA_IO 3.1)
         vf.duration = source_duration(src, frame.index)
+        # The frame's tags, not the codec context's, are what prores_ks writes into
+        # every frame header (and what x264/x265 and dnxhd see per frame); the
+        # context only reaches the 'colr' atom. Both must say the same.
         vf.color_range = self.range
         vf.colorspace = self.matrix
+        vf.color_primaries = t.colour.primaries
+        vf.color_trc = t.colour.trc
         try:
             for pkt in self.stream.encode(vf):
-                self.out.mux(pkt)
+                self._mux_video(pkt)
             if self._audio:
                 end = Fraction(rel + max(vf.duration, 1)) * src.time_base
                 self._audio.mux_until(self.out, end)
         except OSError as exc:
             self.abort()
             raise output_error(self.final, exc) from exc
+
+    def _mux_video(self, pkt) -> None:
+        if self.spec.encoder == "libx265" and pkt.dts is not None and pkt.pts is not None:
+            # libx265 (FFmpeg 8.1 wheel) now and then hands out every dts shifted by
+            # the same garbage offset (e.g. -9.4e13), and the MOV muxer then fails at
+            # close with "pts/dts pair unsupported" (about 1 run in 2 on a 2-frame
+            # clip). x265's own convention is dts = pts - 2 frames for the first
+            # packet (B-pyramid depth); restore that when the first dts is implausible.
+            if self._dts_shift is None:
+                src = self.target.source
+                step = max(1, round(1 / (Fraction(src.rate) * src.time_base))) if src.rate else 1
+                bad = pkt.dts > pkt.pts or pkt.pts - pkt.dts > 16 * step
+                self._dts_shift = (pkt.pts - 2 * step) - pkt.dts if bad else 0
+            pkt.dts += self._dts_shift
+        self.out.mux(pkt)
 
     def _pts_of(self, frame: Frame) -> int:
         src = self.target.source
@@ -393,7 +425,7 @@ class MovieWriter(Writer):
             return []
         try:
             for pkt in self.stream.encode():
-                self.out.mux(pkt)
+                self._mux_video(pkt)
             if self._audio:
                 self._audio.finish(self.out)
             self.out.close()
