@@ -76,11 +76,11 @@ def main() -> int:
     if cpu:
         from cinescale_post.testing_models import TINY_UNET_CONFIG
 
-        config, ctx_dim, pooled_dim, freeu_ch = TINY_UNET_CONFIG, 64, 32, (64, 48)
+        config, ctx_dim, pooled_dim, freeu_ch = TINY_UNET_CONFIG, 64, 32, None
         a.sizes = [base * (s // 1024) for s in a.sizes]
         card = "cpu (tiny UNet dry run)"
     else:
-        config, ctx_dim, pooled_dim, freeu_ch = SDXL_UNET, 2048, 1280, (1280, 640)
+        config, ctx_dim, pooled_dim, freeu_ch = SDXL_UNET, 2048, 1280, None
         torch.backends.cuda.matmul.allow_tf32 = True
         card = torch.cuda.get_device_name(0)
 

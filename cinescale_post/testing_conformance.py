@@ -365,8 +365,8 @@ def _patches(b: Any, p: _Probe) -> list[tuple[str, Callable[[], Any], str]]:
     if points.freeu:
         from .ops.freeu import FreeUSpec, apply_freeu
 
-        fspec = FreeUSpec(channels=tuple(points.freeu))
-        out.append((f"FreeU on channels {tuple(points.freeu)}", lambda: apply_freeu(model, fspec), "output"))
+        fspec = FreeUSpec()
+        out.append(("FreeU (keyed on the decoder stage)", lambda: apply_freeu(model, fspec), "output"))
     for kind, where in points.extra:
         if kind == "rope":
             from .ops.rope import RopeSpec, apply_ntk_rope

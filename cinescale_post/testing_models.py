@@ -219,7 +219,7 @@ def tiny_unet_backend(seed: int = 0, *, device: str = "cpu"):
         @property
         def patch_points(self):
             return PatchPoints(dilate_convs=SDXL_DILATED_CONVS,
-                               fusion_attention=("*transformer_blocks.*.attn1.processor",), freeu=(64, 48))
+                               fusion_attention=("*transformer_blocks.*.attn1.processor",), freeu=True)
 
         @property
         def denoiser(self):

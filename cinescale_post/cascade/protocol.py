@@ -41,14 +41,14 @@ class PatchPoints:
 
     ``dilate_convs``: module names of the convolutions restrained dilation
     touches. ``fusion_attention``: fnmatch patterns over attention-processor
-    names that take scale fusion (self-attention only). ``freeu``: the two
-    channel counts FreeU is keyed on, or None when FreeU does not apply.
+    names that take scale fusion (self-attention only). ``freeu``: true when
+    the up-blocks take FreeU (keyed on the decoder stage, ``ops.freeu``).
     ``extra``: backend-specific points (e.g. RoPE modules of a DiT).
     """
 
     dilate_convs: tuple[str, ...] = ()
     fusion_attention: tuple[str, ...] = ()
-    freeu: tuple[int, int] | None = None
+    freeu: bool = False
     extra: tuple[tuple[str, Any], ...] = ()
 
 

@@ -1,13 +1,21 @@
-"""FreeU as FreeScale applies it (FreeU v1, keyed on channel counts;
-ALGORITHM.md section 3.8), as removable torch pre-hooks on the up-block resnets.
+"""FreeU as FreeScale applies it (FreeU v1; ALGORITHM.md section 3.8), as
+removable torch pre-hooks on the up-block resnets.
 
 Before each up-block resnet, the incoming hidden state ``h`` and the skip
-feature ``s`` are concatenated. FreeU changes them first:
+feature ``s`` are concatenated. FreeU changes them first, keyed on the
+**decoder stage** that produced ``h``:
 
-* if ``h`` has ``channels[0]`` channels (1280 for SDXL): ``h[:, :C/2] *= b1``
-  and ``s = fourier_filter(s, threshold, s1)``;
-* then, if ``h`` has ``channels[1]`` channels (640): ``h[:, :C/2] *= b2`` and
-  ``s = fourier_filter(s, threshold, s2)``.
+* ``h`` from stage 0: ``h[:, :C/2] *= b1`` and ``s = fourier_filter(s, threshold, s1)``;
+* ``h`` from stage 1: ``h[:, :C/2] *= b2`` and ``s = fourier_filter(s, threshold, s2)``;
+* later stages: unchanged.
+
+A decoder stage is a run of consecutive up-blocks with the same output width
+(FreeU's "stage"; the mid block feeds stage 0). On SDXL (up widths 1280, 640,
+320) this is exactly the reference's channel-count rule (1280 -> b1/s1, 640 ->
+b2/s2), so SDXL results are unchanged; on SD 1.5-style layouts whose last two
+widths repeat (1280, 1280, 640, 320) each input still gets one factor, the one
+the reference's rule gives it, where keys taken from ``block_out_channels[-1]``
+and ``[-2]`` (both 1280) would apply b1 *and* b2 to the same inputs.
 
 This differs from diffusers' ``enable_freeu`` (keyed on the block index).
 """
@@ -24,21 +32,35 @@ from .handles import Handle, torch_hooks
 
 @dataclass(frozen=True)
 class FreeUSpec:
-    """FreeScale defaults: b1=1.1, b2=1.2, s1=0.6, s2=0.4, channels (1280, 640)."""
+    """FreeScale defaults: b1=1.1, b2=1.2, s1=0.6, s2=0.4.
+
+    ``channels``: None (default) keys on the decoder stage (module docstring);
+    a pair of distinct hidden channel counts keys on those instead (the
+    reference's literal 1280/640 rule, for models whose stages cannot be read
+    from ``up_blocks``).
+    """
 
     b1: float = 1.1
     b2: float = 1.2
     s1: float = 0.6
     s2: float = 0.4
-    channels: tuple[int, int] = (1280, 640)
+    channels: tuple[int, int] | None = None
     threshold: int = 1
 
     def __post_init__(self):
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if len(self.channels) != 2 or min(self.channels) < 2:
-            raise ValueError(f"FreeU channels must be two counts >= 2, got {self.channels}")
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+            if len(self.channels) != 2 or min(self.channels) < 2:
+                raise ValueError(f"FreeU channels must be two counts >= 2, got {self.channels}")
+            if self.channels[0] == self.channels[1]:
+                raise ValueError(f"FreeU channels {self.channels} repeat, so b1 and b2 would hit the same inputs; "
+                                 "leave channels out to key on the decoder stage")
         if self.threshold < 1:
             raise ValueError(f"FreeU threshold must be >= 1, got {self.threshold}")
+
+    def factors(self, stage: int | None) -> tuple[float, float] | None:
+        """``(b, s)`` for hidden features of decoder ``stage`` (0 or 1), else None."""
+        return {0: (self.b1, self.s1), 1: (self.b2, self.s2)}.get(stage)  # type: ignore[arg-type]
 
 
 def fourier_filter(x: torch.Tensor, threshold: int, scale: float) -> torch.Tensor:
@@ -56,50 +78,75 @@ def fourier_filter(x: torch.Tensor, threshold: int, scale: float) -> torch.Tenso
     return torch.fft.ifftn(xf, dim=(-2, -1)).real.to(dtype)
 
 
-def freeu_pair(hidden: torch.Tensor, skip: torch.Tensor, spec: FreeUSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """The FreeU v1 rule on one (hidden, skip) pair, each (B, C, H, W).
-    Returns new tensors (inputs are not modified)."""
+def freeu_pair(hidden: torch.Tensor, skip: torch.Tensor, spec: FreeUSpec,
+               stage: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The FreeU v1 rule on one (hidden, skip) pair, each (B, C, H, W), for
+    hidden features of decoder ``stage`` (None: find it from ``spec.channels``).
+    At most one factor pair is applied. Returns new tensors (inputs unchanged)."""
     c = hidden.shape[1]
-    for key, b, s in ((spec.channels[0], spec.b1, spec.s1), (spec.channels[1], spec.b2, spec.s2)):
-        if c == key:
-            half = c // 2
-            hidden = torch.cat([hidden[:, :half] * b, hidden[:, half:]], dim=1)
-            skip = fourier_filter(skip, spec.threshold, s)
-    return hidden, skip
+    if stage is None:
+        stage = spec.channels.index(c) if (spec.channels is not None and c in spec.channels) else None
+    fs = spec.factors(stage)
+    if fs is None:
+        return hidden, skip
+    b, s = fs
+    half = c // 2
+    return torch.cat([hidden[:, :half] * b, hidden[:, half:]], dim=1), fourier_filter(skip, spec.threshold, s)
 
 
 def up_block_split(unet: Any) -> dict[str, int]:
     """``{resnet module name: hidden channels}`` for every up-block resnet of a
     diffusers ``UNet2DConditionModel``: the resnet input is
     ``cat([hidden, skip])`` and the split point is the hidden channel count."""
-    prev = unet.mid_block.resnets[-1].out_channels if unet.mid_block is not None else None
-    if prev is None:
+    return {name: c for name, (c, _) in up_block_stages(unet).items()}
+
+
+def up_block_stages(unet: Any) -> dict[str, tuple[int, int]]:
+    """``{resnet module name: (hidden channels, decoder stage of the hidden)}``
+    for every up-block resnet of a diffusers ``UNet2DConditionModel``.
+
+    The hidden entering a resnet is the output of the previous resnet (the
+    mid block's for ``up_blocks.0.resnets.0``); its stage is that producer's:
+    up-blocks are numbered in runs of equal output width, the mid block counts
+    as stage 0. SDXL (1280, 640, 320): up_blocks.1.resnets.0 sees stage-0
+    features, up_blocks.2.resnets.0 stage-1 features.
+    """
+    if unet.mid_block is None:
         raise TypeError("FreeU needs a UNet with a mid block")
-    split = {}
+    prev_c = unet.mid_block.resnets[-1].out_channels
+    prev_stage = 0
+    stage, width = 0, None
+    out = {}
     for i, block in enumerate(unet.up_blocks):
+        w = block.resnets[-1].out_channels
+        if width is not None and w != width:
+            stage += 1
+        width = w
         for j, res in enumerate(block.resnets):
-            split[f"up_blocks.{i}.resnets.{j}"] = prev
-            prev = res.out_channels
-    return split
+            out[f"up_blocks.{i}.resnets.{j}"] = (prev_c, prev_stage)
+            prev_c, prev_stage = res.out_channels, stage
+    return out
 
 
 def apply_freeu(unet: Any, spec: FreeUSpec) -> Handle:
-    """Register FreeU pre-hooks on every up-block resnet of ``unet``.
-    Returns a removable handle (also a context manager)."""
+    """Register FreeU pre-hooks on the up-block resnets of ``unet`` whose
+    hidden input gets a factor. Returns a removable handle (also a context manager)."""
     modules = dict(unet.named_modules())
     hooks = []
-    for name, c_hidden in up_block_split(unet).items():
-        res = modules[name]
-        if c_hidden not in spec.channels:
+    for name, (c_hidden, stage) in up_block_stages(unet).items():
+        key = None if spec.channels is not None else stage
+        if spec.channels is not None and c_hidden not in spec.channels:
+            continue
+        if spec.channels is None and spec.factors(stage) is None:
             continue
 
-        def hook(module, args, kwargs, _c=c_hidden):
+        def hook(module, args, kwargs, _c=c_hidden, _k=key):
             x = args[0]
-            h, s = freeu_pair(x[:, :_c], x[:, _c:], spec)
+            h, s = freeu_pair(x[:, :_c], x[:, _c:], spec, _k)
             return (torch.cat([h, s], dim=1),) + tuple(args[1:]), kwargs
 
-        hooks.append(res.register_forward_pre_hook(hook, with_kwargs=True))
+        hooks.append(modules[name].register_forward_pre_hook(hook, with_kwargs=True))
     return torch_hooks(hooks, f"FreeU b=({spec.b1},{spec.b2}) s=({spec.s1},{spec.s2}) on {len(hooks)} resnets")
 
 
-__all__ = ["FreeUSpec", "apply_freeu", "fourier_filter", "freeu_pair", "up_block_split"]
+__all__ = ["FreeUSpec", "apply_freeu", "fourier_filter", "freeu_pair", "up_block_split", "up_block_stages"]

@@ -64,3 +64,81 @@ def test_apply_remove_restores_and_matches_manual_rule(tiny_unet, unet_inputs):
     # identity settings change nothing
     with apply_freeu(tiny_unet, FreeUSpec(b1=1, b2=1, s1=1, s2=1, channels=(64, 48))):
         assert torch.allclose(tiny_unet(**unet_inputs).sample, ref, atol=1e-5)
+
+
+# ------------------------------------------------------------ keyed on the decoder stage (issue 12)
+
+SDXL_LAYOUT = dict(sample_size=128, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280),
+                   layers_per_block=2, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                   up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                   transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
+                   cross_attention_dim=2048, use_linear_projection=True, addition_embed_type="text_time",
+                   addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816)
+
+
+def _reference_rule(hidden_channels):
+    """FreeScale's free_lunch_utils: 1280 hidden channels -> b1/s1, 640 -> b2/s2."""
+    return {1280: 0, 640: 1}.get(hidden_channels)
+
+
+def test_stages_reproduce_the_reference_channel_rule_on_sdxl():
+    from diffusers import UNet2DConditionModel
+
+    from cinescale_post.ops.freeu import up_block_stages
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SDXL_LAYOUT)
+    stages = up_block_stages(unet)
+    assert len(stages) == 9
+    for name, (c, stage) in stages.items():
+        want = _reference_rule(c)
+        assert (stage if stage in (0, 1) else None) == want, name
+    assert stages["up_blocks.1.resnets.0"] == (1280, 0) and stages["up_blocks.2.resnets.0"] == (640, 1)
+
+
+def test_stage_keys_equal_channel_keys_on_the_tiny_sdxl(tiny_unet, unet_inputs):
+    with apply_freeu(tiny_unet, FreeUSpec()) as h:
+        by_stage = tiny_unet(**unet_inputs).sample
+        assert "7 resnets" in h.name
+    with apply_freeu(tiny_unet, FreeUSpec(channels=(64, 48))):
+        by_channels = tiny_unet(**unet_inputs).sample
+    assert torch.equal(by_stage, by_channels)
+
+
+@pytest.fixture(scope="module")
+def repeating_pipe():
+    """A tiny SDXL pipeline whose UNet's last two widths repeat (32, 64, 64),
+    as SD 1.5's 1280/1280."""
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+
+    from cinescale_post.testing_models import TINY_UNET_CONFIG, build_tiny_sdxl
+
+    comps = build_tiny_sdxl(0, text_encoders=False)
+    torch.manual_seed(5)
+    comps["unet"] = UNet2DConditionModel(**{**TINY_UNET_CONFIG, "block_out_channels": (32, 64, 64),
+                                            "attention_head_dim": (2, 4, 4)}).eval()
+    return StableDiffusionXLPipeline(**comps)
+
+
+def test_repeating_widths_get_one_factor_per_input_through_the_sdxl_backend(repeating_pipe, unet_inputs):
+    """Before: keys (boc[-1], boc[-2]) = (64, 64) applied b1 *and* b2 to every
+    64-channel hidden; the reference rule gives 64 (stage 0) b1 only and the
+    32-channel stage-1 hidden b2."""
+    sdxl = pytest.importorskip("cinescale_sdxl.backend")
+    b = sdxl.SDXLBackend().attach(repeating_pipe, options=sdxl.SDXLOptions.from_dict({}))
+    unet = b.denoiser
+    spec = b.freeu_spec()
+    with apply_freeu(unet, spec):
+        got = unet(**unet_inputs).sample
+    with apply_freeu(unet, FreeUSpec(**sdxl.FREEU_DEFAULT, channels=(64, 32))):  # the reference's rule
+        want = unet(**unet_inputs).sample
+    assert torch.equal(got, want)
+    g = torch.Generator().manual_seed(2)
+    h, s = torch.randn(1, 64, 4, 4, generator=g), torch.randn(1, 32, 4, 4, generator=g)
+    h2, _ = freeu_pair(h, s, spec, 0)
+    assert torch.allclose(h2[:, :32], h[:, :32] * 1.1)  # b1 alone, not b1 * b2
+
+
+def test_repeating_channel_keys_are_refused():
+    with pytest.raises(ValueError, match="repeat"):
+        FreeUSpec(channels=(64, 64))

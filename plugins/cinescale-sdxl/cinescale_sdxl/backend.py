@@ -310,7 +310,7 @@ class SDXLBackend(DiffusionBackend):
         pipe = self._need()
         boc = tuple(pipe.unet.config.block_out_channels)
         return PatchPoints(dilate_convs=tuple(self.options.dilate_convs), fusion_attention=SDXL_SELF_ATTENTION,
-                           freeu=(boc[-1], boc[-2]) if len(boc) >= 2 else None)
+                           freeu=len(boc) >= 2)  # keyed on the decoder stage (ops.freeu)
 
     @property
     def denoiser(self):
@@ -415,8 +415,7 @@ class SDXLBackend(DiffusionBackend):
             return None
         from cinescale_post.ops.freeu import FreeUSpec
 
-        ch = self.patch_points.freeu
-        return FreeUSpec(channels=ch, **self.options.freeu) if ch else None
+        return FreeUSpec(**self.options.freeu) if self.patch_points.freeu else None
 
     def ladder(self, mode: str, output: tuple[int, int], specs: Sequence[StageSpec] | None = None):
         info = self.model_info

@@ -56,7 +56,7 @@ def test_load_from_disk_reports_model_facts(tiny_model):
     info = b.model_info
     assert info.base_size == (64, 64) and info.latent_factor == 8 and info.size_multiple == 8
     pp = b.patch_points
-    assert len(pp.dilate_convs) == 9 and pp.freeu == (64, 48)
+    assert len(pp.dilate_convs) == 9 and pp.freeu is True
     assert b.pipe.vae.use_tiling
     assert len(b.weight_files(plan)) >= 4
     assert [s.size for s in b.ladder("generate", (128, 128))] == [(64, 64), (128, 128)]
