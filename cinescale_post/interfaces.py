@@ -203,7 +203,10 @@ class OutputTarget:
     (``shot.%04d.exr``). ``frame_numbers`` are the plate numbers this writer
     will receive, in order (a chunk may be a sub-range of the source).
     ``options`` are codec options already validated by the writer's
-    ``validate_options``.
+    ``validate_options``. In OCIO colour mode ``colorspace`` is the OCIO name
+    of the space the pixels are in and ``chromaticities`` its primaries and
+    white (xR, yR, xG, yG, xB, yB, xW, yW; AP0/AP1 for ACES spaces), which
+    take precedence over ``colour.primaries``.
     """
 
     path: str
@@ -216,6 +219,8 @@ class OutputTarget:
     colour: Colour = field(default_factory=Colour)
     audio: bool = True
     metadata: Mapping[str, str] = field(default_factory=dict)
+    colorspace: str = ""
+    chromaticities: tuple[float, ...] | None = None
 
 
 class Writer(abc.ABC):

@@ -7,7 +7,9 @@ Each frame is one scanline EXR with channels R, G, B (half or float) and a
 header a compositor can use (Nuke shows it as ``exr/<name>``):
 
 ========================  =====================================================
-``chromaticities``        primaries of ``target.colour`` (omitted if unknown)
+``chromaticities``        ``target.chromaticities`` (OCIO mode), else the primaries
+                          of ``target.colour`` (omitted if unknown)
+``colorspace``            OCIO name of the pixels' space (OCIO mode only)
 ``timeCode``              source timecode + the frame's offset (drop-frame kept)
 ``framesPerSecond``       source rate as a rational (``Fraction(24000, 1001)``)
 ``owner`` / ``software``  ``cinescale-post <version>``
@@ -103,9 +105,11 @@ class ExrWriter(SequenceFileWriter):
         }
         if opts["compression"] in ("dwaa", "dwab"):
             hdr["dwaCompressionLevel"] = opts["dwa_level"]
-        chroma = CHROMATICITIES.get(target.colour.primaries)
+        chroma = target.chromaticities or CHROMATICITIES.get(target.colour.primaries)
         if chroma:
             hdr["chromaticities"] = tuple(float(v) for v in chroma)
+        if target.colorspace:  # OCIO mode: the space the pixels are in (MEDIA_IO 4.1)
+            hdr["colorspace"] = target.colorspace
         if src.rate:
             hdr["framesPerSecond"] = Fraction(src.rate)  # a Fraction becomes an EXR rational
         if src.timecode:

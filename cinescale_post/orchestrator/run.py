@@ -197,8 +197,11 @@ class _Render:
         first = self.index_of[win.all_frames[0]]
         behind = tuple(src[max(0, first - self.lookbehind):first])
         got = self.cache.get(behind + win.all_frames)  # one ascending read, no seek back
+        carries = []
         if self.colour is not None:  # the backend sees the model's colour space; the cache keeps the plate's
-            got = [dataclasses.replace(f, rgb=self.colour.to_model(f.rgb)) for f in got]
+            shown = [self.colour.to_model(f.rgb) for f in got]
+            carries = [c for _, c in shown[len(behind):]]  # what the model cannot represent, per frame
+            got = [dataclasses.replace(f, rgb=rgb) for f, (rgb, _) in zip(got, shown)]
         frames, before = got[len(behind):], got[:len(behind)]
         g = self.plan.output.geometry
         job = WindowJob(frames=frames, size=(g.scale_w, g.scale_h), seed_for=self.seed_for, lookbehind=before)
@@ -216,7 +219,7 @@ class _Render:
                                   f"{getattr(img, 'shape', None)}, expected {want}")
         outs = [np.asarray(o, dtype=np.float32) for o in outs]
         if self.colour is not None:
-            outs = [self.colour.from_model(o) for o in outs]
+            outs = [self.colour.from_model(o, c) for o, c in zip(outs, carries)]
         return outs
 
     def _open_writer(self, frames: tuple[int, ...]):
@@ -237,7 +240,8 @@ class _Render:
             colour=plan.output.colour, audio=False if plan.output.kind == "movie" else plan.output.audio,
             metadata={"software": f"cinescale-post {__version__}", "cinescale:preset": plan.preset,
                       "cinescale:backend": plan.backend, "cinescale:seed": str(plan.seed),
-                      "cinescale:plan_digest": plan.digest()})
+                      "cinescale:plan_digest": plan.digest()},
+            **_ocio_target(plan.colour))
         if self.manifest.read_only:
             return DiscardWriter(target)
         try:
@@ -260,6 +264,14 @@ class _Render:
         except OSError as exc:
             raise OutputError(f"writing frame {f} to {self.plan.output.path} failed: {exc.strerror or exc}",
                               fix="free disk space or fix permissions, then run the same command to resume") from exc
+
+
+def _ocio_target(colour) -> dict:
+    """OutputTarget fields for OCIO mode: the output space and its primaries."""
+    if colour.get("mode") != "ocio":
+        return {}
+    chroma = colour.get("chromaticities")
+    return {"colorspace": colour["output"], "chromaticities": tuple(chroma) if chroma else None}
 
 
 def call_plugin(host, backend, what: str, fn, *args, **kwargs):
