@@ -85,7 +85,7 @@ def _inspect(path: str) -> _Chunk:
 def _check(chunks: list[_Chunk], source: SourceInfo, first_index: int) -> None:
     """Same layout everywhere, intra-frame codec, timecodes contiguous."""
     ref = chunks[0]
-    if ref.codec not in INTRA_CODECS:
+    if ref.codec not in INTRA_CODECS and len(chunks) > 1:  # one long-GOP chunk is remuxed whole
         raise InputError(f"chunk {ref.path} is {ref.codec}, which has inter-frame prediction; "
                          "packet joining is only safe for intra-frame codecs",
                          fix="render chunks as ProRes or DNxHR (or EXR) and assemble those")
@@ -190,6 +190,9 @@ def _join(av, out, chunks: list[_Chunk], source: SourceInfo, first: int, base: i
         vout = out.add_stream_from_template(tmpl)
         vout.time_base = tb
         vout.codec_context.framerate = source.rate  # without it no tmcd track (MEDIA_IO 2.7)
+        # The template does not carry the sample entry: without this every ProRes
+        # master is tagged apch (HQ), and decoders pick the profile from the tag.
+        vout.codec_context.codec_tag = tmpl.codec_context.codec_tag
         if "encoder" in tmpl.metadata:
             vout.metadata["encoder"] = tmpl.metadata["encoder"]  # compressor name
     tc = chunks[0].timecode or (offset_timecode(source.timecode, source.rate, first) if source.timecode else None)
@@ -211,13 +214,15 @@ def _join(av, out, chunks: list[_Chunk], source: SourceInfo, first: int, base: i
             for pkt in c.demux(v):
                 if pkt.dts is None:
                     continue
-                if not pkt.is_keyframe:
+                if not pkt.is_keyframe and len(chunks) > 1:
                     raise InputError(f"chunk {ch.path} has a non-key frame at pts {pkt.pts}",
                                      fix="render chunks with an intra-frame codec (ProRes, DNxHR)")
                 if first_pts is None:
                     first_pts = pkt.pts
                 pts = pkt.pts - first_pts + int(offset)
-                pkt.pts = pkt.dts = pts
+                # A single long-GOP chunk keeps its decode order (B-frames: dts < pts).
+                dts = pts if ch.codec in INTRA_CODECS else pkt.dts - first_pts + int(offset)
+                pkt.pts, pkt.dts = pts, dts
                 dur = pkt.duration or 0
                 pkt.stream = vout
                 out.mux(pkt)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError, UsageError
+from . import delivery
 from . import metrics as m
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,15 @@ class Placement:
 def _crop(a: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     x0, y0, w, h = box
     return a[y0:y0 + h, x0:x0 + w]
+
+
+def _canvas(picture: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+    """``picture`` (h, w, 3) placed at ``box`` in a black (H, W, 3) frame of
+    ``size``: what the writer was given, letterbox included."""
+    out = np.zeros((size[1], size[0], 3), np.float32)
+    x0, y0, w, h = box
+    out[y0:y0 + h, x0:x0 + w] = picture
+    return out
 
 
 @dataclass
@@ -153,6 +163,7 @@ class Measurements:
     flow: str = "dis"
     colour_space: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)
+    reference: str = "lanczos"  # what detail gain divides by (see qc/delivery.py)
 
 
 def drift_grid(w: int, h: int) -> tuple[int, int]:
@@ -235,6 +246,17 @@ def measure(setup: Setup, host, *, frames: str | None = None, flow: str = "dis",
                            sizes={"output": [oi.width, oi.height], "source": [si.width, si.height],
                                   "picture": [out_box[2], out_box[3]], "placement": place.__dict__})
         pos = {n: i for i, n in enumerate(si.frame_numbers)}
+        # The reference of detail gain goes through the render's own format
+        # (codec, clipping, 10-bit planes): see qc/delivery.py for why.
+        chain = delivery.for_output(setup.output, oi, setup.plan if setup.manifest else None)
+        res.reference = f"lanczos through {chain.label}"
+        hf_out: dict[int, float] = {}
+        hf_ref: dict[int, float] = {}
+
+        def delivered(items):
+            for n, full in items:
+                hf_ref[n] = m.hf_energy(_crop(full, out_box))
+
         prev = None
         for done, (of, sf) in enumerate(zip(out_r.read(numbers), src_r.read(numbers)), 1):
             src = np.ascontiguousarray(np.rot90(sf.rgb, k)) if k else sf.rgb
@@ -244,7 +266,8 @@ def measure(setup: Setup, host, *, frames: str | None = None, flow: str = "dis",
                                          formula=formula, **cs)
             res.drift_mean.append(dmean)
             res.drift_p95.append(dp95)
-            res.detail_gain.append(m.detail_gain(pic, ref))
+            hf_out[sf.number] = m.hf_energy(pic)
+            delivered(chain.push(sf.number, _canvas(ref, out_box, (oi.width, oi.height))))
             if prev is not None:
                 if pos[sf.number] == pos[prev[0]] + 1:
                     e_out, e_src = _transition(prev, src, pic, ref, place, scaled_box, flow)
@@ -256,6 +279,9 @@ def measure(setup: Setup, host, *, frames: str | None = None, flow: str = "dis",
             prev = (sf.number, src, pic, ref)
             if on_frame:
                 on_frame(sf.number, done, len(numbers))
+        delivered(chain.flush())
+        chain.close()
+        res.detail_gain = [m.energy_ratio(hf_out[n], hf_ref[n]) for n in numbers if n in hf_out]
         if len(res.drift_mean) != len(numbers):
             raise InputError(f"{setup.output} or {setup.source} ended early "
                              f"({len(res.drift_mean)} of {len(numbers)} frames decoded)",

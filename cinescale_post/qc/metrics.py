@@ -38,6 +38,7 @@ __all__ = [
     "delta_e_76",
     "delta_e_2000",
     "detail_gain",
+    "energy_ratio",
     "hf_energy",
     "isolated",
     "lanczos",
@@ -365,8 +366,14 @@ def detail_gain(output: np.ndarray, reference: np.ndarray, sigma: float = 1.0) -
     Two flat images give 1.0 (a small floor keeps the ratio finite).
     """
     _same_hw(output, reference)
+    return energy_ratio(hf_energy(output, sigma), hf_energy(reference, sigma))
+
+
+def energy_ratio(output: float, reference: float) -> float:
+    """:func:`detail_gain` from two :func:`hf_energy` values (a small floor
+    keeps the ratio finite; two flat images give 1.0)."""
     floor = 1e-10
-    return (hf_energy(output, sigma) + floor) / (hf_energy(reference, sigma) + floor)
+    return (output + floor) / (reference + floor)
 
 
 # ---------------------------------------------------------------- sequences

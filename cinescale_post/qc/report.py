@@ -187,7 +187,8 @@ def build(meas, setup, thresholds: Thresholds | None = None) -> dict:
                             + " between output and source, both shrunk (area) to 1/8 of the source size; "
                               f"{meas.colour_space.get('transfer')} transfer, "
                               f"{meas.colour_space.get('primaries')} primaries, D65",
-            "detail_gain": "high-frequency luma energy of the output / of a Lanczos upscale of the source",
+            "detail_gain": "high-frequency luma energy of the output / of a Lanczos upscale of the source "
+                           f"in the output's own format ({meas.reference})",
         },
         "thresholds": asdict(t),
         "frames": frames,

@@ -122,11 +122,24 @@ def test_missing_and_long_gop_chunks_are_refused(source, tmp_path):
     a = write_movie(source, tmp_path / "a.mov", indices=range(0, 4), audio=False)
     with pytest.raises(InputError, match="does not exist"):
         concat_movies([a, str(tmp_path / "nope.mov")], str(tmp_path / "m.mov"), source=source)
-    h = write_movie(source, tmp_path / "h.mov", "h264_10", indices=range(0, 12), audio=False)
+    h1 = write_movie(source, tmp_path / "h1.mov", "h264_10", indices=range(0, 6), audio=False)
+    h2 = write_movie(source, tmp_path / "h2.mov", "h264_10", indices=range(6, 12), audio=False)
     with pytest.raises(InputError, match="inter-frame"):
-        concat_movies([h], str(tmp_path / "m.mov"), source=source)
+        concat_movies([h1, h2], str(tmp_path / "m.mov"), source=source)
     with pytest.raises(InputError, match="no chunks"):
         concat_movies([], str(tmp_path / "m.mov"), source=source)
+
+
+def test_one_long_gop_chunk_is_remuxed_whole(source, tmp_path):
+    """A one-chunk H.264/H.265 render (output.chunk = 0) has nothing to join:
+    its packets are copied in decode order (B-frames keep dts < pts)."""
+    h = write_movie(source, tmp_path / "h.mov", "h264_10", indices=range(0, 12), audio=False)
+    out = concat_movies([h], str(tmp_path / "m.mov"), source=source)
+    with av.open(h) as a, av.open(out) as b:
+        want = [f.to_ndarray().tobytes() for f in a.decode(video=0)]
+        got = [f.to_ndarray().tobytes() for f in b.decode(video=0)]
+        assert b.streams.video[0].codec_context.codec_tag == a.streams.video[0].codec_context.codec_tag
+    assert len(got) == 12 and got == want
 
 
 def test_too_many_frames_for_the_source(source, tmp_path):
