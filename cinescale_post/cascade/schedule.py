@@ -5,7 +5,6 @@ the cosine skip-residual blend. Generic over latent rank and scheduler family.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Sequence
 
@@ -15,20 +14,11 @@ from .stages import ResolvedStage
 
 
 def stage_scheduler(backend: Any, stage: ResolvedStage) -> Any:
-    """A fresh scheduler for ``stage`` with its timesteps set.
-
-    ``make_scheduler`` gets ``stage=`` only when it accepts it (opt-in
-    argument, like pluggy hooks); ``stage_sigmas(stage)``, when the backend
-    has it and returns a sequence, is passed to ``set_timesteps`` as explicit sigmas.
-    """
-    make = backend.make_scheduler
-    try:
-        takes_stage = "stage" in inspect.signature(make).parameters
-    except (TypeError, ValueError):  # builtins / C callables: no signature
-        takes_stage = False
-    sched = make(stage=stage) if takes_stage else make()
-    sigmas_for = getattr(backend, "stage_sigmas", None)
-    sigmas = sigmas_for(stage) if sigmas_for is not None else None
+    """A fresh scheduler for ``stage`` with its timesteps set: the model's
+    ``make_scheduler(stage)``; ``stage_sigmas(stage)``, when it returns a
+    sequence, is passed to ``set_timesteps`` as explicit sigmas."""
+    sched = backend.make_scheduler(stage)
+    sigmas = backend.stage_sigmas(stage)
     if sigmas is None:
         sched.set_timesteps(stage.spec.steps, device=backend.device)
     else:
@@ -102,18 +92,35 @@ def cosine_blend(z: torch.Tensor, z_ref: torch.Tensor, t: Any, scale: Any,
     return (z * (1 - c1) + z_ref * c1).to(z.dtype)
 
 
-def mask_exponent(mask: torch.Tensor, latent_hw: tuple[int, int], fg: float, bg: float) -> torch.Tensor:
+class DetailMask:
+    """A detail mask with its rule: ``values`` (B or 1, 1, H, W) float;
+    ``soft=False`` (reference): any non-zero value is detail (m = 1);
+    ``soft=True``: the grey level, clamped to [0, 1], is the weight m."""
+
+    def __init__(self, values: torch.Tensor, soft: bool = False) -> None:
+        self.values, self.soft = values, bool(soft)
+
+    def to(self, device: Any) -> "DetailMask":
+        return DetailMask(self.values.to(device), self.soft)
+
+
+def mask_exponent(mask: "torch.Tensor | DetailMask", latent_hw: tuple[int, int], fg: float,
+                  bg: float) -> torch.Tensor:
     """Per-pixel exponent of the detail-control variant:
-    ``m * fg + (1 - m) * bg`` with ``m = (mask != 0)`` nearest-resized to the
-    latent grid. mask: (B or 1, 1, H, W) -> (B or 1, 1, h, w) float32."""
+    ``m * fg + (1 - m) * bg`` with ``m = (mask != 0)`` (reference; a
+    :class:`DetailMask` with ``soft`` uses the clamped grey level instead),
+    nearest-resized to the latent grid. mask: (B or 1, 1, H, W) -> (B or 1, 1, h, w) float32."""
     import torch.nn.functional as F
 
+    soft = isinstance(mask, DetailMask) and mask.soft
+    if isinstance(mask, DetailMask):
+        mask = mask.values
     if mask.ndim != 4 or mask.shape[1] != 1:
         raise ValueError(f"mask must be (B, 1, H, W), got {tuple(mask.shape)}")
     m = F.interpolate(mask.float(), size=tuple(latent_hw), mode="nearest")
-    m = (m != 0).float()
+    m = m.clamp(0.0, 1.0) if soft else (m != 0).float()
     return m * fg + (1 - m) * bg
 
 
-__all__ = ["add_noise_at", "blend_weight", "cosine_blend", "cosine_factor", "flow_sigmas", "mask_exponent",
+__all__ = ["DetailMask", "add_noise_at", "blend_weight", "cosine_blend", "cosine_factor", "flow_sigmas", "mask_exponent",
            "renoise_trajectory", "stage_scheduler"]

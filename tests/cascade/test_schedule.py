@@ -67,3 +67,15 @@ def test_flow_matching_and_video_rank():
     z = add_noise_at(s, x0, eps, s.timesteps[2])
     sig = s.sigmas[2]
     assert torch.allclose(z, (1 - sig) * x0 + sig * eps, atol=1e-5)
+
+
+def test_mask_exponent_reference_rule_and_soft_grey_levels():
+    from cinescale_post.cascade.schedule import DetailMask
+
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :, :4] = 0.3
+    binary = mask_exponent(DetailMask(mask), (4, 4), 2.0, 0.5)
+    assert torch.equal(binary, mask_exponent(mask, (4, 4), 2.0, 0.5))
+    assert float(binary[0, 0, 0, 0]) == 2.0 and float(binary[0, 0, 0, -1]) == 0.5  # any non-zero is detail
+    soft = mask_exponent(DetailMask(mask, soft=True), (4, 4), 2.0, 0.5)
+    assert float(soft[0, 0, 0, 0]) == pytest.approx(0.3 * 2.0 + 0.7 * 0.5) and float(soft[0, 0, 0, -1]) == 0.5

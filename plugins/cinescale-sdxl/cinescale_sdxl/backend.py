@@ -44,16 +44,22 @@ CROSS_FRAME_FUSION = "cross-frame"
 FREEU_DEFAULT = {"b1": 1.1, "b2": 1.2, "s1": 0.6, "s2": 0.4}
 
 
-def load_detail_mask(path: str | None):
-    """The detail mask as a (1, 1, H, W) float tensor of 0/1 (bright = 1), or None."""
+def load_detail_mask(path: str | None, soft: bool = False):
+    """The detail mask of ``path`` as a ``DetailMask`` over a (1, 1, H, W)
+    float tensor, or None. Reference (FreeScale imgen): any non-zero pixel is
+    detail, so a grey 0.3 band counts; ``soft``: the grey level (mean RGB) is
+    the per-pixel weight between ``cosine_scale`` and ``cosine_scale_bg``."""
     if not path:
         return None
+    import numpy as np
     import torch
 
+    from cinescale_post.cascade.schedule import DetailMask
     from cinescale_post.media.sequence_reader import read_image
 
-    rgb = read_image(path).rgb
-    return torch.from_numpy((rgb.mean(axis=-1) > 0.5).astype("float32"))[None, None]
+    rgb = np.asarray(read_image(path).rgb, np.float32)
+    values = rgb.mean(axis=-1) if soft else (np.abs(rgb).max(axis=-1) != 0).astype(np.float32)
+    return DetailMask(torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None], soft=soft)
 
 
 @dataclass(frozen=True)
@@ -95,9 +101,12 @@ class SDXLOptions:
     dilate_convs: module names to dilate (default: FreeScale's nine SDXL convolutions).
     keep_stages: generate returns every stage's image, not only the last.
     detail_mask: an image file (PNG/TIFF/EXR, any size) for the per-pixel variant of the cosine
-        blend (ALGORITHM.md, detail control): where the mask is bright (mean > 0.5) upscaled
-        stages use the stage's ``cosine_scale``, elsewhere ``cosine_scale_bg`` (default 1.0),
-        so regions can keep more or less of the upsampled structure. One mask for the shot.
+        blend (ALGORITHM.md, detail control): where the mask is non-zero (reference: any value
+        above black, a grey 0.3 band included) upscaled stages use the stage's ``cosine_scale``,
+        elsewhere ``cosine_scale_bg`` (default 1.0), so regions can keep more or less of the
+        upsampled structure. One mask for the shot.
+    detail_mask_soft: false (reference, binary); true: the mask's grey level (mean RGB, 0..1)
+        weighs the two exponents, ``m * cosine_scale + (1 - m) * cosine_scale_bg``.
     """
 
     freeu: Any = True
@@ -118,6 +127,7 @@ class SDXLOptions:
     dilate_convs: tuple[str, ...] = SDXL_DILATED_CONVS
     keep_stages: bool = False
     detail_mask: str | None = None
+    detail_mask_soft: bool = False
 
     @classmethod
     def from_dict(cls, d: dict, source: Any = None) -> "SDXLOptions":
@@ -139,7 +149,7 @@ class SDXLOptions:
             v["freeu"] = {**FREEU_DEFAULT, **{k: float(x) for k, x in f.items()}}
         else:
             raise PlanError(f"backend_options.freeu = {f!r}", fix="use true, false or a table {b1, b2, s1, s2}")
-        for k in ("vae_tiling", "jitter", "keep_stages", "cross_frame"):
+        for k in ("vae_tiling", "jitter", "keep_stages", "cross_frame", "detail_mask_soft"):
             if k in v and not isinstance(v[k], bool):
                 raise PlanError(f"backend_options.{k} = {v[k]!r} must be true or false")
         if v.get("vae_fp32", "auto") != "auto" and not isinstance(v.get("vae_fp32"), bool):
@@ -255,7 +265,7 @@ class SDXLBackend(DiffusionBackend):
         dtype = getattr(torch, plan.dtype)
         pipe = load_pipeline(plan.model, dtype, config=self.options.config)
         self.attach(pipe, device=plan.device, dtype=dtype, options=self.options)
-        self.mask = load_detail_mask(self.options.detail_mask)
+        self.mask = load_detail_mask(self.options.detail_mask, self.options.detail_mask_soft)
 
     def attach(self, pipe: Any, *, device: Any = "cpu", dtype: Any = None, options: SDXLOptions | None = None):
         """Use an in-memory ``StableDiffusionXLPipeline`` (tests, smoke)."""

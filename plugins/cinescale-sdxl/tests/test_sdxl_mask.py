@@ -44,3 +44,35 @@ def test_missing_mask_file_is_a_plan_error(tmp_path):
     with pytest.raises(PlanError, match="detail_mask"):
         SDXLBackend().validate(stages=STAGES, options={"detail_mask": str(tmp_path / "none.png")},
                                size=(128, 128), source=None)
+
+
+def _band(path, left: int, right: int):
+    m = np.zeros((32, 64), np.uint8)
+    m[:, :32], m[:, 32:] = left, right
+    cv2.imwrite(str(path), m)
+    return str(path)
+
+
+def _render_opts(tiny_model, **opts):
+    b = SDXLBackend()
+    b.load(make_plan(tiny_model, stages=STAGES, mode="render", size=(128, 128),
+                     options={"anchor_lowfreq": 0.0, "posterior": "mean", **opts}))
+    return b.render(WindowJob(frames=frames_of([still(3)]), size=(128, 128), seed_for=seed_for))[0]
+
+
+def test_a_grey_band_is_detail_as_in_the_reference(tmp_path, tiny_model):
+    """Reference (FreeScale imgen): any non-zero mask value marks detail; a
+    0.3 grey band (77/255) is the same as white there, not background."""
+    grey = _render_opts(tiny_model, detail_mask=_band(tmp_path / "g.png", 77, 0))
+    white = _render_opts(tiny_model, detail_mask=_band(tmp_path / "w.png", 255, 0))
+    assert np.array_equal(grey, white)
+
+
+def test_soft_mask_weighs_the_exponents_by_grey_level(tmp_path, tiny_model):
+    binary = _render_opts(tiny_model, detail_mask=_band(tmp_path / "w.png", 255, 0))
+    soft_white = _render_opts(tiny_model, detail_mask=_band(tmp_path / "w.png", 255, 0), detail_mask_soft=True)
+    soft_grey = _render_opts(tiny_model, detail_mask=_band(tmp_path / "g.png", 128, 0), detail_mask_soft=True)
+    assert np.array_equal(binary, soft_white)  # 0/1 masks: both rules agree
+    assert not np.array_equal(soft_grey, binary)
+    d = np.abs(soft_grey - binary).mean(axis=(0, 2))
+    assert d[:48].mean() > 1.5 * d[80:].mean()  # the change sits on the grey (left) half
