@@ -104,6 +104,13 @@ def param_count_from_config(folder: str | Path) -> tuple[int, int]:
             with torch.device("meta"):
                 model = cls.from_config(cfg)
             return param_count(model), largest_leaf_params(model)
+        if cfg.get("architectures") and cfg.get("model_type"):  # a transformers model (text encoders)
+            import transformers
+
+            conf = transformers.AutoConfig.for_model(**{k: v for k, v in cfg.items() if k != "architectures"})
+            with torch.device("meta"):
+                model = getattr(transformers, cfg["architectures"][0])(conf)
+            return param_count(model), largest_leaf_params(model)
     except Exception:  # noqa: BLE001 - fall back to the weights' headers
         pass
     n, big = safetensors_params(folder)

@@ -1,0 +1,150 @@
+"""Run a backend through the core cascade driver on meta tensors, under the tracker.
+
+Model-side shims only (the driver runs unchanged):
+
+* :func:`meta_safe_scheduler`: the backend's scheduler keeps its timesteps and
+  sigmas on the CPU (``set_timesteps(device=...)`` is forced to "cpu"), so
+  every index lookup and comparison the loop and the scheduler make stays on
+  real numbers; on meta samples ``add_noise``/``scale_noise`` (linear in
+  (x0, eps)) are evaluated as ``a x0 + b eps`` with placeholder numbers,
+  because diffusers moves the timestep to the sample's device for them, where
+  it has no value to look up (and values change nothing that is counted);
+* :class:`Instrumented`: wraps ``encode``/``decode``/``predict`` of the
+  backend in tracker phases (``vae.encode``, ``vae.decode``, ``denoiser``,
+  labelled with the stage's pixel size) and memoises the denoiser: the first
+  call per (stage size, input shape, dilation state, guidance) is simulated,
+  later identical calls return a fresh output of the same shape and add the
+  first call's FLOPs. This is the "one denoiser call per stage x its steps"
+  simplification: a meta tensor has no values, so every step of a stage
+  costs exactly the same; the scheduler loop itself (blend, re-noise, steps)
+  runs for every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from .tracker import SimulationTracker
+
+
+def meta_safe_scheduler(sched: Any) -> Any:
+    """Make ``sched`` (a diffusers scheduler) usable with meta latents, in place
+    (its class is swapped for a subclass; deep copies keep it)."""
+    base = type(sched)
+    if getattr(base, "_cinescale_meta_safe", False):
+        return sched
+
+    def set_timesteps(self, *args, **kwargs):
+        kwargs["device"] = "cpu"
+        return base.set_timesteps(self, *args, **kwargs)
+
+    def add_noise(self, original_samples, noise, timesteps):
+        if original_samples.device.type != "meta":
+            return base.add_noise(self, original_samples, noise, timesteps)
+        return _linear(original_samples, noise)
+
+    def scale_noise(self, sample, timestep, noise=None):
+        if sample.device.type != "meta":
+            return base.scale_noise(self, sample, timestep, noise)
+        return _linear(sample, noise)
+
+    attrs = {"set_timesteps": set_timesteps, "_cinescale_meta_safe": True}
+    if hasattr(base, "add_noise"):
+        attrs["add_noise"] = add_noise
+    if hasattr(base, "scale_noise"):
+        attrs["scale_noise"] = scale_noise
+    sched.__class__ = type(f"MetaSafe{base.__name__}", (base,), attrs)
+    return sched
+
+
+def _linear(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """``a x0 + b eps`` with placeholder coefficients: a meta tensor has no
+    values, so the schedule's numbers change nothing that is counted (the
+    ops, shapes and dtypes are those of diffusers' ``add_noise``)."""
+    a = torch.tensor(1.0, dtype=x0.dtype)
+    return x0 * a + eps * a
+
+
+def _label(size: tuple[int, int]) -> str:
+    return f"{int(size[0])}x{int(size[1])}"
+
+
+class Instrumented:
+    """Tracker phases around a loaded backend's model calls (see module doc).
+
+    ``install()`` replaces the bound methods on the backend instance for the
+    duration of a ``with`` block (they are restored afterwards)."""
+
+    def __init__(self, backend: Any, tracker: SimulationTracker, *, latent_factor: int):
+        self.backend = backend
+        self.tracker = tracker
+        self.f = int(latent_factor)
+        self.memo: dict[tuple, tuple[int, torch.Tensor]] = {}
+        self.calls: dict[str, int] = {}
+        self.simulated: dict[str, int] = {}
+
+    def _size_of(self, latent: torch.Tensor) -> str:
+        return _label((latent.shape[-1] * self.f, latent.shape[-2] * self.f))
+
+    def _dilation_state(self) -> tuple:
+        names = tuple(getattr(self.backend.patch_points, "dilate_convs", ()) or ())
+        if not names:
+            return ()
+        mods = dict(self.backend.denoiser.named_modules())
+        return tuple(tuple(getattr(mods[n], "dilation", (1, 1))) for n in names if n in mods)
+
+    @contextlib.contextmanager
+    def install(self):
+        b = self.backend
+        saved = {k: b.__dict__.get(k) for k in ("encode", "decode", "predict", "make_scheduler")}
+        enc, dec, pred, mk = b.encode, b.decode, b.predict, b.make_scheduler
+        tr = self.tracker
+
+        def encode(pixels, **kw):
+            with tr.phase("vae.encode", _label((pixels.shape[-1], pixels.shape[-2]))):
+                return enc(pixels, **kw)
+
+        def decode(latents):
+            with tr.phase("vae.decode", self._size_of(latents)):
+                return dec(latents)
+
+        def predict(x, t, cond, *, guidance):
+            stage = self._size_of(x)
+            key = (stage, tuple(x.shape), self._dilation_state(), float(guidance))
+            self.calls[stage] = self.calls.get(stage, 0) + 1
+            hit = self.memo.get(key)
+            if hit is not None:
+                flops, out = hit
+                tr.add_flops("denoiser", stage, flops)
+                return torch.empty_like(out)
+            before = tr.total_flops
+            with tr.phase("denoiser", stage):
+                out = pred(x, t, cond, guidance=guidance)
+            self.simulated[stage] = self.simulated.get(stage, 0) + 1
+            self.memo[key] = (tr.total_flops - before, torch.empty_like(out))
+            return out
+
+        import inspect
+
+        takes_stage = "stage" in inspect.signature(mk).parameters
+
+        def make_scheduler(stage=None):
+            return meta_safe_scheduler(mk(stage=stage) if takes_stage else mk())
+
+        b.encode, b.decode, b.predict = encode, decode, predict
+        b.make_scheduler = make_scheduler
+        try:
+            yield self
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    b.__dict__.pop(k, None)
+                else:
+                    b.__dict__[k] = v
+            self.memo.clear()
+
+
+__all__ = ["Instrumented", "meta_safe_scheduler"]
