@@ -172,7 +172,13 @@ class Manifest:
 
     def units(self) -> dict[str, Unit]:
         """Every logged unit (the last record of an id wins)."""
-        found: dict[str, Unit] = {}
+        return {uid: records[-1] for uid, records in self.unit_records().items()}
+
+    def unit_records(self) -> dict[str, list[Unit]]:
+        """Every record of every unit id, in log order. Two farm tasks may
+        both publish a frame they share (identical bytes, each renamed into
+        place): only the record of the last rename matches the file."""
+        found: dict[str, list[Unit]] = {}
         if not self.work.is_dir():
             return found
         for log in sorted(self.work.glob("units-*.jsonl")):
@@ -181,24 +187,26 @@ class Manifest:
                     found_unit = Unit(**json.loads(line))
                 except (ValueError, TypeError):
                     continue  # a line cut short by a crash
-                found[found_unit.id] = found_unit
+                found.setdefault(found_unit.id, []).append(found_unit)
         return found
 
     def verified_units(self, *, full: bool = False) -> dict[str, Unit]:
         """Units whose file is still there unchanged (size + mtime; and sha1
-        when ``full``)."""
+        when ``full``): the latest record that matches the file."""
         ok = {}
-        for uid, u in self.units().items():
-            p = self.root / u.file
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            if st.st_size != u.size or st.st_mtime_ns != u.mtime_ns:
-                continue
-            if full and file_sha1(p) != u.sha1:
-                continue
-            ok[uid] = u
+        for uid, records in self.unit_records().items():
+            for u in reversed(records):
+                p = self.root / u.file
+                try:
+                    st = p.stat()
+                except OSError:
+                    break
+                if st.st_size != u.size or st.st_mtime_ns != u.mtime_ns:
+                    continue
+                if full and file_sha1(p) != u.sha1:
+                    continue
+                ok[uid] = u
+                break
         return ok
 
     def make_unit(self, uid: str, first: int, last: int, path: str, seconds: float) -> Unit | None:

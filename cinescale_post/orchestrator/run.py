@@ -30,16 +30,18 @@ import numpy as np
 
 from ..errors import CinescaleError, OutputError, PluginError
 from ..interfaces import Frame, OutputTarget, WindowJob
+from ..media.sequence import compress_ranges
 from .executors import get_executor
 from .manifest import Manifest, input_identity
 from .assembly import assembled_ok, remove_chunks, assemble_movie  # noqa: F401 - assemble_movie: public API
 from .memory import render_with_backoff
 from .temporaries import sweep_stale_temporaries
 from .progress import NullSink
+from .seams import SeamStore, clear_seams, seams_dir
 from .ranks import DiscardWriter, is_main_process
 from .seeds import seed_function
 from .signals import StopFlag
-from .windows import Chunk, Window, chunks as make_chunks, coverage, layout
+from .windows import Chunk, Window, assign_windows, chunks as make_chunks, coverage, layout
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class Summary:
     seconds: float
     outputs: list[str] = field(default_factory=list)
     skipped: int = 0
+    windows_rendered: int = 0  # backend calls this run made (windows.assign_windows: each once)
+    windows_needed: int = 0  # distinct windows covering the frames it had to render
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -112,6 +116,29 @@ class _Render:
         self.lookbehind = int(backend.lookbehind_frames(plan.backend_options, plan.stages)
                               if hasattr(backend, "lookbehind_frames") else 0)
         self.outputs: list[str] = []
+        self.weight = {(f, wi): wt for f, items in self.cov.items() for wi, wt in items}
+        self.plan_frames = frozenset(plan.frames)
+        # window-unit scheduling (windows.assign_windows, seams.py); run() sets these for the whole render
+        self.owners: dict[int, str | None] = {}
+        self.defer = False  # chunks run concurrently: wait for a window's owner instead of rendering it
+        self.job: frozenset[int] = self.plan_frames
+        self.done_at_start: frozenset[int] = frozenset()
+        self.published_frames: set[int] = set()
+        self.seams = SeamStore(seams_dir(manifest), persist=False)
+        self.windows_rendered = 0
+
+    def schedule(self, *, owners: dict, job_frames, done_at_start, persist: bool, defer: bool = False) -> None:
+        """Window-unit scheduling for this render: which chunk renders each
+        window (``windows.assign_windows``), the farm job's frames, what was
+        published before; ``persist``: hand contributions on through the
+        manifest (other processes need them); ``defer``: chunks run
+        concurrently, so wait for a window's owner rather than render it."""
+        self.owners = dict(owners)
+        self.job = frozenset(job_frames) | self.plan_frames
+        self.done_at_start = frozenset(done_at_start)
+        self.defer = defer
+        self.seams = SeamStore(seams_dir(self.manifest), persist=persist or defer,
+                               read_only=self.manifest.read_only)
 
     # ------------------------------------------------------------------ chunk
 
@@ -120,34 +147,73 @@ class _Render:
             self.manifest.log_unit(self.manifest.make_unit(uid, first, last, path, seconds))
 
     def run_chunk(self, chunk: Chunk, todo: tuple[int, ...]) -> dict:
+        """Render the windows ``chunk`` owns, take the contributions other
+        chunks handed on for its shared frames, publish every frame of
+        ``todo`` whose contributions are all there, and hand on this
+        chunk's contributions to frames another chunk publishes
+        (``seams.py``): each window is rendered once, whatever the chunking."""
         t0 = time.monotonic()
         plan = self.plan
+        rendered_before = self.windows_rendered
         todo_set = set(todo)
-        remaining = {f: len(self.cov[f]) for f in todo}
-        weight = {(f, wi): wt for f in todo for wi, wt in self.cov[f]}
+        handed: dict[tuple[int, int], np.ndarray] = {}
+        deferred: set[int] = set()
+        mine: list[int] = []
+        for wi in chunk.windows:
+            needs = [f for f in self.windows[wi].weights if f in todo_set]
+            if not needs:
+                continue
+            owner = self.owners.get(wi, chunk.id)
+            if owner == chunk.id:
+                mine.append(wi)
+                continue
+            got = {f: self.seams.get(wi, f) for f in needs}
+            if all(v is not None for v in got.values()):
+                handed.update({(f, wi): v for f, v in got.items()})
+            elif owner is None or self.defer:
+                deferred.update(needs)  # its owner hands them on; the side that finishes last publishes
+            else:
+                mine.append(wi)  # its owner ran earlier without handing it on (a resume): render it here
+        now = tuple(f for f in todo if f not in deferred)
+        remaining = {f: len(self.cov[f]) for f in now}
         acc: dict[int, np.ndarray] = {}
-        runs = _contiguous_runs(todo, self.index_of) if plan.output.kind == "movie" else [todo]
+        runs = _contiguous_runs(now, self.index_of) if plan.output.kind == "movie" else [now]
+        order = sorted(set(mine) | {wi for _, wi in handed})
+        outgoing: set[int] = set(deferred)
         writers: list = []
         published: list[str] = []
+        frames_published: list[int] = []
         try:
             run_iter = iter(runs)
-            current_run = next(run_iter)
-            writer = self._open_writer(current_run)
-            writers.append(writer)
+            current_run = next(run_iter, ())
+            writer = self._open_writer(current_run) if current_run else None
+            if writer is not None:
+                writers.append(writer)
             run_t0 = time.monotonic()
-            for wi in chunk.windows:
+            for wi in order:
                 win = self.windows[wi]
-                if not todo_set.intersection(win.weights):
-                    continue
-                outs = self._render_window(win)
-                core = outs[len(win.context_before): len(win.context_before) + len(win.frames)]
-                seen = set()
-                for f, img in zip(win.frames, core):
-                    if f in seen or f not in todo_set:
-                        continue
-                    seen.add(f)
-                    w = weight[(f, wi)]
-                    contrib = img if w == 1.0 else img * np.float32(w)
+                if wi in mine:
+                    outs = self._render_window(win)
+                    self.windows_rendered += 1
+                    core = outs[len(win.context_before): len(win.context_before) + len(win.frames)]
+                    items, seen = [], set()
+                    for f, img in zip(win.frames, core):
+                        if f in seen:
+                            continue
+                        seen.add(f)
+                        hand = f in deferred or (f not in todo_set and self._wanted_elsewhere(f))
+                        if f not in remaining and not hand:
+                            continue
+                        w = self.weight[(f, wi)]
+                        contrib = img if w == 1.0 else img * np.float32(w)
+                        if hand:
+                            self.seams.put(wi, f, contrib)
+                            outgoing.add(f)
+                        if f in remaining:
+                            items.append((f, contrib))
+                else:
+                    items = [(f, handed[(f, wi)]) for f in win.weights if (f, wi) in handed and f in remaining]
+                for f, contrib in items:
                     acc[f] = contrib if f not in acc else acc[f] + contrib
                     remaining[f] -= 1
                     if remaining[f]:
@@ -156,6 +222,8 @@ class _Render:
                     if f not in current_run:
                         raise AssertionError(f"frame {f} finished outside its run")  # windows are ordered
                     self._write(writer, f, out)
+                    frames_published.append(f)
+                    self.seams.drop(f, [i for i, _ in self.cov[f]])
                     if plan.output.kind == "sequence":
                         path = plan.output.path % f
                         self._log(str(f), f, f, path, time.monotonic() - run_t0)
@@ -178,6 +246,12 @@ class _Render:
             for wr in writers:
                 wr.close()
             writers.clear()
+            self.published_frames.update(frames_published)
+            # a later chunk of this process takes its own frames; concurrent chunks: the last one publishes
+            late, files = self._publish_handed(f for f in outgoing
+                                               if self.defer or f in deferred or f not in self.plan_frames)
+            frames_published += late
+            published += files
         except BaseException:
             for wr in writers:
                 try:
@@ -186,11 +260,63 @@ class _Render:
                     log.warning("could not clean up a writer: %s", exc)
             raise
         seconds = time.monotonic() - t0
-        info = {"id": chunk.id, "frames": list(todo), "files": published, "seconds": round(seconds, 3)}
-        self.sink.emit("chunk_done", chunk=chunk.id, frames=len(todo), files=published, seconds=info["seconds"])
+        mine_frames = [f for f in frames_published if f in self.plan_frames]
+        waiting = sorted(f for f in deferred if f not in self.published_frames)
+        info = {"id": chunk.id, "frames": mine_frames, "files": published, "seconds": round(seconds, 3),
+                "windows_rendered": self.windows_rendered - rendered_before, "waiting": waiting}
+        self.sink.emit("chunk_done", chunk=chunk.id, frames=len(mine_frames), files=published,
+                       seconds=info["seconds"])
         self.host.notify("chunk_finished", plan=plan, chunk=info)
         self.outputs.extend(published)
         return info
+
+    def _wanted_elsewhere(self, f: int) -> bool:
+        """Another chunk (or farm task) of this job publishes ``f`` and it is not published yet."""
+        return f in self.job and f not in self.done_at_start and f not in self.published_frames
+
+    def _publish_handed(self, frames) -> tuple[list[int], list[str]]:
+        """Publish each of ``frames`` whose contributions from every window
+        are all there (in memory or handed on by other tasks): summed in
+        window order, as a single pass sums them. Returns (frames, files)."""
+        ready: list[tuple[int, np.ndarray]] = []
+        for f in sorted(frames, key=self.index_of.__getitem__):
+            if f in self.published_frames:
+                continue
+            parts = [self.seams.get(wi, f) for wi, _ in self.cov[f]]
+            if any(p is None for p in parts):
+                continue
+            img = parts[0]
+            for p in parts[1:]:
+                img = img + p
+            ready.append((f, img))
+        images = dict(ready)
+        order = tuple(f for f, _ in ready)
+        runs = _contiguous_runs(order, self.index_of) if self.plan.output.kind == "movie" else [(f,) for f in order]
+        done: list[int] = []
+        files: list[str] = []
+        for frames_run in runs:
+            t0 = time.monotonic()
+            writer = self._open_writer(frames_run)
+            try:
+                for f in frames_run:
+                    self._write(writer, f, images[f])
+                paths = writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+            if self.plan.output.kind == "sequence":
+                paths = [self.plan.output.path % frames_run[0]]
+            uid = str(frames_run[0]) if self.plan.output.kind == "sequence" else f"{frames_run[0]}-{frames_run[-1]}"
+            if paths:
+                self._log(uid, frames_run[0], frames_run[-1], paths[0], time.monotonic() - t0)
+            files.extend(paths)
+            for f in frames_run:
+                done.append(f)
+                self.published_frames.add(f)
+                self.seams.drop(f, [i for i, _ in self.cov[f]])
+                if f in self.plan_frames:
+                    self.sink.emit("frame", frame=f)
+        return done, files
 
     def _render_window(self, win: Window) -> list[np.ndarray]:
         src = self.plan.source.frame_numbers
@@ -360,9 +486,16 @@ def plugin_versions(host) -> dict:
 
 
 def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, executor: str = "local",
-        executor_options: dict | None = None, assemble: bool = True) -> Summary:
+        executor_options: dict | None = None, assemble: bool = True,
+        job_frames: tuple[int, ...] | None = None) -> Summary:
     """Render ``plan``; return a Summary. Raises CinescaleError subclasses
-    (Interrupted on SIGINT/SIGTERM, after cleaning up)."""
+    (Interrupted on SIGINT/SIGTERM, after cleaning up).
+
+    ``job_frames`` (``--job-frames``): every frame of the farm job this run
+    is one task of. Windows that start in another task's frames are left to
+    that task, which hands their contributions on through the manifest
+    (``seams.py``); frames waiting for one are published by whichever task
+    finishes last."""
     t0 = time.monotonic()
     total = len(plan.frames)
     for w in plan.warnings:
@@ -381,12 +514,13 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     if existing is None and main:
         manifest.clear()
         remove_chunks(manifest)
+        clear_seams(manifest)
     weights = _weights_identity(backend.weight_files(plan), (existing or {}).get("weights"))
     if existing is None:
         manifest.write_header(plan, plugins=plugin_versions(host), input_ident=ident, weights=weights)
     if main:
         out_dir = os.path.dirname(os.path.abspath(plan.output.path))
-        sweep_stale_temporaries([out_dir, str(manifest.work / "chunks")])
+        sweep_stale_temporaries([out_dir, str(manifest.work / "chunks"), str(seams_dir(manifest))])
     owns_all = plan.output.kind == "movie" and set(plan.frames) == set(plan.source.frame_numbers)
     if owns_all and existing and assembled_ok(manifest, existing, verify):
         sink.emit("start", total=total, done=total, output=plan.output.path, backend=plan.backend)
@@ -399,6 +533,10 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     windows = layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap,
                      rule=backend.frame_rule, blend=plan.window.blend, handles=plan.handles)
     chunk_list = make_chunks(plan.source.frame_numbers, todo_frames, windows, plan.output.chunk)
+    job = frozenset(job_frames or ()) | frozenset(plan.frames)
+    owners = assign_windows(windows, chunk_list, plan.source.frame_numbers, run_frames=plan.frames, job_frames=job)
+    sched = {"owners": owners, "job_frames": tuple(sorted(job)), "done_at_start": tuple(sorted(done_frames))}
+    rendered = 0
     sink.emit("start", total=total, done=total - len(todo_frames), output=plan.output.path, backend=plan.backend)
     host.notify("render_started", plan=plan)
     status = "failed"
@@ -412,18 +550,30 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                 reader = _open_reader(plan, host)
                 try:
                     render = _Render(plan, host, sink, manifest, stop, backend, reader, windows)
+                    render.schedule(**sched, persist=job_frames is not None)
                     for _ in ex.run(chunk_list, work=lambda c: render.run_chunk(c, c.frames),
-                                    task=functools.partial(render_chunk_task, plan), sink=sink):
+                                    task=functools.partial(render_chunk_task, plan, schedule=sched), sink=sink):
                         pass
                 finally:
                     reader.close()
                     backend.unload()
                 outputs = render.outputs
+                rendered = render.windows_rendered
+                waiting = sorted(set(todo_frames) - render.published_frames)
             elif chunk_list:
-                for info in ex.run(chunk_list, work=None, task=functools.partial(render_chunk_task, plan),
+                waiting = set()
+                for info in ex.run(chunk_list, work=None, task=functools.partial(render_chunk_task, plan, schedule=sched),
                                    sink=sink):
                     outputs.extend(info["files"])
+                    rendered += info.get("windows_rendered", 0)
+                    waiting |= set(info.get("waiting", ()))
                     stop.check()
+                waiting = sorted(waiting - finished_frames(manifest, plan.source))
+            else:
+                waiting = []
+            if waiting:
+                sink.emit("warning", message=f"frames {compress_ranges(waiting)} wait for windows another task "
+                          "of the job renders; that task publishes them when it ends (nothing to do here)")
             if owns_all and assemble and main:
                 final = assemble_movie(manifest, plan.source, plan.output.path, audio=plan.output.audio)
                 outputs = [final]
@@ -446,7 +596,8 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         manifest.close()
         seconds = round(time.monotonic() - t0, 3)
         done = sink.done if hasattr(sink, "done") else 0
-        summary = Summary(status, done, total, seconds, list(outputs))
+        summary = Summary(status, done, total, seconds, list(outputs), windows_rendered=rendered,
+                          windows_needed=len({wi for c in chunk_list for wi in c.windows}))
         manifest.update(last_run={"status": status, "seconds": seconds,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         host.notify("render_finished", plan=plan, summary=summary.to_dict())
@@ -461,12 +612,16 @@ class _NoStop:
         pass
 
 
-def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extra_plugins: tuple = ()) -> dict:
+def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extra_plugins: tuple = (),
+                      schedule: dict | None = None) -> dict:
     """Render one chunk from scratch in the calling process (a fresh host,
     backend and reader): the picklable unit of work for distributed
     executors. Publishes files and logs units like the local path; returns
-    ``{"id", "frames", "files", "seconds"}``. Skips frames another attempt
-    already published (a retried task resumes)."""
+    ``{"id", "frames", "files", "seconds", "windows_rendered", "waiting"}``.
+    Skips frames another attempt already published (a retried task
+    resumes). ``schedule``: ``run``'s window assignment; chunks of one
+    render run concurrently, so windows other chunks own are waited for
+    (their contributions arrive through the manifest), never rendered."""
     from ..host import Host
 
     host = Host(load_entrypoints=load_entrypoints, extra_plugins=extra_plugins)
@@ -482,6 +637,9 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
     reader = _open_reader(plan, host)
     try:
         render = _Render(plan, host, NullSink(), manifest, _NoStop(), backend, reader, windows)
+        if schedule is not None:
+            render.schedule(owners=schedule["owners"], job_frames=schedule["job_frames"], done_at_start=done,
+                            persist=True, defer=True)
         return render.run_chunk(chunk, todo)
     finally:
         reader.close()

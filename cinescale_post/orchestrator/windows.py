@@ -152,3 +152,58 @@ def chunks(source_frames: tuple[int, ...] | list[int], wanted: list[int] | tuple
         wins = sorted({i for f in frames for i, _ in cov[f]})
         out.append(Chunk(f"{frames[0]}-{frames[-1]}", frames, tuple(wins)))
     return out
+
+
+# ------------------------------------------------------------------ the window as the unit of work
+
+
+def snap_chunk(chunk: int, size: int, overlap: int) -> tuple[int, str | None]:
+    """Chunk size (source frames) made of whole window strides, and a note
+    when it changed. Windows start every ``size - overlap`` frames from the
+    first source frame, so a chunk of ``k`` strides owns ``k`` windows and
+    shares only ``overlap`` frames with the next chunk (handed on, never
+    rendered twice). ``chunk`` 0 (one chunk) and image backends (stride 1)
+    are unchanged.
+
+    >>> snap_chunk(48, 81, 8)[0], snap_chunk(200, 81, 8)[0], snap_chunk(48, 1, 0)[0]
+    (73, 219, 48)
+    """
+    stride = size - overlap
+    if chunk <= 0 or stride <= 1 or chunk % stride == 0:
+        return chunk, None
+    k = max(1, round(chunk / stride))
+    snapped = k * stride
+    return snapped, (f"output.chunk {chunk} snapped to {snapped} frames ({k} window stride(s) of {stride}: "
+                     f"window {size}, overlap {overlap}) so each window is rendered once; set "
+                     f"output.chunk to a multiple of {stride} to silence this")
+
+
+def assign_windows(windows: list[Window], chunk_list: list[Chunk], source_frames, *,
+                   run_frames, job_frames=None) -> dict[int, str | None]:
+    """Which chunk of this run renders each window its chunks touch:
+    ``window index -> chunk id``, or None when another task of the farm job
+    renders it (and hands its contributions on through the manifest).
+
+    A window belongs to the task whose frame range holds its first frame
+    (clamped to the job's range), so tasks of one job, however the farm
+    chunks it, split the windows between them without talking to each
+    other; inside this run it goes to the first chunk that needs it (the
+    local executor then has its contributions in memory when later chunks
+    need them). ``run_frames``: the frames this run renders (the plan's);
+    ``job_frames``: every frame of the farm job this run is part of
+    (default: the run's own)."""
+    pos = {f: i for i, f in enumerate(source_frames)}
+    run_pos = [pos[f] for f in run_frames if f in pos]
+    job_pos = [pos[f] for f in (job_frames or run_frames) if f in pos]
+    if not run_pos:
+        return {}
+    run_lo, run_hi = min(run_pos), max(run_pos)
+    job_lo = min(job_pos + [run_lo])
+    out: dict[int, str | None] = {}
+    for c in chunk_list:
+        for wi in c.windows:
+            if wi in out:
+                continue
+            start = max(pos[windows[wi].frames[0]], job_lo)
+            out[wi] = c.id if run_lo <= start <= run_hi else None
+    return out
