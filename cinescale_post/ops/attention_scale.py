@@ -20,7 +20,7 @@ processors and removes the hook.
 Example::
 
     >>> round(attention_scale_factor(32640), 4), attention_scale_factor(8160)
-    (1.0847, 1.0)
+    (1.0846, 1.0)
 """
 
 from __future__ import annotations
