@@ -100,9 +100,13 @@ def _plan_options(f):
               help="Ray cluster for --executor ray (ray://head:10001, head:6379, auto); "
                    "default: RAY_ADDRESS, else a local cluster.")
 @click.option("--no-assemble", is_flag=True, help="Leave movie chunks for `cinescale assemble`.")
+@click.option("--job-frames", metavar="FRAMES",
+              help="Farm tasks: every frame of the job this task is part of (e.g. 1001-1240). Windows "
+                   "another task starts are left to it and shared frames handed on, so each window is "
+                   "rendered once.")
 @click.pass_context
 def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, progress, frames, start, end,
-           first_frame, handles, prompt, overwrite, verify, executor, executor_address, no_assemble):
+           first_frame, handles, prompt, overwrite, verify, executor, executor_address, no_assemble, job_frames):
     """Render INPUT (movie or frame pattern) to OUTPUT. Running the same
     command again resumes: finished, verified frames and chunks are kept."""
     from . import plan as plan_mod
@@ -118,12 +122,13 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
         plan = plan_mod.build(preset, host=host, input=input, output=output, overrides=overrides,
                               first_frame=first_frame, frames=frames, start=start, end=end, handles=handles,
                               model=model, seed=seed, device=device, prompt=prompt)
+        job = plan_mod.select_frames(plan.source, frames=job_frames, start=None, end=None)[0] if job_frames else None
     if dry_run:
         click.echo(plan.to_json())
         return
     summary = run(plan, host, sink, overwrite=overwrite, verify=verify, executor=executor,
                   executor_options={"address": executor_address} if executor_address else None,
-                  assemble=not no_assemble)
+                  assemble=not no_assemble, job_frames=job)
     if progress in ("auto", "bar", "none"):
         where = ", ".join(summary.outputs[:1]) or plan.output.path
         more = f" (+{len(summary.outputs) - 1} files)" if len(summary.outputs) > 1 else ""

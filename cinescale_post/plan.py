@@ -365,7 +365,24 @@ def build(preset: str, *, host, output: str, input: str | None = None,
                 window=WindowPlan(w["size"], w["overlap"], w["blend"]), prompt=cfg["prompt"],
                 negative_prompt=cfg["negative_prompt"], description=cfg["description"],
                 colour=colour_mgmt, warnings=tuple(warnings))
-    return _plan_memory(plan, backend)
+    return _snap_chunk(_plan_memory(plan, backend))
+
+
+def _snap_chunk(plan: Plan) -> Plan:
+    """Chunks made of whole window strides, so each window is rendered by
+    one chunk and only the overlap is handed on (``orchestrator.windows``);
+    the change is said in a warning."""
+    import dataclasses
+
+    from .orchestrator.windows import snap_chunk
+
+    if plan.mode != "render" or plan.window.size <= 1:
+        return plan
+    chunk, note = snap_chunk(plan.output.chunk, plan.window.size, plan.window.overlap)
+    if note is None:
+        return plan
+    return dataclasses.replace(plan, output=dataclasses.replace(plan.output, chunk=chunk),
+                               warnings=plan.warnings + (note,))
 
 
 def _plan_memory(plan: Plan, backend) -> Plan:
@@ -386,6 +403,8 @@ def _plan_memory(plan: Plan, backend) -> Plan:
         mem = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
     notes = list(plan.warnings)
     window = plan.window
+    # what the preset asked for, before this machine's choice (frozen_memory.py: later tasks reuse the choice)
+    mem["requested"] = {"window": [window.size, window.overlap], "chunk": plan.output.chunk}
     if mem.get("available"):
         choice = mem.get("choice") or {}
         n = choice.get("window")

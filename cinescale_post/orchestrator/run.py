@@ -167,7 +167,9 @@ class _Render:
             if owner == chunk.id:
                 mine.append(wi)
                 continue
-            got = {f: self.seams.get(wi, f) for f in needs}
+            # only what this process holds: frames another process hands on are published
+            # through _publish_handed (one unit per frame), so two processes never write overlapping units
+            got = {f: self.seams.mem.get((wi, f)) for f in needs}
             if all(v is not None for v in got.values()):
                 handed.update({(f, wi): v for f, v in got.items()})
             elif owner is None or self.defer:
@@ -277,7 +279,8 @@ class _Render:
     def _publish_handed(self, frames) -> tuple[list[int], list[str]]:
         """Publish each of ``frames`` whose contributions from every window
         are all there (in memory or handed on by other tasks): summed in
-        window order, as a single pass sums them. Returns (frames, files)."""
+        window order, as a single pass sums them; one unit per frame.
+        Returns (frames, files)."""
         ready: list[tuple[int, np.ndarray]] = []
         for f in sorted(frames, key=self.index_of.__getitem__):
             if f in self.published_frames:
@@ -290,8 +293,9 @@ class _Render:
                 img = img + p
             ready.append((f, img))
         images = dict(ready)
-        order = tuple(f for f, _ in ready)
-        runs = _contiguous_runs(order, self.index_of) if self.plan.output.kind == "movie" else [(f,) for f in order]
+        # One unit per frame: two tasks that both publish a handed-on frame write the same
+        # unit (same bytes, same name), never overlapping movie chunks.
+        runs = [(f,) for f, _ in ready]
         done: list[int] = []
         files: list[str] = []
         for frames_run in runs:

@@ -26,7 +26,7 @@ from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip
 
-from ..helpers import TEST_BACKENDS_DIST, cli_env, fake_distribution, tree_bytes, write_preset
+from ..helpers import TEST_BACKENDS_DIST, cli_env, fake_distribution, run_cli, tree_bytes, write_preset
 
 FARM = Path(__file__).resolve().parents[2] / "integrations" / "farm"
 FRAMES = 12
@@ -299,3 +299,59 @@ def test_openjd_template_needs_the_chunking_extension():
     data = yaml.safe_load((FARM / "openjd" / "template.yaml").read_text())
     with pytest.raises(openjd.DecodeValidationError):
         openjd.decode_job_template(template=data)  # CHUNK[INT] is not core OpenJD
+
+
+# ------------------------------------------------------------------ windows rendered once across tasks
+
+_COUNTING = '''
+import os
+
+from cinescale_post.hookspecs import hookimpl
+from cinescale_post.testing_backends import TemporalNoiseBackend
+
+
+class Counting(TemporalNoiseBackend):
+    """test-temporal that logs every window it renders (one line per call)."""
+
+    id = "test-counting"
+
+    def render(self, job):
+        with open(os.environ["CINESCALE_TEST_COUNT"], "a") as fh:
+            fh.write(f"{os.getpid()} {job.frames[0].number}\\n")
+        return super().render(job)
+
+
+@hookimpl
+def register_backends(register):
+    register(Counting())
+'''
+
+
+def test_farm_tasks_render_each_temporal_window_once(farm, tmp_path):
+    """Deadline tasks of 5 frames over 5-frame windows overlapping by 2
+    (stride 3: no task boundary falls on a window boundary), all at the same
+    time: each window is rendered by one task (--job-frames), the frames
+    tasks share are handed on, and the master equals one local render."""
+    site = fake_distribution(tmp_path / "site", "cinescale-counting", {"counting": "counting_backend"},
+                             modules={"counting_backend": _COUNTING})
+    count = tmp_path / "count.txt"
+    env = cli_env(site, CINESCALE_LOAD_PLUGINS="counting", CINESCALE_TEST_COUNT=count)
+    preset = write_preset(tmp_path / "p.toml", backend="test-counting", codec="prores_hq", width=96, height=64,
+                          chunk=3, window=(5, 2))
+    ref_out = tmp_path / "reference" / "master.mov"
+    r = run_cli(["render", str(farm["clip"]), "-o", str(ref_out), "--preset", str(preset), "--progress", "none"],
+                env=env)
+    assert r.returncode == 0, r.stderr
+    windows = len(count.read_text().splitlines())
+    assert windows == 4  # 12 frames: windows at 0, 3, 6 and the end-aligned 7
+    count.unlink()
+    out = tmp_path / "out" / "master.mov"
+    files = deadline.job_files(str(farm["clip"]), str(out), frames=f"1001-{1000 + FRAMES}", chunk=5,
+                               cinescale=[farm["exe"]], python=sys.executable, preset=str(preset))
+    written = deadline.write_job_files(str(tmp_path / "jobs"), files)
+    render_job, render_plugin = (deadline.read_info(p) for p in written["render"])
+    fin_job, fin_plugin = (deadline.read_info(p) for p in written["finalize"])
+    _run_all([deadline_argv(render_plugin, a, b) for a, b in deadline_tasks(render_job)], env)
+    _run_all([deadline_argv(fin_plugin, 0, 0)], env)
+    assert len(count.read_text().splitlines()) == windows  # rendered / needed = 1.00
+    assert tree_bytes(out.parent, "*.mov") == tree_bytes(ref_out.parent, "*.mov")

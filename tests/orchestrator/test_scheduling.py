@@ -170,3 +170,17 @@ def test_movie_chunks_with_seams_assemble_to_the_single_pass(tmp_path, host, cli
     final = assemble_movie(Manifest(str(out)), p.source, str(out))
     got, want = frames(final), frames(ref)
     assert len(got) == len(want) == 20 and all(np.array_equal(x, y) for x, y in zip(got, want))
+
+
+def test_plan_snaps_the_chunk_to_whole_window_strides_and_says_so(tmp_path, host, clip20):
+    from cinescale_post.orchestrator.windows import snap_chunk
+
+    p = plan_mod.build(str(_temporal(tmp_path, "c", 4)), host=host, input=str(clip20),
+                       output=str(tmp_path / "o" / "f.####.exr"))
+    assert p.output.chunk == 3
+    assert any("output.chunk 4 snapped to 3" in w for w in p.warnings)
+    p = plan_mod.build(str(_temporal(tmp_path, "c6", 6)), host=host, input=str(clip20),
+                       output=str(tmp_path / "o" / "f.####.exr"))
+    assert p.output.chunk == 6 and not any("snapped" in w for w in p.warnings)
+    # the shipped wan-uhd-refine (window 81, overlap 8, chunk 48): one 73-frame stride per chunk
+    assert snap_chunk(48, 81, 8)[0] == 73 and snap_chunk(0, 81, 8) == (0, None) and snap_chunk(48, 1, 0)[0] == 48

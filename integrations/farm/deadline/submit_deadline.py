@@ -72,8 +72,11 @@ def _quoted(arg: str) -> str:
 
 
 def render_arguments(input_path: str, output: str, *, preset: str | None, sets=(), first_frame: int | None = None,
-                     extra=()) -> list[str]:
-    """The ``cinescale`` arguments of a render task, with Deadline's frame tokens."""
+                     extra=(), job_frames: str | None = None) -> list[str]:
+    """The ``cinescale`` arguments of a render task, with Deadline's frame
+    tokens. ``job_frames`` (the whole job's range) lets tasks split the
+    temporal windows between them: each window is rendered by one task and
+    the frames two tasks share are handed on, never rendered twice."""
     args = ["render", input_path, "-o", output]
     if preset:
         args += ["--preset", preset]
@@ -82,6 +85,8 @@ def render_arguments(input_path: str, output: str, *, preset: str | None, sets=(
     if first_frame is not None:
         args += ["--first-frame", str(first_frame)]
     args += list(extra)
+    if job_frames:
+        args += ["--job-frames", job_frames]
     return args + ["--start", "<STARTFRAME>", "--end", "<ENDFRAME>", "--progress", "plain"]
 
 
@@ -113,7 +118,8 @@ def job_files(input_path: str, output: str, *, frames: str, chunk: int, cinescal
                   # Monitor's "View Output" opens these (#### stays for Deadline's padding)
                   "OutputDirectory0": out_dir, "OutputFilename0": out_name}
     render_args = list(cinescale[1:]) + render_arguments(input_path, output, preset=preset, sets=sets,
-                                                         first_frame=first_frame, extra=extra)
+                                                         first_frame=first_frame, extra=extra,
+                                                         job_frames=f"{first}-{last}")
     render_plugin = {"Executable": cinescale[0],
                      "Arguments": " ".join(a if a in FRAME_TOKENS else _quoted(a) for a in render_args),
                      "Shell": "default", "ShellExecute": "False", "SingleFramesOnly": "False",

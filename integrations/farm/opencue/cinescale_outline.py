@@ -57,9 +57,10 @@ def parse_range(frames: str) -> tuple[int, int]:
 
 
 def render_command(cinescale: list[str], input_path: str, output: str, *, preset: str | None = None, sets=(),
-                   first_frame: int | None = None, extra=()) -> list[str]:
+                   first_frame: int | None = None, extra=(), job_frames: str | None = None) -> list[str]:
     """The render layer's command (a list: PyOutline passes it as argv, so
-    paths with spaces need no quoting)."""
+    paths with spaces need no quoting). ``job_frames``: the whole job's
+    range, so tasks split the temporal windows (each rendered once)."""
     cmd = [*cinescale, "render", input_path, "-o", output]
     if preset:
         cmd += ["--preset", preset]
@@ -67,6 +68,8 @@ def render_command(cinescale: list[str], input_path: str, output: str, *, preset
         cmd += ["--set", s]
     if first_frame is not None:
         cmd += ["--first-frame", str(first_frame)]
+    if job_frames:
+        cmd += ["--job-frames", job_frames]
     return cmd + list(extra) + ["--start", FRAME_START, "--end", FRAME_END, "--progress", "plain"]
 
 
@@ -86,7 +89,7 @@ def layers(input_path: str, output: str, *, frames: str, chunk: int, cinescale: 
             raise SubmitError(f"the {what} {p!r} is relative; RQD hosts start in other folders: give an "
                               "absolute path on storage every host mounts")
     cmd = render_command(cinescale, input_path, output, preset=preset, sets=sets, first_frame=first_frame,
-                         extra=extra)
+                         extra=extra, job_frames=f"{first}-{last}")
     count = last - first + 1
     full = count - count % chunk
     out = []
