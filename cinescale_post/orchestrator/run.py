@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import CinescaleError, OutputError, PluginError
 from ..interfaces import Frame, OutputTarget, WindowJob
 from ..media.sequence import compress_ranges
+from . import frozen_memory
 from .executors import get_executor
 from .manifest import Manifest, input_identity
 from .assembly import assembled_ok, remove_chunks, assemble_movie  # noqa: F401 - assemble_movie: public API
@@ -172,6 +173,8 @@ class _Render:
             got = {f: self.seams.mem.get((wi, f)) for f in needs}
             if all(v is not None for v in got.values()):
                 handed.update({(f, wi): v for f, v in got.items()})
+            elif owner is None and self._owner_finished(wi) and any(self.seams.get(wi, f) is None for f in needs):
+                mine.append(wi)  # the task that owns it finished without handing this on (a resume): render here
             elif owner is None or self.defer:
                 deferred.update(needs)  # its owner hands them on; the side that finishes last publishes
             else:
@@ -271,6 +274,13 @@ class _Render:
         self.host.notify("chunk_finished", plan=plan, chunk=info)
         self.outputs.extend(published)
         return info
+
+    def _owner_finished(self, wi: int) -> bool:
+        """Another task owns window ``wi``: has it published all its frames
+        that the window covers? (It hands contributions on before it
+        publishes, so what is missing then will never come.)"""
+        theirs = [f for f in self.windows[wi].weights if f in self.job and f not in self.plan_frames]
+        return bool(theirs) and all(f in self.done_at_start or f in self.published_frames for f in theirs)
 
     def _wanted_elsewhere(self, f: int) -> bool:
         """Another chunk (or farm task) of this job publishes ``f`` and it is not published yet."""
@@ -502,7 +512,11 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     finishes last."""
     t0 = time.monotonic()
     total = len(plan.frames)
-    for w in plan.warnings:
+    frozen_notes: list[str] = []
+    if not overwrite:  # later tasks and resumes render with the first task's memory plan
+        earlier = Manifest(plan.output.path, read_only=True).read() or {}
+        plan, frozen_notes = frozen_memory.adopt(plan, earlier.get("memory_frozen"))
+    for w in (*plan.warnings, *frozen_notes):
         sink.emit("warning", message=w)
     if total == 0:
         sink.emit("start", total=0, done=0, output=plan.output.path, backend=plan.backend)
@@ -521,7 +535,9 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         clear_seams(manifest)
     weights = _weights_identity(backend.weight_files(plan), (existing or {}).get("weights"))
     if existing is None:
-        manifest.write_header(plan, plugins=plugin_versions(host), input_ident=ident, weights=weights)
+        frozen = frozen_memory.record(plan)
+        manifest.write_header(plan, plugins=plugin_versions(host), input_ident=ident, weights=weights,
+                              extra={"memory_frozen": frozen} if frozen else None)
     if main:
         out_dir = os.path.dirname(os.path.abspath(plan.output.path))
         sweep_stale_temporaries([out_dir, str(manifest.work / "chunks"), str(seams_dir(manifest))])

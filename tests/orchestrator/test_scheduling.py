@@ -14,7 +14,7 @@ from cinescale_post.hookspecs import hookimpl
 from cinescale_post.orchestrator.memory import render_with_backoff
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip
-from cinescale_post.testing_backends import NoiseBackend
+from cinescale_post.testing_backends import NoiseBackend, TemporalNoiseBackend
 
 from ..helpers import recorder, write_preset
 
@@ -43,11 +43,44 @@ class _AlwaysOOM(NoiseBackend):
         raise MemoryError("CUDA out of memory")
 
 
+class _MemoryTemporal(TemporalNoiseBackend):
+    """test-temporal with a memory model: 1 GiB transformer + 1 GiB text
+    encoder, VAE working set by tile (None 2 GiB, 512 px 1, 256 px 0.5), so
+    the free-memory figure (CINESCALE_FREE_MEMORY) picks the VAE tile, the
+    window and the offload; the tile changes pixels (as a tiled decode does)."""
+
+    id = "test-memory"
+
+    def estimate_memory(self, plan):
+        from cinescale_post import memory_model as mm
+
+        g = mm.GiB
+        comps = [mm.Component("transformer", g, g // 8), mm.Component("text_encoder", g, g // 8)]
+        vae = {None: 2 * g, 512: g, 256: g // 2}
+        stage = mm.StageDemand("stage 0", (plan.output.width, plan.output.height),
+                               denoise=lambda n: n * g // 20, vae=lambda tile, n: vae[tile])
+        free, _ = mm.free_memory(plan.device)
+        res = mm.plan_memory(comps, [stage], free, denoisers=("transformer",), tiles=[None, 512, 256],
+                             windows=sorted({plan.window.size, 5}, reverse=True), offloads=("none", "model"))
+        res.update(available=True, device=str(plan.device))
+        return res
+
+    def apply_memory_choice(self, choice):
+        self.tile, self.offload = choice.get("vae_tile"), choice.get("offload")
+        return None
+
+    def render(self, job):
+        outs = super().render(job)
+        tile = getattr(self, "tile", None)
+        return [np.round(o * tile) / np.float32(tile) for o in outs] if tile else outs
+
+
 class _Plugin:
     @hookimpl
     def register_backends(self, register):
         register(_Broken())
         register(_AlwaysOOM())
+        register(_MemoryTemporal())
 
 
 @pytest.fixture
@@ -184,3 +217,45 @@ def test_plan_snaps_the_chunk_to_whole_window_strides_and_says_so(tmp_path, host
     assert p.output.chunk == 6 and not any("snapped" in w for w in p.warnings)
     # the shipped wan-uhd-refine (window 81, overlap 8, chunk 48): one 73-frame stride per chunk
     assert snap_chunk(48, 81, 8)[0] == 73 and snap_chunk(0, 81, 8) == (0, None) and snap_chunk(48, 1, 0)[0] == 48
+
+
+# ------------------------------------------------------------------ the memory plan frozen by the first task
+
+
+def test_memory_plan_frozen_by_the_first_task_holds_across_cards(tmp_path, host, clip20, monkeypatch):
+    """Task 1 plans on a 4 GiB card (VAE tile 512), task 2 on an 8 GiB card
+    (alone it would choose no tiling: another picture, and a refused resume),
+    a resume on a 3.2 GiB card (needs model offload: same pixels): all adopt
+    the manifest's plan and give the bytes of one pass; a 2 GiB card exits 5."""
+    preset = write_preset(tmp_path / "m.toml", backend="test-memory", codec="exr", width=32, height=16,
+                          window=(9, 2), chunk=7)
+
+    def task(out, free, frames=None):
+        monkeypatch.setenv("CINESCALE_FREE_MEMORY", free)
+        p = plan_mod.build(str(preset), host=host, input=str(clip20), output=str(out), frames=frames)
+        sink = recorder()
+        return p, run(p, host, sink, job_frames=tuple(range(1001, 1021))), sink
+
+    ref = tmp_path / "ref" / "f.####.exr"
+    p, _, _ = task(ref, "4GiB")
+    assert p.memory["choice"] == {"vae_tile": 512, "window": 9, "offload": "none"}
+    out = tmp_path / "farm" / "f.####.exr"
+    task(out, "4GiB", "1001-1007")
+    p2, _, sink = task(out, "8GiB", "1008-1020")
+    assert p2.memory["choice"]["vae_tile"] is None  # what this card alone would do
+    assert any("using the render's frozen plan (window 9, VAE tile 512 px, offload none" in w["message"]
+               for w in sink.names("warning"))
+    assert _exr_tree(out.parent) == _exr_tree(ref.parent)
+    for f in (1009, 1010, 1015):
+        (out.parent / f"f.{f}.exr").unlink()
+    p3, s3, sink = task(out, "3.2GiB", "1008-1020")  # the resume, on a busier card
+    assert p3.memory["choice"] == {"vae_tile": None, "window": 9, "offload": "model"}
+    assert s3.status == "finished" and any("model offload (same pixels" in w["message"]
+                                           for w in sink.names("warning"))
+    assert _exr_tree(out.parent) == _exr_tree(ref.parent)
+    (out.parent / "f.1012.exr").unlink()
+    with pytest.raises(OutOfMemoryError) as info:
+        task(out, "2GiB", "1008-1020")
+    msg = str(info.value)
+    assert info.value.exit_code == 5 and "needs 3.0 GiB" in msg and "1.3 GiB usable here" in msg
+    assert "window 9, VAE tile 512 px" in msg
