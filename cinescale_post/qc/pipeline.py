@@ -44,7 +44,7 @@ def _make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the QC folder {folder}: {exc.strerror or exc}",
-                          fix="check permissions, or choose another folder with --report-dir") from exc
+                          fix="check permissions, or choose another folder with -o DIR") from exc
 
 
 def worst_frames(report: dict, n: int) -> list[int]:

@@ -177,7 +177,7 @@ def test_qc_command_writes_report_and_prints_frames(cli_main, render_copy, tmp_p
     assert "re-render: --frames 1006" in out and str(tmp_path / "qc" / "report.json") in out
     report = json.loads((tmp_path / "qc" / "report.json").read_text())
     assert report["rerender"]["frames"] == "1006"
-    code = cli_main("qc", render_copy, "--report-dir", tmp_path / "qc", "--no-plots", "--no-html", "--json",
+    code = cli_main("qc", render_copy, "-o", tmp_path / "qc", "--no-plots", "--no-html", "--json",
                     "--threshold", "flicker=0.1", "--threshold", "drift_mean=10", "--threshold", "drift_p95=20")
     printed = json.loads(capsys.readouterr().out)
     assert code == 0 and printed["rerender"]["frames"] == "" and printed["thresholds"]["flicker"] == 0.1
@@ -192,7 +192,9 @@ def test_qc_command_writes_report_and_prints_frames(cli_main, render_copy, tmp_p
     (["qc", "{out}", "--frames", "2001-2005"], 3, ["no frame to compare", "1001-1012"]),
     (["compare", "{src}", "{out}", "-o", "{tmp}/sheet.jpg"], 2, ["PNG"]),
     (["compare", "{src}", "{tmp}/missing.mov", "-o", "{tmp}/s.png"], 3, ["missing.mov"]),
-    (["compare", "{src}", "{out}", "--frame", "999", "-o", "{tmp}/s.png"], 2, ["no frame 999", "1001-1012"]),
+    (["compare", "{src}", "{out}", "--frames", "999", "-o", "{tmp}/s.png"], 2, ["no frame 999", "1001-1012"]),
+    (["compare", "{src}", "{out}", "--frames", "ten", "-o", "{tmp}/s.png"], 2, ["--frames", "1001-1010"]),
+    (["qc", "{out}", "-o", "{tmp}/a", "--report-dir", "{tmp}/b"], 2, ["disagree", "-o"]),
     (["compare", "{src}", "{out}", "--wipe", "2", "-o", "{tmp}/s.png"], 2, ["--wipe"]),
     (["contact-sheet", "{out}", "-o", "{tmp}/c.png", "--frames", "1001-1020"], 2, ["no frame 1013"]),
 ])
@@ -200,11 +202,45 @@ def test_command_errors_exit_with_the_contract_codes(cli_main, clean_render, sou
                                                      args, code, words):
     args = [a.format(tmp=tmp_path, src=source_clip, out=clean_render) for a in args]
     if args[0] == "qc":
-        args += ["--report-dir", str(tmp_path / "qc"), "--no-plots", "--no-html", "--progress", "none"]
+        args += ["-o", str(tmp_path / "qc"), "--no-plots", "--no-html", "--progress", "none"]
     assert cli_main(*args) == code
     err = capsys.readouterr().err
     for w in words:
         assert w in err, err
+
+
+def test_fail_on_flags_exits_1_with_the_frames_to_rerender(cli_main, render_copy, tmp_path, capsys):
+    args = ["qc", render_copy, "-o", tmp_path / "qc", "--no-plots", "--no-html", "--progress", "none"]
+    assert cli_main(*args, "--fail-on-flags") == 0  # clean: the gate opens
+    assert "flagged" not in capsys.readouterr().err
+    shift_brightness(render_copy, [1006, 1010], 0.05)
+    assert cli_main(*args) == 0  # without the flag, flags are a report, not a failure
+    capsys.readouterr()
+    assert cli_main(*args, "--fail-on-flags") == 1
+    err = capsys.readouterr().err
+    assert "2 frames flagged" in err and "--frames 1006,1010" in err
+
+
+def test_old_spellings_are_hidden_aliases(cli_main, render_copy, source_clip, tmp_path, capsys):
+    """``qc --report-dir`` and ``compare --frame`` still work for a release,
+    but help shows one vocabulary: -o, --frames, --first-frame [default: 1001]."""
+    assert cli_main("qc", render_copy, "--report-dir", tmp_path / "old", "--no-plots", "--no-html",
+                    "--progress", "none") == 0
+    assert (tmp_path / "old" / "report.json").is_file()
+    assert cli_main("compare", source_clip, render_copy, "--frame", "1002", "--frame", "1003",
+                    "-o", tmp_path / "old.png") == 0
+    assert cli_main("compare", source_clip, render_copy, "--frames", "1002-1003", "-o", tmp_path / "new.png") == 0
+    assert (tmp_path / "old.png").read_bytes() == (tmp_path / "new.png").read_bytes()
+    capsys.readouterr()
+    helps = {}
+    for cmd in ("qc", "compare", "render"):
+        assert cli_main(cmd, "--help") == 0
+        helps[cmd] = capsys.readouterr().out
+    assert "--report-dir" not in helps["qc"] and "-o, --output" in helps["qc"]
+    assert "--frame " not in helps["compare"] and "--frames" in helps["compare"]
+    for cmd in ("qc", "render"):
+        line = " ".join(helps[cmd].split("--first-frame", 1)[1].split())
+        assert "[default: 1001]" in line.split("--")[0], line
 
 
 def test_compare_and_contact_sheet_commands_write_their_sheets(cli_main, render_copy, source_clip, qc_host,
