@@ -3,7 +3,8 @@
 Never through OpenCV: its wheels either lack EXR or bundle OpenEXR 2.3, which
 writes unreadable DWAA/DWAB files without raising (reference/MEDIA_IO.md 4.3).
 
-Each frame is one scanline EXR with channels R, G, B (half or float) and a
+Each frame is one scanline EXR with channels R, G, B (and A, premultiplied as
+the OpenEXR convention defines, when ``target.alpha`` is set) and a
 header a compositor can use (Nuke shows it as ``exr/<name>``):
 
 ========================  =====================================================
@@ -17,6 +18,7 @@ header a compositor can use (Nuke shows it as ``exr/<name>``):
 ``sourceFile``            source path
 ``sourceFrame``           movie: 0-based frame index; sequence: its file number
 ``sourceTimecode``        the source's own start timecode (string)
+``pixelAspectRatio``      the output's pixel aspect (1.0 unless a squeeze is kept)
 ``target.metadata``       every entry, as a string (``cinescale:plan`` ...)
 ========================  =====================================================
 """
@@ -116,6 +118,9 @@ class ExrWriter(SequenceFileWriter):
             hdr["sourceTimecode"] = src.timecode
         for key, value in target.metadata.items():
             hdr[str(key)] = str(value)
+        # Non-square pixels (anamorphic kept): width/height of one pixel, EXR's own attribute.
+        hdr["pixelAspectRatio"] = float(target.pixel_aspect or 1)
+        self._alpha = target.alpha == "premultiplied"  # EXR alpha is premultiplied by definition
         self._header = hdr
         self._dtype = np.float16 if opts["pixel"] == "half" else np.float32
 
@@ -135,6 +140,10 @@ class ExrWriter(SequenceFileWriter):
         if self._dtype is np.float16:
             # Values past half's range would become inf; clamp to the largest half.
             rgb = np.clip(rgb, -_HALF_MAX, _HALF_MAX)
-        pixels = np.ascontiguousarray(rgb, dtype=self._dtype)
-        with OpenEXR.File(hdr, {"RGB": pixels}) as f:
+        if self._alpha and frame.alpha is not None:
+            rgb = np.concatenate([rgb, np.asarray(frame.alpha, np.float32)[..., None]], axis=-1)
+            channels = {"RGBA": np.ascontiguousarray(rgb, dtype=self._dtype)}
+        else:
+            channels = {"RGB": np.ascontiguousarray(rgb, dtype=self._dtype)}
+        with OpenEXR.File(hdr, channels) as f:
             f.write(path)

@@ -8,7 +8,8 @@ header (reference/MEDIA_IO.md section 5.4), so the final name alone must
 prove that a frame is whole; resume logic relies on that.
 
 PNG/TIFF pixels: (H, W, 3) float32 R'G'B' clipped to [0, 1] and rounded to
-uint16 (``round(x * 65535)``), stored as 16-bit RGB. OpenCV is used only to
+uint16 (``round(x * 65535)``), stored as 16-bit RGB, or RGBA with straight
+alpha when ``target.alpha`` is set (frames arrive un-premultiplied then). OpenCV is used only to
 encode to bytes in memory (never for EXR: it writes broken DWA files).
 """
 
@@ -145,6 +146,9 @@ class ImageWriter(SequenceFileWriter):
         import cv2
 
         bgr = to_uint16(frame.rgb)[..., ::-1]  # OpenCV stores BGR
+        if self.target.alpha and frame.alpha is not None:  # straight alpha (PNG requires it)
+            a = np.rint(np.clip(frame.alpha, 0.0, 1.0) * 65535.0).astype(np.uint16)
+            bgr = np.concatenate([bgr, a[..., None]], axis=-1)  # BGRA
         if self.target.codec == "png16":
             params = [cv2.IMWRITE_PNG_COMPRESSION, int(self.opts["compression"])]
         else:

@@ -60,6 +60,7 @@ import numpy as np
 
 from ..errors import PlanError
 from ..interfaces import Frame, OutputTarget, Writer
+from . import alpha as alpha_mod
 from . import colour as colour_mod
 from .audio import AudioPassThrough
 from .publish import output_error, prepare_folder, remove_quietly, temp_name
@@ -91,7 +92,7 @@ class MovieCodec:
 
 
 _P422 = ("yuv422p10le",)
-_P444 = ("yuv444p10le",)
+_P444 = ("yuv444p10le", "yuva444p10le")  # yuva: with alpha (chosen by the writer when target.alpha)
 MOVIE_CODECS: dict[str, MovieCodec] = {
     c.name: c
     for c in (
@@ -110,7 +111,7 @@ MOVIE_CODECS: dict[str, MovieCodec] = {
 }
 
 _CONTAINERS = {".mov": "mov", ".mp4": "mp4", ".mxf": "mxf"}
-_CHROMA = {"yuv420p10le": "420", "yuv422p10le": "422", "yuv444p10le": "444"}
+_CHROMA = {"yuv420p10le": "420", "yuv422p10le": "422", "yuv444p10le": "444", "yuva444p10le": "444"}
 _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # Audio codecs each container takes by packet copy (MXF OP1a: PCM only).
 
@@ -258,6 +259,12 @@ class MovieWriter(Writer):
             raise PlanError(f"{target.codec} needs at least 256x120, got {w}x{h}",
                             fix="use a larger output size or a ProRes codec")
         self.fmt = _CONTAINERS[suffix]
+        # ProRes 4444 holds alpha (straight, as QuickTime stores it); other codecs cannot
+        # (the plan has already warned that it is dropped).
+        self.alpha = bool(target.alpha) and spec.family == "prores" and _CHROMA.get(opts["pix_fmt"]) == "444"
+        if target.alpha and not self.alpha:
+            log.warning("%s: %s cannot hold alpha; it is dropped", self.final, target.codec)
+        self.pix_fmt = "yuva444p10le" if self.alpha else opts["pix_fmt"]
         src = target.source
         self.matrix, _ = colour_mod.resolve_matrix(target.colour.matrix, h)
         self.range = colour_mod.resolve_range(target.colour.range)
@@ -330,7 +337,7 @@ class MovieWriter(Writer):
             enc_opts = {"crf": str(opts["crf"]), "preset": opts["preset"], "x265-params": params}
         # rate sets codec_context.framerate, which the MOV muxer needs to write tmcd.
         s = self.out.add_stream(spec.encoder, rate=src.rate, options=enc_opts)
-        s.width, s.height, s.pix_fmt = t.width, t.height, opts["pix_fmt"]
+        s.width, s.height, s.pix_fmt = t.width, t.height, self.pix_fmt
         cc = s.codec_context
         cc.time_base = src.time_base
         s.time_base = src.time_base
@@ -338,7 +345,7 @@ class MovieWriter(Writer):
         cc.color_trc = t.colour.trc
         cc.colorspace = self.matrix
         cc.color_range = self.range
-        cc.sample_aspect_ratio = Fraction(1, 1)
+        cc.sample_aspect_ratio = Fraction(t.pixel_aspect or 1)  # 'pasp' atom and VUI aspect_ratio_idc
         cc.field_order = 1  # AV_FIELD_PROGRESSIVE -> 'fiel' atom
         if opts["threads"]:
             cc.thread_count = opts["threads"]
@@ -372,8 +379,12 @@ class MovieWriter(Writer):
             raise ValueError(f"frame {frame.number} (pts {pts}) arrived out of order; writers need "
                              "frames in presentation order")
         self._last_pts = rel
-        vf = av.VideoFrame(t.width, t.height, self.opts["pix_fmt"])
-        fill_planes(vf, rgb_to_planes(frame.rgb, self.opts["pix_fmt"], self.matrix, self.range))
+        vf = av.VideoFrame(t.width, t.height, self.pix_fmt)
+        planes = rgb_to_planes(frame.rgb, self.opts["pix_fmt"], self.matrix, self.range)
+        if self.pix_fmt.startswith("yuva"):  # a frame without alpha is opaque; alpha is full range
+            a = np.ones((t.height, t.width), np.float32) if frame.alpha is None else frame.alpha
+            planes = (*planes, alpha_mod.to_codes(a, bits=10))
+        fill_planes(vf, planes)
         vf.pts = rel
         vf.time_base = src.time_base  # without it PyAV rescales pts to 0 (MEDIA_IO 3.1)
         vf.duration = source_duration(src, frame.index)
