@@ -31,7 +31,7 @@ import torch
 
 from .build import build_component, param_bytes
 from .configs import ARCHITECTURES
-from .harness import Instrumented
+from .harness import Instrumented, memoised_vae
 from .tracker import SimulationTracker
 
 NOTE_MEMO = ("denoiser: one call simulated per stage (and per dilation state), counted x its steps; "
@@ -184,10 +184,10 @@ def _wan_condition(backend, comps, tracker, plan):
     embeds = []
     for _ in range(2):
         ids = torch.zeros(1, n, dtype=torch.long, device="meta")
-        mask = torch.ones(1, n, dtype=torch.long, device="meta")
         with tracker.phase("text_encoder", "prompt"):
             if te is not None:
-                embeds.append(te(ids, attention_mask=mask).last_hidden_state)
+                # no mask: masks are values (transformers reads them), and padding changes no cost
+                embeds.append(te(ids).last_hidden_state)
             else:
                 embeds.append(_meta(1, n, 4096, dtype=backend.model_dtype))
     return backend.condition("", "", guidance=5.0, prompt_embeds=(embeds[0], embeds[1]))
@@ -237,11 +237,13 @@ def simulate_plan(plan, *, arch: str | None = None, source_size: tuple[int, int]
                 notes.append(f"planner's choice applied: {desc}")
         with tracker:
             ins = Instrumented(backend, tracker, latent_factor=f)
-            with ins.install():
+            with ins.install(), memoised_vae(comps["vae"], tracker) as vae_memo:
                 if plan.backend == "sdxl":
                     res = _run_sdxl(backend, comps, tracker, plan, out, source_size)
                 else:
                     res = _run_wan(backend, comps, tracker, plan, out, source_size, choice, notes)
+    notes.append("VAE: each distinct encoder/decoder call (tile shape, causal-cache state) simulated once: "
+                 + ", ".join(f"{k} {m.real_calls} of {m.calls} calls" for k, m in vae_memo.items() if m.calls))
     weights = {k: param_bytes(v) for k, v in comps.items() if v is not None}
     return _summarise(tracker, weights, ins, res, notes, time.time() - t0, plan)
 

@@ -72,6 +72,82 @@ def _label(size: tuple[int, int]) -> str:
     return f"{int(size[0])}x{int(size[1])}"
 
 
+def _shape_key(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return ("T", tuple(obj.shape), str(obj.dtype))
+    if isinstance(obj, (list, tuple)):
+        return tuple(_shape_key(o) for o in obj)
+    if isinstance(obj, dict):
+        return tuple(sorted((k, _shape_key(v)) for k, v in obj.items()))
+    if isinstance(obj, (int, float, bool, str, type(None))):
+        return obj
+    return type(obj).__name__
+
+
+class _MemoModule(torch.nn.Module):
+    """Stands in for a VAE's ``encoder``/``decoder`` during a simulation: the
+    first call per input signature (shapes, dtypes, flags such as Wan's
+    ``first_chunk`` and whether its causal cache is filled) runs the real
+    module; later calls with the same signature return a fresh tensor of the
+    output's shape and add the first call's FLOPs. Tiled VAEs call their
+    decoder once per tile (and per latent frame for Wan) with a handful of
+    distinct shapes, so the tiles' loop, blending and assembly run in full while
+    each distinct decoder call is simulated once. A hit leaves the causal cache
+    as the previous real call left it: the same shapes, so the same bytes."""
+
+    def __init__(self, inner: torch.nn.Module, tracker: SimulationTracker):
+        super().__init__()
+        self.inner = inner
+        self._tracker = tracker
+        self._memo: dict = {}
+        self.real_calls = 0
+        self.calls = 0
+
+    def forward(self, *args, **kwargs):
+        cache = kwargs.get("feat_cache")
+        key = (_shape_key(args), _shape_key({k: v for k, v in kwargs.items() if k not in ("feat_cache", "feat_idx")}),
+               None if cache is None else _shape_key(list(cache)))
+        hit = self._memo.get(key)
+        tr = self._tracker
+        self.calls += 1
+        if hit is not None:
+            flops, out, idx, after = hit
+            if kwargs.get("feat_idx") is not None:
+                kwargs["feat_idx"][0] = idx  # the cache index the real call would have advanced to
+            if cache is not None:  # the cache as the real call leaves it (new tensors, as it makes)
+                for i, c in enumerate(after):
+                    cache[i] = torch.empty_like(c) if isinstance(c, torch.Tensor) else c
+            tr.count_flops(flops)
+            return torch.empty_like(out)
+        self.real_calls += 1
+        before = tr.total_flops
+        out = self.inner(*args, **kwargs)
+        idx = kwargs["feat_idx"][0] if kwargs.get("feat_idx") is not None else None
+        with tr.untracked():  # templates only: the memo's own tensors are no device memory
+            after = None if cache is None else [torch.empty_like(c) if isinstance(c, torch.Tensor) else c
+                                                for c in cache]
+            self._memo[key] = (tr.total_flops - before, torch.empty_like(out), idx, after)
+        return out
+
+
+@contextlib.contextmanager
+def memoised_vae(vae: Any, tracker: SimulationTracker):
+    """Replace ``vae.encoder``/``vae.decoder`` by :class:`_MemoModule` for the
+    block (restored afterwards); yields ``{name: memo}`` (call counts)."""
+    saved, memos = {}, {}
+    try:
+        for name in ("encoder", "decoder"):
+            mod = getattr(vae, name, None)
+            if isinstance(mod, torch.nn.Module):
+                saved[name] = mod
+                memos[name] = _MemoModule(mod, tracker)
+                setattr(vae, name, memos[name])
+        yield memos
+    finally:
+        for name, mod in saved.items():
+            setattr(vae, name, mod)
+
+
 class Instrumented:
     """Tracker phases around a loaded backend's model calls (see module doc).
 
@@ -124,7 +200,8 @@ class Instrumented:
             with tr.phase("denoiser", stage):
                 out = pred(x, t, cond, guidance=guidance)
             self.simulated[stage] = self.simulated.get(stage, 0) + 1
-            self.memo[key] = (tr.total_flops - before, torch.empty_like(out))
+            with tr.untracked():
+                self.memo[key] = (tr.total_flops - before, torch.empty_like(out))
             return out
 
         import inspect

@@ -49,12 +49,20 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
 _SDPA = F.scaled_dot_product_attention
+# composite aten ops whose decompositions contain the matmuls/convolutions torch's
+# flop counter counts
+_COUNTED_COMPOSITES = frozenset(f"aten.{n}" for n in (
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "_convolution_mode",
+    "linear", "matmul", "einsum", "bilinear", "tensordot", "chain_matmul", "addbmm", "addmv", "mv", "dot", "inner",
+    "outer", "ger", "vdot", "scaled_dot_product_attention", "_scaled_dot_product_attention_math"))
 
 
-def fused_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+def fused_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                    enable_gqa=False):
     """``F.scaled_dot_product_attention`` through the fused kernels: flash for
     mask-free calls, memory-efficient with a bias for masked ones (boolean
     masks become additive biases). q: (..., H, N, d), k/v: (..., H, M, d)."""
+    q, k, v = query, key, value
     if enable_gqa and k.shape[-3] != q.shape[-3]:
         rep = q.shape[-3] // k.shape[-3]
         k = k.repeat_interleave(rep, dim=-3)
@@ -120,6 +128,7 @@ class SimulationTracker(TorchDispatchMode):
         self._owners: dict[int, int] = {}  # id(tensor) -> storage key
         self._stack: list[list] = []  # [record, live at entry, peak in this call]
         self._mult = 1
+        self._paused = 0
         self._function_mode: Any = None
 
     # ------------------------------------------------------------ context
@@ -157,6 +166,15 @@ class SimulationTracker(TorchDispatchMode):
             rec.peak_rise = max(rec.peak_rise, entry[2] - entry[1])
 
     @contextlib.contextmanager
+    def untracked(self) -> Iterator[None]:
+        """Tensors made inside are not counted (the simulator's own templates)."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+
+    @contextlib.contextmanager
     def scaled(self, n: int) -> Iterator[None]:
         """FLOPs and call counts inside count ``n`` times (one simulated
         denoiser call standing for ``n`` identical ones)."""
@@ -179,11 +197,21 @@ class SimulationTracker(TorchDispatchMode):
         rec.flops += n
         self.total_flops += n
         for frame in self._stack:
+            if frame[0] is not rec:
+                frame[0].flops += n
+
+    def count_flops(self, flops: int) -> None:
+        """Add ``flops`` to the running phases (work simulated by a memo hit)."""
+        n = int(flops) * self._mult
+        self.total_flops += n
+        for frame in self._stack:
             frame[0].flops += n
 
     # ------------------------------------------------------------ accounting
 
     def _alloc(self, t: torch.Tensor, inputs: set) -> None:
+        if self._paused:
+            return
         oid = id(t)
         if oid in self._owners:
             return
@@ -221,10 +249,11 @@ class SimulationTracker(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         packet = func._overloadpacket
-        if packet not in flop_registry and func is not torch.ops.prim.device.default:
+        if str(packet) in _COUNTED_COMPOSITES:
             # Under inference_mode composite ops (conv2d, linear, matmul...) reach the mode
             # whole; run their decomposition inside the mode (as torch's flop counter does)
-            # so the ops inside are seen and counted.
+            # so the ops inside are seen and counted. Only these: other decompositions may
+            # read values (.item()), which meta tensors do not have.
             TorchDispatchMode.__enter__(self)
             try:
                 r = func.decompose(*args, **kwargs)
