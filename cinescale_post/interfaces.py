@@ -86,6 +86,11 @@ class SourceInfo:
     missing: tuple[int, ...] = ()
     size_bytes: int = 0
     mtime_ns: int = 0
+    #: sample (pixel) aspect ratio, width/height of one pixel (PAL 4:3 16:15,
+    #: 2x anamorphic 2); display width = width * pixel_aspect.
+    pixel_aspect: Fraction = Fraction(1)
+    #: the source's alpha: "" (none), "premultiplied" or "straight" (as the format stores it).
+    alpha: str = ""
 
     @property
     def frame_count(self) -> int:
@@ -98,6 +103,13 @@ class SourceInfo:
     @property
     def last_frame(self) -> int:
         return self.frame_numbers[-1]
+
+    @property
+    def display_aspect(self) -> Fraction:
+        """Width/height as shown: pixel aspect and rotation applied."""
+        w, h = self.display_size
+        par = Fraction(self.pixel_aspect or 1)
+        return Fraction(w, h) * (1 / par if self.rotation % 180 else par)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -133,6 +145,10 @@ class SourceInfo:
             "size_bytes": self.size_bytes,
             "mtime_ns": self.mtime_ns,
         }
+        if self.pixel_aspect != 1:  # only when set, so square-pixel digests stay as they were
+            d["pixel_aspect"] = fraction_str(Fraction(self.pixel_aspect))
+        if self.alpha:
+            d["alpha"] = self.alpha
         if self.pts:
             d["pts_sha1"] = hashlib.sha1(",".join(map(str, self.pts)).encode()).hexdigest()
         return d
@@ -152,6 +168,9 @@ class Frame:
     rgb: np.ndarray
     pts: int | None = None
     time_base: Fraction | None = None
+    #: (H, W) float32 coverage in [0, 1] when the source has alpha, else None.
+    #: Backends never see it: the render driver carries it around the model.
+    alpha: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------- media I/O
@@ -219,6 +238,11 @@ class OutputTarget:
     colour: Colour = field(default_factory=Colour)
     audio: bool = True
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: pixel aspect the output declares (MOV 'pasp', VUI, EXR pixelAspectRatio).
+    pixel_aspect: Fraction = Fraction(1)
+    #: "" (no alpha), "premultiplied" or "straight": how ``Frame.alpha`` is written;
+    #: frames arrive premultiplied, writers of straight alpha divide.
+    alpha: str = ""
     colorspace: str = ""
     chromaticities: tuple[float, ...] | None = None
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from . import presets as presets_mod
 from .errors import InputError, OutputError, PlanError, UnknownNameError, WeightsError
-from .geometry import Geometry, fit_geometry  # noqa: F401 - part of the plan API
+from .geometry import SQUEEZES, Geometry, fit_geometry  # noqa: F401 - part of the plan API
 from .interfaces import Colour, SourceInfo
 from .media.sequence import compress_ranges, parse_pattern
 
@@ -46,7 +46,19 @@ _SCHEMA: dict[str, Any] = {
         "audio": (bool, True),
         "chunk": (int, 48),
         "options": (dict, {}),
+        # issue 11: non-square pixels, alpha, SD -> HD colour (geometry, media.alpha, media.output_colour)
+        "squeeze": (str, "desqueeze"),
+        "alpha": (str, "auto"),
+        "matrix": (str, "auto"),
+        "primaries": (str, "source"),
     },
+    "input": {
+        "pixel_aspect": (object, "auto"),  # "auto" (the file's), a number, or "16:15"
+        "alpha": (str, "auto"),
+        "on_bad_frame": (str, "error"),  # movies: error | hold | black (media.movie_reader)
+        "missing": (str, "error"),  # sequences: error | black | hold | checkerboard
+    },
+
     "window": {
         "size": (int, 1),
         "overlap": (int, 0),
@@ -72,6 +84,11 @@ class OutputPlan:
     chunk: int  # frames per chunk file for movies (0: one chunk)
     colour: Colour
     geometry: Geometry | None
+    #: "" or the association written ("premultiplied" | "straight"), media.alpha
+    alpha: str = ""
+    #: how the source's alpha is read ("" when there is none or it is ignored)
+    source_alpha: str = ""
+
 
 
 @dataclass(frozen=True)
@@ -233,7 +250,7 @@ def _check(data: dict, schema: dict, origin: str, prefix: str = "") -> dict:
 
 def _typename(t) -> str:
     return {int: "an integer", str: "a string", bool: "true or false", dict: "a table",
-            list: "an array of tables", float: "a number"}[t]
+            list: "an array of tables", float: "a number", object: "a value"}[t]
 
 
 def _choice(origin: str, name: str, value, allowed) -> None:
@@ -328,22 +345,25 @@ def build(preset: str, *, host, output: str, input: str | None = None,
     selected: tuple[int, ...] = (1001,) if mode == "generate" else ()
     geometry = None
     colour = Colour()
+    alpha_read = alpha_write = ""
     if mode == "render":
         if not input:
             raise PlanError("render needs an INPUT clip or sequence")
         if os.path.abspath(input) == os.path.abspath(output):
             raise PlanError(f"output {output} is the input", fix="write to another file or folder")
         source = probe_mod.probe(input, first_frame=first_frame, host=host)
+        source = _input_overrides(source, cfg["input"], origin)
         selected, notes = select_frames(source, frames=frames, start=start, end=end)
         warnings += notes
-        geometry, note = fit_geometry(source, o["width"], o["height"], o["fit"])
+        _choice(origin, "output.squeeze", o["squeeze"], SQUEEZES)
+        geometry, note = fit_geometry(source, o["width"], o["height"], o["fit"], o["squeeze"])
         if note:
             warnings.append(note)
-        colour = Colour(source.colour.primaries, source.colour.trc, source.colour.matrix,
-                        source.colour.range, source.colour.assumed)
         if source.colour.assumed:
             warnings.append(f"{input}: no colour matrix tag; decoded as "
-                            f"{'BT.709' if source.colour.matrix == 1 else 'BT.601'} (tagged so in the output)")
+                            f"{'BT.709' if source.colour.matrix == 1 else 'BT.601'}")
+        colour, alpha_read, alpha_write = _output_colour_and_alpha(source, o, cfg["input"]["alpha"], origin,
+                                                                   warnings)
     elif frames or start is not None or end is not None:
         raise PlanError("--frames/--start/--end apply to render, not generate")
     if o["audio"] and source is not None and source.audio and kind == "sequence":
@@ -358,7 +378,8 @@ def build(preset: str, *, host, output: str, input: str | None = None,
                                         size=(o["width"], o["height"]), source=source)
     out = OutputPlan(path=out_path, kind=kind, codec=o["codec"], writer=writer.name, options=options,
                      width=o["width"], height=o["height"], fit=o["fit"], audio=bool(o["audio"]),
-                     chunk=o["chunk"], colour=colour, geometry=geometry)
+                     chunk=o["chunk"], colour=colour, geometry=geometry,
+                     alpha=alpha_write, source_alpha=alpha_read)
     plan = Plan(preset=src.name, preset_origin=origin, mode=mode, input=input, source=source, output=out,
                 backend=backend.id, backend_options=boptions, stages=tuple(stages), model=model_path,
                 device=dev, dtype=cfg["dtype"], seed=cfg["seed"], frames=selected, handles=handles,
@@ -416,6 +437,56 @@ def _plan_memory(plan: Plan, backend) -> Plan:
             notes.append("memory: " + (mem.get("reasoning") or ["nothing fits"])[-1]
                          + "; the render will still try, backing off on out-of-memory")
     return dataclasses.replace(plan, memory=mem, window=window, warnings=tuple(notes))
+
+
+def _input_overrides(source: SourceInfo, cfg: Mapping[str, Any], origin: str) -> SourceInfo:
+    """``[input] pixel_aspect`` replaces the file's pixel aspect (plates whose
+    files do not say they are anamorphic); ``[input] alpha`` says how their
+    alpha is associated, or ignores it."""
+    import dataclasses
+    from fractions import Fraction
+
+    from .media import alpha as alpha_mod
+
+    _choice(origin, "input.alpha", cfg["alpha"], alpha_mod.INPUT_MODES)
+    par = cfg["pixel_aspect"]
+    if par == "auto":
+        return source
+    try:
+        if isinstance(par, bool):
+            raise ValueError(par)
+        value = Fraction(*map(int, par.split(":"))) if isinstance(par, str) and ":" in par else Fraction(par)
+        value = value.limit_denominator(10000)
+        if not Fraction(1, 10) <= value <= 10:
+            raise ValueError(par)
+    except (ValueError, TypeError, ZeroDivisionError):
+        raise PlanError(f"preset {origin}: input.pixel_aspect = {par!r} is not a pixel aspect",
+                        fix='use "auto", a number (2.0 for a 2x anamorphic squeeze, 1.8, 1.33) '
+                            'or a ratio such as "16:15" (PAL 4:3), "64:45" (PAL 16:9), "10:11" (NTSC 4:3)') from None
+    return dataclasses.replace(source, pixel_aspect=value)
+
+
+def _output_colour_and_alpha(source: SourceInfo, o: Mapping[str, Any], input_alpha: str, origin: str,
+                             warnings: list[str]) -> tuple[Colour, str, str]:
+    """Output colour tags (SD BT.601 -> BT.709 for HD/UHD, ``media.output_colour``)
+    and the alpha decision (``media.alpha.resolve``); notes go to ``warnings``."""
+    from .media import alpha as alpha_mod
+    from .media import output_colour
+
+    _choice(origin, "output.matrix", o["matrix"], output_colour.MATRIX_MODES)
+    _choice(origin, "output.primaries", o["primaries"], output_colour.PRIMARIES_MODES)
+    _choice(origin, "output.alpha", o["alpha"], alpha_mod.OUTPUT_MODES)
+    colour, notes = output_colour.output_colour(source.colour, height=o["height"], matrix=o["matrix"],
+                                                primaries=o["primaries"])
+    warnings += notes
+    try:
+        read, write, note = alpha_mod.resolve(source.alpha, input_alpha, o["codec"], o["alpha"])
+    except ValueError as exc:
+        raise PlanError(f"preset {origin}: output.alpha = {o['alpha']!r}: {exc}",
+                        fix='use output.alpha = "auto" (premultiplied) or "drop"') from exc
+    if note:
+        warnings.append(f"{source.path}: {note}")
+    return colour, read, write
 
 
 def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool = False) -> tuple[str, str]:

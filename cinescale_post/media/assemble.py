@@ -193,6 +193,11 @@ def _join(av, out, chunks: list[_Chunk], source: SourceInfo, first: int, base: i
         # The template does not carry the sample entry: without this every ProRes
         # master is tagged apch (HQ), and decoders pick the profile from the tag.
         vout.codec_context.codec_tag = tmpl.codec_context.codec_tag
+        # Nor the pixel aspect ('pasp': a kept anamorphic squeeze) or the colour tags ('colr').
+        tcc = tmpl.codec_context
+        vout.codec_context.sample_aspect_ratio = tmpl.sample_aspect_ratio or tcc.sample_aspect_ratio or Fraction(1)
+        for tag in ("color_primaries", "color_trc", "colorspace", "color_range"):
+            setattr(vout.codec_context, tag, getattr(tcc, tag))
         if "encoder" in tmpl.metadata:
             vout.metadata["encoder"] = tmpl.metadata["encoder"]  # compressor name
     tc = chunks[0].timecode or (offset_timecode(source.timecode, source.rate, first) if source.timecode else None)

@@ -30,6 +30,8 @@ import numpy as np
 
 from ..errors import CinescaleError, OutputError, PluginError
 from ..interfaces import Frame, OutputTarget, WindowJob
+from ..media import output_colour
+from .alpha_carry import AlphaCarry
 from ..media.sequence import compress_ranges
 from . import frozen_memory
 from .executors import get_executor
@@ -80,10 +82,12 @@ def place(image: np.ndarray, geometry) -> np.ndarray:
 class _FrameCache:
     """Source frames for the current window(s); evicts frames behind it."""
 
-    def __init__(self, reader, rotate: int):
+    def __init__(self, reader, rotate: int, carry=None):
         self.reader = reader
         self.k = (rotate // 90) % 4
         self.frames: dict[int, Frame] = {}
+        self.carry = carry  # AlphaCarry: keeps alpha away from the model (alpha_carry.py)
+
 
     def get(self, numbers: tuple[int, ...]) -> list[Frame]:
         missing = sorted({n for n in numbers if n not in self.frames})
@@ -91,10 +95,16 @@ class _FrameCache:
             for fr in self.reader.read(missing):
                 if self.k:
                     fr.rgb = np.ascontiguousarray(np.rot90(fr.rgb, self.k))
+                if self.carry is not None:
+                    fr = self.carry.take(fr)
+                elif fr.alpha is not None:
+                    fr.alpha = None  # the output keeps no alpha; the model never sees it
                 self.frames[fr.number] = fr
         lo = min(numbers)
         for n in [n for n in self.frames if n < lo]:
             del self.frames[n]
+        if self.carry is not None:
+            self.carry.evict_below(lo)
         return [self.frames[n] for n in numbers]
 
 
@@ -106,7 +116,9 @@ class _Render:
         self.stop, self.backend, self.reader = stop, backend, reader
         self.windows = windows
         self.cov = coverage(windows)
-        self.cache = _FrameCache(reader, plan.output.geometry.rotate if plan.output.geometry else 0)
+        rotate = plan.output.geometry.rotate if plan.output.geometry else 0
+        self.carry = AlphaCarry.for_plan(plan, reader, rotate)
+        self.cache = _FrameCache(reader, rotate, self.carry)
         self.seed_for = seed_function(plan.seed)
         self.index_of = {n: i for i, n in enumerate(plan.source.frame_numbers)}
         self.colour = None
@@ -378,6 +390,8 @@ class _Render:
             path=path, codec=plan.output.codec, width=plan.output.width, height=plan.output.height,
             source=plan.source, frame_numbers=tuple(frames), options=dict(plan.output.options),
             colour=plan.output.colour, audio=False if plan.output.kind == "movie" else plan.output.audio,
+            pixel_aspect=plan.output.geometry.pixel_aspect if plan.output.geometry else 1,
+            alpha=getattr(plan.output, "alpha", ""),
             metadata={"software": f"cinescale-post {__version__}", "cinescale:preset": plan.preset,
                       "cinescale:backend": plan.backend, "cinescale:seed": str(plan.seed),
                       "cinescale:plan_digest": plan.digest()},
@@ -395,8 +409,12 @@ class _Render:
         src = self.plan.source
         i = self.index_of[f]
         pts = src.pts[i] if src.pts else None
-        frame = Frame(number=f, index=i, rgb=place(image, self.plan.output.geometry), pts=pts,
-                      time_base=src.time_base if pts is not None else None)
+        rgb, alpha = place(image, self.plan.output.geometry), None
+        if self.carry is not None:
+            rgb, alpha = self.carry.finish(f, rgb)
+        rgb = output_colour.convert(rgb, src.colour, self.plan.output.colour)  # SD primaries -> BT.709 if asked
+        frame = Frame(number=f, index=i, rgb=rgb, pts=pts,
+                      time_base=src.time_base if pts is not None else None, alpha=alpha)
         try:
             writer.write(frame)
         except CinescaleError:
