@@ -60,3 +60,286 @@ def test_frame_level_colour_tags_equal_the_streams(tmp_path, codec, suffix, size
     if codec.startswith("prores"):
         assert _prores_header_tags(out) == (prim, trc, mat)
     assert ffjudge.frame_count(out) == 2
+
+
+# ----------------------------------------------------------------- generated sources
+
+from fractions import Fraction  # noqa: E402
+import subprocess  # noqa: E402
+
+import OpenEXR  # noqa: E402
+
+from cinescale_post import plan as plan_mod  # noqa: E402
+from cinescale_post.orchestrator.run import run  # noqa: E402
+
+from ..helpers import recorder, write_preset  # noqa: E402
+
+
+def _source_picture(w: int, h: int) -> np.ndarray:
+    """Mid-grey (0.5) with a 2-pixel white frame: the picture's extent is
+    measurable after any resize, and bars (black) are not confused with it."""
+    rgb = np.full((h, w, 3), 0.5, np.float32)
+    rgb[:2], rgb[-2:], rgb[:, :2], rgb[:, -2:] = 1.0, 1.0, 1.0, 1.0
+    return rgb
+
+
+def make_movie(path, *, size, codec="dnxhd", profile="dnxhr_sq", pix_fmt="yuv422p", sar=None, frames=2,
+               colour=(1, 1, 1), alpha=None, rate=25) -> str:
+    """A small movie through PyAV with a given pixel aspect (``sar``), colour tags
+    and optional alpha plane (yuva444p10le ProRes 4444); Y'CbCr by swscale is
+    fine here: the tests measure geometry and tags, not code values."""
+    w, h = size
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=rate, options={"profile": profile} if profile else {})
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        cc = s.codec_context
+        cc.color_primaries, cc.color_trc, cc.colorspace = colour
+        if sar is not None:
+            cc.sample_aspect_ratio = Fraction(sar)
+        src_fmt = "rgba64le" if alpha is not None else "rgb48le"
+        for i in range(frames):
+            rgb = _source_picture(w, h)
+            px = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], -1)
+            vf = av.VideoFrame.from_ndarray(np.rint(px * 65535).astype(np.uint16), format=src_fmt)
+            vf = vf.reformat(format=pix_fmt, dst_colorspace=colour[2] if colour[2] in (1, 5, 6) else None)
+            vf.color_primaries, vf.color_trc, vf.colorspace = colour
+            vf.pts, vf.time_base = i, Fraction(1, rate)
+            for p in s.encode(vf):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return str(path)
+
+
+def make_exr(pattern, numbers, *, size, alpha=None, par=None) -> str:
+    """EXR frames: straight picture premultiplied by ``alpha`` (RGBA), optional
+    ``pixelAspectRatio``."""
+    w, h = size
+    for n in numbers:
+        rgb = _source_picture(w, h)
+        hdr = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+        if par is not None:
+            hdr["pixelAspectRatio"] = float(par)
+        if alpha is not None:
+            ch = {"RGBA": np.concatenate([rgb * alpha[..., None], alpha[..., None]], -1).astype(np.float16)}
+        else:
+            ch = {"RGB": rgb.astype(np.float16)}
+        with OpenEXR.File(hdr, ch) as f:
+            f.write(str(pattern).replace("####", str(n)))
+    return str(pattern)
+
+
+def render(host, tmp_path, inp, out, *, codec, size, overrides=(), **preset_kw):
+    preset = write_preset(tmp_path / "p.toml", codec=codec, width=size[0], height=size[1], chunk=0, **preset_kw)
+    p = plan_mod.build(str(preset), host=host, input=str(inp), output=str(out), overrides=tuple(overrides))
+    summary = run(p, host, recorder())
+    assert summary.status == "finished"
+    return p
+
+
+def ffmpeg_gray(path, size, frame=0) -> np.ndarray:
+    """Frame ``frame`` decoded by the ffmpeg binary to 16-bit grey (H, W) in [0, 1]."""
+    w, h = size
+    p = subprocess.run([ffjudge.FFMPEG, "-v", "error", "-i", str(path), "-map", "0:v:0", "-vf",
+                        f"select=eq(n\\,{frame})", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray16le", "-"],
+                       capture_output=True, timeout=120, check=True)
+    return np.frombuffer(p.stdout, "<u2").reshape(h, w).astype(np.float32) / 65535.0
+
+
+def picture_extent(gray: np.ndarray, thresh=0.2) -> tuple[int, int]:
+    """(width, height) of the non-black region (bars are black)."""
+    cols = np.where(gray.max(axis=0) > thresh)[0]
+    rows = np.where(gray.max(axis=1) > thresh)[0]
+    return int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+def exr(path):
+    with OpenEXR.File(str(path)) as f:
+        return dict(f.header()), {k: np.asarray(v.pixels, np.float32) for k, v in f.channels().items()}
+
+
+# ----------------------------------------------------------------- 2. non-square pixels
+
+
+def test_pal_16_15_dnxhr_is_desqueezed_to_4_3(tmp_path, host):
+    """PAL 720x576 at SAR 16:15 is 4:3; into 640x360 it becomes a 480x360
+    picture with pillarbox bars, square pixels (ffmpeg: SAR 1:1 DAR 16:9).
+    Ignoring the SAR (the bug) would give 450x360 (1.25:1)."""
+    src = make_movie(tmp_path / "pal.mov", size=(720, 576), sar=Fraction(16, 15), colour=(5, 6, 5))
+    assert ffjudge.display_aspect(src)[:2] == (Fraction(16, 15), Fraction(4, 3))
+    out = tmp_path / "o" / "m.mov"
+    p = render(host, tmp_path, src, out, codec="prores_hq", size=(640, 360))
+    assert p.source.pixel_aspect == Fraction(16, 15)
+    sar, dar, wh = ffjudge.display_aspect(out)
+    assert (sar, dar, wh) == (Fraction(1), Fraction(16, 9), (640, 360))
+    w, h = picture_extent(ffmpeg_gray(out, (640, 360)))
+    assert h == 360 and abs(w - 480) <= 2, (w, h)
+
+
+@pytest.mark.parametrize("squeeze,want_sar,want_picture", [
+    ("desqueeze", Fraction(1), (640, 134)),  # 512x214 at 2:1 shows 4.78:1
+    ("keep", Fraction(2), (640, 268)),  # kept squeezed: half as wide as shown
+])
+def test_2x_anamorphic_plate(tmp_path, host, squeeze, want_sar, want_picture):
+    src = make_movie(tmp_path / "ana.mov", size=(512, 214), codec="prores_ks", profile="hq",
+                     pix_fmt="yuv422p10le", sar=2)
+    out = tmp_path / "o" / "m.mov"
+    render(host, tmp_path, src, out, codec="prores_hq", size=(640, 360), overrides=(f"output.squeeze={squeeze}",))
+    sar, dar, _ = ffjudge.display_aspect(out)
+    assert sar == want_sar and dar == Fraction(640, 360) * want_sar
+    w, h = picture_extent(ffmpeg_gray(out, (640, 360)))
+    assert abs(w - want_picture[0]) <= 2 and abs(h - want_picture[1]) <= 2, (w, h)
+    # the picture's *display* aspect is the source's in both cases
+    assert abs(w * float(sar) / h - 512 * 2 / 214) < 0.05
+
+
+def test_h264_keeps_squeeze_in_its_vui(tmp_path, host):
+    src = make_movie(tmp_path / "ana.mov", size=(512, 214), codec="prores_ks", profile="hq",
+                     pix_fmt="yuv422p10le", sar=Fraction(9, 5))
+    out = tmp_path / "o" / "m.mov"
+    render(host, tmp_path, src, out, codec="h264_10", size=(640, 360),
+           overrides=("output.squeeze=keep", 'output.options.preset="ultrafast"'))
+    assert ffjudge.frame_info(out, raw="h264", tmp=tmp_path)[0]["sar"] == "9/5"
+
+
+def test_exr_pixel_aspect_read_and_written(tmp_path, host):
+    src = make_exr(tmp_path / "in" / "p.####.exr" if (tmp_path / "in").mkdir() is None else None, [1001],
+                   size=(128, 54), par=2.0)
+    kept = render(host, tmp_path, src, tmp_path / "k" / "o.####.exr", codec="exr", size=(128, 96),
+                  overrides=("output.squeeze=keep",))
+    assert kept.source.pixel_aspect == 2
+    hdr, ch = exr(tmp_path / "k" / "o.1001.exr")
+    assert hdr["pixelAspectRatio"] == 2.0
+    hdr, ch = exr(render(host, tmp_path, src, tmp_path / "d" / "o.####.exr", codec="exr",
+                         size=(128, 96)).output.path % 1001)
+    assert hdr["pixelAspectRatio"] == 1.0
+    w, h = picture_extent(ch["RGB"].max(axis=-1))
+    assert abs(w / h - 128 * 2 / 54) < 0.1, (w, h)  # desqueezed: 4.74:1 on square pixels
+
+
+def test_input_pixel_aspect_override(tmp_path, host):
+    src = make_exr(tmp_path / "p.####.exr", [1001], size=(128, 54))  # file says square
+    p = render(host, tmp_path, src, tmp_path / "o" / "o.####.exr", codec="exr", size=(128, 96),
+               overrides=('input.pixel_aspect="2:1"',))
+    assert p.source.pixel_aspect == 2 and (p.output.geometry.scale_w, p.output.geometry.scale_h) == (128, 27)
+    from cinescale_post.errors import PlanError
+
+    with pytest.raises(PlanError, match="input.pixel_aspect"):
+        render(host, tmp_path, src, tmp_path / "o2" / "o.####.exr", codec="exr", size=(128, 96),
+               overrides=('input.pixel_aspect="wide"',))
+
+
+# ----------------------------------------------------------------- 3. alpha
+
+
+def _ramp_alpha(w, h) -> np.ndarray:
+    """Alpha: 0 on the left quarter, a ramp, 1 on the right quarter."""
+    x = np.clip((np.arange(w, dtype=np.float32) - w / 4) / (w / 2), 0.0, 1.0)
+    return np.tile(x, (h, 1)).astype(np.float32)
+
+
+def test_prores_4444_alpha_to_exr_rgba(tmp_path, host):
+    """ProRes 4444 (straight alpha) -> EXR: A present, resampled with the
+    picture's geometry (pad bars transparent), colour premultiplied."""
+    a = _ramp_alpha(64, 48)
+    src = make_movie(tmp_path / "a.mov", size=(64, 48), codec="prores_ks", profile="4444",
+                     pix_fmt="yuva444p10le", alpha=a)
+    p = render(host, tmp_path, src, tmp_path / "o" / "o.####.exr", codec="exr", size=(192, 108))
+    assert p.source.alpha == "straight" and p.output.alpha == "premultiplied"
+    hdr, ch = exr(tmp_path / "o" / "o.1001.exr")
+    assert "RGBA" in ch, ch.keys()
+    rgba = ch["RGBA"]
+    g = p.output.geometry  # 64x48 -> 144x108 pillarboxed in 192x108
+    assert (g.scale_w, g.scale_h, g.x) == (144, 108, 24)
+    alpha = rgba[..., 3]
+    assert np.all(alpha[:, :g.x] == 0) and np.all(alpha[:, g.x + g.scale_w:] == 0)  # bars transparent
+    inner = alpha[:, g.x:g.x + g.scale_w]
+    want = np.tile(np.clip((np.arange(144) + 0.5) * 64 / 144 - 0.5 - 16, 0, 32) / 32, (108, 1))
+    assert np.abs(inner[10:-10] - want[10:-10]).max() < 0.06
+    mid = rgba[54, g.x + 72]  # premultiplied: grey 0.5 x alpha
+    assert abs(mid[0] - 0.5 * mid[3]) < 0.02 and 0.3 < mid[3] < 0.7
+
+
+def test_exr_rgba_to_prores_4444_straight(tmp_path, host):
+    """EXR (premultiplied) -> ProRes 4444: ffmpeg decodes an alpha plane, and
+    the colour is straight again (grey 0.5 wherever alpha > 0)."""
+    a = _ramp_alpha(64, 48)
+    src = make_exr(tmp_path / "p.####.exr", [1001, 1002], size=(64, 48), alpha=a)
+    out = tmp_path / "o" / "m.mov"
+    render(host, tmp_path, src, out, codec="prores_4444", size=(64, 48))
+    assert "yuva444p" in ffjudge.stream_line(out)
+    raw = subprocess.run([ffjudge.FFMPEG, "-v", "error", "-i", str(out), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "rgba64le", "-"], capture_output=True, check=True).stdout
+    px = np.frombuffer(raw, "<u2").reshape(48, 64, 4).astype(np.float32) / 65535
+    assert np.abs(px[..., 3] - a).max() < 0.01
+    inner, a_in = px[4:-4, 4:-4, 1], a[4:-4, 4:-4]  # inside the white frame
+    assert np.abs(inner[a_in > 0.1] - 0.5).max() < 0.03  # straight grey again
+
+
+def test_alpha_dropped_with_a_warning_in_the_manifest(tmp_path, host):
+    import json
+
+    src = make_exr(tmp_path / "p.####.exr", [1001], size=(64, 48), alpha=_ramp_alpha(64, 48))
+    out = tmp_path / "o" / "m.mov"
+    p = render(host, tmp_path, src, out, codec="prores_hq", size=(64, 48))
+    assert any("cannot hold it: alpha is dropped" in w for w in p.warnings)
+    manifest = json.loads((tmp_path / "o" / "m.mov.manifest.json").read_text())
+    assert any("alpha is dropped" in w for w in manifest["plan"]["warnings"])
+    assert "yuva" not in ffjudge.stream_line(out)
+
+
+def test_png_rgba_keeps_alpha_in_exr(tmp_path, host):
+    import cv2
+
+    a = _ramp_alpha(64, 48)
+    bgra = np.concatenate([_source_picture(64, 48), a[..., None]], -1)[..., [2, 1, 0, 3]]
+    cv2.imwrite(str(tmp_path / "p.1001.png"), np.rint(bgra * 65535).astype(np.uint16))
+    p = render(host, tmp_path, tmp_path / "p.####.png", tmp_path / "o" / "o.####.exr", codec="exr", size=(64, 48))
+    assert p.source.alpha == "straight"
+    _, ch = exr(tmp_path / "o" / "o.1001.exr")
+    rgba = ch["RGBA"]
+    assert np.abs(rgba[..., 3] - a).max() < 1e-3
+    assert np.abs(rgba[24, 40, :3] - 0.5 * a[24, 40]).max() < 2e-3  # premultiplied
+
+
+# ----------------------------------------------------------------- 7. SD sources in HD/UHD masters
+
+
+@pytest.mark.parametrize("overrides,want", [
+    ((), ("bt470bg", "bt709", "bt709")),  # matrix converted; primaries kept by default
+    (("output.primaries=bt709",), ("bt709", "bt709", "bt709")),
+    (("output.matrix=source",), ("bt470bg", "smpte170m", "bt470bg")),
+])
+def test_sd_source_in_hd_master(tmp_path, host, overrides, want):
+    """A PAL (BT.601: BT.470BG matrix and primaries) source rendered to a
+    1280x720 ProRes master: the frames say BT.709 (matrix, and primaries
+    where asked), and ffmpeg decoding them with those tags shows the source's
+    grey (no matrix mix-up: grey has no chroma, so check a colour too)."""
+    # ProRes, not DNxHR: FFmpeg's DNxHR header always says BT.709, so a PAL DNxHR
+    # clip decodes as BT.709 (ffmpeg and we agree); ProRes carries BT.470BG.
+    src = make_movie(tmp_path / "pal.mov", size=(720, 576), sar=Fraction(16, 15), colour=(5, 6, 5),
+                     codec="prores_ks", profile="hq", pix_fmt="yuv422p10le")
+    out = tmp_path / "o" / "m.mov"
+    p = render(host, tmp_path, src, out, codec="prores_hq", size=(1280, 720), overrides=overrides)
+    assert (p.source.colour.matrix, p.source.colour.primaries) == (5, 5)
+    fr = ffjudge.frame_info(out)[0]
+    assert (fr["color_primaries"], fr["color_trc"], fr["color_space"]) == want
+
+
+def test_primaries_matrix_smpte_c_to_bt709():
+    """The 3x3 of SMPTE 170M -> BT.709 primaries (published, e.g. in the
+    colour-science package: [[0.9395, 0.0502, 0.0103], ...]); white stays white."""
+    from cinescale_post.media.output_colour import convert, primaries_matrix
+
+    m = primaries_matrix(6, 1)
+    want = np.array([[0.939542, 0.050181, 0.010277], [0.017772, 0.965793, 0.016435],
+                     [-0.001622, -0.004370, 1.005991]])
+    assert np.abs(m - want).max() < 2e-4
+    assert np.allclose(m.sum(axis=1), 1.0, atol=1e-9)
+    white = np.ones((2, 2, 3), np.float32)
+    out = convert(white, Colour(6, 6, 6, 1), Colour(1, 1, 1, 1))
+    assert np.allclose(out, 1.0, atol=1e-5)
+    green = np.zeros((1, 1, 3), np.float32)
+    green[..., 1] = 1.0
+    g709 = convert(green, Colour(6, 6, 6, 1), Colour(1, 1, 1, 1))[0, 0]
+    assert g709[1] > 0.98 and g709[0] > 0.2  # SMPTE-C green is inside BT.709: some red mixed in
