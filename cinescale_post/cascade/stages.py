@@ -221,17 +221,22 @@ def default_stages(mode: str, base_size: tuple[int, int], output: tuple[int, int
 
 
 def resolve_ladder(specs: Sequence[StageSpec], *, mode: str, base_size: tuple[int, int],
-                   output: tuple[int, int], multiple: int = 8) -> list[ResolvedStage]:
+                   output: tuple[int, int], multiple: int = 8,
+                   dilation_base: tuple[int, int] | None = None) -> list[ResolvedStage]:
     """Pixel sizes, restart indices and dilation factors for ``specs``.
 
     ``base_size`` (width, height) comes from the model's config (1024 for
     SDXL); sizes are snapped to ``multiple`` pixels (the backend's
     ``size_multiple``). The dilation factor is ``width // base_width`` and the
     fusion scale numbers ``(height // base_h, width // base_w)`` (reference).
+    ``dilation_base``: the width the dilation factor divides by when it is not
+    the base size (SDXL-Turbo: base 512, dilation ``W // 1024``, as the
+    reference's turbo pipeline).
     """
     if mode not in ("generate", "render"):
         raise PlanError(f"mode {mode!r}", fix="use generate or render")
     specs = list(specs) or default_stages(mode, base_size, output)
+    dil_w = int((dilation_base or base_size)[0])
     out = []
     for i, s in enumerate(specs):
         if s.size == "output" or (s.size is None and s.scale is None):
@@ -247,7 +252,7 @@ def resolve_ladder(specs: Sequence[StageSpec], *, mode: str, base_size: tuple[in
         out.append(ResolvedStage(
             index=i, spec=s, size=(w, h), base=base,
             restart_index=0 if base else s.restart_index,
-            dilation=max(1, w // base_size[0]) if (s.dilation and not base) else 1,
+            dilation=max(1, w // dil_w) if (s.dilation and not base) else 1,
             scale=(max(1, h // base_size[1]), max(1, w // base_size[0]))))
     return out
 

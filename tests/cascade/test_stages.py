@@ -64,3 +64,14 @@ def test_importing_the_core_is_light():
             "bad = [m for m in ('torch', 'diffusers') if m in sys.modules]; print(bad); assert not bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_turbo_dilation_base_is_1024_while_the_ladder_base_is_512():
+    """The reference's turbo pipeline: 512 -> 1024 -> 2048, fusion keyed to a
+    512 base (scale numbers 1, 2, 4) but dilation W // 1024 (1, 1, 2)."""
+    specs = parse_stages([{"scale": 1}, {"scale": 2}, {"scale": 4}])
+    lad = resolve_ladder(specs, mode="generate", base_size=(512, 512), output=(2048, 2048),
+                         dilation_base=(1024, 1024))
+    assert [s.size for s in lad] == [(512, 512), (1024, 1024), (2048, 2048)]
+    assert [s.scale for s in lad] == [(1, 1), (2, 2), (4, 4)]
+    assert [s.dilation for s in lad] == [1, 1, 2]
