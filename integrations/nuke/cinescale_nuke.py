@@ -3,11 +3,18 @@
 ``render_selected()`` (the Cinescale menu command):
 
 1. Input: a Read node of an image sequence or movie is used as is (its file
-   on disk, so no re-render and no colour round trip); any other node is
-   first rendered to a half-float EXR sequence through a temporary Write
-   node (``nuke.execute`` in the main thread, which shows Nuke's own progress
-   dialog), in a display-referred colourspace -- diffusion models are
-   trained on display-referred images (reference: MEDIA_IO.md section 6).
+   on disk, so no re-render), and its colourspace knob tells the CLI what the
+   file holds: a scene-linear or log space (ACEScg, linear, LogC, S-Log3...)
+   goes with ``--set colour.mode=ocio --set colour.input=<space>``, so the
+   model sees it display-referred through the invertible OCIO chain and the
+   result is written back in the same space with its highlights; a
+   display-referred space (sRGB, Rec.709, Gamma 2.4) goes in video mode.
+   Any other node is first rendered to a half-float EXR sequence through a
+   temporary Write node (``nuke.execute`` in the main thread, which shows
+   Nuke's own progress dialog) in the script's working space (scene-linear,
+   nothing clipped), and sent in OCIO mode the same way. The project's OCIO
+   config is passed too when it is a custom file or one of OCIO's built-in
+   configs, so the names mean what they mean in the script.
 2. ``cinescale render IN -o OUT --frames FIRST-LAST --progress json`` runs in
    a worker thread, so Nuke stays responsive. Its JSON lines drive a
    ``nuke.ProgressTask`` (percentage, frame, ETA). Cancel sends SIGTERM: the
@@ -84,6 +91,59 @@ def display_colorspace() -> str:
     except (NameError, KeyError, TypeError):
         value = ""
     return value or "sRGB"
+
+
+# Display-referred spaces (Nuke's own names and the OCIO configs'), sent in
+# video mode: the model was trained on such pictures, no conversion needed.
+DISPLAY_REFERRED = {
+    "srgb", "rec709", "gamma1.8", "gamma2.2", "gamma2.4", "srgb encoded rec.709 (srgb)", "srgb_texture", "srgb_tx",
+    "utility - srgb - texture", "output - srgb", "output - rec.709", "rec.1886 rec.709 - display", "srgb - display",
+    "gamma 2.4 encoded rec.709", "gamma 2.2 encoded rec.709", "camera rec.709", "rec709_display",
+    "utility - rec.709 - display", "color_picking", "matte_paint", "texture_paint",
+}
+
+
+def working_colorspace() -> str:
+    """The script's scene-linear working space (Nuke: ``linear``; ACES: ``ACEScg``)."""
+    value = _knob(nuke.root(), "workingSpaceLUT", "") or ""
+    return value or "linear"
+
+
+def ocio_config_arg() -> str | None:
+    """The script's OCIO config as the CLI's ``colour.config``, or None for
+    Nuke's own colour management (the CLI's pinned config is used)."""
+    root = nuke.root()
+    if (_knob(root, "colorManagement", "") or "").lower() != "ocio":
+        return None
+    config = _knob(root, "OCIO_config", "") or ""
+    if config == "custom":
+        return _knob(root, "customOCIOConfigPath", "") or None
+    if config.startswith("fn-nuke_"):  # Nuke's copies of OCIO's built-in configs
+        return "ocio://" + config[len("fn-nuke_"):]
+    return None
+
+
+def resolve_default(colorspace: str, path: str) -> str:
+    """Nuke's ``default (X)`` is X; a bare ``default`` is what Nuke assumes by
+    file type: float formats linear, the rest display-referred."""
+    cs = (colorspace or "default").strip()
+    if cs.lower().startswith("default (") and cs.endswith(")"):
+        return cs[9:-1]
+    if cs.lower() == "default":
+        return "linear" if os.path.splitext(path)[1].lower() in (".exr", ".hdr") else "sRGB"
+    return cs
+
+
+def colour_args(colorspace: str, path: str) -> list[str]:
+    """``--set`` options that say what colour ``path`` holds (empty: video mode)."""
+    cs = resolve_default(colorspace, path)
+    if cs.lower() in DISPLAY_REFERRED:
+        return []
+    args = ["--set", "colour.mode=ocio", "--set", f"colour.input={cs}"]
+    config = ocio_config_arg()
+    if config:
+        args += ["--set", f"colour.config={config}"]
+    return args
 
 
 def _knob(node, name, default=None):
@@ -290,10 +350,12 @@ def render_node(node, *, preset: str | None = None, output: str | None = None, c
             first_frame = int(_knob(node, "origfirst", first))  # number movie frames like the script does
         cs = colorspace or cs
     else:
-        cs = colorspace or display_colorspace()
+        cs = colorspace or working_colorspace()
         input_path = prerender(node, first, last, os.path.join(folder, f"{node.name()}_input.####.exr"), cs)
+    # What the file holds goes to the CLI (OCIO mode for linear/log); the
+    # artist's own --set options come later and win.
     argv = build_argv(input_path, output, first=first, last=last, preset=preset, first_frame=first_frame,
-                      extra=extra)
+                      extra=colour_args(cs, input_path) + list(extra or []))
     return UpscaleJob(argv, first=first, last=last, output=output, colorspace=cs, source_node=node,
                       label=node.name(), env=env).start()
 
@@ -316,4 +378,5 @@ def render_selected(**kwargs) -> UpscaleJob | None:
         return None
 
 
-__all__ = ["render_selected", "render_node", "UpscaleJob", "build_argv", "cli_command", "CinescaleNukeError"]
+__all__ = ["render_selected", "render_node", "UpscaleJob", "build_argv", "cli_command", "colour_args",
+           "CinescaleNukeError"]

@@ -22,7 +22,7 @@ import types
 calls: list[tuple] = []
 _main_queue: queue.Queue = queue.Queue()
 state = types.SimpleNamespace(selected=None, script="", cancel_after_frames=None, progress_tasks=[],
-                              all_nodes=[], messages=[])
+                              all_nodes=[], messages=[], root_knobs={})
 env = {"gui": False}
 
 
@@ -112,7 +112,9 @@ def selectedNode():
 
 
 def root():
-    return Node("Root", "root", int8Lut="sRGB")
+    """The script's Root node; ``state.root_knobs`` sets its colour knobs
+    (workingSpaceLUT, colorManagement, OCIO_config, customOCIOConfigPath)."""
+    return Node("Root", "root", **{"int8Lut": "sRGB", **state.root_knobs})
 
 
 def scriptName():
@@ -211,3 +213,4 @@ def reset():
     state.progress_tasks.clear()
     state.all_nodes.clear()
     state.messages.clear()
+    state.root_knobs = {}

@@ -5,6 +5,7 @@ real cinescale CLI rendering for real in the worker thread."""
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import threading
 from pathlib import Path
@@ -52,9 +53,11 @@ def test_grade_node_is_prerendered_upscaled_and_read_back(nk, tmp_path):
     assert job is not None and threading.current_thread() is threading.main_thread()
     created = _finish(job)
     assert job.status == "finished", job.error
-    # the input was rendered by a temporary Write node, half EXR, display-referred, then deleted
+    # the input was rendered by a temporary Write node, half EXR, in the working space (linear), then deleted
     sets = {(c[2], str(c[3])) for c in fake_nuke.calls if c[0] == "setValue" and c[1] == "Write1"}
-    assert {("file_type", "exr"), ("datatype", "16 bit half"), ("colorspace", "sRGB")} <= sets
+    assert {("file_type", "exr"), ("datatype", "16 bit half"), ("colorspace", "linear")} <= sets
+    # and sent in OCIO mode, so the model sees it display-referred and nothing clips
+    assert job.argv[-4:] == ["--set", "colour.mode=ocio", "--set", "colour.input=linear"]
     assert ("execute", "Write1", 1001, 1006, 1) in fake_nuke.calls and ("delete", "Write1") in fake_nuke.calls
     # progress came from the JSON lines, in the worker thread
     (task,) = fake_nuke.state.progress_tasks
@@ -66,7 +69,7 @@ def test_grade_node_is_prerendered_upscaled_and_read_back(nk, tmp_path):
     out = str(tmp_path / "work" / "Grade1" / "Grade1_cinescale.####.exr")
     assert read.Class() == "Read" and read["file"].value() == out
     assert [read[k].value() for k in ("first", "last", "origfirst", "origlast")] == [1001, 1006, 1001, 1006]
-    assert read["colorspace"].value() == "sRGB" and read["on_error"].value() == "black"
+    assert read["colorspace"].value() == "linear" and read["on_error"].value() == "black"
     assert (read.xpos(), read.ypos()) == (220, 200)
     assert sorted(tree_bytes(Path(out).parent, "Grade1_cinescale.*.exr")) == [
         f"Grade1_cinescale.{n}.exr" for n in range(1001, 1007)]
@@ -85,6 +88,32 @@ def test_read_node_file_is_used_directly_with_its_colourspace(nk, tmp_path):
     assert not [c for c in fake_nuke.calls if c[0] == "execute"]  # no pre-render
     assert job.argv[job.argv.index("render") + 1] == str(plate)
     assert new_read["colorspace"].value() == "ACES - ACEScg"
+    # the Read's colourspace reached the CLI, which resolved it in the pinned config
+    assert "colour.input=ACES - ACEScg" in job.argv and "colour.mode=ocio" in job.argv
+    manifest = json.loads((tmp_path / "work" / "Read3" / "Read3_cinescale.manifest.json").read_text())
+    assert manifest["plan"]["colour"]["input"] == "ACEScg" and manifest["plan"]["colour"]["output"] == "ACEScg"
+
+
+@pytest.mark.parametrize("colorspace, path, expect", [
+    ("sRGB", "a.####.png", []), ("rec709", "a.mov", []), ("default", "a.mov", []),
+    ("Output - sRGB", "a.####.exr", []),
+    ("default (linear)", "a.####.exr", ["--set", "colour.mode=ocio", "--set", "colour.input=linear"]),
+    ("default", "a.####.exr", ["--set", "colour.mode=ocio", "--set", "colour.input=linear"]),
+    ("AlexaV3LogC", "a.####.dpx", ["--set", "colour.mode=ocio", "--set", "colour.input=AlexaV3LogC"]),
+])
+def test_colour_args_follow_the_read_colourspace(nk, colorspace, path, expect):
+    assert nk.colour_args(colorspace, path) == expect
+
+
+def test_project_ocio_config_is_passed(nk, tmp_path):
+    fake_nuke.state.root_knobs = {"colorManagement": "OCIO", "OCIO_config": "custom",
+                                  "customOCIOConfigPath": "/show/ocio/config.ocio"}
+    assert nk.colour_args("ACEScg", "a.exr")[-2:] == ["--set", "colour.config=/show/ocio/config.ocio"]
+    fake_nuke.state.root_knobs = {"colorManagement": "OCIO",
+                                  "OCIO_config": "fn-nuke_studio-config-v1.0.0_aces-v1.3_ocio-v2.1"}
+    assert nk.colour_args("ACEScg", "a.exr")[-1] == "colour.config=ocio://studio-config-v1.0.0_aces-v1.3_ocio-v2.1"
+    fake_nuke.state.root_knobs = {"colorManagement": "Nuke", "workingSpaceLUT": "linear"}
+    assert nk.colour_args("linear", "a.exr") == ["--set", "colour.mode=ocio", "--set", "colour.input=linear"]
 
 
 def test_cancel_terminates_cleanly_and_creates_no_read(nk, tmp_path):
