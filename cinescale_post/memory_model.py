@@ -49,9 +49,18 @@ KERNELS = ("efficient", "math")
 BLOCK_FACTOR = 4
 # live (C, h, w) tensors of a ResNet block at its peak (input, group-norm, activation, conv out)
 RESNET_FACTOR = 4
-# live (C, H, W) tensors of a VAE decoder block at full resolution (upsampled input plus
-# norm/activation/conv outputs of its ResNet); the group norm runs in float32.
-VAE_FACTOR = 5
+# GEGLU feed-forward of a UNet transformer block (inner width 4C): the projection (8C
+# wide, value and gate), the gate's GELU (4C) and their product (4C) are alive together.
+GEGLU_FACTOR = 16
+# live (C_0, H, W) tensors of a VAE decoder's full-resolution block besides its upsampled
+# (C_1-wide) input; and the upsampled input, its group norm and its activation, alive
+# together in the block's first ResNet (3 C_1): the peak is the larger
+# (issue 16: SDXL VAE decoder on meta, 3 x 256 x H x W at the peak).
+VAE_FACTOR = 4
+VAE_INPUT_FACTOR = 3
+# bytes per element of FreeU's Fourier filter at its peak: three complex64 spectra of the
+# skip (the shifted spectrum, the masked product, its inverse shift) = 3 x 8
+FREEU_FFT_BYTES = 24
 
 
 def dtype_bytes(dtype: Any) -> int:
@@ -191,7 +200,7 @@ def _tup(x: Any, n: int) -> list:
 
 
 def unet_activation_bytes(cfg: dict, latent_hw: tuple[int, int], batch: int, elem: int, *,
-                          kernel: str = "efficient", text_tokens: int = 77) -> int:
+                          kernel: str = "efficient", text_tokens: int = 77, freeu: bool = False) -> int:
     """Peak activations of one diffusers ``UNet2DConditionModel`` forward.
 
     ``cfg``: the UNet config (block_out_channels, layers_per_block,
@@ -201,8 +210,17 @@ def unet_activation_bytes(cfg: dict, latent_hw: tuple[int, int], batch: int, ele
     downsampler output (B, C_i, h_i, w_i) is kept until the up path; the
     working set of level i is ``RESNET_FACTOR`` (B, C_i, h_i, w_i) tensors, or
     for a cross-attention level the transformer block's (B, N_i, C_i) tensors
-    ``BLOCK_FACTOR`` + its GEGLU feed-forward (8 C_i and 4 C_i wide) + self-
-    and cross-attention at N_i = h_i w_i tokens. Peak = skips + max working set.
+    ``BLOCK_FACTOR`` + its GEGLU feed-forward (``GEGLU_FACTOR`` C_i: the 8 C_i
+    projection, the 4 C_i GELU and the 4 C_i product) + self- and
+    cross-attention at N_i = h_i w_i tokens. Peak = skips + max working set.
+
+    ``freeu``: FreeU runs on the up path (``ops.freeu``): at the finest level
+    whose hidden input is one of the two deepest decoder widths, the resnet's
+    concatenated input (C_h + C_s), the scaled hidden copy (C_h), the
+    upsampled hidden (C_h) and the skip's three complex64 spectra
+    (``FREEU_FFT_BYTES`` per element) are alive with the skips of that level
+    and finer. Checked against the meta-device simulation (issue 16,
+    BENCHMARKS.md "Real-size simulation").
     """
     chans = list(cfg["block_out_channels"])
     n = len(chans)
@@ -211,23 +229,36 @@ def unet_activation_bytes(cfg: dict, latent_hw: tuple[int, int], batch: int, ele
     heads = _tup(cfg.get("num_attention_heads") or cfg.get("attention_head_dim", 8), n)
     h, w = latent_hw
     skips = batch * chans[0] * h * w  # conv_in
+    level_skips = [skips]  # skip elements pushed at each level (conv_in counts at level 0)
     working = 0
     for i, c in enumerate(chans):
         hi, wi = max(1, math.ceil(h / 2 ** i)), max(1, math.ceil(w / 2 ** i))
         hw = hi * wi
         skips += layers * batch * c * hw
+        level_skips[i] += layers * batch * c * hw
         if i < n - 1:
-            skips += batch * c * max(1, math.ceil(hi / 2)) * max(1, math.ceil(wi / 2))
+            down = batch * c * max(1, math.ceil(hi / 2)) * max(1, math.ceil(wi / 2))
+            skips += down
+            level_skips.append(down)  # the downsampler's output is the next level's first skip
         # up path at this level: concatenated input is about 2c wide
         level = RESNET_FACTOR * batch * 2 * c * hw * elem
         if "CrossAttn" in types[i]:
             hd = max(1, c // int(heads[i]))
-            tb = (BLOCK_FACTOR * c + 8 * c + 4 * c) * batch * hw * elem
+            tb = (BLOCK_FACTOR + GEGLU_FACTOR) * c * batch * hw * elem
             self_attn = attention_bytes(batch, int(heads[i]), hw, hd, elem, kernel=kernel)
             cross = attention_bytes(batch, int(heads[i]), hw, hd, elem, kv_tokens=text_tokens, kernel=kernel)
             level = max(level, tb, BLOCK_FACTOR * c * batch * hw * elem + max(self_attn, cross))
         working = max(working, level)
-    return int(skips * elem + working)
+    peak = skips * elem + working
+    if freeu and n >= 2:
+        # finest level i whose up-path hidden input (width chans[i + 1]) is a FreeU stage
+        i = max(0, n - 3)
+        c_h, c_s = chans[i + 1], chans[i]
+        hw = max(1, math.ceil(h / 2 ** i)) * max(1, math.ceil(w / 2 ** i))
+        alive = sum(level_skips[:i + 1])
+        fu = alive * elem + batch * hw * ((3 * c_h + c_s) * elem + FREEU_FFT_BYTES * c_s)
+        peak = max(peak, fu)
+    return int(peak)
 
 
 def dit_tokens(frames: int, size: tuple[int, int], *, latent_factor: int = 8, temporal_factor: int = 4,
@@ -269,16 +300,18 @@ def vae_bytes(tile: tuple[int, int], channels: Sequence[int], elem: int, *, fram
     at a time (Wan: 4 pixel frames per latent frame; SDXL: 1).
 
     ``channels``: the VAE's ``block_out_channels`` (low to high level). The
-    peak is in the full-resolution decoder block: the upsampled input
-    (C_1 wide) and ``VAE_FACTOR`` C_0-wide tensors at (W, H), in float32 for
-    the group norms; the mid-block attention (one head over the latent
-    cells of the tile) when ``mid_attention``. ``out_size``: the assembled
-    output image(s) (3 channels, float32) kept while tiles are decoded."""
+    peak is in the full-resolution decoder block: the larger of the upsampled
+    input (C_1 wide) with ``VAE_FACTOR`` C_0-wide tensors, and
+    ``VAE_INPUT_FACTOR`` C_1-wide tensors (input, group norm, activation of
+    the first ResNet), at (W, H) in the VAE's dtype; the mid-block attention
+    (one head over the latent cells of the tile) when ``mid_attention``.
+    ``out_size``: the assembled output image(s) (3 channels, float32) kept
+    while tiles are decoded."""
     tw, th = tile
     hw = tw * th
     c0 = channels[0]
     c1 = channels[1] if len(channels) > 1 else c0
-    full = (c1 + VAE_FACTOR * c0) * hw * frames * max(elem, 4)
+    full = max(c1 + VAE_FACTOR * c0, VAE_INPUT_FACTOR * c1) * hw * frames * elem
     attn = 0
     if mid_attention:
         cells = max(1, hw // (latent_factor * latent_factor))
@@ -287,6 +320,43 @@ def vae_bytes(tile: tuple[int, int], channels: Sequence[int], elem: int, *, fram
     if out_size is not None:
         out = 2 * 3 * out_size[0] * out_size[1] * frames * 4
     return int(max(full, attn) + out)
+
+
+def _tile_extents(n: int, tile: int, stride: int) -> list[int]:
+    """Sizes of the tiles diffusers cuts along an axis of ``n`` latent cells."""
+    return [min(tile, n - i) for i in range(0, n, max(1, stride))]
+
+
+def video_vae_bytes(size: tuple[int, int], frames: int, channels: Sequence[int], elem: int, *,
+                    tile: tuple[int, int] | None = None, stride: tuple[int, int] | None = None,
+                    latent_factor: int = 8, temporal_factor: int = 4, kernel: str = "efficient") -> int:
+    """Peak working memory of a causal video VAE decode (diffusers
+    ``AutoencoderKLWan``) of ``frames`` pixel frames at ``size`` (W, H).
+
+    The decoder runs one latent frame (``temporal_factor`` pixel frames) at a
+    time with a feature cache (:func:`vae_bytes` of the tile, or of the whole
+    frame untiled). Its outputs stay alive until the end: untiled, the frame
+    list, its concatenation and the clamped copy (3 outputs); tiled
+    (``tile``/``stride`` in pixels, W and H), every decoded tile, (3, F,
+    tile) in the VAE's dtype, is kept until all are blended, then the
+    blended rows, their concatenation and the clamped copy (3 outputs) are
+    made while the tiles are still referenced. Found on the meta device
+    (issue 16: at 1088x1920x81 the peak is 60 decoded 256-px tiles plus three
+    1.9 GB outputs).
+    """
+    w, h = size
+    out = 3 * int(frames) * w * h * elem
+    if tile is None:
+        work = vae_bytes((w, h), channels, elem, frames=temporal_factor, latent_factor=latent_factor, kernel=kernel)
+        return int(max(work + out, 3 * out))
+    tw, th = min(tile[0], w), min(tile[1], h)
+    sw, sh = (stride or tile)
+    lat = latent_factor
+    rows = _tile_extents(h // lat, th // lat, max(1, sh // lat))
+    cols = _tile_extents(w // lat, tw // lat, max(1, sw // lat))
+    tiles = 3 * int(frames) * sum(r * lat for r in rows) * sum(c * lat for c in cols) * elem
+    work = vae_bytes((tw, th), channels, elem, frames=temporal_factor, latent_factor=lat, kernel=kernel)
+    return int(max(work + tiles, tiles + 3 * out))
 
 
 # ------------------------------------------------------------------ free memory
@@ -453,6 +523,6 @@ def plan_memory(components: Sequence[Component], stages: Sequence[StageDemand], 
 
 
 __all__ = ["Component", "DTYPE_BYTES", "GiB", "StageDemand", "attention_bytes", "candidates",
-           "component_from_folder", "dit_activation_bytes", "dit_tokens", "dtype_bytes", "free_memory",
+           "component_from_folder", "dit_activation_bytes", "dit_tokens", "dtype_bytes", "free_memory", "video_vae_bytes",
            "gib", "largest_leaf_params", "param_count", "param_count_from_config", "parse_bytes",
            "plan_memory", "safetensors_params", "unet_activation_bytes", "vae_bytes"]

@@ -62,8 +62,11 @@ def test_unet_and_vae_monotonic():
     ch = [128, 256, 512, 512]
     v = [mm.vae_bytes((t, t), ch, 2) for t in (256, 512, 1024)]
     assert v == sorted(v)
-    # hand computation of the full-resolution term (fp16 group norms count as fp32, no attention)
-    assert mm.vae_bytes((512, 512), ch, 2, mid_attention=False) == (256 + mm.VAE_FACTOR * 128) * 512 * 512 * 4
+    # hand computation of the full-resolution term (the larger of C1 + 4 C0 and 3 C1, VAE dtype, no attention)
+    assert mm.vae_bytes((512, 512), ch, 2, mid_attention=False) == max(256 + mm.VAE_FACTOR * 128, 3 * 256) * 512 * 512 * 2
+    # FreeU's Fourier filter at the finest level dominates an SDXL-like UNet at 4096 px
+    big = mm.unet_activation_bytes(cfg, (512, 512), 2, 2, freeu=True)
+    assert big > mm.unet_activation_bytes(cfg, (512, 512), 2, 2)
 
 
 def _stage(act=4 * MiB, per_tile=lambda t: 4 * (t or 4096) ** 2):

@@ -598,6 +598,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                 outputs = render.outputs
                 rendered = render.windows_rendered
                 waiting = sorted(set(todo_frames) - render.published_frames)
+                    record_substitutions(manifest, reader, sink)
             elif chunk_list:
                 waiting = set()
                 for info in ex.run(chunk_list, work=None, task=functools.partial(render_chunk_task, plan, schedule=sched),
@@ -613,7 +614,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                 sink.emit("warning", message=f"frames {compress_ranges(waiting)} wait for windows another task "
                           "of the job renders; that task publishes them when it ends (nothing to do here)")
             if owns_all and assemble and main:
-                final = assemble_movie(manifest, plan.source, plan.output.path, audio=plan.output.audio)
+                final = assemble_movie(manifest, plan.source, plan.output.path, audio=plan.output.audio_mode)
                 outputs = [final]
             try:
                 from ..editorial import write_otio
@@ -637,7 +638,8 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         summary = Summary(status, done, total, seconds, list(outputs), windows_rendered=rendered,
                           windows_needed=len({wi for c in chunk_list for wi in c.windows}))
         manifest.update(last_run={"status": status, "seconds": seconds,
-                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                        substituted_frames=manifest.substitutions())
         host.notify("render_finished", plan=plan, summary=summary.to_dict())
         sink.emit("finished", status=status, done=done, total=total, seconds=seconds,
                   outputs=outputs if status == "finished" else summary.outputs)
@@ -685,7 +687,23 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
         manifest.close()
 
 
+        record_substitutions(manifest, reader, NullSink())
 def _open_reader(plan, host):
     from ..media.probe import open_input
 
-    return open_input(plan.input, first_frame=plan.source.first_frame, host=host)
+    return open_input(plan.input, first_frame=plan.source.first_frame, host=host, policy=plan.read_policy,
+                      planned=plan.source)
+
+
+def record_substitutions(manifest: Manifest, reader, sink) -> None:
+    """Frames a reader replaced (``--on-bad-frame`` / ``--missing``): one
+    warning each, and a record in this process's unit log, which
+    :func:`substituted_frames` gathers for the manifest."""
+    subs = reader.substitutions()
+    if not subs:
+        return
+    for number, how in sorted(subs.items()):
+        sink.emit("warning", message=f"frame {number} of {reader.info.path} substituted: {how}")
+    manifest.log_substitutions(subs)
+    """The source, opened with the plan's read policy and its probed frame
+    table (a movie is not indexed again in every task)."""

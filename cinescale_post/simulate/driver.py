@@ -201,13 +201,15 @@ def _memory_choice(plan) -> dict:
     return dict(mem.get("choice") or {}) if mem.get("available") else {}
 
 
-def simulate_plan(plan, *, arch: str | None = None, source_size: tuple[int, int] | None = None) -> dict:
+def simulate_plan(plan, *, arch: str | None = None, source_size: tuple[int, int] | None = None,
+                  explain: bool = False) -> dict:
     """Simulate ``plan`` (a :class:`cinescale_post.plan.Plan` for the ``sdxl``
     or ``wan`` backend) at real size on meta tensors; see the module doc.
 
     ``arch``: built-in architecture when the plan's model folder has no
     configs (default from the backend). ``source_size``: (W, H) of the source
-    frames for render plans (default: the probed source's size).
+    frames for render plans (default: the probed source's size). ``explain``:
+    also list the largest tensors alive at the overall peak (slower).
     Returns ``{"flops", "components": {name: {"flops", "peak_activation_bytes",
     "weights_bytes"}}, "stages": [...], "phases": [...], "notes", "seconds"}``.
     """
@@ -218,7 +220,7 @@ def simulate_plan(plan, *, arch: str | None = None, source_size: tuple[int, int]
     elif folder is not None and arch is None:
         arch = None
     choice = _memory_choice(plan)
-    tracker = SimulationTracker()
+    tracker = SimulationTracker(explain=explain)
     out = (int(plan.output.width), int(plan.output.height))
     notes = [NOTE_MEMO, "attention: fused SDPA kernels (flash; memory-efficient with a mask), no score matrix",
              "values: meta tensors have none; random draws and schedule numbers are placeholders of the real shapes"]
@@ -320,7 +322,9 @@ def _summarise(tracker, weights, ins, res, notes, seconds, plan) -> dict:
     return {"backend": plan.backend, "dtype": plan.dtype, "mode": plan.mode, "frames": res["frames"],
             "flops": tracker.total_flops, "peak_activation_bytes": tracker.peak, "components": comps,
             "weights_bytes": weights, "stages": stages, "phases": [r.to_dict() for r in tracker.records.values()],
-            "notes": notes, "simulation_seconds": round(seconds, 1)}
+            "notes": notes, "simulation_seconds": round(seconds, 1),
+            "peak_contents": [{"bytes": c[0], "op": c[1], "shape": list(c[2]), "dtype": c[3]}
+                              for c in tracker.peak_contents[:24]]}
 
 
 __all__ = ["NOTE_MEMO", "default_arch", "meta_components", "simulate_plan"]

@@ -117,8 +117,10 @@ class SimulationTracker(TorchDispatchMode):
     identical calls for FLOPs (memory peaks do not add up).
     """
 
-    def __init__(self, *, route_sdpa: bool = True):
+    def __init__(self, *, route_sdpa: bool = True, explain: bool = False):
         super().__init__()
+        self.explain = explain
+        self.peak_contents: list = []  # with explain: (bytes, op, shape, dtype) alive at the peak
         self.route_sdpa = route_sdpa
         self.live = 0
         self.peak = 0
@@ -129,6 +131,7 @@ class SimulationTracker(TorchDispatchMode):
         self._stack: list[list] = []  # [record, live at entry, peak in this call]
         self._mult = 1
         self._paused = 0
+        self._op = ""
         self._function_mode: Any = None
 
     # ------------------------------------------------------------ context
@@ -225,10 +228,13 @@ class SimulationTracker(TorchDispatchMode):
         entry = self._storages.get(key)
         if entry is None:
             nbytes = int(st.nbytes())
-            entry = self._storages[key] = [nbytes, 0]
+            entry = self._storages[key] = [nbytes, 0, (self._op, tuple(t.shape), str(t.dtype))] if self.explain \
+                else [nbytes, 0]
             self.live += nbytes
             if self.live > self.peak:
                 self.peak = self.live
+                if self.explain:
+                    self.peak_contents = sorted(((e[0], *e[2]) for e in self._storages.values()), reverse=True)
             for frame in self._stack:
                 if self.live > frame[2]:
                     frame[2] = self.live
@@ -262,6 +268,7 @@ class SimulationTracker(TorchDispatchMode):
             if r is not NotImplemented:
                 return r
         out = func(*args, **kwargs)
+        self._op = str(packet)
         if packet in flop_registry:
             n = int(flop_registry[packet](*args, **kwargs, out_val=out)) * self._mult
             self.total_flops += n
