@@ -62,6 +62,55 @@ def _reported(sink):
         raise
 
 
+def _planning_card(gpu, dry_run, as_json, simulate):
+    """The card ``--gpu`` names (issue 16), after checking the dry-run flags."""
+    if (gpu or as_json or simulate) and not dry_run:
+        raise click.UsageError("--gpu, --json and --simulate describe a plan: use them with --dry-run")
+    if not gpu:
+        return None
+    from .simulate.cards import card
+
+    try:
+        return card(gpu)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gpu") from None
+
+
+@contextlib.contextmanager
+def _free_memory_of(card):
+    """Plan for ``card``'s memory (the planner reads CINESCALE_FREE_MEMORY)."""
+    if card is None:
+        yield
+        return
+    old = os.environ.get("CINESCALE_FREE_MEMORY")
+    os.environ["CINESCALE_FREE_MEMORY"] = str(card.memory_bytes)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("CINESCALE_FREE_MEMORY", None)
+        else:
+            os.environ["CINESCALE_FREE_MEMORY"] = old
+
+
+def _dry_run(plan, card, as_json, simulate):
+    """--dry-run: the plan JSON on stdout and the estimate on stderr, or with
+    --json one object {plan, estimate}; --simulate adds the real-size simulation."""
+    from .simulate.report import estimate, format_estimate
+
+    sim = None
+    if simulate:
+        from .simulate.driver import simulate_plan
+
+        sim = simulate_plan(plan)
+    est = estimate(plan, card, sim)
+    if as_json:
+        click.echo(json.dumps({"plan": json.loads(plan.to_json()), "estimate": est}, indent=2, default=str))
+    else:
+        click.echo(plan.to_json())
+        click.echo(format_estimate(est), err=True)
+
+
 def _plan_options(f):
     for opt in reversed([
         click.option("-o", "--output", required=True,
@@ -73,7 +122,14 @@ def _plan_options(f):
         click.option("--model", help="Local weights: a diffusers folder or a .safetensors file."),
         click.option("--seed", type=int, help="Seed (per-frame seeds derive from it and the frame number)."),
         click.option("--device", help="cpu, cuda, cuda:1 ... (default: the preset's, 'auto').", default=None),
-        click.option("--dry-run", is_flag=True, help="Print the resolved plan as JSON and exit 0."),
+        click.option("--dry-run", is_flag=True, help="Print the resolved plan as JSON and exit 0 (per-stage memory "
+                                                     "estimate, tile/window choice and fit on stderr)."),
+        click.option("--gpu", metavar="CARD", help="With --dry-run: plan for h100, h200, a100, a800, 4090 or a size "
+                                                   "in GiB (e.g. 48) instead of this machine's device."),
+        click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON object {plan, estimate} on "
+                                                             "stdout (farm submitters)."),
+        click.option("--simulate", is_flag=True, help="With --dry-run: simulate this exact plan at real size on "
+                                                      "meta tensors (FLOPs, peaks, time per stage; ~1 min)."),
         click.option("--progress", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True,
                      help="bar: terminal bar; json: JSON lines on stdout; plain: PROGRESS n% lines."),
     ]):
@@ -104,9 +160,19 @@ def _plan_options(f):
               help="Farm tasks: every frame of the job this task is part of (e.g. 1001-1240). Windows "
                    "another task starts are left to it and shared frames handed on, so each window is "
                    "rendered once.")
+@click.option("--audio", type=click.Choice(["copy", "pcm", "none"]), default=None,
+              help="Source audio in a movie master: copy by packet (PCM at the source rate and layout "
+                   "where the container cannot hold the codec), pcm, or none. Default: the preset's (copy).")
+@click.option("--on-bad-frame", type=click.Choice(["error", "hold", "black"]), default=None,
+              help="A movie frame that cannot be decoded, or frames a truncated file lost: error (default), "
+                   "hold the nearest earlier frame, or black. Substituted frames are listed in the manifest.")
+@click.option("--missing", type=click.Choice(["error", "black", "hold", "checkerboard"]), default=None,
+              help="Holes in an image sequence: error (default), black, hold, checkerboard; numbering stays "
+                   "the source's.")
 @click.pass_context
-def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, progress, frames, start, end,
-           first_frame, handles, prompt, overwrite, verify, executor, executor_address, no_assemble, job_frames):
+def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, gpu, as_json, simulate, progress,
+           frames, start, end, first_frame, handles, prompt, overwrite, verify, executor, executor_address,
+           no_assemble, job_frames, audio, on_bad_frame, missing):
     """Render INPUT (movie or frame pattern) to OUTPUT. Running the same
     command again resumes: finished, verified frames and chunks are kept."""
     from . import plan as plan_mod
@@ -118,13 +184,16 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
     host = _host(ctx)
     sink = make_sink(progress)
     ctx.obj["sink"] = sink
-    with _reported(sink):
+    card = _planning_card(gpu, dry_run, as_json, simulate)
+    with _reported(sink), _free_memory_of(card):
         plan = plan_mod.build(preset, host=host, input=input, output=output, overrides=overrides,
                               first_frame=first_frame, frames=frames, start=start, end=end, handles=handles,
-                              model=model, seed=seed, device=device, prompt=prompt)
+                              model=model, seed=seed, device=device or ("cuda" if card else None), prompt=prompt,
+                              audio=audio,
+                              on_bad_frame=on_bad_frame, missing=missing)
         job = plan_mod.select_frames(plan.source, frames=job_frames, start=None, end=None)[0] if job_frames else None
     if dry_run:
-        click.echo(plan.to_json())
+        _dry_run(plan, card, as_json, simulate)
         return
     summary = run(plan, host, sink, overwrite=overwrite, verify=verify, executor=executor,
                   executor_options={"address": executor_address} if executor_address else None,
@@ -141,7 +210,8 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
 @click.option("--size", help="WIDTHxHEIGHT of the final image, e.g. 4096x4096.")
 @_plan_options
 @click.pass_context
-def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, dry_run, progress):
+def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, dry_run, gpu, as_json, simulate,
+             progress):
     """Generate a still (up to 8K) or a clip from a prompt with a diffusion backend."""
     from . import plan as plan_mod
     from .orchestrator.generate import run_generate
@@ -157,11 +227,12 @@ def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, 
             raise click.BadParameter(f"{size!r}: use WIDTHxHEIGHT, e.g. 4096x4096", param_hint="--size")
     sink = make_sink(progress)
     ctx.obj["sink"] = sink
-    with _reported(sink):
+    card = _planning_card(gpu, dry_run, as_json, simulate)
+    with _reported(sink), _free_memory_of(card):
         plan = plan_mod.build(preset, host=host, output=output, overrides=overrides, model=model, seed=seed,
-                              device=device, prompt=prompt, mode="generate", size=wh)
+                              device=device or ("cuda" if card else None), prompt=prompt, mode="generate", size=wh)
     if dry_run:
-        click.echo(plan.to_json())
+        _dry_run(plan, card, as_json, simulate)
         return
     paths = run_generate(plan, host, sink)
     click.echo("\n".join(paths), err=progress == "json")
@@ -184,8 +255,11 @@ def probe(ctx, input, as_json, first_frame):
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", help="Final movie (default: the render's output path).")
 @click.option("--no-audio", is_flag=True, help="Do not copy the source audio.")
+@click.option("--audio", type=click.Choice(["copy", "pcm", "none"]), default=None,
+              help="Source audio: copy (PCM where .mov cannot hold the codec), pcm, none "
+                   "(default: the render's choice).")
 @click.pass_context
-def assemble(ctx, manifest, output, no_audio):
+def assemble(ctx, manifest, output, no_audio, audio):
     """Join a render's chunk movies into the final movie, by packet copy, with audio and timecode."""
     from .errors import InputError
     from .media.probe import probe as probe_fn
@@ -206,7 +280,8 @@ def assemble(ctx, manifest, output, no_audio):
     if m.path.resolve() != os.path.abspath(manifest):
         m = Manifest(str(os.path.join(os.path.dirname(os.path.abspath(manifest)), os.path.basename(out_path))))
     source = probe_fn(plan["input"], first_frame=plan["source"]["first_frame"], host=_host(ctx))
-    final = assemble_movie(m, source, output or out_path, audio=not no_audio and plan["output"]["audio"])
+    mode = "none" if no_audio else audio or plan["output"].get("audio_mode") or plan["output"]["audio"]
+    final = assemble_movie(m, source, output or out_path, audio=mode)
     click.echo(final)
 
 
@@ -276,7 +351,8 @@ def presets_show(ctx, name):
 
 @cli.command()
 @click.option("--smoke", is_flag=True, help="Build tiny models of every backend and run a two-stage cascade.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="cpu, cuda, cuda:1 ... for --smoke (auto, like render: cuda when available, else cpu).")
 @click.pass_context
 def doctor(ctx, smoke, device):
     """Check the installation: libraries, codecs, devices, plugins."""

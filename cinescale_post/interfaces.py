@@ -56,6 +56,48 @@ class AudioStreamInfo:
     channels: int
 
 
+ON_BAD_FRAME = ("error", "hold", "black")
+MISSING_FRAMES = ("error", "black", "hold", "checkerboard")
+
+
+@dataclass(frozen=True)
+class ReadPolicy:
+    """What a reader does with frames it cannot deliver (Nuke Read-node vocabulary).
+
+    ``on_bad_frame`` (movies: a frame the decoder gives no picture for, or
+    the frames a truncated file lost): ``error`` refuses naming the frame and
+    the option; ``hold`` repeats the nearest earlier good frame; ``black``
+    gives black. ``missing`` (sequences: holes in the numbering): ``error``,
+    ``black``, ``hold`` or ``checkerboard``. Frame counts and numbering stay
+    the source's; readers list what they substituted (``Reader.substitutions``).
+    """
+
+    on_bad_frame: str = "error"
+    missing: str = "error"
+
+
+@dataclass(frozen=True)
+class FrameTable:
+    """Where every frame of a movie is, in the container's own clock.
+
+    Built once when the source is probed (from the container index where the
+    format has one -- MOV/MP4, AVI -- else one demux pass) and carried in the
+    plan inside :class:`SourceInfo`, so readers in render tasks open, seek and
+    decode only what they render. ``pts``: sorted presentation stamps of the
+    frames in ``time_base``; ``keys``: those of key frames; ``by_count``:
+    decoded frames are placed by their order after a key frame, not by
+    timestamp (AVI has no presentation stamps; packed B-frames mislabel them).
+    """
+
+    time_base: Fraction
+    pts: tuple[int, ...]
+    keys: tuple[int, ...]
+    by_count: bool = False
+    built_from: str = "index"  # "index" | "scan"
+    #: ``by_count``: subtract from a key's pts to get the stamp the demuxer seeks by.
+    seek_offset: int = 0
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """What ``probe`` learns about an input, enough to plan a render.
@@ -86,6 +128,10 @@ class SourceInfo:
     missing: tuple[int, ...] = ()
     size_bytes: int = 0
     mtime_ns: int = 0
+    #: movies: the reader's frame table (container clock); not in ``to_dict``.
+    frame_table: FrameTable | None = field(default=None, compare=False, repr=False)
+    #: what the reader noticed and the plan must say (truncation rendered anyway...).
+    notes: tuple[str, ...] = ()
     #: sample (pixel) aspect ratio, width/height of one pixel (PAL 4:3 16:15,
     #: 2x anamorphic 2); display width = width * pixel_aspect.
     pixel_aspect: Fraction = Fraction(1)
@@ -183,6 +229,8 @@ class Reader(abc.ABC):
     """
 
     info: SourceInfo
+    #: set by ``media.probe.open_input`` before the first ``read``.
+    policy: ReadPolicy = ReadPolicy()
 
     @abc.abstractmethod
     def read(self, numbers: Iterable[int]) -> Iterator[Frame]:
@@ -191,6 +239,11 @@ class Reader(abc.ABC):
         Frame-accurate: seeks to the nearest earlier key frame and decodes
         forward. Streams: holds at most a few frames in memory.
         """
+
+    def substitutions(self) -> dict[int, str]:
+        """Plate number -> what was delivered instead of it ("hold", "black",
+        "checkerboard") for the frames read so far under ``policy``."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional
         pass
@@ -205,13 +258,20 @@ class Reader(abc.ABC):
 @dataclass(frozen=True)
 class ReaderFactory:
     """A reader format. ``accepts(path) -> bool`` decides; ``open(path, first_frame)``
-    returns a :class:`Reader`. ``kind`` is "movie" or "sequence"."""
+    returns a :class:`Reader`. ``kind`` is "movie" or "sequence".
+
+    ``open_planned(path, first_frame, policy, planned)`` (optional) opens with
+    a :class:`ReadPolicy` from the start (it can change what ``info`` says,
+    e.g. a truncated movie rendered as far as it goes) and, in render tasks,
+    with the :class:`SourceInfo` the plan probed, so nothing is read twice.
+    Readers without it get ``policy`` set after ``open``."""
 
     name: str
     kind: str
     accepts: Callable[[str], bool]
     open: Callable[..., Reader]
     priority: int = 0
+    open_planned: Callable[..., Reader] | None = None
 
 
 @dataclass(frozen=True)

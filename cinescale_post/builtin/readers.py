@@ -50,8 +50,22 @@ def open_sequence(path: str, first_frame: int = 1001):
     return SequenceReader(path, first_frame=first_frame)
 
 
-MOVIE = ReaderFactory(name="pyav-movie", kind="movie", accepts=accepts_movie, open=open_movie)
-SEQUENCE = ReaderFactory(name="image-sequence", kind="sequence", accepts=accepts_sequence, open=open_sequence)
+def open_movie_planned(path: str, first_frame: int, policy, planned):
+    from cinescale_post.media.movie_reader import MovieReader
+
+    return MovieReader(path, first_frame=first_frame, policy=policy, planned=planned)
+
+
+def open_sequence_planned(path: str, first_frame: int, policy, planned):
+    from cinescale_post.media.sequence_reader import SequenceReader
+
+    return SequenceReader(path, first_frame=first_frame, policy=policy)
+
+
+MOVIE = ReaderFactory(name="pyav-movie", kind="movie", accepts=accepts_movie, open=open_movie,
+                      open_planned=open_movie_planned)
+SEQUENCE = ReaderFactory(name="image-sequence", kind="sequence", accepts=accepts_sequence, open=open_sequence,
+                         open_planned=open_sequence_planned)
 
 
 @hookimpl

@@ -25,7 +25,7 @@ from fractions import Fraction
 
 from ..errors import InputError, OutputError, PlanError
 from ..interfaces import SourceInfo
-from .audio import AudioPassThrough
+from .audio import AudioPassThrough, audio_mode
 from .publish import output_error, prepare_folder, remove_quietly, temp_name
 from .timecode import offset_timecode, source_pts
 
@@ -110,7 +110,7 @@ def _check(chunks: list[_Chunk], source: SourceInfo, first_index: int) -> None:
                         ref.path, ref.timecode, first_index, expect0)
 
 
-def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, audio: bool = True,
+def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, audio: bool | str = True,
                   timecode_offset_frames: int = 0) -> str:
     """Join ``chunk_paths`` (in frame order) into ``out_path`` (.mov); return it.
 
@@ -119,7 +119,9 @@ def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, 
         out_path: the master to write; replaced atomically when complete.
         source: the source the chunks were rendered from (pts table, rate,
             timecode, audio).
-        audio: copy the source audio by packet; done only when the chunks
+        audio: the source audio, by packet copy (``True``/"copy"; streams
+            .mov cannot hold become PCM), as PCM ("pcm"), or not (``False``/
+            "none"); done only when the chunks
             cover the whole source (a partial range would need trimming,
             which packet copy cannot do sample-accurately).
         timecode_offset_frames: index in the source of the first chunk's
@@ -151,9 +153,11 @@ def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, 
     tmp = temp_name(final)
     base = source_pts(source, first)
     pass_audio = None
-    if audio and source.kind == "movie" and source.audio:
+    mode = audio_mode(audio)
+    if mode != "none" and source.kind == "movie" and source.audio:
         if whole:
-            pass_audio = AudioPassThrough(source.path, "mov", shift_s=Fraction(base) * source.time_base)
+            pass_audio = AudioPassThrough(source.path, "mov", shift_s=Fraction(base) * source.time_base,
+                                          mode=mode)
         else:
             log.warning("audio not copied into %s: the chunks cover source frames %d-%d of %d",
                         final, first, first + total - 1, source.frame_count)

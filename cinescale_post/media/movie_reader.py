@@ -41,8 +41,9 @@ import av
 import numpy as np
 
 from ..errors import InputError
-from ..interfaces import AudioStreamInfo, Colour, Frame, Reader, SourceInfo
+from ..interfaces import AudioStreamInfo, Colour, Frame, FrameTable, Reader, ReadPolicy, SourceInfo
 from . import colour as col
+from .alpha import frame_alpha
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +303,55 @@ def rate_and_vfr(stream_rates: tuple, pts: list[int], time_base: Fraction) -> tu
     return average, False
 
 
+#: Rates a coarse clock is snapped to (plus the codec's own, tried first).
+STANDARD_RATES = tuple(Fraction(r) for r in (
+    "24000/1001", "24", "25", "30000/1001", "30", "48000/1001", "48", "50", "60000/1001", "60",
+    "120000/1001", "120", "100", "96", "72", "15", "12", "12000/1001", "15000/1001", "16", "18", "20",
+    "240", "240000/1001"))
+
+
+def _on_grid(rate: Fraction, pts: np.ndarray, time_base: Fraction) -> bool:
+    """Every (sorted) pts within one tick of a frame grid at ``rate`` (any offset):
+    the timestamps are that rate, rounded to the container's clock."""
+    step = float(1 / (rate * time_base))
+    resid = pts - np.arange(len(pts), dtype=np.float64) * step
+    return bool(np.ptp(resid) <= 1.0 + 1e-6)
+
+
+def exact_rate(codec_rate: Fraction | None, stream_rate: Fraction | None, pts: list[int],
+               time_base: Fraction) -> Fraction | None:
+    """The exact rate of a clip whose container clock is coarse, or None.
+
+    The clock is coarse when the container's rate is not a standard one or a
+    frame is not a whole number of ticks (MKV's 1 ms: 19001/317 for 59.94;
+    AVI's 2997/125 for 23.976, 1000000/66667 for 15). Then the codec's own
+    timing (``codec_context.framerate``: H.264/HEVC VUI, MPEG-4 VOL) is used
+    if the timestamps sit on its grid within one tick, else the standard rate
+    nearest the timestamps' span that they fit. None: the clock is exact, or
+    nothing fits (VFR; ``rate_and_vfr`` decides).
+    """
+    if stream_rate:
+        ticks = 1 / (Fraction(stream_rate) * time_base)
+        if Fraction(stream_rate) in STANDARD_RATES and ticks.denominator == 1:
+            return None
+    arr = np.asarray(pts, dtype=np.float64)
+    if len(arr) < 2:
+        return Fraction(codec_rate) if codec_rate and Fraction(codec_rate) in STANDARD_RATES else None
+    span = Fraction(len(arr) - 1) / (Fraction(int(arr[-1] - arr[0])) * time_base) if arr[-1] > arr[0] else None
+    codec = Fraction(codec_rate) if codec_rate else None
+    # The codec's rate first when it is a standard one (VUI says 60000/1001);
+    # a codec clock copied from the container (AVI's 2997/125) only last.
+    candidates = [codec] if codec in STANDARD_RATES else []
+    if span:
+        candidates += sorted(STANDARD_RATES, key=lambda r: abs(r - span))
+    if codec and codec not in STANDARD_RATES:
+        candidates.append(codec)
+    for rate in candidates:
+        if rate > 0 and _on_grid(rate, arr, time_base):
+            return rate
+    return None
+
+
 def _resolve_colour(frame, ctx, height: int) -> Colour:
     """Colour tags of the clip, filling what is unspecified (``assumed``)."""
 
@@ -326,16 +376,45 @@ def _resolve_colour(frame, ctx, height: int) -> Colour:
     return Colour(primaries=int(primaries), trc=int(trc), matrix=int(matrix), range=int(rng), assumed=assumed)
 
 
+# Containers whose demuxer builds a complete sample index at open (MOV/MP4:
+# the moov tables; AVI: idx1), so the frame table needs no pass over the data.
+_INDEXED = {"mov", "mp4", "avi"}
+# Packets probed at open to learn the pts-dts offset of an indexed stream.
+_HEAD_PACKETS = 64
+_FIX_BAD = ("--on-bad-frame hold repeats the nearest earlier good frame, --on-bad-frame black puts black "
+            "in its place (both recorded in the manifest); or re-export the clip")
+
+
+class _BadFrame(Exception):
+    """Internal: the frame at ``index`` has no picture (the reason says why)."""
+
+    def __init__(self, index: int, reason: str):
+        self.index, self.reason = index, reason
+        super().__init__(reason)
+
+
 class MovieReader(Reader):
     """A movie opened with PyAV. ``info`` is complete once constructed.
+
+    ``policy`` (:class:`ReadPolicy`) decides about frames without a picture;
+    ``planned`` (the :class:`SourceInfo` a plan probed from this file) skips
+    the frame table and the first-frame decode: a render task opens in O(1).
 
     >>> with MovieReader("plate.mov", first_frame=1001) as r:   # doctest: +SKIP
     ...     frames = list(r.read([1001, 1024]))   # two Frames, rgb (H, W, 3) float32
     """
 
-    def __init__(self, path: str | os.PathLike, first_frame: int = 1001):
+    def __init__(self, path: str | os.PathLike, first_frame: int = 1001, *,
+                 policy: ReadPolicy | None = None, planned: SourceInfo | None = None):
         self.path = os.fspath(path)
         self.first_frame = int(first_frame)
+        self.policy = policy or ReadPolicy()
+        self._subs: dict[int, str] = {}
+        self._last_good: tuple[int, np.ndarray] | None = None
+        self._decoder: Iterator | None = None
+        self._pos: int | None = None  # index of the last frame pulled from the decoder
+        self._pending = None  # (index, av frame) pulled but not yet handed out
+        self._notes: list[str] = []
         try:
             self._container = av.open(self.path, metadata_errors="ignore")
         except av.FFmpegError as exc:
@@ -346,21 +425,97 @@ class MovieReader(Reader):
                     f"{self.path} is not a media file FFmpeg can read (it is text; FFmpeg would draw it as ANSI art)",
                     fix="pass a movie file (MOV, MP4, MKV, MXF...) or an image-sequence pattern such as shot.####.exr")
             self._vs = _pick_video_stream(self._container, self.path)
-            self._table()
-            self._decoder: Iterator | None = None
-            self._pos: int | None = None  # index of the last frame pulled from the decoder
-            self._pending = None  # (index, av frame) pulled but not yet handed out
-            self.info = self._probe()
+            self._vs.codec_context.thread_type = "AUTO"  # frame + slice threads; seeking flushes them
+            if planned is not None and planned.frame_table is not None:
+                self._adopt(planned)
+            else:
+                self._use(self._build_table())
+                self.info = self._probe()
         except BaseException:
             self._container.close()
             raise
 
     # ------------------------------------------------------------ frame table
 
-    def _table(self) -> None:
-        """Sorted pts of every video packet, and the pts of key frames."""
+    def _use(self, table: FrameTable) -> None:
+        self.table = table
+        self._pts = list(table.pts)
+        self._key_index = list(table.keys)
+        self._index_of_pts = {t: i for i, t in enumerate(self._pts)}
+
+    def _adopt(self, planned: SourceInfo) -> None:
+        """Take the plan's table; refuse a file that changed since it was probed."""
+        st = os.stat(self.path)
+        if (st.st_size, st.st_mtime_ns) != (planned.size_bytes, planned.mtime_ns):
+            raise InputError(f"{self.path} changed since the render was planned "
+                             f"({planned.size_bytes} -> {st.st_size} bytes)",
+                             fix="plan the render again (run the same command; add --overwrite to replace "
+                                 "frames made from the old file)")
+        self._use(planned.frame_table)
+        self._colour = planned.colour
+        self.info = planned
+
+    def _build_table(self) -> FrameTable:
+        fmt_names = set(self._container.format.name.split(","))
+        table = self._table_from_index() if fmt_names & _INDEXED else None
+        return table or self._table_from_scan()
+
+    def _by_count(self) -> bool:
+        # AVI stores no presentation times: what the demuxer calls pts is a
+        # parser's guess, and packed B-frames (DivX/Xvid) come out of the
+        # decoder labelled out of order. The decoder's output order is right.
+        return "avi" in self._container.format.name.split(",")
+
+    def _table_from_index(self) -> FrameTable | None:
+        """Frame table from the demuxer's sample index (no pass over the data).
+
+        Index stamps are decode times; presentation times are decode times
+        plus the stream's reorder offset, learnt from the first packets, when
+        the decode steps are uniform (CFR) or nothing is reordered. Anything
+        else (VFR with B-frames, an incomplete index) returns None: a scan.
+        """
         vs = self._vs
-        pts, keys, listed = [], [], 0
+        entries = [e for e in vs.index_entries if not e.is_discard]
+        if len(entries) < 2 or (vs.frames and len(entries) < vs.frames):
+            return None
+        dts = np.fromiter((e.timestamp for e in entries), dtype=np.int64, count=len(entries))
+        if np.any(np.diff(dts) <= 0):
+            return None
+        head_pts, head_dts = [], []
+        for packet in self._container.demux(vs):
+            if packet.dts is None or packet.is_discard:
+                continue
+            head_pts.append(packet.pts if packet.pts is not None else packet.dts)
+            head_dts.append(packet.dts)
+            if len(head_pts) >= min(_HEAD_PACKETS, len(entries)):
+                break
+        if not head_pts:
+            return None
+        uniform = np.ptp(np.diff(dts)) == 0
+        reordered = any(p != d for p, d in zip(head_pts, head_dts))
+        if reordered and not uniform:
+            return None
+        shift = min(head_pts) - min(head_dts)
+        size = os.path.getsize(self.path)
+        present = sum(1 for e in entries if e.pos < 0 or e.pos + e.size <= size)
+        if present < len(entries):
+            self._truncated(len(entries), present, "its index lists")
+            entries, dts = entries[:present], dts[:present]
+        pts = tuple(int(t) + shift for t in dts)
+        keys = tuple(i for i, e in enumerate(entries) if e.is_keyframe) or (0,)
+        self._container.seek(pts[0], stream=vs, backward=True, any_frame=False)
+        by_count = self._by_count()
+        return FrameTable(Fraction(vs.time_base), pts, keys, by_count=by_count, built_from="index",
+                          seek_offset=shift if by_count else 0)
+
+    def _table_from_scan(self) -> FrameTable:
+        """Sorted pts of every video packet (one demux pass, no decoding)."""
+        vs = self._vs
+        pts, keys, listed, head = [], [], 0, []
+        try:
+            self._container.seek(0, stream=vs, backward=True, any_frame=True)  # after a look at the index
+        except av.FFmpegError:
+            pass  # nothing to seek in (an empty file): the scan below says so
         try:
             for packet in self._container.demux(vs):
                 if packet.size == 0 and packet.pts is None:
@@ -372,26 +527,42 @@ class MovieReader(Reader):
                 if t is None:
                     continue
                 pts.append(t)
+                if len(head) < _HEAD_PACKETS and packet.dts is not None:
+                    head.append(t - packet.dts)
                 if packet.is_keyframe:
                     keys.append(t)
         except av.FFmpegError as exc:
-            raise InputError(f"{self.path} cannot be read past frame {len(pts)}: {exc}",
-                             fix=_FIX_DAMAGED) from exc
+            if not pts:
+                raise InputError(f"{self.path} cannot be read: {exc}", fix=_FIX_DAMAGED) from exc
+            self._truncated(None, len(pts), f"reading stopped ({exc}) after")
         if not pts:
             raise InputError(f"{self.path} has no video frames",
                              fix="the clip is empty; export it again with picture")
         if vs.frames and listed < vs.frames:
-            raise InputError(
-                f"{self.path} is truncated or incomplete: its index lists {vs.frames} frames "
-                f"but only {listed} are in the file",
-                fix="re-export it or copy it again")
+            self._truncated(vs.frames, listed, "its index lists")
         pts.sort()
-        keys.sort()
         if not vs.frames:  # MKV, MXF...: no count, so compare with the declared duration
             self._check_duration(pts)
-        self._pts = pts
-        self._keys = keys
-        self._index_of_pts = {t: i for i, t in enumerate(pts)}
+        index_of = {t: i for i, t in enumerate(pts)}
+        key_index = tuple(sorted(index_of[k] for k in set(keys) if k in index_of)) or (0,)
+        self._container.seek(pts[0], stream=vs, backward=True, any_frame=False)
+        by_count = self._by_count()
+        return FrameTable(Fraction(vs.time_base), tuple(pts), key_index, by_count=by_count, built_from="scan",
+                          seek_offset=max(head, default=0) if by_count else 0)
+
+    def _truncated(self, declared: int | None, present: int, what: str) -> None:
+        """A file with fewer frames than it declares: refuse, or (``--on-bad-frame``
+        hold/black) render the frames present and say so in the plan."""
+        if declared is None:
+            message = f"{self.path} is truncated or incomplete: {what} {present} frames"
+        else:
+            message = (f"{self.path} is truncated or incomplete: {what} {declared} frames "
+                       f"but only {present} are in the file")
+        if self.policy.on_bad_frame == "error":
+            raise InputError(message, fix=f"re-export it or copy it again; or render the {present} frames "
+                                          f"that exist with --on-bad-frame hold (or black)")
+        self._notes.append(f"{message}; rendering the {present} frames present "
+                           f"(--on-bad-frame {self.policy.on_bad_frame})")
 
     def _check_duration(self, pts: list[int]) -> None:
         declared = _declared_end(self._vs)
@@ -406,19 +577,31 @@ class MovieReader(Reader):
         # More than two of the longest frames absent: data was cut off (a
         # copy stopped early). Smaller differences are container rounding.
         if declared - present > 2 * longest:
-            raise InputError(
-                f"{self.path} is truncated or incomplete: it declares {float(declared):.3f} s of video "
-                f"but the data ends at {float(present):.3f} s ({len(pts)} frames)",
-                fix="re-export it or copy it again")
+            self._truncated(None, len(pts), f"it declares {float(declared):.3f} s of video but the data "
+                                            f"ends at {float(present):.3f} s:")
 
     # ------------------------------------------------------------ probe
 
     def _probe(self) -> SourceInfo:
         vs, ctx = self._vs, self._vs.codec_context
-        ctx.thread_type = "AUTO"  # frame + slice threads; seeking flushes them
         time_base = Fraction(vs.time_base)
-        rate, vfr = rate_and_vfr((vs.average_rate, vs.base_rate, vs.guessed_rate), self._pts, time_base)
-        first = self._decode_index(0)
+        exact = exact_rate(ctx.framerate, vs.average_rate or vs.guessed_rate, self._pts, time_base)
+        if exact is not None:
+            # Coarse clock: the plan, the writers and EXR headers get the exact
+            # rate and its own clock (frame n at n/rate), never 19001/317.
+            rate, vfr = exact, False
+            out_tb = 1 / exact
+            out_pts = tuple(round(Fraction(p) * time_base * exact) for p in self._pts)
+            if len(set(out_pts)) != len(out_pts):  # cannot happen on a fitting grid; keep the clock
+                out_tb, out_pts = time_base, tuple(self._pts)
+        else:
+            rate, vfr = rate_and_vfr((vs.average_rate, vs.base_rate, vs.guessed_rate), self._pts, time_base)
+            out_tb, out_pts = time_base, tuple(self._pts)
+        try:
+            first = self._decode_index(0)
+        except _BadFrame as exc:
+            raise InputError(f"{self.path}: the first frame cannot be decoded ({exc.reason})",
+                             fix=_FIX_DAMAGED) from None
         self._pending = (0, first)  # the first read(first_frame) needs no seek
         self._colour = _resolve_colour(first, ctx, first.height)
         if getattr(ctx, "field_order", 1) not in (0, 1):
@@ -441,9 +624,9 @@ class MovieReader(Reader):
             pix_fmt=first.format.name,
             bit_depth=first.format.components[0].bits,
             rate=rate,
-            time_base=time_base,
+            time_base=out_tb,
             frame_numbers=tuple(range(self.first_frame, self.first_frame + len(self._pts))),
-            pts=tuple(self._pts),
+            pts=out_pts,
             vfr=vfr,
             colour=self._colour,
             rotation=int(round(first.rotation or 0)) % 360,
@@ -451,16 +634,25 @@ class MovieReader(Reader):
             audio=audio,
             size_bytes=st.st_size,
             mtime_ns=st.st_mtime_ns,
+            frame_table=self.table,
+            notes=tuple(self._notes),
+            # issue 11: non-square pixels (PAL/NTSC, HDV, anamorphic) and alpha (straight in video files)
+            pixel_aspect=Fraction(vs.sample_aspect_ratio or ctx.sample_aspect_ratio or 1) or Fraction(1),
+            alpha="straight" if frame_alpha(first) is not None else "",
         )
 
     # ------------------------------------------------------------ reading
+
+    def substitutions(self) -> dict[int, str]:
+        return dict(self._subs)
 
     def read(self, numbers: Iterable[int]) -> Iterator[Frame]:
         """Yield :class:`Frame` s for ascending plate ``numbers``.
 
         ``Frame.rgb`` is (H, W, 3) float32 in coded orientation; ``pts`` and
-        ``time_base`` are the source's. Consecutive or near numbers decode
-        forward; a jump past a key frame seeks.
+        ``time_base`` are ``info``'s. Consecutive or near numbers decode
+        forward; a jump past a key frame seeks. A frame without a picture
+        raises (``policy.on_bad_frame`` error) or is held / black.
         """
         last = None
         for number in numbers:
@@ -472,19 +664,66 @@ class MovieReader(Reader):
             if last is not None and number <= last:
                 raise ValueError(f"read() takes ascending frame numbers; {number} came after {last}")
             last = number
+            rgb = self._rgb_at(index)
+            yield Frame(number=number, index=index, rgb=rgb, pts=self.info.pts[index],
+                        time_base=self.info.time_base, alpha=self._alpha)
+
+    def _rgb_at(self, index: int) -> np.ndarray:
+        number = self.first_frame + index
+        self._alpha = None  # substituted frames are opaque
+        try:
             av_frame = self._decode_index(index)
-            try:
-                rgb = frame_to_rgb(av_frame, matrix=self._colour.matrix if is_ycbcr(av_frame.format) else None,
-                                   range=self._colour.range if is_ycbcr(av_frame.format) else None)
-            except ValueError as exc:
-                raise InputError(f"{self.path}: frame {number} has pixel format {av_frame.format.name} "
-                                 f"that cannot be converted ({exc})", fix="transcode the clip to ProRes") from exc
-            del av_frame  # release the decoder's buffer before the consumer runs
-            yield Frame(number=number, index=index, rgb=rgb, pts=self._pts[index],
-                        time_base=self.info.time_base)
+        except _BadFrame as exc:
+            if self.policy.on_bad_frame == "error":
+                raise InputError(f"{self.path}: frame {number} cannot be decoded ({exc.reason})",
+                                 fix=_FIX_BAD) from None
+            rgb = self._substitute(index)
+            log.warning("%s: frame %d cannot be decoded (%s); %s", self.path, number, exc.reason,
+                        "held from the nearest earlier frame" if self._subs[number] == "hold" else "black")
+            return rgb
+        rgb = self._to_rgb(av_frame, number)
+        self._alpha = frame_alpha(av_frame)  # ProRes 4444 / yuva / rgba: the alpha plane, else None
+        del av_frame  # release the decoder's buffer before the consumer runs
+        self._last_good = (index, rgb)
+        return rgb
+
+    def _to_rgb(self, av_frame, number: int) -> np.ndarray:
+        try:
+            return frame_to_rgb(av_frame, matrix=self._colour.matrix if is_ycbcr(av_frame.format) else None,
+                                range=self._colour.range if is_ycbcr(av_frame.format) else None)
+        except ValueError as exc:
+            raise InputError(f"{self.path}: frame {number} has pixel format {av_frame.format.name} "
+                             f"that cannot be converted ({exc})", fix="transcode the clip to ProRes") from exc
+
+    def _substitute(self, index: int) -> np.ndarray:
+        """The picture ``policy`` puts in place of bad frame ``index``. ``hold``
+        takes the nearest earlier good frame of the *source* (decoded again if
+        this reader has not just read it), so every chunking renders the same."""
+        number = self.first_frame + index
+        held = None
+        if self.policy.on_bad_frame == "hold":
+            if self._last_good is not None and self._last_good[0] == index - 1:
+                held = self._last_good[1]
+            else:
+                for j in range(index - 1, -1, -1):
+                    if self.first_frame + j in self._subs:
+                        continue
+                    try:
+                        held = self._to_rgb(self._decode_index(j), self.first_frame + j)
+                        break
+                    except _BadFrame:
+                        self._subs[self.first_frame + j] = "skipped while holding"
+                self._decoder, self._pos = None, None  # continue from a fresh seek
+        if held is None:
+            self._subs[number] = "black" if self.policy.on_bad_frame == "black" else "black (nothing to hold)"
+            return np.zeros((self.info.height, self.info.width, 3), np.float32)
+        self._subs[number] = "hold"
+        self._last_good = (index, held)
+        return held.copy()
 
     def _decode_index(self, index: int):
-        """The decoded ``av.VideoFrame`` at table position ``index``."""
+        """The decoded ``av.VideoFrame`` at table position ``index``; raises
+        :class:`_BadFrame` when the decoder gives no picture for it."""
         if self._pending is not None:
             pending_index, frame = self._pending
             self._pending = None
@@ -493,78 +732,98 @@ class MovieReader(Reader):
         # Decode forward when that is cheaper; else (or if forward decoding
         # overshoots) seek, falling back to earlier key frames.
         attempts = ([None] if self._can_continue(index) else []) + self._seek_points(index)
-        for seek_pts in attempts:
-            if seek_pts is not None:
-                self._seek(seek_pts)
+        overshoot = None
+        for seek_index in attempts:
+            if seek_index is not None:
+                self._seek(seek_index)
             retry = True  # an overshoot on the first frame is the seek's fault
             while True:
                 frame = self._pull(index)
+                if frame is None:  # end of stream before the target
+                    raise _BadFrame(index, "the decoder returned no picture for it: the data is damaged "
+                                           "or cut short")
                 at = self._locate(frame)
                 self._pos = at
                 if at is None or at < index:
-                    retry = seek_pts is None
+                    retry = seek_index is None
                     continue
                 if at == index:
+                    if frame.is_corrupt:
+                        raise _BadFrame(index, "the decoder reports a corrupt picture")
                     return frame
+                overshoot = (at, frame)
                 break
             if not retry:
                 break
-        raise InputError(
-            f"{self.path}: frame {self.first_frame + index} cannot be decoded (the decoder skipped it)",
-            fix=_FIX_DAMAGED)
+        if overshoot is not None and self._decoder is not None:
+            self._pending = overshoot  # the next frame is already decoded
+        raise _BadFrame(index, "the decoder skipped it: its data is damaged")
+
+    def _key_at_or_before(self, index: int) -> int:
+        k = bisect.bisect_right(self._key_index, index) - 1
+        return self._key_index[k] if k >= 0 else 0
 
     def _can_continue(self, index: int) -> bool:
         """Decode forward instead of seeking: the target is ahead and no key frame
         lies between the next frame and the target (same GOP, or just after)."""
         if self._decoder is None or self._pos is None or index <= self._pos:
             return False
-        if not self._keys:
-            return True
-        k = bisect.bisect_right(self._keys, self._pts[index]) - 1
-        if k < 0:
-            return True
-        key_index = self._index_of_pts.get(self._keys[k], 0)
-        return key_index <= self._pos + 1
+        return self._key_at_or_before(index) <= self._pos + 1
 
     def _seek_points(self, index: int) -> list[int]:
-        """Where to seek for ``index``: its own pts (the demuxer finds the key
-        frame before it), then the previous key frame, then the start."""
-        target = self._pts[index]
-        points = [target]
-        k = bisect.bisect_right(self._keys, target) - 1
+        """Table indices to seek to for ``index``: its key frame, then the one
+        before (an open GOP's leading frames need it), then the start."""
+        key = self._key_at_or_before(index)
+        points = [key]
+        k = bisect.bisect_left(self._key_index, key)
         if k >= 1:
-            points.append(self._keys[k - 1])
-        points.append(self._pts[0])
+            points.append(self._key_index[k - 1])
+        points.append(0)
         return list(dict.fromkeys(points))
 
-    def _seek(self, pts: int) -> None:
-        # PyAV flushes the decoder on seek; a fresh decode() generator follows it.
-        self._container.seek(pts, stream=self._vs, backward=True, any_frame=False)
-        self._decoder = self._container.decode(self._vs)
-        self._pos = None
+    def _seek(self, key_index: int) -> None:
+        # PyAV flushes the decoder on seek; a fresh decode generator follows it.
+        if self.table.by_count:
+            # Seek by the key frame's own stamp, so the demuxer lands on it and
+            # counting starts there.
+            stamp = self._pts[key_index] - self.table.seek_offset
+            self._container.seek(stamp, stream=self._vs, backward=True, any_frame=False)
+            self._pos = key_index - 1
+        else:
+            self._container.seek(self._pts[key_index], stream=self._vs, backward=True, any_frame=False)
+            self._pos = None
+        self._decoder = self._frames()
+
+    def _frames(self) -> Iterator:
+        """Decoded frames, packet by packet. A packet the decoder rejects is
+        skipped, as the ``ffmpeg`` command line does: one damaged frame must
+        not end the clip (its frame is then missing and ``policy`` decides)."""
+        for packet in self._container.demux(self._vs):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                log.debug("%s: packet at pts %s rejected by the decoder: %s", self.path, packet.pts, exc)
+                continue
+            yield from frames
 
     def _pull(self, index: int):
         if self._decoder is None:
-            self._seek(self._pts[0])
-        number = self.first_frame + index
+            self._seek(0)
         try:
-            frame = next(self._decoder)
+            return next(self._decoder)
         except StopIteration:
             self._decoder = None
-            raise InputError(
-                f"{self.path}: frame {number} cannot be decoded (the decoder returned no picture for it: "
-                "the data is damaged or cut short)",
-                fix=_FIX_DAMAGED) from None
-        except av.FFmpegError as exc:
+            return None
+        except av.FFmpegError as exc:  # the demuxer itself failed (the data ends mid-packet...)
             self._decoder = None
-            raise InputError(f"{self.path}: frame {number} cannot be decoded: {exc}", fix=_FIX_DAMAGED) from exc
-        if frame.is_corrupt:
-            raise InputError(f"{self.path}: frame {number} cannot be decoded (corrupt picture)", fix=_FIX_DAMAGED)
-        return frame
+            raise _BadFrame(index, f"reading failed: {exc}") from exc
 
     def _locate(self, frame) -> int | None:
-        """Table index of a decoded frame: by pts (within one tick, for clocks
-        that round), else the one after the previous frame, else unknown."""
+        """Table index of a decoded frame: by count after the key frame sought
+        (``by_count`` tables), else by pts (within one tick, for clocks that
+        round), else the one after the previous frame, else unknown."""
+        if self.table.by_count:
+            return None if self._pos is None else self._pos + 1
         t = frame.pts if frame.pts is not None else frame.dts
         if t is not None:
             hit = self._index_of_pts.get(t)

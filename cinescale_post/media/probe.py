@@ -15,7 +15,7 @@ import re
 from fractions import Fraction
 
 from ..errors import CinescaleError, InputError, PluginError
-from ..interfaces import Reader, SourceInfo, fraction_str
+from ..interfaces import Reader, ReadPolicy, SourceInfo, fraction_str
 from .sequence import IMAGE_SUFFIXES, compress_ranges, parse_pattern
 
 _PATTERN_FIX = "pass a movie file or a frame pattern such as shot.####.exr (#### = 4 digits, also %04d, $F4)"
@@ -79,7 +79,8 @@ def _check_path(path: str) -> None:
         raise InputError(f"{path} is empty (0 bytes)", fix="re-export it or copy it again")
 
 
-def open_input(path: str | os.PathLike, *, first_frame: int = 1001, host) -> Reader:
+def open_input(path: str | os.PathLike, *, first_frame: int = 1001, host, policy: ReadPolicy | None = None,
+               planned: SourceInfo | None = None) -> Reader:
     """Open ``path`` (movie, pattern or single image) with the reader the host picks.
 
     Args:
@@ -87,6 +88,10 @@ def open_input(path: str | os.PathLike, *, first_frame: int = 1001, host) -> Rea
         first_frame: plate number of a movie's first frame (sequences use the
             numbers in their file names).
         host: the :class:`cinescale_post.host.Host` whose readers are asked.
+        policy: what to do with bad (movies) or missing (sequences) frames.
+        planned: the SourceInfo the plan probed (render tasks): readers that
+            support it (``ReaderFactory.open_planned``) reuse its frame
+            table instead of reading the file's index again.
     Returns:
         An open :class:`Reader` (a context manager) with ``info`` filled.
     Raises:
@@ -99,8 +104,13 @@ def open_input(path: str | os.PathLike, *, first_frame: int = 1001, host) -> Rea
     if factory is None:
         names = ", ".join(sorted(host.readers())) or "none"
         raise InputError(f"no reader accepts {path} (installed readers: {names})", fix=_PATTERN_FIX)
+    policy = policy or ReadPolicy()
     try:
-        reader = factory.open(path, first_frame)
+        if factory.open_planned is not None:
+            reader = factory.open_planned(path, first_frame, policy, planned)
+        else:
+            reader = factory.open(path, first_frame)
+            reader.policy = policy
     except CinescaleError:
         raise
     except OSError as exc:
@@ -114,9 +124,9 @@ def open_input(path: str | os.PathLike, *, first_frame: int = 1001, host) -> Rea
     return reader
 
 
-def probe(path: str | os.PathLike, *, first_frame: int = 1001, host) -> SourceInfo:
+def probe(path: str | os.PathLike, *, first_frame: int = 1001, host, policy: ReadPolicy | None = None) -> SourceInfo:
     """What :func:`open_input` learns about ``path``, without keeping it open."""
-    with open_input(path, first_frame=first_frame, host=host) as reader:
+    with open_input(path, first_frame=first_frame, host=host, policy=policy) as reader:
         return reader.info
 
 

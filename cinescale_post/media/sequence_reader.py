@@ -5,7 +5,13 @@
   the file names (``SeqPattern.scan``), so ``first_frame`` does not apply.
   Version numbers such as ``_v001`` are never frames.
 * Gaps are reported in ``SourceInfo.missing`` when the sequence is opened;
-  reading a missing frame raises :class:`InputError` naming it.
+  reading a missing frame raises :class:`InputError` naming it, unless
+  ``policy.missing`` (``--missing``, Nuke's Read-node vocabulary) is
+  ``black``, ``hold`` (the nearest earlier frame on disk) or ``checkerboard``:
+  then ``frame_numbers`` run from the first to the last number, holes
+  included, so numbering stays the source's, and ``substitutions()`` lists
+  what was put in their place. ``policy.on_bad_frame`` hold/black does the
+  same for a file that exists but cannot be decoded.
 * Decoders: EXR through the ``OpenEXR`` module (never OpenCV: some builds
   lack EXR, others write broken DWA files -- MEDIA_IO.md section 4.3), PNG
   and TIFF through OpenCV (8/16-bit and float TIFF), DPX and anything else
@@ -23,6 +29,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from fractions import Fraction
@@ -31,7 +38,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import InputError
-from ..interfaces import Colour, Frame, Reader, SourceInfo
+from ..interfaces import Colour, Frame, Reader, ReadPolicy, SourceInfo
 from . import colour as col
 from .sequence import SeqPattern, compress_ranges, missing_frames, parse_pattern
 
@@ -53,11 +60,15 @@ def image_number(path: str) -> int:
 class _Image:
     """One decoded file: ``rgb`` (H, W, 3) float32 plus what probe reports."""
 
-    __slots__ = ("rgb", "pix_fmt", "bit_depth", "codec", "rate", "timecode", "colour")
+    __slots__ = ("rgb", "pix_fmt", "bit_depth", "codec", "rate", "timecode", "colour", "alpha", "alpha_mode",
+                 "pixel_aspect")
 
-    def __init__(self, rgb, pix_fmt, bit_depth, codec, colour, rate=None, timecode=None):
+    def __init__(self, rgb, pix_fmt, bit_depth, codec, colour, rate=None, timecode=None, alpha=None,
+                 alpha_mode="", pixel_aspect=1.0):
         self.rgb, self.pix_fmt, self.bit_depth, self.codec = rgb, pix_fmt, bit_depth, codec
         self.colour, self.rate, self.timecode = colour, rate, timecode
+        # issue 11: (H, W) alpha or None; "premultiplied" (EXR) / "straight" (PNG, TIFF); EXR pixelAspectRatio
+        self.alpha, self.alpha_mode, self.pixel_aspect = alpha, alpha_mode, pixel_aspect
 
 
 def _primaries_from_chromaticities(chroma) -> int:
@@ -83,16 +94,19 @@ def _read_exr(path: str) -> _Image:
         header = f.header()
         channels = f.channels()
         if "RGB" in channels or "RGBA" in channels:
-            pixels = channels["RGB" if "RGB" in channels else "RGBA"].pixels[..., :3]
+            pixels = channels["RGB" if "RGB" in channels else "RGBA"].pixels  # alpha kept as channel 4
         elif all(c in channels for c in "RGB"):
-            pixels = np.stack([channels[c].pixels for c in "RGB"], axis=-1)
+            pixels = np.stack([channels[c].pixels for c in ("R", "G", "B", "A") if c in channels], axis=-1)
         elif "Y" in channels:
             pixels = np.repeat(channels["Y"].pixels[..., None], 3, axis=-1)
         else:
             raise InputError(f"{path} has no R, G, B or Y channels (it has {', '.join(sorted(channels))})",
                              fix="write the plate with RGB channels in the first part")
         dtype = pixels.dtype
-        rgb = _place_in_display_window(pixels.astype(np.float32), header)
+        rgba = _place_in_display_window(pixels.astype(np.float32), header)
+        rgb = np.ascontiguousarray(rgba[..., :3])
+        alpha = np.ascontiguousarray(rgba[..., 3]) if rgba.shape[2] == 4 else None
+        par = float(header.get("pixelAspectRatio") or 1.0)
         rate = header.get("framesPerSecond")
         timecode = _exr_timecode(header["timeCode"]) if "timeCode" in header else None
         chroma = header.get("chromaticities")
@@ -100,7 +114,8 @@ def _read_exr(path: str) -> _Image:
     colour = Colour(primaries=primaries, trc=8, matrix=0, range=col.RANGE_FULL, assumed=chroma is None)
     half = dtype == np.float16
     return _Image(rgb, "gbrpf16le" if half else "gbrpf32le", 16 if half else 32, "exr", colour,
-                  rate=Fraction(rate) if rate else None, timecode=timecode)
+                  rate=Fraction(rate) if rate else None, timecode=timecode, alpha=alpha,
+                  alpha_mode="premultiplied" if alpha is not None else "", pixel_aspect=par)
 
 
 def _place_in_display_window(pixels: np.ndarray, header: dict) -> np.ndarray:
@@ -110,7 +125,7 @@ def _place_in_display_window(pixels: np.ndarray, header: dict) -> np.ndarray:
     (wx0, wy0), (wx1, wy1) = (tuple(int(v) for v in p) for p in header.get("displayWindow", header["dataWindow"]))
     if (dx0, dy0, dx1, dy1) == (wx0, wy0, wx1, wy1):
         return pixels
-    out = np.zeros((wy1 - wy0 + 1, wx1 - wx0 + 1, 3), np.float32)
+    out = np.zeros((wy1 - wy0 + 1, wx1 - wx0 + 1, pixels.shape[2]), np.float32)  # outside: transparent
     # overlap of the two windows, in display coordinates
     x0, y0, x1, y1 = max(dx0, wx0), max(dy0, wy0), min(dx1, wx1), min(dy1, wy1)
     if x0 <= x1 and y0 <= y1:
@@ -127,6 +142,10 @@ def _read_cv2(path: str) -> _Image:
         raise ValueError("OpenCV could not decode it")
     if data.ndim == 2:
         data = data[..., None]
+    alpha = None
+    if data.shape[2] in (2, 4):  # gray+alpha, BGRA: straight alpha (PNG requires it)
+        top = 255.0 if data.dtype == np.uint8 else 65535.0 if data.dtype == np.uint16 else 1.0
+        alpha = np.ascontiguousarray(data[..., -1].astype(np.float32) / np.float32(top))
     if data.shape[2] >= 3:
         data = data[..., 2::-1]  # BGR(A) -> RGB, alpha dropped
     else:
@@ -142,7 +161,8 @@ def _read_cv2(path: str) -> _Image:
     ext = os.path.splitext(path)[1].lower().lstrip(".")
     codec = {"tif": "tiff", "jpg": "jpeg"}.get(ext, ext)
     colour = Colour(primaries=1, trc=13, matrix=0, range=col.RANGE_FULL, assumed=True)
-    return _Image(np.ascontiguousarray(rgb), pix, bits, codec, colour)
+    return _Image(np.ascontiguousarray(rgb), pix, bits, codec, colour, alpha=alpha,
+                  alpha_mode="straight" if alpha is not None else "")
 
 
 def _read_av(path: str) -> _Image:
@@ -188,8 +208,10 @@ class SequenceReader(Reader):
     ``read`` decodes one file per frame and holds nothing else.
     """
 
-    def __init__(self, path: str | os.PathLike, first_frame: int = 1001):
+    def __init__(self, path: str | os.PathLike, first_frame: int = 1001, *, policy: ReadPolicy | None = None):
         self.path = os.fspath(path)
+        self.policy = policy or ReadPolicy()
+        self._subs: dict[int, str] = {}
         self.pattern: SeqPattern | None = parse_pattern(self.path)
         if self.pattern is not None:
             numbers = self.pattern.scan()
@@ -209,6 +231,10 @@ class SequenceReader(Reader):
         self._size = (w, h)
         rate = first.rate or DEFAULT_RATE
         st = os.stat(self._file(numbers[0]))
+        holes = tuple(missing_frames(numbers))
+        # Filled holes keep the source's numbering: every number first..last is a frame.
+        listed = tuple(range(numbers[0], numbers[-1] + 1)) if holes and self.policy.missing != "error" else tuple(numbers)
+        self._position = {n: i for i, n in enumerate(listed)}
         self.info = SourceInfo(
             path=self.path,
             kind=kind,
@@ -220,10 +246,14 @@ class SequenceReader(Reader):
             bit_depth=first.bit_depth,
             rate=rate,
             time_base=1 / rate,
-            frame_numbers=tuple(numbers),
+            frame_numbers=listed,
             colour=first.colour,
             timecode=first.timecode,
-            missing=tuple(missing_frames(numbers)),
+            pixel_aspect=Fraction(first.pixel_aspect).limit_denominator(1000),
+            alpha=first.alpha_mode,
+            missing=holes,
+            notes=(f"{self.path}: frames {compress_ranges(list(holes))} are missing; rendered as "
+                   f"{self.policy.missing} (--missing {self.policy.missing})",) if listed != tuple(numbers) else (),
             size_bytes=st.st_size if kind == "image" else sum(_size(self._file(n)) for n in numbers),
             mtime_ns=st.st_mtime_ns,
         )
@@ -249,15 +279,45 @@ class SequenceReader(Reader):
         for number in numbers:
             index = self._index.get(number)
             if index is None:
-                raise self._missing_error(number)
-            image = self._decode(number)
+                if self.policy.missing == "error" or not self._numbers[0] <= number <= self._numbers[-1]:
+                    raise self._missing_error(number)
+                yield Frame(number=number, index=self._position[number], rgb=self._substitute(number, "missing"))
+                continue
+            try:
+                image = self._decode(number)
+            except InputError:
+                if self.policy.on_bad_frame == "error":
+                    raise
+                yield Frame(number=number, index=self._position[number], rgb=self._substitute(number, "bad"))
+                continue
             if image.rgb.shape[1::-1] != self._size:
                 h, w = image.rgb.shape[:2]
                 raise InputError(
                     f"{self._file(number)}: frame {number} is {w}x{h}, the sequence is "
                     f"{self._size[0]}x{self._size[1]}",
                     fix="render every frame of the sequence at one size")
-            yield Frame(number=number, index=index, rgb=image.rgb)
+            yield Frame(number=number, index=self._position[number], rgb=image.rgb, alpha=image.alpha)
+
+    def substitutions(self) -> dict[int, str]:
+        return dict(self._subs)
+
+    def _substitute(self, number: int, why: str) -> np.ndarray:
+        """The picture for a missing (``why="missing"``) or undecodable frame."""
+        mode = self.policy.missing if why == "missing" else self.policy.on_bad_frame
+        w, h = self._size
+        if mode == "hold":
+            for n in reversed(self._numbers[:bisect.bisect_left(self._numbers, number)]):
+                try:
+                    rgb = self._decode(n).rgb
+                except InputError:
+                    continue
+                self._subs[number] = f"hold {n}"
+                return rgb
+            mode = "black"  # nothing earlier to hold
+        self._subs[number] = mode
+        if mode == "checkerboard":
+            return checkerboard(w, h)
+        return np.zeros((h, w, 3), np.float32)
 
     def _missing_error(self, number: int) -> InputError:
         first, last = self._numbers[0], self._numbers[-1]
@@ -266,9 +326,17 @@ class SequenceReader(Reader):
             gaps = compress_ranges(list(self.info.missing))
             return InputError(
                 f"frame {number} of {name} is missing ({self._file(number)} does not exist; missing: {gaps})",
-                fix="render or copy the missing frames, or choose a frame range without gaps")
+                fix="render or copy the missing frames, choose a frame range without gaps, or fill them "
+                    "with --missing black|hold|checkerboard")
         return InputError(f"frame {number} is outside {name} (frames {first}-{last})",
                           fix="choose frames inside the sequence's range (see `cinescale probe`)")
+
+
+def checkerboard(width: int, height: int, square: int = 64) -> np.ndarray:
+    """Nuke's stand-in for a missing frame: mid-grey and dark-grey squares."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    on = ((yy // square) + (xx // square)) % 2 == 0
+    return np.repeat(np.where(on, np.float32(0.5), np.float32(0.25))[..., None], 3, axis=-1)
 
 
 def _size(path: str) -> int:

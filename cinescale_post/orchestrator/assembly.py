@@ -29,7 +29,7 @@ def assembled_ok(manifest: Manifest, existing: dict, verify: bool) -> bool:
     return not verify or file_sha1(p) == rec["sha1"]
 
 
-def assemble_movie(manifest: Manifest, source, out_path: str, *, audio: bool = True) -> str:
+def assemble_movie(manifest: Manifest, source, out_path: str, *, audio: bool | str = True) -> str:
     """Join the logged chunk movies covering every source frame into
     ``out_path`` (packet copy, audio and timecode from the source)."""
     from ..media.assemble import concat_movies

@@ -162,13 +162,38 @@ class Manifest:
     def log_unit(self, unit: Unit) -> None:
         if self.read_only:
             return
+        self._append(unit.to_dict())
+
+    def _append(self, record: dict) -> None:
         if self._log is None:
             self.work.mkdir(parents=True, exist_ok=True)
             name = f"units-{socket.gethostname()}-{os.getpid()}.jsonl"
             self._log = open(self.work / name, "a", encoding="utf-8")
-        self._log.write(json.dumps(unit.to_dict()) + "\n")
+        self._log.write(json.dumps(record) + "\n")
         self._log.flush()
         os.fsync(self._log.fileno())
+
+    def log_substitutions(self, subs: dict[int, str]) -> None:
+        """Record frames a reader substituted (``--on-bad-frame``/``--missing``)
+        in this process's unit log; :meth:`units` skips these lines."""
+        if self.read_only or not subs:
+            return
+        self._append({"substituted": {str(k): v for k, v in subs.items()}})
+
+    def substitutions(self) -> dict[str, str]:
+        """Every substituted frame logged by any process: plate number -> how."""
+        found: dict[str, str] = {}
+        if not self.work.is_dir():
+            return found
+        for log in sorted(self.work.glob("units-*.jsonl")):
+            for line in log.read_text(encoding="utf-8").splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and isinstance(rec.get("substituted"), dict):
+                    found.update(rec["substituted"])
+        return dict(sorted(found.items(), key=lambda kv: int(kv[0])))
 
     def units(self) -> dict[str, Unit]:
         """Every logged unit (the last record of an id wins)."""

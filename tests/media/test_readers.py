@@ -118,10 +118,13 @@ def test_vfr_pts_preserved(clips, host):
 def test_mkv_millisecond_clock_is_not_vfr(clips, host):
     path = make_clip(clips / "cfr.mkv", frames=30, codec="libx264", rate=Fraction(24000, 1001))
     info = probe(path, host=host)
-    assert info.time_base == Fraction(1, 1000)
-    assert set(np.diff(info.pts).tolist()) == {41, 42}  # the clip really rounds
+    assert info.frame_table.time_base == Fraction(1, 1000)
+    assert set(np.diff(info.frame_table.pts).tolist()) == {41, 42}  # the clip really rounds
     assert not info.vfr
     assert info.rate == Fraction(24000, 1001)
+    # issue 11 item 5: the plan and the writers get the exact clock, frame n at n * 1001/24000
+    assert info.time_base == Fraction(1001, 24000)
+    assert info.pts == tuple(range(30))
 
 
 def test_rate_and_vfr_tolerance():

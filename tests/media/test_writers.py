@@ -351,11 +351,13 @@ def test_audio_false_writes_no_audio(clip_aac, tmp_path):
         assert not c.streams.audio
 
 
-def test_mxf_refuses_aac_audio(clip_aac, tmp_path):
+def test_mxf_takes_aac_audio_as_pcm(clip_aac, tmp_path):
+    # issue 11 item 4: MXF holds PCM only, so AAC is decoded to PCM (same rate and layout), not refused.
     info = probe_clip(make_clip(tmp_path / "s.mp4", frames=2, size=(256, 144), audio="aac"))
-    with pytest.raises(PlanError, match="MXF cannot carry aac"):
-        write_movie(info, tmp_path / "o.mxf", "dnxhr_hqx")
-    assert os.listdir(tmp_path) == ["s.mp4"]
+    out = write_movie(info, tmp_path / "o.mxf", "dnxhr_hqx")
+    with av.open(str(out)) as c:
+        a = c.streams.audio[0].codec_context
+        assert a.name in ("pcm_s16le", "pcm_s24le") and (a.sample_rate, a.channels) == (48000, 2)
 
 
 # ----------------------------------------------------------------- VFR

@@ -1,0 +1,247 @@
+"""Issue 11 items 4-6 on generated stand-ins for real files, judged by the
+ffmpeg binary (frame counts by decoding all, audio md5 by packet copy) as
+well as PyAV: audio MOV cannot hold, coarse container clocks, packed
+B-frames, a damaged frame, a truncated AVI, a sequence with a hole."""
+
+from __future__ import annotations
+
+import json
+import os
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from cinescale_post.media.movie_reader import MovieReader, exact_rate
+from cinescale_post.testing import make_sequence
+from tests.helpers import run_cli
+from tests.media import realworld as rw
+
+SMALL = ["--set", "output.width=128", "--set", "output.height=96", "--progress", "none"]
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = dict(os.environ)
+    e["CINESCALE_LOAD_PLUGINS"] = ""
+    return e
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    return tmp_path_factory.mktemp("realworld")
+
+
+@pytest.fixture(scope="module")
+def hevc_opus(media):
+    return rw.lavfi_clip(media / "hevc_opus.mkv", rate="60000/1001", seconds=1,
+                         vcodec=["-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error"],
+                         acodec=["-c:a", "libopus", "-ac", "2"])
+
+
+def _render(env, src, out, *extra):
+    return run_cli(["render", str(src), "-o", str(out), *SMALL, *extra], env=env)
+
+
+# ---------------------------------------------------------------- 4. audio
+
+
+def test_opus_in_mkv_becomes_pcm_in_mov(env, hevc_opus, tmp_path):
+    out = tmp_path / "master.mov"
+    r = _render(env, hevc_opus, out, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert any("opus" in w and "pcm_s24le" in w and "MOV cannot hold" in w for w in plan["warnings"])
+    r = _render(env, hevc_opus, out)
+    assert r.returncode == 0, r.stderr
+    assert "internal error" not in r.stderr
+    line = rw.stream_line(out, "Audio")
+    assert "pcm_s24le" in line and "48000 Hz" in line and "stereo" in line
+    # The samples are exactly what ffmpeg decodes from the Opus stream.
+    assert rw.audio_md5(out) == rw.audio_md5(hevc_opus, decode_to="pcm_s24le")
+    manifest = json.loads((tmp_path / "master.mov.manifest.json").read_text())
+    assert any("opus" in w for w in manifest["plan"]["warnings"])
+
+
+def test_audio_option_none_and_pcm(env, media, tmp_path):
+    src = rw.lavfi_clip(media / "aac.mp4", rate="25", seconds=1, vcodec=["-c:v", "libx264"],
+                        acodec=["-c:a", "aac", "-ac", "2"])
+    copy = tmp_path / "copy.mov"
+    assert _render(env, src, copy).returncode == 0
+    assert rw.audio_md5(copy) == rw.audio_md5(src)  # AAC fits MOV: packet copy, bit-exact
+    pcm = tmp_path / "pcm.mov"
+    assert _render(env, src, pcm, "--audio", "pcm").returncode == 0
+    assert "pcm_s24le" in rw.stream_line(pcm, "Audio")
+    none = tmp_path / "none.mov"
+    assert _render(env, src, none, "--audio", "none").returncode == 0
+    with av.open(str(none)) as c:
+        assert not c.streams.audio
+    bad = run_cli(["render", str(src), "-o", str(tmp_path / "x.mov"), *SMALL, "--set", "output.audio=\"loud\""],
+                  env=env)
+    assert bad.returncode == 2 and "output.audio" in bad.stderr and "copy" in bad.stderr
+
+
+# ---------------------------------------------------------------- 5. coarse clocks
+
+
+def test_mkv_millisecond_clock_gives_the_exact_rate(env, hevc_opus, tmp_path):
+    with av.open(str(hevc_opus)) as c:
+        assert Fraction(c.streams.video[0].average_rate) == Fraction(19001, 317)  # what the container says
+    out = tmp_path / "exr" / "sh.####.exr"
+    r = run_cli(["render", str(hevc_opus), "-o", str(out), "-p", "uhd-exr-draft", *SMALL], env=env)
+    assert r.returncode == 0, r.stderr
+    import OpenEXR
+
+    with OpenEXR.File(str(tmp_path / "exr" / "sh.1001.exr"), header_only=True) as f:
+        assert Fraction(f.header()["framesPerSecond"]) == Fraction(60000, 1001)
+    mov = tmp_path / "m.mov"
+    assert _render(env, hevc_opus, mov, "--audio", "none").returncode == 0
+    with av.open(str(mov)) as c:
+        v = c.streams.video[0]
+        assert Fraction(v.average_rate) == Fraction(60000, 1001)
+        # MOV's clock is an integer time scale: 1/60000, every frame 1001 ticks long.
+        steps = {(b - a) * Fraction(v.time_base) for a, b in zip(*(lambda p: (p, p[1:]))(
+            sorted(p.pts for p in c.demux(v) if p.pts is not None)))}
+        assert steps == {Fraction(1001, 60000)}
+    assert "59.94 fps" in rw.stream_line(mov, "Video")
+
+
+@pytest.mark.parametrize("rate, expect", [("2997/125", Fraction(24000, 1001)), ("1000000/66667", Fraction(15))])
+def test_avi_odd_rates_snap_to_the_standard_rate(media, rate, expect):
+    src = rw.lavfi_clip(media / f"odd{expect.numerator}.avi", rate=rate, seconds=2, vcodec=["-c:v", "mjpeg"],
+                        acodec=None)
+    assert rw.rate_of(src) == Fraction(rate)
+    with MovieReader(src) as r:
+        assert r.info.rate == expect and r.info.time_base == 1 / expect and not r.info.vfr
+        assert r.info.pts == tuple(range(r.info.pts[0], r.info.pts[0] + r.info.frame_count))
+
+
+def test_exact_rate_rules():
+    ms = Fraction(1, 1000)
+    pts = [round(i * 1000 * 1001 / 60000) for i in range(120)]
+    assert exact_rate(Fraction(60000, 1001), Fraction(19001, 317), pts, ms) == Fraction(60000, 1001)
+    assert exact_rate(None, Fraction(19001, 317), pts, ms) == Fraction(60000, 1001)  # snapped
+    assert exact_rate(None, Fraction(24000, 1001), list(range(0, 48048, 1001)), Fraction(1, 24000)) is None
+    vfr = [0, 40, 80, 200, 240, 400]
+    assert exact_rate(None, Fraction(15), vfr, ms) is None
+
+
+# ---------------------------------------------------------------- 6. real files
+
+
+@pytest.fixture(scope="module")
+def packed_avi(media):
+    plain = rw.lavfi_clip(media / "asp.avi", rate="24000/1001", seconds=2,
+                          vcodec=["-c:v", "mpeg4", "-vtag", "XVID", "-bf", "1", "-g", "24", "-q:v", "4"],
+                          acodec=["-c:a", "ac3", "-b:a", "96k", "-ac", "2"])
+    video = rw.pack_bframes(plain, media / "packed_v.avi")
+    return rw.mux_audio_from(video, plain, media / "packed.avi")
+
+
+def _ffmpeg_rgb(path, size=(64, 48)):
+    """Every picture the ffmpeg binary decodes, in its output order (no frame-rate
+    conversion: packed B-frames carry out-of-order stamps that would make it drop/dup)."""
+    import subprocess
+
+    data = subprocess.run([rw.ffmpeg(), "-loglevel", "error", "-i", str(path), "-map", "0:v", "-fps_mode",
+                           "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+                          capture_output=True, check=True).stdout
+    return np.frombuffer(data, np.uint8).reshape(-1, size[1], size[0], 3).astype(np.float32) / 255
+
+
+def test_packed_bframes_avi_decodes_every_frame_ffmpeg_decodes(env, packed_avi, tmp_path):
+    n = rw.decoded_frames(packed_avi)
+    assert n == 48
+    with av.open(str(packed_avi)) as c:  # it really is packed: 7-byte placeholders
+        assert sum(1 for p in c.demux(c.streams.video[0]) if p.size and p.size <= 8) > 10
+    with MovieReader(packed_avi) as r:
+        assert r.info.frame_count == n
+        ours = [f.rgb for f in r.read(r.info.frame_numbers)]
+    theirs = _ffmpeg_rgb(packed_avi)
+    assert len(theirs) == n
+    for i, img in enumerate(ours):  # same picture in the same place (colour math differs slightly)
+        err = [np.abs(img - theirs[j]).mean() for j in range(max(0, i - 1), min(n, i + 2))]
+        assert np.abs(img - theirs[i]).mean() == min(err) and min(err) < 0.03, i
+    out = tmp_path / "asp.mov"
+    r = _render(env, packed_avi, out)
+    assert r.returncode == 0, r.stderr
+    assert rw.decoded_frames(out) == n
+    assert "ac3" in rw.stream_line(out, "Audio")
+    assert rw.audio_md5(out) == rw.audio_md5(packed_avi)
+
+
+@pytest.fixture(scope="module")
+def damaged(media):
+    good = rw.lavfi_clip(media / "phone.mp4", rate="25", seconds=2,
+                         vcodec=["-c:v", "libx264", "-g", "25", "-bf", "2", "-pix_fmt", "yuv420p"], acodec=None)
+    bad = media / "phone_damaged.mp4"
+    rw.corrupt_packet(good, bad, 7)
+    return good, bad
+
+
+def test_damaged_frame_error_hold_black(env, damaged, tmp_path):
+    good, bad = damaged
+    assert rw.decoded_frames(good) == 50 and rw.decoded_frames(bad) == 49
+    r = _render(env, bad, tmp_path / "e.mov")
+    assert r.returncode == 3
+    assert "frame 1010" in r.stderr and "--on-bad-frame hold" in r.stderr
+    for mode in ("hold", "black"):
+        out = tmp_path / f"{mode}.mov"
+        r = _render(env, bad, out, "--on-bad-frame", mode)
+        assert r.returncode == 0, r.stderr
+        assert rw.decoded_frames(out) == 50  # the frame count is kept
+        manifest = json.loads((tmp_path / f"{mode}.mov.manifest.json").read_text())
+        assert manifest["substituted_frames"] == {"1010": mode}
+        with av.open(str(out)) as c:
+            frames = [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(c.streams.video[0])]
+        if mode == "hold":
+            assert np.abs(frames[9] - frames[8]).max() <= 2
+        else:
+            assert frames[9].mean() < 2 and frames[8].mean() > 20
+
+
+def test_truncated_avi_refused_naming_both_counts_or_rendered_as_far_as_it_goes(env, packed_avi, media, tmp_path):
+    cut = rw.truncate(packed_avi, media / "cut.avi", 0.4)
+    have = rw.decoded_frames(cut)
+    assert 0 < have < 48
+    r = run_cli(["probe", str(cut)], env=env)
+    assert r.returncode == 3
+    assert "48 frames" in r.stderr and "--on-bad-frame" in r.stderr
+    out = tmp_path / "cut.mov"
+    r = _render(env, cut, out, "--on-bad-frame", "hold", "--audio", "none")
+    assert r.returncode == 0, r.stderr
+    got = rw.decoded_frames(out)
+    assert got >= have  # every frame ffmpeg decodes is there
+    manifest = json.loads((tmp_path / "cut.mov.manifest.json").read_text())
+    note = next(w for w in manifest["plan"]["warnings"] if "truncated" in w)
+    assert "48 frames" in note and f"{got} frames present" in note
+
+
+@pytest.mark.parametrize("mode", ["black", "hold", "checkerboard"])
+def test_sequence_hole_filled_keeps_the_numbering(env, tmp_path, mode):
+    make_sequence(tmp_path / "in" / "sh.####.exr", range(1001, 1007), skip=[1003, 1004])
+    out = tmp_path / "out" / "sh.####.exr"
+    refused = run_cli(["render", str(tmp_path / "in" / "sh.####.exr"), "-o", str(out), "-p", "uhd-exr-draft",
+                       *SMALL], env=env)
+    assert refused.returncode == 3 and "1003-1004" in refused.stderr and "--missing" in refused.stderr
+    r = run_cli(["render", str(tmp_path / "in" / "sh.####.exr"), "-o", str(out), "-p", "uhd-exr-draft", *SMALL,
+                 "--missing", mode], env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.exr")) == [f"sh.{n}.exr" for n in range(1001, 1007)]
+    manifest = json.loads((tmp_path / "out" / "sh.manifest.json").read_text())
+    subs = manifest["substituted_frames"]
+    assert sorted(subs) == ["1003", "1004"]
+    assert all(v.startswith(mode) for v in subs.values())
+    import OpenEXR
+
+    with OpenEXR.File(str(tmp_path / "out" / "sh.1003.exr")) as f:
+        px = np.asarray(next(iter(f.channels().values())).pixels, np.float32)
+    with OpenEXR.File(str(tmp_path / "out" / "sh.1002.exr")) as f:
+        prev = np.asarray(next(iter(f.channels().values())).pixels, np.float32)
+    if mode == "black":
+        assert px.max() == 0
+    elif mode == "hold":
+        assert np.array_equal(px, prev)
+    else:
+        assert set(np.unique(np.round(px, 3))) <= {0.25, 0.5, 0.0}
