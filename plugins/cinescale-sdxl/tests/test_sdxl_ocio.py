@@ -2,7 +2,8 @@
 clamps its output to [0, 1] like every real backend): an ACEScg EXR plate's
 highlights (4, 16, 100), negatives and out-of-gamut colours come back as the
 plate had them, within half-float precision, while mid-grey carries the
-model's change. Through the real CLI and entry point."""
+model's change. Through the real CLI, entry point and the shipped
+``sdxl-uhd-refine-aces`` preset (ACEScg EXR in and out)."""
 
 import json
 import subprocess
@@ -32,9 +33,9 @@ def _plate(path):
     return half.astype(np.float32)
 
 
-def _render(src, out, model, *extra):
+def _render(src, out, model, *extra, preset="sdxl-uhd-refine"):
     r = subprocess.run([sys.executable, "-m", "cinescale_post", "render", str(src), "-o", str(out),
-                        "--preset", "sdxl-uhd-refine", "--model", model, "--prompt", "a test", "--progress", "none",
+                        "--preset", preset, "--model", model, "--prompt", "a test", "--progress", "none",
                         *TINY, *extra], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     with OpenEXR.File(str(out).replace("####", "1001")) as f:
@@ -46,8 +47,7 @@ def _render(src, out, model, *extra):
 def test_aces_plate_survives_the_tiny_sdxl(tmp_path, tiny_model):
     plate = _plate(tmp_path / "in" / "plate.1001.exr")
     src = tmp_path / "in" / "plate.####.exr"
-    out, hdr = _render(src, tmp_path / "ocio" / "o.####.exr", tiny_model,
-                       "--set", "colour.mode=ocio", "--set", "colour.input=ACEScg")
+    out, hdr = _render(src, tmp_path / "ocio" / "o.####.exr", tiny_model, preset="sdxl-uhd-refine-aces")
     assert out.shape == (96, 128, 3)
     for name, ((r0, r1), (c0, c1), v) in PATCHES.items():
         inner = out[2 * r0 + 3: 2 * r1 - 3, 2 * c0 + 3: 2 * c1 - 3]  # away from the bilinear edge

@@ -25,7 +25,8 @@ def test_registers_backend_and_four_presets():
     assert [x.id for x in backends] == ["wan"] and b.family == "dit" and b.temporal
     assert {"t2v", "i2v", "v2v"} <= b.capabilities
     assert (b.frame_rule.multiple, b.frame_rule.offset) == (4, 1)
-    assert sorted(p.name[:-5] for p in _presets()) == ["wan-2k-t2v", "wan-3k-t2v", "wan-4k-t2v", "wan-uhd-refine"]
+    assert sorted(p.name[:-5] for p in _presets()) == ["wan-2k-t2v", "wan-3k-t2v", "wan-4k-t2v", "wan-uhd-refine",
+                                                       "wan-uhd-refine-aces"]
 
 
 REFERENCE = {  # preset -> [(size, shift, ntk h/w, restart)] (ALGORITHM.md 4.4 / 4.5)
@@ -33,6 +34,7 @@ REFERENCE = {  # preset -> [(size, shift, ntk h/w, restart)] (ALGORITHM.md 4.4 /
     "wan-3k-t2v": [((1920, 1088), 7.0, 20.0, 0), ((2880, 1632), 9.0, 25.0, 15)],
     "wan-4k-t2v": [((1920, 1088), 7.0, 20.0, 0), ((3840, 2176), 11.0, 25.0, 15)],
     "wan-uhd-refine": [((3840, 2160), 11.0, 25.0, 15)],
+    "wan-uhd-refine-aces": [((3840, 2160), 11.0, 25.0, 15)],
 }
 
 
