@@ -16,8 +16,10 @@ How alpha travels through a render (the model sees RGB only):
 3. Alpha is resampled to the picture's size with the same geometry (rotation,
    fit, pad/crop: padded bars are transparent), by Lanczos clipped to [0, 1].
 4. Writers get premultiplied colour plus alpha; a writer of straight alpha
-   divides by it (:func:`unpremultiply`; colour under alpha below 1/1024 is
-   set to 0, where division would only amplify the model's noise).
+   divides by it (:func:`unpremultiply`). In both conventions colour under
+   alpha below 1/1024 is set to 0: a model paints there from the black it was
+   shown (not the plate's), and division would only amplify that noise. (So
+   emissive colour under zero alpha in a CG EXR is not kept.)
 
 Outputs: EXR (premultiplied), ProRes 4444 / 4444 XQ (straight), PNG16 and
 TIFF16 (straight) keep alpha. Every other codec drops it, and the plan says so
@@ -104,6 +106,12 @@ def unpremultiply(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     a = np.asarray(alpha, np.float32)[..., None]
     safe = np.where(a >= _EPS, a, np.float32(1.0))
     return np.where(a >= _EPS, np.asarray(rgb, np.float32) / safe, np.float32(0.0)).astype(np.float32)
+
+
+def clear_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Premultiplied (H, W, 3) with the colour under alpha < 1/1024 set to 0."""
+    keep = np.asarray(alpha, np.float32)[..., None] >= _EPS
+    return np.where(keep, np.asarray(rgb, np.float32), np.float32(0.0)).astype(np.float32)
 
 
 def resample(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -73,7 +73,8 @@ class AlphaCarry:
         """(rgb as the writer stores it, (H, W) alpha) for output frame ``number``."""
         g = self.plan.output.geometry
         a = alpha_mod.place(alpha_mod.resample(self._alpha_of(number), (g.scale_w, g.scale_h)), g)
-        rgb = placed_rgb
         if self.write_as == "straight":
-            rgb = alpha_mod.unpremultiply(placed_rgb, a)
-        return rgb, a
+            return alpha_mod.unpremultiply(placed_rgb, a), a
+        # Premultiplied: what a model paints where the plate is transparent is not
+        # the plate's (it saw black there); colour under zero coverage is dropped.
+        return alpha_mod.clear_transparent(placed_rgb, a), a
