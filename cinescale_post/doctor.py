@@ -14,7 +14,16 @@ def _version(mod: str) -> str | None:
     return getattr(m, "__version__", None) or getattr(m, "version", None) or "installed"
 
 
-def run_doctor(host, *, smoke: bool, device: str, echo) -> bool:
+def _auto_device() -> str:
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def run_doctor(host, *, smoke: bool, device: str = "auto", echo) -> bool:
     ok = True
     echo("libraries:")
     for label, mod in [("av (PyAV)", "av"), ("OpenEXR", "OpenEXR"), ("OpenColorIO", "PyOpenColorIO"),
@@ -52,6 +61,8 @@ def run_doctor(host, *, smoke: bool, device: str, echo) -> bool:
         echo(f"  {r['name']:<20} {r['version'] or '-':<10} {state}")
         ok &= r["error"] is None
     if smoke:
+        if device == "auto":  # as render resolves it: the GPU when there is one
+            device = _auto_device()
         echo(f"smoke test on {device} (tiny random-weight models: proves wiring and arithmetic, not pictures):")
         ran = 0
         for bid, backend in sorted(host.backends().items()):

@@ -43,7 +43,7 @@ _SCHEMA: dict[str, Any] = {
         "width": (int, 3840),
         "height": (int, 2160),
         "fit": (str, "pad"),
-        "audio": (bool, True),
+        "audio": (object, True),  # true/"copy", "pcm", false/"none" (media.audio)
         "chunk": (int, 48),
         "options": (dict, {}),
         # issue 11: non-square pixels, alpha, SD -> HD colour (geometry, media.alpha, media.output_colour)
@@ -84,6 +84,7 @@ class OutputPlan:
     chunk: int  # frames per chunk file for movies (0: one chunk)
     colour: Colour
     geometry: Geometry | None
+    audio_mode: str = "copy"  # media.audio.AUDIO_MODES; "none" when audio is False
     #: "" or the association written ("premultiplied" | "straight"), media.alpha
     alpha: str = ""
     #: how the source's alpha is read ("" when there is none or it is ignored)
@@ -122,6 +123,14 @@ class Plan:
     colour: Mapping[str, Any] = field(default_factory=lambda: {"mode": "video"})
     memory: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    #: what readers do with bad / missing frames (``interfaces.ReadPolicy`` fields).
+    reading: Mapping[str, str] = field(default_factory=lambda: {"on_bad_frame": "error", "missing": "error"})
+
+    @property
+    def read_policy(self):
+        from .interfaces import ReadPolicy
+
+        return ReadPolicy(**dict(self.reading))
 
     def to_dict(self) -> dict:
         d = {
@@ -148,6 +157,7 @@ class Plan:
             "negative_prompt": self.negative_prompt,
             "description": self.description,
             "colour": dict(self.colour),
+            "reading": dict(self.reading),
             "warnings": list(self.warnings),
         }
         if self.memory:
@@ -263,11 +273,15 @@ def build(preset: str, *, host, output: str, input: str | None = None,
           overrides: tuple[str, ...] = (), first_frame: int = 1001, frames: str | None = None,
           start: int | None = None, end: int | None = None, handles: int = 0,
           model: str | None = None, seed: int | None = None, device: str | None = None,
-          prompt: str | None = None, mode: str = "render", size: tuple[int, int] | None = None) -> Plan:
+          prompt: str | None = None, mode: str = "render", size: tuple[int, int] | None = None,
+          audio: str | None = None, on_bad_frame: str | None = None, missing: str | None = None) -> Plan:
     """Resolve and validate everything; raise a CinescaleError subclass.
 
     ``input`` is probed through the host's readers (``mode="render"``);
     ``generate`` has no input. ``overrides`` are ``--set KEY=VALUE`` strings.
+    ``audio`` (``--audio``) replaces ``output.audio``: copy, pcm or none.
+    ``on_bad_frame`` / ``missing`` (``--on-bad-frame``, ``--missing``) replace
+    ``input.on_bad_frame`` / ``input.missing``.
     """
     from .media import probe as probe_mod
 
@@ -323,6 +337,15 @@ def build(preset: str, *, host, output: str, input: str | None = None,
     for k in ("width", "height"):
         if not 16 <= o[k] <= 16384:
             raise PlanError(f"preset {origin}: output.{k} = {o[k]} is out of range", fix="use 16..16384")
+    from .media.audio import audio_mode
+
+    try:
+        o["audio"] = audio_mode(audio if audio is not None else o["audio"])
+    except ValueError as exc:
+        where = f"--audio {audio}" if audio is not None else f"preset {origin}: output.audio = {o['audio']!r}"
+        raise PlanError(f"{where} is not an audio mode",
+                        fix="use copy (packet copy, PCM where the container cannot hold the codec), "
+                            "pcm, or none (true/false also work in presets)") from exc
     if o["chunk"] < 0:
         raise PlanError(f"preset {origin}: output.chunk = {o['chunk']} must be >= 0", fix="0 writes one chunk")
     out_path, kind = _resolve_output(output, writer, o["codec"], origin, still_ok=mode == "generate")
@@ -341,6 +364,16 @@ def build(preset: str, *, host, output: str, input: str | None = None,
         raise PlanError(f"--handles {handles}: must be >= 0")
 
     # -- input
+    from .interfaces import MISSING_FRAMES, ON_BAD_FRAME, ReadPolicy
+
+    reading = {"on_bad_frame": cfg["input"]["on_bad_frame"], "missing": cfg["input"]["missing"]}
+    for key, flag, value, allowed in (("on_bad_frame", "--on-bad-frame", on_bad_frame, ON_BAD_FRAME),
+                                      ("missing", "--missing", missing, MISSING_FRAMES)):
+        if value is not None:
+            if value not in allowed:
+                raise PlanError(f"{flag} {value}: not allowed", fix=f"use one of: {', '.join(allowed)}")
+            reading[key] = value
+        _choice(origin, f"input.{key}", reading[key], allowed)
     source = None
     selected: tuple[int, ...] = (1001,) if mode == "generate" else ()
     geometry = None
@@ -351,9 +384,11 @@ def build(preset: str, *, host, output: str, input: str | None = None,
             raise PlanError("render needs an INPUT clip or sequence")
         if os.path.abspath(input) == os.path.abspath(output):
             raise PlanError(f"output {output} is the input", fix="write to another file or folder")
-        source = probe_mod.probe(input, first_frame=first_frame, host=host)
+        source = probe_mod.probe(input, first_frame=first_frame, host=host, policy=ReadPolicy(**reading))
         source = _input_overrides(source, cfg["input"], origin)
-        selected, notes = select_frames(source, frames=frames, start=start, end=end)
+        warnings += list(source.notes)
+        selected, notes = select_frames(source, frames=frames, start=start, end=end,
+                                        fill_missing=reading["missing"] != "error")
         warnings += notes
         _choice(origin, "output.squeeze", o["squeeze"], SQUEEZES)
         geometry, note = fit_geometry(source, o["width"], o["height"], o["fit"], o["squeeze"])
@@ -366,8 +401,10 @@ def build(preset: str, *, host, output: str, input: str | None = None,
                                                                    warnings)
     elif frames or start is not None or end is not None:
         raise PlanError("--frames/--start/--end apply to render, not generate")
-    if o["audio"] and source is not None and source.audio and kind == "sequence":
+    if o["audio"] != "none" and source is not None and source.audio and kind == "sequence":
         warnings.append("audio is not written to image sequences; it stays in the source")
+    if o["audio"] != "none" and source is not None and source.audio and kind == "movie":
+        warnings += _audio_warnings(source, out_path, o["audio"])
 
     # -- model and device
     model_path = _resolve_model(model or cfg["model"] or None, host, backend)
@@ -376,16 +413,23 @@ def build(preset: str, *, host, output: str, input: str | None = None,
         dev = _auto_device(backend)
     stages, boptions = backend.validate(stages=tuple(cfg["stages"]), options=dict(cfg["backend_options"]),
                                         size=(o["width"], o["height"]), source=source)
+    dtype = cfg["dtype"]
+    if dtype == "float16" and str(dev).split(":")[0] == "cpu":
+        # CPUs have no float16 kernels for most ops (diffusers warns, torch errors or
+        # crawls): compute in float32 there and say so once, in the plan.
+        dtype = "float32"
+        warnings.append("dtype float16 does not run on the CPU: computing in float32 "
+                        "(use --device cuda for float16)")
     out = OutputPlan(path=out_path, kind=kind, codec=o["codec"], writer=writer.name, options=options,
-                     width=o["width"], height=o["height"], fit=o["fit"], audio=bool(o["audio"]),
-                     chunk=o["chunk"], colour=colour, geometry=geometry,
+                     width=o["width"], height=o["height"], fit=o["fit"], audio=o["audio"] != "none",
+                     chunk=o["chunk"], colour=colour, geometry=geometry, audio_mode=o["audio"],
                      alpha=alpha_write, source_alpha=alpha_read)
     plan = Plan(preset=src.name, preset_origin=origin, mode=mode, input=input, source=source, output=out,
                 backend=backend.id, backend_options=boptions, stages=tuple(stages), model=model_path,
-                device=dev, dtype=cfg["dtype"], seed=cfg["seed"], frames=selected, handles=handles,
+                device=dev, dtype=dtype, seed=cfg["seed"], frames=selected, handles=handles,
                 window=WindowPlan(w["size"], w["overlap"], w["blend"]), prompt=cfg["prompt"],
                 negative_prompt=cfg["negative_prompt"], description=cfg["description"],
-                colour=colour_mgmt, warnings=tuple(warnings))
+                colour=colour_mgmt, warnings=tuple(warnings), reading=dict(reading))
     return _snap_chunk(_plan_memory(plan, backend))
 
 
@@ -489,6 +533,18 @@ def _output_colour_and_alpha(source: SourceInfo, o: Mapping[str, Any], input_alp
     return colour, read, write
 
 
+def _audio_warnings(source: SourceInfo, out_path: str, mode: str) -> list[str]:
+    """Say which source audio streams the master cannot hold by packet copy
+    (they become PCM); raises PlanError where no PCM fits either (MXF rates)."""
+    from .media.audio import plan_audio, route_warning
+
+    container = {".mov": "mov", ".mp4": "mp4", ".m4v": "mp4", ".mxf": "mxf"}.get(Path(out_path).suffix.lower())
+    if container is None or source.kind != "movie":
+        return []
+    return [f"{source.path}: {route_warning(r)}" for r in plan_audio(source.path, container, mode)
+            if r.action == "pcm"]
+
+
 def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool = False) -> tuple[str, str]:
     suffixes = ", ".join(writer.suffixes)
     if writer.per_frame and still_ok and parse_pattern(output) is None:
@@ -527,9 +583,10 @@ def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool
 
 
 def select_frames(source: SourceInfo, *, frames: str | None, start: int | None,
-                  end: int | None) -> tuple[tuple[int, ...], list[str]]:
+                  end: int | None, fill_missing: bool = False) -> tuple[tuple[int, ...], list[str]]:
     """Requested plate numbers, clamped to what exists (farm managers overshoot
-    the last chunk). Raises for a sequence gap inside the range."""
+    the last chunk). Raises for a sequence gap inside the range, unless
+    ``fill_missing`` (``--missing`` black/hold/checkerboard) fills it."""
     import fileseq
 
     notes: list[str] = []
@@ -553,10 +610,11 @@ def select_frames(source: SourceInfo, *, frames: str | None, start: int | None,
     if len(inside) < len(set(wanted)):
         notes.append(f"requested frames clamped to {lo}-{hi} (the frames that exist)")
     gaps = sorted(set(inside) & set(source.missing))
-    if gaps:
+    if gaps and not fill_missing:
         present = [f for f in inside if f not in set(source.missing)]
         raise InputError(f"{source.path}: frames {compress_ranges(gaps)} are missing from the sequence",
-                         fix=f"restore them, or render only what exists: --frames {compress_ranges(present)}")
+                         fix=f"restore them, render only what exists (--frames {compress_ranges(present)}), "
+                             "or fill them with --missing black|hold|checkerboard")
     if not inside:
         notes.append(f"no frames to render: {frames or f'{start}-{end}'} is outside {lo}-{hi}")
     return tuple(inside), notes

@@ -493,14 +493,20 @@ def _check_existing(manifest: Manifest, plan, ident: dict, overwrite: bool) -> d
                       fix="add --overwrite to replace them, or choose another output path")
 
 
-def load_backend(host, backend, plan, warn) -> None:
-    """Load weights, then adopt the memory plan's VAE tiles and offload."""
-    call_plugin(host, backend, "load", backend.load, plan)
-    apply = getattr(backend, "apply_memory_choice", None)
-    if apply is not None and plan.memory.get("available"):
-        desc = call_plugin(host, backend, "apply_memory_choice", apply, dict(plan.memory["choice"]))
-        if desc:
-            warn(f"memory plan: {desc}")
+def load_backend(host, backend, plan, warn) -> dict:
+    """Load weights, then adopt the memory plan's VAE tiles and offload.
+    Library bars and warnings go to our log (``library_output``); returns
+    their counts for the manifest."""
+    from ..library_output import routed
+
+    with routed() as lib:
+        call_plugin(host, backend, "load", backend.load, plan)
+        apply = getattr(backend, "apply_memory_choice", None)
+        if apply is not None and plan.memory.get("available"):
+            desc = call_plugin(host, backend, "apply_memory_choice", apply, dict(plan.memory["choice"]))
+            if desc:
+                warn(f"memory plan: {desc}")
+    return lib.to_dict()
 
 
 def finished_frames(manifest: Manifest, source, *, full: bool = False) -> set[int]:
@@ -584,7 +590,8 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         with StopFlag() as stop:
             ex = get_executor(executor, **(executor_options or {}))
             if chunk_list and ex.in_process:
-                load_backend(host, backend, plan, lambda m: sink.emit("warning", message=m))
+                manifest.update(library_output=load_backend(host, backend, plan,
+                                                            lambda m: sink.emit("warning", message=m)))
                 reader = _open_reader(plan, host)
                 try:
                     render = _Render(plan, host, sink, manifest, stop, backend, reader, windows)

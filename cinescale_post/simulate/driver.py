@@ -110,36 +110,68 @@ def _meta(*shape, dtype):
     return torch.empty(*shape, device="meta", dtype=dtype)
 
 
+def _attach(backend_id: str, pipe, plan, dtype):
+    """(model, driver) for an in-memory pipeline: the issue-13 layout (a plugin
+    ``Model`` driven by the core ``RenderDriver``) when present, else the
+    backend object that drives itself (it is both)."""
+    try:
+        from cinescale_post.cascade.driver import RenderDriver
+    except ImportError:  # pre-issue-13 layout
+        RenderDriver = None
+    if RenderDriver is not None:
+        if backend_id == "sdxl":
+            from cinescale_sdxl.backend import SDXLAdapter as Adapter, SDXLModel as ModelCls
+        else:
+            from cinescale_wan.backend import WanAdapter as Adapter, WanModel as ModelCls
+        adapter = Adapter()
+        model = ModelCls(pipe, device="meta", dtype=dtype, options=adapter._options(plan))
+        return model, RenderDriver(adapter).use(model, plan)
+    if backend_id == "sdxl":
+        from cinescale_post.cascade.stages import parse_stages
+        from cinescale_sdxl.backend import SDXLBackend, SDXLOptions
+
+        b = SDXLBackend()
+        b.plan = plan
+        b.attach(pipe, device="meta", dtype=dtype, options=SDXLOptions.from_dict(dict(plan.backend_options)))
+        b.specs = parse_stages(list(plan.stages))
+        b.mask = None
+        return b, b
+    from cinescale_wan.backend import WanBackend
+    from cinescale_wan.options import WanOptions, parse_wan_stages
+
+    b = WanBackend()
+    b.plan = plan
+    b.attach(pipe, device="meta", dtype=dtype, options=WanOptions.from_dict(dict(plan.backend_options)),
+             stages=list(plan.stages))
+    b.specs = parse_wan_stages(list(plan.stages))[0]
+    return b, b
+
+
+def _opt(plan, key: str, default):
+    return dict(plan.backend_options).get(key, default)
+
+
 def _sdxl_model(plan, arch, folder, tracker):
     from diffusers import StableDiffusionXLPipeline
 
-    from cinescale_sdxl.backend import SDXLBackend, SDXLOptions
-
     dtype = getattr(torch, plan.dtype)
-    opts = SDXLOptions.from_dict(dict(plan.backend_options))
-    vae_cfg_up = True  # the SDXL VAE config says force_upcast
-    vae_fp32 = opts.vae_fp32 is True or (opts.vae_fp32 == "auto" and dtype == torch.float16 and vae_cfg_up)
+    vae_fp32 = _opt(plan, "vae_fp32", "auto")
+    vae_fp32 = vae_fp32 is True or (vae_fp32 == "auto" and dtype == torch.float16)  # SDXL VAE: force_upcast
     names = ("unet", "vae", "text_encoder", "text_encoder_2")
     comps = meta_components(arch, folder, names, {"unet": dtype, "vae": torch.float32 if vae_fp32 else dtype,
                                                   "text_encoder": dtype, "text_encoder_2": dtype})
     pipe = StableDiffusionXLPipeline(vae=comps["vae"], text_encoder=comps["text_encoder"],
                                      text_encoder_2=comps["text_encoder_2"], tokenizer=None, tokenizer_2=None,
                                      unet=comps["unet"], scheduler=_scheduler(arch, folder, "sdxl-base"))
-    backend = SDXLBackend()
-    backend.plan = plan
-    backend.attach(pipe, device="meta", dtype=dtype, options=opts)
-    from cinescale_post.cascade.stages import parse_stages
-
-    backend.specs = parse_stages(list(plan.stages))
-    backend.mask = None
-    return backend, comps
+    model, driver = _attach("sdxl", pipe, plan, dtype)
+    return model, driver, comps
 
 
-def _sdxl_condition(backend, comps, tracker, plan, base_size):
+def _sdxl_condition(model, driver, comps, tracker, plan, base_size):
     """Both CLIP encoders on (1, 77) token ids, prompt and negative (CFG), as
     ``encode_prompt`` runs them; their penultimate states make the (1, 77,
     2048) embeddings handed to the backend."""
-    dtype = backend.dtype
+    dtype = model.dtype
     te1, te2 = comps["text_encoder"], comps["text_encoder_2"]
     outs = []
     for _ in range(2):  # prompt, negative prompt
@@ -151,36 +183,28 @@ def _sdxl_condition(backend, comps, tracker, plan, base_size):
             h2 = o2.hidden_states[-2] if o2 is not None else _meta(1, 77, 1280, dtype=dtype)
             pooled = o2.text_embeds if o2 is not None else _meta(1, 1280, dtype=dtype)
             outs.append((torch.cat([h1, h2], dim=-1), pooled))
-    guidance = max(s.spec.guidance for s in backend.ladder(plan.mode, (plan.output.width, plan.output.height)))
+    guidance = max(s.spec.guidance for s in driver.ladder(plan.mode, (plan.output.width, plan.output.height)))
     (pe, pp), (ne, npool) = outs
-    return backend.condition("", "", size=base_size, guidance=guidance, prompt_embeds=(pe, pp, ne, npool))
+    return model.condition("", "", size=base_size, guidance=guidance, prompt_embeds=(pe, pp, ne, npool))
 
 
 def _wan_model(plan, arch, folder, tracker):
     from diffusers import WanPipeline
 
-    from cinescale_wan.backend import WanBackend
-    from cinescale_wan.options import WanOptions, parse_wan_stages
-
     dtype = getattr(torch, plan.dtype)
-    opts = WanOptions.from_dict(dict(plan.backend_options))
-    vae_dtype = torch.float32 if opts.vae_dtype == "float32" else dtype
+    vae_dtype = torch.float32 if _opt(plan, "vae_dtype", "float32") == "float32" else dtype
     names = ("transformer", "vae", "text_encoder")
     comps = meta_components(arch, folder, names, {"transformer": dtype, "vae": vae_dtype, "text_encoder": dtype})
     pipe = WanPipeline(tokenizer=None, text_encoder=comps["text_encoder"], transformer=comps["transformer"],
                        vae=comps["vae"], scheduler=_scheduler(arch, folder, "wan2.1-t2v-1.3b"))
-    backend = WanBackend()
-    backend.plan = plan
-    specs, _ = parse_wan_stages(list(plan.stages))
-    backend.attach(pipe, device="meta", dtype=dtype, options=opts, stages=list(plan.stages))
-    backend.specs = specs
-    return backend, comps
+    model, driver = _attach("wan", pipe, plan, dtype)
+    return model, driver, comps
 
 
-def _wan_condition(backend, comps, tracker, plan):
+def _wan_condition(model, comps, tracker, plan):
     """UMT5 on (1, 512) token ids for prompt and negative prompt (two CFG passes)."""
     te = comps["text_encoder"]
-    n = int(backend.options.max_sequence_length)
+    n = int(model.options.max_sequence_length)
     embeds = []
     for _ in range(2):
         ids = torch.zeros(1, n, dtype=torch.long, device="meta")
@@ -189,8 +213,8 @@ def _wan_condition(backend, comps, tracker, plan):
                 # no mask: masks are values (transformers reads them), and padding changes no cost
                 embeds.append(te(ids).last_hidden_state)
             else:
-                embeds.append(_meta(1, n, 4096, dtype=backend.model_dtype))
-    return backend.condition("", "", guidance=5.0, prompt_embeds=(embeds[0], embeds[1]))
+                embeds.append(_meta(1, n, 4096, dtype=model.model_dtype))
+    return model.condition("", "", guidance=5.0, prompt_embeds=(embeds[0], embeds[1]))
 
 
 # ------------------------------------------------------------------ the run
@@ -226,68 +250,80 @@ def simulate_plan(plan, *, arch: str | None = None, source_size: tuple[int, int]
              "values: meta tensors have none; random draws and schedule numbers are placeholders of the real shapes"]
     with torch.inference_mode():
         if plan.backend == "sdxl":
-            backend, comps = _sdxl_model(plan, arch or "sdxl-base", folder, tracker)
-            f = backend.model_info.latent_factor
+            model, driver, comps = _sdxl_model(plan, arch or "sdxl-base", folder, tracker)
         elif plan.backend == "wan":
-            backend, comps = _wan_model(plan, arch or default_arch(plan), folder, tracker)
-            f = backend.model_info.latent_factor
+            model, driver, comps = _wan_model(plan, arch or default_arch(plan), folder, tracker)
         else:
             raise ValueError(f"backend {plan.backend!r}: only sdxl and wan plans can be simulated")
+        f = model.model_info.latent_factor
         if choice:
-            desc = backend.apply_memory_choice(choice)
+            # offload moves weights between devices (no meaning for meta tensors): it is accounted
+            # in the resident weights of the comparison, not applied
+            desc = model.apply_memory_choice({**choice, "offload": "none"})
             if desc:
                 notes.append(f"planner's choice applied: {desc}")
+            if choice.get("offload", "none") != "none":
+                notes.append(f"offload {choice['offload']}: counted as weights resident per component, not run")
         with tracker:
-            ins = Instrumented(backend, tracker, latent_factor=f)
+            ins = Instrumented(model, tracker, latent_factor=f)
             with ins.install(), memoised_vae(comps["vae"], tracker) as vae_memo:
                 if plan.backend == "sdxl":
-                    res = _run_sdxl(backend, comps, tracker, plan, out, source_size)
+                    res = _run_sdxl(model, driver, comps, tracker, plan, out, source_size)
                 else:
-                    res = _run_wan(backend, comps, tracker, plan, out, source_size, choice, notes)
+                    res = _run_wan(model, driver, comps, tracker, plan, out, source_size, choice, notes)
     notes.append("VAE: each distinct encoder/decoder call (tile shape, causal-cache state) simulated once: "
                  + ", ".join(f"{k} {m.real_calls} of {m.calls} calls" for k, m in vae_memo.items() if m.calls))
     weights = {k: param_bytes(v) for k, v in comps.items() if v is not None}
     return _summarise(tracker, weights, ins, res, notes, time.time() - t0, plan)
 
 
-def _run_sdxl(backend, comps, tracker, plan, out, source_size):
-    from cinescale_post.cascade.loop import RandomSources, StageResult, run_ladder
+def _run_sdxl(model, driver, comps, tracker, plan, out, source_size):
+    from cinescale_post.cascade.loop import RandomSources, StageResult
 
-    info = backend.model_info
-    stages = backend.ladder(plan.mode, out)
+    info = model.model_info
+    stages = driver.ladder(plan.mode, out)
     base = stages[0].size if plan.mode == "generate" else (source_size or _source_size(plan))
-    cond = _sdxl_condition(backend, comps, tracker, plan, base)
-    rng = RandomSources.from_seed(int(plan.seed), jitter=backend.options.jitter, posterior=backend.options.posterior)
+    cond = _sdxl_condition(model, driver, comps, tracker, plan, base)
+    rng = RandomSources.from_seed(int(plan.seed), jitter=bool(_opt(plan, "jitter", True)),
+                                  posterior=_opt(plan, "posterior", "sample"))
     init = None
     if plan.mode == "render":  # one frame of the shot: the source is the base stage
         w, h = source_size or _source_size(plan)
-        init = StageResult(size=(w, h), pixels=_meta(1, 3, h, w, dtype=backend.vae_dtype or backend.dtype))
-    res = run_ladder(backend, stages, cond, rng, init=init, freeu=backend.freeu_spec(), mask=None)[-1]
-    backend.decode(res.latent)
+        init = StageResult(size=(w, h), pixels=_meta(1, 3, h, w, dtype=model.vae_dtype or model.dtype))
+    if driver is model:  # pre-issue-13: the backend drives the core ladder itself
+        from cinescale_post.cascade.loop import run_ladder
+
+        res = run_ladder(model, stages, cond, rng, init=init, freeu=model.freeu_spec(), mask=None)[-1]
+    else:
+        res = driver.run_cascade(stages, cond, rng, init=init)[-1]
+    model.decode(res.latent)
     return {"stages": [_stage_row(s, info) for s in stages], "frames": 1}
 
 
-def _run_wan(backend, comps, tracker, plan, out, source_size, choice, notes):
+def _run_wan(model, driver, comps, tracker, plan, out, source_size, choice, notes):
     from cinescale_post.cascade.loop import StageResult
-    from cinescale_wan.backend import latent_frames, padded_length
 
-    info = backend.model_info
-    stages = backend.ladder(plan.mode, out)
-    cond = _wan_condition(backend, comps, tracker, plan)
+    info = model.model_info
+    stages = driver.ladder(plan.mode, out)
+    cond = _wan_condition(model, comps, tracker, plan)
+    t = int(info.temporal_factor)
     if plan.mode == "generate":
-        frames = int(backend.options.num_frames)
+        frames = int(_opt(plan, "num_frames", 81))
         init = None
     else:
         win = int(choice.get("window") or plan.window.size)
-        frames = padded_length(win)
+        frames = ((max(1, win) - 1 + t - 1) // t) * t + 1  # 4k+1, as the driver pads a window
         w, h = source_size or _source_size(plan)
         w, h = w - w % info.size_multiple, h - h % info.size_multiple
         init = StageResult(size=(w, h), pixels=_meta(1, 3, frames, h, w, dtype=torch.float32))
         notes.append(f"render window: {frames} frames of {w}x{h} source")
-    f_lat = latent_frames(frames, info.temporal_factor)
-    rng = backend.random_sources(int(plan.seed), stages, f_lat)
-    res = backend.run_cascade(stages, cond, rng, init=init, frames=f_lat)[-1]
-    backend.decode(res.latent)
+    f_lat = (frames - 1) // t + 1
+    if driver is model:
+        rng = model.random_sources(int(plan.seed), stages, f_lat)
+    else:
+        rng = driver.video_sources(int(plan.seed), stages, f_lat)
+    res = driver.run_cascade(stages, cond, rng, init=init, frames=f_lat)[-1]
+    model.decode(res.latent)
     return {"stages": [_stage_row(s, info) for s in stages], "frames": frames}
 
 

@@ -42,6 +42,8 @@ def estimate(plan: Any, card: Card | None = None, sim: dict | None = None) -> di
             flops = sum(s.get(k, {}).get("flops", 0) for k in ("denoiser", "vae.encode", "vae.decode"))
             row["flops"] = flops
             row["denoiser_calls"] = s.get("denoiser_calls")
+            row["simulated_activations_gib"] = round(max(s.get(k, {}).get("peak_activation_bytes", 0) for k in
+                                                         ("denoiser", "vae.encode", "vae.decode")) / GiB, 3)
             if card is not None and card.peak_tflops > 0:
                 row["seconds"] = card.seconds(flops)
                 total_s += row["seconds"]
@@ -72,6 +74,8 @@ def format_estimate(est: dict) -> str:
     for r in est.get("stages", []):
         t = f", {_hms(r['seconds'])}" if "seconds" in r else ""
         calls = f", {r['denoiser_calls']} denoiser calls" if r.get("denoiser_calls") else ""
+        if "simulated_activations_gib" in r:
+            calls += f", simulated activations {r['simulated_activations_gib']} GiB"
         lines.append(f"  {r['stage']} {r['size'][0]}x{r['size'][1]}: peak {r['peak_gib']} GiB "
                      f"(denoise {r['denoise_gib']}, VAE {r['vae_gib']}){calls}{t}")
     if "seconds" in est:
