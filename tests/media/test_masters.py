@@ -288,13 +288,15 @@ def test_alpha_dropped_with_a_warning_in_the_manifest(tmp_path, host):
     assert "yuva" not in ffjudge.stream_line(out)
 
 
-def test_png_rgba_keeps_alpha_in_exr(tmp_path, host):
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_png_tiff_rgba_keeps_alpha_in_exr(tmp_path, host, suffix):
     import cv2
 
     a = _ramp_alpha(64, 48)
     bgra = np.concatenate([_source_picture(64, 48), a[..., None]], -1)[..., [2, 1, 0, 3]]
-    cv2.imwrite(str(tmp_path / "p.1001.png"), np.rint(bgra * 65535).astype(np.uint16))
-    p = render(host, tmp_path, tmp_path / "p.####.png", tmp_path / "o" / "o.####.exr", codec="exr", size=(64, 48))
+    cv2.imwrite(str(tmp_path / f"p.1001{suffix}"), np.rint(bgra * 65535).astype(np.uint16))
+    p = render(host, tmp_path, tmp_path / f"p.####{suffix}", tmp_path / "o" / "o.####.exr", codec="exr",
+               size=(64, 48))
     assert p.source.alpha == "straight"
     _, ch = exr(tmp_path / "o" / "o.1001.exr")
     rgba = ch["RGBA"]
@@ -369,3 +371,28 @@ def test_banded_encode_is_bit_identical(pix_fmt, size):
         assert bytes(a) == bytes(b) or np.array_equal(
             np.frombuffer(a, np.uint16).reshape(a.height, -1)[:, :a.width],
             np.frombuffer(b, np.uint16).reshape(b.height, -1)[:, :b.width])
+
+
+@pytest.mark.parametrize("size,par,display", [
+    ((720, 576), Fraction(16, 15), Fraction(4, 3)),  # PAL 4:3
+    ((720, 576), Fraction(64, 45), Fraction(16, 9)),  # PAL 16:9
+    ((720, 480), Fraction(10, 11), Fraction(720 * 10, 480 * 11)),  # NTSC 4:3 (BT.601 nominal)
+    ((720, 480), Fraction(40, 33), Fraction(720 * 40, 480 * 33)),  # NTSC 16:9
+    ((1440, 1080), Fraction(4, 3), Fraction(16, 9)),  # HDV
+    ((2880, 2160), Fraction(4, 3), Fraction(16, 9)),  # 1.33x anamorphic
+    ((2048, 1716), Fraction(9, 5), Fraction(2048 * 9, 1716 * 5)),  # 1.8x
+    ((2048, 858), Fraction(2), Fraction(4096, 858)),  # 2x
+])
+def test_fit_is_in_display_space(size, par, display):
+    from cinescale_post.geometry import fit_geometry
+    from cinescale_post.interfaces import SourceInfo
+
+    src = SourceInfo(path="x", kind="movie", format="mov", codec="prores", width=size[0], height=size[1],
+                     pix_fmt="yuv422p10le", bit_depth=10, rate=Fraction(25), time_base=Fraction(1, 25),
+                     frame_numbers=(1,), pixel_aspect=par)
+    assert src.display_aspect == display
+    g, _ = fit_geometry(src, 3840, 2160, "pad")
+    assert abs(g.scale_w / g.scale_h - float(display)) < 2 / min(g.scale_w, g.scale_h) * float(display) + 1e-3
+    assert g.pixel_aspect == 1 and (g.scale_w == 3840 or g.scale_h == 2160)
+    k, _ = fit_geometry(src, 3840, 2160, "pad", "keep")
+    assert k.pixel_aspect == par and abs(k.scale_w / k.scale_h - size[0] / size[1]) < 0.01
