@@ -8,10 +8,12 @@ repeated its base noise. Here every use gets its own seed,
 ``blake2b("seed:stage:purpose")``, so streams are independent whatever order
 they are drawn in, and any one of them can be re-created alone.
 
-One stream keeps the plain seed: the base stage's initial noise
-(``stage=0, purpose="noise"``) is ``torch.Generator("cpu").manual_seed(seed)``,
-the reference's own generator (FreeScale's user generator, CineScale's stage-1
-CPU generator), so base images stay those of the reference for a given seed.
+The first noise tensor of a render keeps the plain seed: stage 0's noise,
+``(0, "noise")`` (the base stage of a generation) or ``(0, "renoise")`` (the
+first refine stage of a render, which has no base stage; never both in one
+render), is ``torch.Generator("cpu").manual_seed(seed)``, the reference's own
+generator (FreeScale's user generator, CineScale's stage-1 and
+video-to-video CPU generator), so those pictures stay the reference's.
 
 Purposes (:data:`PURPOSES`): ``noise`` (initial noise of a base stage),
 ``posterior`` (VAE posterior samples), ``renoise`` (the re-noise tensor of an
@@ -20,8 +22,8 @@ window jitter, a ``random.Random``), ``fresh`` (noise where an optical flow is
 occluded). Torch is imported only by the functions that return tensors or
 generators.
 
->>> stream_seed(7, 0, "noise")
-7
+>>> stream_seed(7, 0, "noise"), stream_seed(7, 0, "renoise")
+(7, 7)
 >>> stream_seed(7, 1, "renoise") != stream_seed(7, 0, "renoise") != stream_seed(7, 1, "posterior")
 True
 """
@@ -37,12 +39,12 @@ _MASK = (1 << 63) - 1
 
 
 def stream_seed(seed: int, stage: int, purpose: str) -> int:
-    """The 63-bit seed of the stream ``(seed, stage, purpose)``; the base
-    noise stream ``(seed, 0, "noise")`` is ``seed`` itself (reference bits)."""
+    """The 63-bit seed of the stream ``(seed, stage, purpose)``; stage 0's
+    noise / re-noise stream is ``seed`` itself (reference bits, see module docstring)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown random-stream purpose {purpose!r}; use one of: {', '.join(PURPOSES)}")
     seed, stage = int(seed), int(stage)
-    if stage == 0 and purpose == "noise":
+    if stage == 0 and purpose in ("noise", "renoise"):
         return seed & _MASK
     digest = hashlib.blake2b(f"cinescale:{seed}:{stage}:{purpose}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & _MASK

@@ -16,15 +16,16 @@ def shared_positions(a: torch.Tensor, b: torch.Tensor) -> int:
     return int((a[:n] == b[:n]).sum())
 
 
-def test_base_noise_keeps_the_plain_seed_as_the_reference():
+def test_first_noise_keeps_the_plain_seed_as_the_reference():
     ref = torch.randn(1, 4, 8, 8, generator=torch.Generator("cpu").manual_seed(123))
-    assert stream_seed(123, 0, "noise") == 123
+    assert stream_seed(123, 0, "noise") == stream_seed(123, 0, "renoise") == 123
     assert torch.equal(stream_randn(123, 0, "noise", (1, 4, 8, 8)), ref)
 
 
 def test_every_stream_is_distinct_and_reproducible():
     keys = [(s, st, p) for s in (0, 1, 123) for st in (0, 1, 2) for p in PURPOSES]
-    seeds = [stream_seed(*k) for k in keys]
+    # (0, "noise") and (0, "renoise") are one stream: stage 0 is either a base or a refine stage
+    seeds = [stream_seed(*k) for k in keys if k[1:] != (0, "renoise")]
     assert len(set(seeds)) == len(seeds)
     assert all(0 <= x < 2 ** 63 for x in seeds)
     assert stream_seed(7, 1, "renoise") == stream_seed(7, 1, "renoise")
@@ -34,7 +35,8 @@ def test_every_stream_is_distinct_and_reproducible():
 
 def test_no_two_streams_share_values():
     draws = {(st, p): stream_randn(5, st, p, (1, 4, 16, 16)) for st in (0, 1) for p in ("noise", "renoise",
-                                                                                       "posterior", "step")}
+                                                                                       "posterior", "step")
+             if (st, p) != (0, "renoise")}
     for (ka, a), (kb, b) in itertools.combinations(draws.items(), 2):
         assert shared_positions(a, b) == 0, (ka, kb)
     # the defect this replaces: two generators seeded alike repeat each other

@@ -472,17 +472,21 @@ class WanBackend(DiffusionBackend):
                                  posterior="mean", renoise=renoise, base_noise=data.get("base_noise"))
         if opts.noise == "stream":
             return RandomSources.from_seed(seed, jitter=False, posterior=opts.posterior)
+        from cinescale_post.cascade.streams import stream_generator, stream_randn
+
+        # Each tensor from its own stream (issue 12): one seed for every draw made
+        # the re-noise repeat the base noise; stage 0's keeps the plain seed (reference).
         base = None
         renoise: list[Any] = []
         for s in stages:
             shape = self.latent_shape(s.size, frames=frames)
-            eps = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=torch.float32)
+            eps = stream_randn(seed, s.index, "noise" if s.base else "renoise", shape)
             if s.base:
                 base = eps.to(self.dtype)
                 renoise.append(None)
             else:
                 renoise.append(eps.to(self.dtype))
-        return RandomSources(generator=torch.Generator("cpu").manual_seed(int(seed)), jitter=None,
+        return RandomSources(generator=stream_generator(seed, 0, "posterior"), jitter=None,
                              posterior=opts.posterior, renoise=renoise, base_noise=base)
 
     def run_cascade(self, stages, cond, rng, *, init=None, frames: int = 1, keep: str = "last",

@@ -1,0 +1,61 @@
+"""No two random draws of one render share values (issue 12, defect 1).
+
+The Wan cascade's ``noise = "reference"`` policy once drew the base noise and
+every stage's re-noise from CPU generators all seeded with the window seed,
+so the first ``numel(base)`` values of the re-noise were the base noise.
+"""
+
+import itertools
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from cinescale_post.cascade.streams import stream_randn
+
+
+@dataclass
+class _Stage:
+    index: int
+    base: bool
+    size: tuple
+
+
+class _VideoModel:
+    """Just what a video noise policy asks of a model: latent shapes and dtype."""
+
+    dtype = torch.float32
+
+    def latent_shape(self, size, batch=1, frames=1):
+        return (batch, 4, frames, size[1] // 8, size[0] // 8)
+
+
+def _draws(rng):
+    out = [("base", rng.base_noise)] if rng.base_noise is not None else []
+    out += [(f"renoise.{i}", t) for i, t in enumerate(rng.renoise or ()) if t is not None]
+    out.append(("posterior", torch.randn(4096, generator=rng.generator)))
+    return out
+
+
+def _shared(a, b):
+    a, b = a.reshape(-1), b.reshape(-1)
+    n = min(a.numel(), b.numel())
+    return int((a[:n] == b[:n]).sum())
+
+
+@pytest.mark.parametrize("mode", ["generate", "render"])
+def test_reference_policy_draws_never_share_values(mode):
+    from cinescale_post.cascade.noise import POLICIES
+
+    gen = mode == "generate"
+    stages = [_Stage(0, gen, (64, 64)), _Stage(1, False, (128, 128)), _Stage(2, False, (256, 256))]
+    rng = POLICIES["reference"].draw(_VideoModel(), 1234, stages, 3, "sample")
+    draws = _draws(rng)
+    assert len(draws) == 4
+    for (na, a), (nb, b) in itertools.combinations(draws, 2):
+        assert _shared(a, b) == 0, f"{na} and {nb} share values"
+    # stage 0's tensor is still the reference's: a CPU generator seeded with the seed, float32
+    first = draws[0][1]
+    ref = torch.randn(tuple(first.shape), generator=torch.Generator("cpu").manual_seed(1234))
+    assert torch.equal(first, ref)
+    assert torch.equal(rng.renoise[1], stream_randn(1234, 1, "renoise", first.shape[:2] + (3, 16, 16)))
