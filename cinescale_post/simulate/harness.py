@@ -111,7 +111,8 @@ class _MemoModule(torch.nn.Module):
         tr = self._tracker
         self.calls += 1
         if hit is not None:
-            flops, out, idx, after = hit
+            flops, out, idx, after, rise = hit
+            tr.bump(rise)  # the working set the real call would have needed on top of what lives now
             if kwargs.get("feat_idx") is not None:
                 kwargs["feat_idx"][0] = idx  # the cache index the real call would have advanced to
             if cache is not None:  # the cache as the real call leaves it (new tensors, as it makes)
@@ -121,12 +122,14 @@ class _MemoModule(torch.nn.Module):
             return torch.empty_like(out)
         self.real_calls += 1
         before = tr.total_flops
-        out = self.inner(*args, **kwargs)
+        with tr.probe() as pr:
+            out = self.inner(*args, **kwargs)
+        rise = pr[2] - pr[1]
         idx = kwargs["feat_idx"][0] if kwargs.get("feat_idx") is not None else None
         with tr.untracked():  # templates only: the memo's own tensors are no device memory
             after = None if cache is None else [torch.empty_like(c) if isinstance(c, torch.Tensor) else c
                                                 for c in cache]
-            self._memo[key] = (tr.total_flops - before, torch.empty_like(out), idx, after)
+            self._memo[key] = (tr.total_flops - before, torch.empty_like(out), idx, after, rise)
         return out
 
 
@@ -193,15 +196,18 @@ class Instrumented:
             self.calls[stage] = self.calls.get(stage, 0) + 1
             hit = self.memo.get(key)
             if hit is not None:
-                flops, out = hit
+                flops, out, rise = hit
+                with tr.phase("denoiser", stage) as rec:
+                    rec.calls -= 1  # counted by add_flops below
+                    tr.bump(rise)
                 tr.add_flops("denoiser", stage, flops)
                 return torch.empty_like(out)
             before = tr.total_flops
-            with tr.phase("denoiser", stage):
+            with tr.phase("denoiser", stage), tr.probe() as pr:
                 out = pred(x, t, cond, guidance=guidance)
             self.simulated[stage] = self.simulated.get(stage, 0) + 1
             with tr.untracked():
-                self.memo[key] = (tr.total_flops - before, torch.empty_like(out))
+                self.memo[key] = (tr.total_flops - before, torch.empty_like(out), pr[2] - pr[1])
             return out
 
         import inspect

@@ -203,6 +203,23 @@ class SimulationTracker(TorchDispatchMode):
             if frame[0] is not rec:
                 frame[0].flops += n
 
+    @contextlib.contextmanager
+    def probe(self) -> Iterator[list]:
+        """Measure a block without a record: yields ``[_, live at entry, peak]``."""
+        entry = [PhaseRecord("probe", ""), self.live, self.live]
+        self._stack.append(entry)
+        try:
+            yield entry
+        finally:
+            self._stack.pop()
+
+    def bump(self, rise: int) -> None:
+        """A simulated call's transient: the peaks see ``live + rise`` (nothing is allocated)."""
+        v = self.live + int(rise)
+        self.peak = max(self.peak, v)
+        for frame in self._stack:
+            frame[2] = max(frame[2], v)
+
     def count_flops(self, flops: int) -> None:
         """Add ``flops`` to the running phases (work simulated by a memo hit)."""
         n = int(flops) * self._mult
