@@ -6,8 +6,10 @@ with Wan defaults plus four Wan keys, declared to the core as extra keys:
 ==================  ===================  =============================================
 key                 default              meaning
 ==================  ===================  =============================================
-shift               7.0                  flow-matching shift of the stage ("noise
-                                         shifting": reference 7 -> 9 for 3K, 7 -> 11 for 4K)
+shift               7.0 / 9.0            flow-matching shift of the stage ("noise
+                                         shifting"); default 7 for the first stage and 9
+                                         for upscaled ones (the reference's Pro pipeline;
+                                         its 4K script gives 11)
 ntk                 [1, 20, 20]          RoPE base factors (t, h, w); reference
                                          [1, 25, 25] for the upscaled stage
 ntk_rule            "reference"          base * alpha; "ntk-aware": base * a^(d/(d-2))
@@ -36,6 +38,8 @@ CORE_DEFAULTS = {"steps": 50, "guidance": 5.0, "restart": 0.3, "upscaler": "late
                  "dilation": False, "cosine_scale": None}
 NTK_FIRST = (1.0, 20.0, 20.0)
 NTK_UPSCALED = (1.0, 25.0, 25.0)
+SHIFT_FIRST = 7.0
+SHIFT_UPSCALED = 9.0  # the reference Pro pipeline's new_shift (wan_video_pro.py; 3K script)
 # Wan's negative prompt as used by the reference scripts (English rendering of the official one).
 WAN_NEGATIVE = ("Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, "
                 "static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, "
@@ -98,8 +102,10 @@ def parse_wan_stages(stages) -> tuple[list[StageSpec], list[WanStage]]:
     specs = parse_stages(list(stages) or [{}], extra_keys=WAN_KEYS, defaults=CORE_DEFAULTS)
     wans = []
     for i, s in enumerate(specs):
-        # The upscaled stages' NTK default differs from the base stage's (reference 20 -> 25).
-        wans.append(WanStage.from_dict({**({"ntk": NTK_UPSCALED} if i else {}), **s.extras}, f"stages.{i}"))
+        # The upscaled stages' NTK and shift defaults differ from the first stage's
+        # (reference 20 -> 25 and 7 -> 9).
+        wans.append(WanStage.from_dict({**({"ntk": NTK_UPSCALED, "shift": SHIFT_UPSCALED} if i else {}),
+                                        **s.extras}, f"stages.{i}"))
         if s.fusion is not None:
             raise PlanError(f"stages.{i}.fusion = {s.fusion!r}: scale fusion is a UNet (SDXL) technique",
                             fix='leave fusion out (the Wan path uses global attention with a temperature)')
@@ -157,8 +163,8 @@ class WanOptions:
     latent_dtype: str = "model"
     vae_dtype: str = "float32"
     vae_tiling: bool = True
-    vae_tile: tuple[int, int] = (256, 256)
-    vae_stride: tuple[int, int] = (192, 192)
+    vae_tile: tuple[int, int] = (240, 416)  # reference: 30x52 latent tiles (wan_video_vae.py::tiled_decode)
+    vae_stride: tuple[int, int] = (120, 208)  # reference: stride 15x26 latent cells
     offload: str = "none"
     cfg_batch: bool = False
     max_sequence_length: int = 512

@@ -15,7 +15,7 @@ def test_estimate_memory_windows_and_choice(tmp_path, monkeypatch):
     plan.device = "cuda"
     monkeypatch.setenv("CINESCALE_FREE_MEMORY", "100GiB")
     big = WanBackend().estimate_memory(plan)
-    assert big["fits"] and big["choice"] == {"vae_tile": 256, "window": 81, "offload": "none"}
+    assert big["fits"] and big["choice"] == {"vae_tile": 240, "window": 81, "offload": "none"}
     assert big["stages"][0]["tokens_full_window"] == 21 * (1088 // 16) * (1920 // 16)
     monkeypatch.setenv("CINESCALE_FREE_MEMORY", "2GiB")
     small = WanBackend().estimate_memory(plan)
@@ -38,5 +38,5 @@ def test_reduce_memory_sequence_ends_with_none():
     while (s := b.reduce_memory()) is not None:
         steps.append(s)
         assert len(steps) < 10
-    assert steps == ["VAE tiling on (256x256 px tiles)", "VAE tiles of 192x192 px", "VAE tiles of 128x128 px"]
+    assert steps == ["VAE tiling on (240x416 px tiles)", "VAE tiles of 180x312 px", "VAE tiles of 120x208 px"]
     assert b.pipe.vae.tile_sample_min_height == 128 and b.pipe.vae.tile_sample_stride_height == 96
