@@ -600,12 +600,12 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                                     task=functools.partial(render_chunk_task, plan, schedule=sched), sink=sink):
                         pass
                 finally:
+                    record_substitutions(manifest, reader, sink)
                     reader.close()
                     backend.unload()
                 outputs = render.outputs
                 rendered = render.windows_rendered
                 waiting = sorted(set(todo_frames) - render.published_frames)
-                    record_substitutions(manifest, reader, sink)
             elif chunk_list:
                 waiting = set()
                 for info in ex.run(chunk_list, work=None, task=functools.partial(render_chunk_task, plan, schedule=sched),
@@ -689,13 +689,15 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
                             persist=True, defer=True)
         return render.run_chunk(chunk, todo)
     finally:
+        record_substitutions(manifest, reader, NullSink())
         reader.close()
         backend.unload()
         manifest.close()
 
 
-        record_substitutions(manifest, reader, NullSink())
 def _open_reader(plan, host):
+    """The source, opened with the plan's read policy and its probed frame
+    table (a movie is not indexed again in every task)."""
     from ..media.probe import open_input
 
     return open_input(plan.input, first_frame=plan.source.first_frame, host=host, policy=plan.read_policy,
@@ -705,12 +707,10 @@ def _open_reader(plan, host):
 def record_substitutions(manifest: Manifest, reader, sink) -> None:
     """Frames a reader replaced (``--on-bad-frame`` / ``--missing``): one
     warning each, and a record in this process's unit log, which
-    :func:`substituted_frames` gathers for the manifest."""
+    ``Manifest.substitutions`` gathers for the manifest."""
     subs = reader.substitutions()
     if not subs:
         return
     for number, how in sorted(subs.items()):
         sink.emit("warning", message=f"frame {number} of {reader.info.path} substituted: {how}")
     manifest.log_substitutions(subs)
-    """The source, opened with the plan's read policy and its probed frame
-    table (a movie is not indexed again in every task)."""

@@ -13,7 +13,12 @@ record frame, keeping source timecode:
    the timeline timecode of the In point;
 2. runs ``cinescale render INTERMEDIATE -o OUTPUT --progress json``; the
    output keeps the intermediate's QuickTime timecode (tmcd), which is what
-   Resolve conforms and relinks against;
+   Resolve conforms and relinks against. What colour the intermediate holds
+   comes from the project's colour management (``GetSetting``: output colour
+   space, or the ACES output transform): display-referred goes in video
+   mode, log/linear with ``--set colour.mode=ocio --set colour.input=...``;
+   when Resolve does not say, the Console says what is assumed (Rec.709) and
+   ``CINESCALE_RESOLVE_COLOUR`` sets it;
 3. imports the result into a "cinescale" bin (MediaPool.ImportMedia) and
    places it with MediaPool.AppendToTimeline at the In point's record frame
    on the first free video track above the clips of the range (adding a
@@ -177,6 +182,54 @@ def render_intermediate(project, timeline, first, last, folder, log, poll_s=1.0,
             project.SetCurrentRenderMode(saved_mode)
 
 
+# Output colour spaces of Resolve's colour management that are display-referred
+# (sent in video mode: what the models were trained on). Anything else --
+# a log or linear output space, or ACES with no ODT -- goes in OCIO mode.
+DISPLAY_REFERRED = ("gamma 2.4", "gamma 2.2", "gamma 2.6", "srgb", "rec.709", "rec709", "rec.1886", "p3-d65",
+                    "display p3", "dci-p3")
+
+
+def intermediate_colour(project):
+    """(CLI options, sentence for the Console) for what the intermediate holds.
+
+    The intermediate is rendered in the project's *output* colour space.
+    Resolve exposes it through ``Project.GetSetting``: ``colorSpaceOutput``
+    under DaVinci colour management, ``acesODT`` under ACEScct/ACEScc.
+    ``CINESCALE_RESOLVE_COLOUR`` (an OCIO colour space name) overrides; with
+    none of these the script says what it assumes."""
+    override = os.environ.get("CINESCALE_RESOLVE_COLOUR", "").strip()
+    if override:
+        return _colour_options(override, f"intermediate colour space {override!r} (CINESCALE_RESOLVE_COLOUR)")
+
+    def setting(key):
+        try:
+            return str(project.GetSetting(key) or "").strip()
+        except Exception:  # noqa: BLE001 - older Resolve or a key it does not know
+            return ""
+
+    science = setting("colorScienceMode").lower()
+    if science.startswith("aces"):
+        odt = setting("acesODT")
+        if odt and odt.lower() not in ("no odt", "none"):
+            return [], f"the intermediate is rendered through the ACES output transform {odt!r}: sent in video mode"
+        space = "ACEScct" if "cct" in science else "ACEScc"
+        return _colour_options(space, f"ACES with no output transform: the intermediate is {space}")
+    output = setting("colorSpaceOutput")
+    if output:
+        if any(k in output.lower() for k in DISPLAY_REFERRED):
+            return [], f"the intermediate is in the project's output colour space {output!r} (display-referred): " \
+                       "sent in video mode"
+        return _colour_options(output, f"the intermediate is in the project's output colour space {output!r}")
+    return [], ("Resolve does not say which colour space it renders (no colour-managed output space in the project "
+                "settings): assuming display-referred Rec.709 (video mode). If the timeline outputs log or linear, "
+                "set CINESCALE_RESOLVE_COLOUR to its OCIO name (e.g. 'ARRI LogC4') and run again")
+
+
+def _colour_options(space, why):
+    return (["--set", "colour.mode=ocio", "--set", f"colour.input={space}"],
+            f"{why}: sent in OCIO mode (colour.input={space}); the result is written back in it")
+
+
 def run_cli(argv, log, env=None):
     """Run the CLI, log its progress every 10 %; return the finished event."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
@@ -272,8 +325,11 @@ def upscale_marked_range(resolve, preset=None, folder=None, log=print, poll_s=1.
     cli = cli_command()
     source = render_intermediate(project, timeline, first, last, folder, log, poll_s=poll_s)
     output = os.path.join(folder, f"{_safe(timeline.GetName())}_{first}-{last}_cinescale.mov")
+    colour, said = intermediate_colour(project)
+    log(f"colour: {said}")
     log(f"upscaling {source} -> {output} (preset {preset})")
-    finished = run_cli([*cli, "render", source, "-o", output, "--preset", preset, "--progress", "json"], log, env)
+    finished = run_cli([*cli, "render", source, "-o", output, "--preset", preset, "--progress", "json", *colour],
+                       log, env)
     result = (finished.get("outputs") or [output])[0]
     media_pool = project.GetMediaPool()
     item = import_result(media_pool, result)
@@ -281,7 +337,7 @@ def upscale_marked_range(resolve, preset=None, folder=None, log=print, poll_s=1.
     tc = item.GetClipProperty("Start TC")
     log(f"placed {os.path.basename(result)} on V{track} at record frame {first} (source timecode {tc})")
     return {"source": source, "output": result, "track": track, "record_frame": first, "start_tc": tc,
-            "timeline_item": timeline_item, "media_pool_item": item}
+            "timeline_item": timeline_item, "media_pool_item": item, "colour": colour}
 
 
 def main():

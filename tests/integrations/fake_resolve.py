@@ -210,6 +210,10 @@ class Project:
     def GetCurrentTimeline(self):
         return self.timeline
 
+    def GetSetting(self, name=None):
+        """Project settings (colour management keys set by tests in ``project_settings``)."""
+        return getattr(self, "project_settings", {}).get(name, "")
+
     def GetMediaPool(self):
         return self.media_pool
 

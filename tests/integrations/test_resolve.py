@@ -5,6 +5,7 @@ real cinescale CLI upscaling it."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -92,3 +93,39 @@ def test_only_offered_codecs_are_used(script, tmp_path, monkeypatch):
     monkeypatch.setattr(fake_resolve.Project, "CODECS", {"mov": {"H.264": "H264"}})
     with pytest.raises(script.CinescaleResolveError, match="intra-frame QuickTime codec"):
         script.upscale_marked_range(resolve, folder=str(tmp_path / "w"), log=lambda s: None)
+
+
+@pytest.mark.parametrize("settings, env, args, said", [
+    ({}, None, [], "assuming display-referred Rec.709"),
+    ({"colorScienceMode": "davinciYRGBColorManagedv2", "colorSpaceOutput": "Rec.709 Gamma 2.4"}, None, [],
+     "display-referred"),
+    ({"colorScienceMode": "davinciYRGBColorManagedv2", "colorSpaceOutput": "ARRI LogC4"}, None,
+     ["--set", "colour.mode=ocio", "--set", "colour.input=ARRI LogC4"], "OCIO mode"),
+    ({"colorScienceMode": "acescct", "acesODT": "No ODT"}, None,
+     ["--set", "colour.mode=ocio", "--set", "colour.input=ACEScct"], "ACEScct"),
+    ({"colorScienceMode": "acescct", "acesODT": "Rec.709"}, None, [], "output transform"),
+    ({}, "S-Log3 S-Gamut3.Cine", ["--set", "colour.mode=ocio", "--set", "colour.input=S-Log3 S-Gamut3.Cine"],
+     "CINESCALE_RESOLVE_COLOUR"),
+])
+def test_intermediate_colour_is_said_and_passed(script, monkeypatch, settings, env, args, said):
+    if env:
+        monkeypatch.setenv("CINESCALE_RESOLVE_COLOUR", env)
+    else:
+        monkeypatch.delenv("CINESCALE_RESOLVE_COLOUR", raising=False)
+    project = fake_resolve.Resolve().project
+    project.project_settings = settings
+    got, sentence = script.intermediate_colour(project)
+    assert got == args and said in sentence
+
+
+def test_log_output_space_reaches_the_cli(script, preset, tmp_path, monkeypatch):
+    monkeypatch.delenv("CINESCALE_RESOLVE_COLOUR", raising=False)
+    resolve = fake_resolve.Resolve(marks=(10, 13))
+    resolve.project.project_settings = {"colorScienceMode": "acescct", "acesODT": "No ODT"}
+    log = []
+    res = script.upscale_marked_range(resolve, preset=str(preset), folder=str(tmp_path / "work"), log=log.append,
+                                      poll_s=0.01)
+    assert res["colour"] == ["--set", "colour.mode=ocio", "--set", "colour.input=ACEScct"]
+    assert any(line.startswith("colour: ACES with no output transform") for line in log)
+    manifests = list((tmp_path / "work").rglob("*.manifest.json"))
+    assert manifests and json.loads(manifests[0].read_text())["plan"]["colour"]["input"] == "ACEScct"
