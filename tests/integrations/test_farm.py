@@ -355,3 +355,17 @@ def test_farm_tasks_render_each_temporal_window_once(farm, tmp_path):
     _run_all([deadline_argv(fin_plugin, 0, 0)], env)
     assert len(count.read_text().splitlines()) == windows  # rendered / needed = 1.00
     assert tree_bytes(out.parent, "*.mov") == tree_bytes(ref_out.parent, "*.mov")
+
+
+def test_farm_recipes_carry_the_colour_setting_through():
+    """A plate's colour space (a value with spaces) reaches every task's
+    command line intact, as the CLI parses it (issue 15)."""
+    sets = ["colour.mode=ocio", "colour.input=ARRI LogC4"]
+    jobs = deadline.job_files("/shots/a.####.exr", "/shots/up/a.####.exr", frames="1001-1010", chunk=5,
+                              cinescale=["cinescale"], python="python3", preset="sdxl-uhd-refine-aces", sets=sets)
+    line = jobs["render"][1]["Arguments"].replace("<QUOTE>", '"')
+    cue = opencue.layers("/shots/a.####.exr", "/shots/up/a.####.exr", frames="1001-1010", chunk=5,
+                         cinescale=["cinescale"], python="python3", preset="sdxl-uhd-refine-aces", sets=sets)
+    for argv in (shlex.split(line), cue[0]["command"]):
+        got = [plan_mod.parse_override(argv[i + 1]) for i, a in enumerate(argv) if a == "--set"]
+        assert got == [("colour.mode", "ocio"), ("colour.input", "ARRI LogC4")], argv
