@@ -33,7 +33,7 @@ from cinescale_post.cascade.stages import StageSpec, resolve_ladder
 from cinescale_post.errors import OutOfMemoryError, PlanError, WeightsError
 from cinescale_post.interfaces import FrameRule, WindowJob
 
-from .options import WanOptions, WanStage, parse_wan_stages, wan_stage
+from .options import WanOptions, WanStage, in_model_dtype, parse_wan_stages, wan_stage
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class WanBackend(DiffusionBackend):
         opts = WanOptions.from_dict(dict(plan.backend_options))
         self.specs, _ = parse_wan_stages(list(plan.stages))
         dtype = getattr(torch, plan.dtype)
-        vae_dtype = torch.float32 if opts.vae_dtype == "float32" else dtype
+        vae_dtype = dtype if in_model_dtype(opts.vae_dtype, plan.device) else torch.float32
         from .loading import load_wan_pipeline
 
         pipe = load_wan_pipeline(plan.model, dtype, vae_dtype=vae_dtype, config=opts.config or None)
@@ -151,7 +151,7 @@ class WanBackend(DiffusionBackend):
                 m.to(self.model_dtype)
         if pipe.text_encoder is not None and pipe.text_encoder.dtype != self.model_dtype:
             pipe.text_encoder.to(self.model_dtype)
-        if opts.vae_dtype == "model":
+        if in_model_dtype(opts.vae_dtype, self.device):
             pipe.vae.to(self.model_dtype)
         if opts.vae_tiling:
             pipe.vae.enable_tiling(tile_sample_min_height=opts.vae_tile[0], tile_sample_min_width=opts.vae_tile[1],
@@ -422,6 +422,8 @@ class WanBackend(DiffusionBackend):
             inp = torch.cat([inp, self._image_latent(cond, x.shape)], dim=1)
         b = inp.shape[0]
         tt = torch.as_tensor(t, device=inp.device, dtype=torch.float32)
+        if in_model_dtype(self.options.timestep_dtype, inp.device):  # reference: t in bf16 on GPU
+            tt = tt.to(self.model_dtype)
         if self.variant is not None and self.variant.expand_timesteps:
             p = model.config.patch_size
             seq = (x.shape[2] // p[0]) * (x.shape[3] // p[1]) * (x.shape[4] // p[2])
@@ -579,7 +581,7 @@ class WanBackend(DiffusionBackend):
             return {"available": False, "reason": f"no diffusers Wan configs at {str(folder) or '(no model)'} "
                     "(set backend_options.config for a single .safetensors file)"}
         elem = mm.dtype_bytes(plan.dtype)
-        vae_dt = "float32" if opts.vae_dtype == "float32" else plan.dtype
+        vae_dt = plan.dtype if in_model_dtype(opts.vae_dtype, plan.device) else "float32"
         tcfg = json.loads((tr_dir / "config.json").read_text())
         vcfg = json.loads((folder / "vae" / "config.json").read_text())
         names = ["transformer", "transformer_2", "vae", "text_encoder", "image_encoder"]

@@ -136,7 +136,10 @@ class WanOptions:
         in float32) or "stream" (one generator stream for every draw).
     noise_file: safetensors with ``base_noise`` / ``renoise.K`` tensors (controlled mode).
     latent_dtype: "model" (reference: latents live in the model dtype, bf16) or "float32" (diffusers).
-    vae_dtype: "float32" (default; Wan VAEs are run in fp32) or "model".
+    vae_dtype: "auto" (default, reference: the model dtype (bf16) on an accelerator, float32 on CPU),
+        "float32" or "model".
+    timestep_dtype: "auto" (default, reference: the DiT timestep cast to the model dtype on an
+        accelerator, which quantises t as the reference does; float32 on CPU), "float32" or "model".
     vae_tiling: tiled VAE encode/decode (reference: on); tile / stride in pixels.
     offload: "none", "model" (each component on the device only while used).
     cfg_batch: run conditional and unconditional passes as one batch (reference: two passes).
@@ -161,7 +164,8 @@ class WanOptions:
     noise: str = "reference"
     noise_file: str = ""
     latent_dtype: str = "model"
-    vae_dtype: str = "float32"
+    vae_dtype: str = "auto"
+    timestep_dtype: str = "auto"
     vae_tiling: bool = True
     vae_tile: tuple[int, int] = (240, 416)  # reference: 30x52 latent tiles (wan_video_vae.py::tiled_decode)
     vae_stride: tuple[int, int] = (120, 208)  # reference: stride 15x26 latent cells
@@ -207,7 +211,8 @@ class WanOptions:
         choice("posterior", ("mean", "sample"))
         choice("noise", ("reference", "stream"))
         choice("latent_dtype", ("float32", "model"))
-        choice("vae_dtype", ("float32", "model"))
+        choice("vae_dtype", ("auto", "float32", "model"))
+        choice("timestep_dtype", ("auto", "float32", "model"))
         choice("offload", ("none", "model"))
         choice("fit", ("crop", "resize"))
         for k in ("lora_merge", "vae_tiling", "cfg_batch"):
@@ -259,5 +264,16 @@ class WanOptions:
         return d
 
 
-__all__ = ["NTK_FIRST", "NTK_UPSCALED", "WAN_KEYS", "WAN_NEGATIVE", "WanOptions", "WanStage", "parse_wan_stages",
+def in_model_dtype(choice: str, device: Any) -> bool:
+    """Whether a ``"auto"``/``"float32"``/``"model"`` dtype option runs in the
+    model dtype on ``device``: "auto" does on accelerators (the reference's bf16
+    on GPU) and keeps float32 on CPU.
+
+    >>> in_model_dtype("auto", "cuda:0"), in_model_dtype("auto", "cpu"), in_model_dtype("model", "cpu")
+    (True, False, True)
+    """
+    return choice == "model" or (choice == "auto" and not str(device).startswith("cpu"))
+
+
+__all__ = ["NTK_FIRST", "NTK_UPSCALED", "WAN_KEYS", "WAN_NEGATIVE", "WanOptions", "WanStage", "in_model_dtype", "parse_wan_stages",
            "wan_stage"]
