@@ -1,33 +1,40 @@
-"""``--executor ray``: one Ray task per chunk, on a local or remote Ray cluster.
+"""``--executor ray``: one Ray actor per GPU (or worker slot), chunks handed out to them.
 
-Each task runs ``run.render_chunk_task(plan, chunk)`` in a Ray worker: a
-fresh host, backend and reader, publishing files and logging units exactly
-like the local executor (per-process unit logs, temporary names + rename), so
-the manifest, resume, ``--verify`` and assemble work unchanged, and the output
-is byte-identical to a local render (the layout and every seed derive from
-frame numbers, never from which worker ran what).
+Each actor holds a :class:`~cinescale_post.orchestrator.run.ChunkWorker`: it
+builds the host, loads the backend and opens the reader once, then renders
+chunk after chunk as the driver hands them out (the next one to whichever
+actor is free), so a 14B model loads once per GPU, not once per chunk
+(``model loads = actors``). Chunks publish files and log units exactly like
+the local executor (per-process unit logs, temporary names + rename), so the
+manifest, resume, ``--verify`` and assemble work unchanged, and the output is
+byte-identical to a local render (the layout and every seed derive from frame
+numbers, never from which worker ran what). Each window is rendered by one
+chunk; frames it shares with a chunk on another actor are handed on through
+the manifest (``seams.py``) and published by whichever finishes last.
 
 Failures:
 
-* a worker or node that dies (``kill -9``, out of host memory, a lost node)
-  and an application error that may pass on another try (a crashed plugin,
-  ``TemporaryFailure``, out of GPU memory -- another node may have a bigger
-  card) resubmit the chunk, up to ``max_retries`` times per chunk; the retry
-  resumes, skipping frames the lost attempt already published. Each retry is
-  a ``warning`` progress event;
+* an actor or node that dies (``kill -9``, out of host memory, a lost node)
+  is replaced by a new actor (which loads the model) and its chunk is handed
+  out again; an application error that may pass on another try (a crashed
+  plugin -- its actor is replaced too --, ``TemporaryFailure``, out of GPU
+  memory) hands the chunk out again, up to ``max_retries`` times per chunk;
+  the retry resumes, skipping frames the lost attempt already published.
+  Each retry is a ``warning`` progress event;
 * errors that would fail the same way again (usage 2, input 3, output 4,
   weights 6) stop the render at once with that error and its exit code;
-* SIGINT/SIGTERM on the driver cancel the running tasks (they stop between
-  frames and remove their temporaries, as a local render does), then the
-  render exits 130/143.
+* SIGINT/SIGTERM on the driver ask the running chunks to stop after their
+  current frame (writers remove their temporaries, as a local render does),
+  then the actors are killed and the render exits 130/143.
 
-Ray retries nothing on its own here (``max_retries=0`` on the task): every
+Ray restarts and retries nothing on its own here (``max_restarts=0``): every
 retry goes through the driver, so it is counted, bounded, and reported.
 
-Progress: a task reports when it ends, so ``frame`` events arrive a chunk at a
-time (per chunk, in completion order), followed by that chunk's
-``chunk_done``. Worker output goes to the driver's stderr; stdout carries only
-the progress protocol (``--progress json`` stays parseable).
+Progress: the driver polls the busy actors every ``poll_s`` seconds, so
+``frame`` events stream while a chunk runs (each frame once, in publication
+order), and each chunk ends with its ``chunk_done``. Worker output goes to
+the driver's stderr; stdout carries only the progress protocol
+(``--progress json`` stays parseable).
 
 Requirements on a cluster: every node has the same cinescale-post, plugins
 and weights paths, and sees the input and output paths (shared storage;
@@ -36,6 +43,7 @@ absolute paths). ``ray`` is imported only when a render uses this executor.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -140,8 +148,10 @@ class RayExecutor(Executor):
     runtime_env: Ray runtime environment for the tasks (e.g. env_vars).
     init_options: extra ``ray.init`` keywords (e.g. ``{"num_cpus": 8}`` for a
         local cluster).
-    cancel_grace_s: how long cancelled tasks get to stop cleanly before their
-        workers are killed.
+    cancel_grace_s: how long cancelled chunks get to stop cleanly before
+        their actors are killed.
+    workers: actors to start (default: one per GPU for GPU renders, else
+        one per ``num_cpus`` CPUs of the cluster; at most one per chunk).
     """
 
     name = "ray"
@@ -149,7 +159,7 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, *, max_retries: int = 3, num_gpus: float | None = None,
                  num_cpus: float = 1, runtime_env: dict | None = None, init_options: dict | None = None,
-                 cancel_grace_s: float = 10.0, poll_s: float = 0.25):
+                 cancel_grace_s: float = 10.0, poll_s: float = 0.25, workers: int | None = None):
         if int(max_retries) < 0:
             raise UsageError(f"ray executor: max_retries={max_retries}", fix="use 0 or more")
         self.address = address or None
@@ -160,9 +170,13 @@ class RayExecutor(Executor):
         self.init_options = dict(init_options or {})
         self.cancel_grace_s = cancel_grace_s
         self.poll_s = poll_s
+        self.workers = int(workers) if workers else None
         #: the StopFlag to check while waiting; found from the signal handler when None
         self.stop = None
         self.attempts: dict[str, int] = {}
+        #: actors started (one per worker slot, plus replacements) and model loads they reported
+        self.actors_started = 0
+        self.loads = 0
 
     # -------------------------------------------------------------- connect
 
@@ -228,7 +242,7 @@ class RayExecutor(Executor):
     def _lost_types(ray) -> tuple[type, ...]:
         ex = ray.exceptions
         names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError",
-                 "OutOfMemoryError", "RaySystemError")
+                 "OutOfMemoryError", "RaySystemError", "ActorDiedError", "RayActorError", "ActorUnavailableError")
         return tuple(getattr(ex, n) for n in names if hasattr(ex, n))
 
     def _failure(self, ray, exc: BaseException) -> tuple[BaseException, bool, str]:
@@ -244,6 +258,19 @@ class RayExecutor(Executor):
 
     # -------------------------------------------------------------- run
 
+    def _slots(self, ray, opts: dict, n_chunks: int) -> int:
+        """Actors to start: ``workers``, else one per GPU (GPU renders) or per
+        ``num_cpus`` CPUs of the cluster; never more than there are chunks."""
+        if self.workers:
+            n = int(self.workers)
+        else:
+            res = ray.cluster_resources()
+            if opts.get("num_gpus"):
+                n = int(res.get("GPU", 0) // opts["num_gpus"])
+            else:
+                n = int(res.get("CPU", 1) // max(float(opts.get("num_cpus") or 1), 1e-6))
+        return max(1, min(n, n_chunks))
+
     def run(self, chunks, *, work, task, sink):
         chunks = list(chunks)
         if not chunks:
@@ -252,47 +279,99 @@ class RayExecutor(Executor):
         self._check_paths(task)
         stop = self.stop or _installed_stop_flag()
         started = self._connect(ray)
-        pending: dict[Any, Any] = {}
+        busy: dict[Any, tuple[Any, Any]] = {}  # result ref -> (actor, chunk)
+        actors: list = []
+        emitted: set[int] = set()
+
+        def emit_frames(frames) -> None:
+            for f in frames:
+                if f not in emitted:
+                    emitted.add(f)
+                    sink.emit("frame", frame=f)
+
         try:
-            remote = ray.remote(run_chunk)
             opts = self._task_options(ray, task)
-            task_ref = ray.put(task)  # the plan travels to the object store once, not once per chunk
+            opts.pop("max_retries", None)
+            opts.pop("retry_exceptions", None)
+            actor_cls = ray.remote(ChunkActor).options(max_concurrency=2, max_restarts=0, **opts)
+            args, kwargs = _worker_args(task)
+            from ray.util.queue import Queue
 
-            def submit(chunk) -> None:
-                self.attempts[chunk.id] = self.attempts.get(chunk.id, 0) + 1
-                ref = remote.options(name=f"cinescale-chunk-{chunk.id}", **opts).remote(task_ref, chunk)
-                pending[ref] = chunk
+            # frames stream to the driver through a queue actor (polling the chunk actors would
+            # interleave their tasks with the render)
+            progress = Queue(actor_options={"num_cpus": 0})
+            kwargs["progress"] = progress
 
-            for chunk in chunks:
-                submit(chunk)
-            while pending:
+            def new_actor():
+                self.actors_started += 1
+                a = actor_cls.remote(*args, **kwargs)
+                actors.append(a)
+                return a
+
+            idle = [new_actor() for _ in range(self._slots(ray, opts, len(chunks)))]
+            queue = collections.deque(chunks)
+            while queue or busy:
                 if stop is not None:
                     stop.check()
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_s)
+                while idle and queue:
+                    actor, chunk = idle.pop(0), queue.popleft()
+                    self.attempts[chunk.id] = self.attempts.get(chunk.id, 0) + 1
+                    busy[actor.run_chunk.remote(chunk)] = (actor, chunk)
+                ready, _ = ray.wait(list(busy), num_returns=1, timeout=self.poll_s)
+                self._stream(progress, emit_frames)
                 for ref in ready:
-                    chunk = pending.pop(ref)
+                    actor, chunk = busy.pop(ref)
                     try:
                         info = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - classified below
                         error, retryable, what = self._failure(ray, exc)
+                        self._stream(progress, emit_frames)  # what it published before failing
+                        if isinstance(error, CinescaleError):
+                            idle.append(actor)  # its model is fine: keep it loaded
+                        else:  # lost, or a plugin crash that may have left the model in a bad state
+                            self._kill(ray, actor)
+                            idle.append(new_actor())
                         tries = self.attempts[chunk.id]
                         if retryable and tries <= self.max_retries:
                             sink.emit("warning", message=f"chunk {chunk.id} {what}; retrying "
                                                          f"(attempt {tries + 1} of {self.max_retries + 1})")
-                            submit(chunk)
+                            queue.appendleft(chunk)
                             continue
                         raise self._final_error(chunk, error, tries, retryable) from exc
-                    for f in info["frames"]:
-                        sink.emit("frame", frame=f)
+                    self.loads += int(info.get("loads", 0))
+                    self._stream(progress, emit_frames)
+                    info = complete_chunk_info(task, chunk, info)
+                    emit_frames(info["frames"])
                     sink.emit("chunk_done", chunk=info["id"], frames=len(info["frames"]), files=info["files"],
                               seconds=info["seconds"])
+                    idle.append(actor)
                     yield info
         finally:
             try:
-                self._cancel(ray, pending)
+                self._cancel(ray, busy)
             finally:
+                for a in actors:
+                    self._kill(ray, a)
                 if started:
                     ray.shutdown()
+
+    @staticmethod
+    def _stream(progress, emit_frames) -> None:
+        """Frames the actors published since the last call (progress while a
+        chunk runs)."""
+        try:
+            n = progress.qsize()
+            if n:
+                emit_frames(progress.get_nowait_batch(n))
+        except Exception as exc:  # noqa: BLE001 - progress is best effort; chunk results carry every frame
+            log.debug("progress queue failed: %s", exc)
+
+    @staticmethod
+    def _kill(ray, actor) -> None:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception as exc:  # noqa: BLE001 - best effort on the way out
+            log.debug("kill failed: %s", exc)
 
     def _final_error(self, chunk, error: BaseException, tries: int, retryable: bool) -> BaseException:
         if isinstance(error, CinescaleError):
@@ -305,33 +384,76 @@ class RayExecutor(Executor):
         return CinescaleError(f"chunk {chunk.id}: {type(error).__name__}: {error}",
                               fix="see the Ray error above; run the same command again to resume")
 
-    def _cancel(self, ray, pending: dict) -> None:
-        """Stop unfinished tasks the way a local render stops: a cancel raises
-        KeyboardInterrupt in the task, whose writers then remove their
-        temporaries; tasks that do not stop within the grace are killed
+    def _cancel(self, ray, busy: dict) -> None:
+        """Stop running chunks the way a local render stops: each actor is
+        asked to stop after its current frame (writers remove their
+        temporaries); actors that do not finish within the grace are killed
         (anything they leave is swept by the next run)."""
-        if not pending:
+        if not busy:
             return
-        refs = list(pending)
-        for ref in refs:
+        for actor, _ in busy.values():
             try:
-                ray.cancel(ref, force=False)
+                actor.stop.remote()
             except Exception as exc:  # noqa: BLE001 - best effort on the way out
-                log.debug("cancel failed: %s", exc)
+                log.debug("stop failed: %s", exc)
+        left = list(busy)
         deadline = time.monotonic() + self.cancel_grace_s
-        left = refs
         while left and time.monotonic() < deadline:
             _, left = ray.wait(left, num_returns=len(left), timeout=min(0.5, self.cancel_grace_s))
-        for ref in left:
-            try:
-                ray.cancel(ref, force=True)
-            except Exception as exc:  # noqa: BLE001
-                log.debug("force cancel failed: %s", exc)
-        pending.clear()
+        busy.clear()
+
+
+def _worker_args(task) -> tuple[tuple, dict]:
+    """The ``ChunkWorker`` arguments of ``task`` (``functools.partial(
+    run.render_chunk_task, plan, **options)``): the actor keeps what the
+    task would build for every chunk."""
+    args = tuple(getattr(task, "args", ()) or ())
+    kwargs = dict(getattr(task, "keywords", {}) or {})
+    if not args:
+        raise UsageError("the ray executor needs the render's chunk task (functools.partial of "
+                         "run.render_chunk_task with the plan)")
+    return args[:1], kwargs
+
+
+class ChunkActor:
+    """A Ray actor holding one :class:`~cinescale_post.orchestrator.run.ChunkWorker`
+    (the backend loaded once, kept across chunks). Its process title names
+    the chunk it is rendering (``ray::cinescale-chunk-A-B``), as the task
+    executor's did, so operators can see (and kill) what runs where."""
+
+    def __init__(self, plan, progress=None, **options):
+        _stdout_to_stderr()
+        from .run import ChunkWorker
+
+        self.worker = ChunkWorker(plan, **options)
+        if progress is not None:  # a ray.util.queue.Queue the driver drains while chunks run
+            self.worker.events.forward = progress.put_nowait
+
+    def run_chunk(self, chunk) -> dict:
+        _set_title(f"ray::cinescale-chunk-{chunk.id}")
+        try:
+            return self.worker.run_chunk(chunk)
+        finally:
+            _set_title("ray::cinescale-worker")
+
+    def poll(self) -> list[int]:
+        return self.worker.poll()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+
+def _set_title(title: str) -> None:
+    try:
+        import ray._raylet
+
+        ray._raylet.setproctitle(title)
+    except Exception:  # noqa: BLE001 - a title is a convenience
+        pass
 
 
 # The core never imports ray: registering the class costs nothing, and
 # ``import_ray`` runs only when a render picks this executor.
 EXECUTORS.setdefault("ray", RayExecutor)
 
-__all__ = ["RayExecutor", "run_chunk", "complete_chunk_info", "import_ray", "PERMANENT_EXIT_CODES"]
+__all__ = ["RayExecutor", "ChunkActor", "run_chunk", "complete_chunk_info", "import_ray", "PERMANENT_EXIT_CODES"]

@@ -30,9 +30,9 @@ import numpy as np
 
 from ..errors import CinescaleError, OutputError, PluginError
 from ..interfaces import Frame, OutputTarget, WindowJob
+from ..media.sequence import compress_ranges
 from ..media import output_colour
 from .alpha_carry import AlphaCarry
-from ..media.sequence import compress_ranges
 from . import frozen_memory
 from .executors import get_executor
 from .manifest import Manifest, input_identity
@@ -59,6 +59,7 @@ class Summary:
     skipped: int = 0
     windows_rendered: int = 0  # backend calls this run made (windows.assign_windows: each once)
     windows_needed: int = 0  # distinct windows covering the frames it had to render
+    model_loads: int = 0  # backend loads (local: 1; Ray: one per actor)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -580,7 +581,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     job = frozenset(job_frames or ()) | frozenset(plan.frames)
     owners = assign_windows(windows, chunk_list, plan.source.frame_numbers, run_frames=plan.frames, job_frames=job)
     sched = {"owners": owners, "job_frames": tuple(sorted(job)), "done_at_start": tuple(sorted(done_frames))}
-    rendered = 0
+    rendered = loads = 0
     sink.emit("start", total=total, done=total - len(todo_frames), output=plan.output.path, backend=plan.backend)
     host.notify("render_started", plan=plan)
     status = "failed"
@@ -605,6 +606,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                     backend.unload()
                 outputs = render.outputs
                 rendered = render.windows_rendered
+                loads = 1
                 waiting = sorted(set(todo_frames) - render.published_frames)
             elif chunk_list:
                 waiting = set()
@@ -615,6 +617,8 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                     waiting |= set(info.get("waiting", ()))
                     stop.check()
                 waiting = sorted(waiting - finished_frames(manifest, plan.source))
+                loads = int(getattr(ex, "loads", 0))
+                outputs = list(dict.fromkeys(outputs))  # a handed-on frame is reported by both chunks
             else:
                 waiting = []
             if waiting:
@@ -643,7 +647,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         seconds = round(time.monotonic() - t0, 3)
         done = sink.done if hasattr(sink, "done") else 0
         summary = Summary(status, done, total, seconds, list(outputs), windows_rendered=rendered,
-                          windows_needed=len({wi for c in chunk_list for wi in c.windows}))
+                          windows_needed=len({wi for c in chunk_list for wi in c.windows}), model_loads=loads)
         manifest.update(last_run={"status": status, "seconds": seconds,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                         substituted_frames=manifest.substitutions())
@@ -693,6 +697,120 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
         reader.close()
         backend.unload()
         manifest.close()
+
+
+class _StopRequest:
+    """Stop between frames when the driver asks (Ray actors: no signals)."""
+
+    def __init__(self):
+        self.requested = False
+
+    def check(self) -> None:
+        if self.requested:
+            import signal
+
+            from ..errors import Interrupted
+
+            raise Interrupted(signal.SIGTERM)
+
+
+class _FrameEvents:
+    """A sink keeping the frames published, for a driver to collect while
+    the chunk runs (``ChunkWorker.poll``)."""
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._frames: list[int] = []
+        #: called with each frame as it is published (a Ray actor forwards it to the driver)
+        self.forward = None
+
+    def emit(self, event: str, **fields) -> None:
+        if event == "frame":
+            if self.forward is not None:
+                self.forward(int(fields["frame"]))
+                return
+            with self._lock:
+                self._frames.append(int(fields["frame"]))
+
+    def take(self) -> list[int]:
+        with self._lock:
+            out, self._frames = self._frames, []
+        return out
+
+
+class ChunkWorker:
+    """Renders chunks of one render in this process, loading the backend
+    once for all of them: the body of a Ray actor (one per GPU or worker
+    slot). Each chunk publishes files and logs units like the local path
+    and skips frames already published (a retried chunk resumes); windows
+    owned by chunks running elsewhere are waited for, never rendered
+    (``schedule``: ``run``'s window assignment). ``poll()`` returns the
+    frames published since the last call, from another thread, while a
+    chunk runs; ``stop()`` makes the running chunk stop after its current
+    frame (its temporaries removed)."""
+
+    def __init__(self, plan, *, load_entrypoints: bool = True, extra_plugins: tuple = (),
+                 schedule: dict | None = None):
+        self.plan, self.schedule_info = plan, schedule
+        self.load_entrypoints, self.extra_plugins = load_entrypoints, tuple(extra_plugins)
+        self.events = _FrameEvents()
+        self.stopper = _StopRequest()
+        self.loads = 0
+        self._render = None
+
+    def _load(self) -> None:
+        from ..host import Host
+
+        plan = self.plan
+        host = Host(load_entrypoints=self.load_entrypoints, extra_plugins=self.extra_plugins)
+        backend = host.backend(plan.backend)
+        windows = layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap,
+                         rule=backend.frame_rule, blend=plan.window.blend, handles=plan.handles)
+        manifest = Manifest(plan.output.path)
+        load_backend(host, backend, plan, lambda m: None)
+        self.loads += 1
+        try:
+            reader = _open_reader(plan, host)
+        except BaseException:
+            backend.unload()
+            raise
+        self._render = _Render(plan, host, self.events, manifest, self.stopper, backend, reader, windows)
+
+    def run_chunk(self, chunk: Chunk) -> dict:
+        plan = self.plan
+        loads_before = self.loads
+        if self._render is None:
+            self._load()
+        render = self._render
+        done = finished_frames(render.manifest, plan.source)
+        sched = self.schedule_info or {"owners": {}, "job_frames": plan.frames}
+        render.schedule(owners=sched["owners"], job_frames=sched["job_frames"], done_at_start=done,
+                        persist=True, defer=True)
+        render.published_frames.clear()
+        todo = tuple(f for f in chunk.frames if f not in done)
+        if not todo:
+            info = {"id": chunk.id, "frames": [], "files": [], "seconds": 0.0, "windows_rendered": 0, "waiting": []}
+        else:
+            info = render.run_chunk(chunk, todo)
+        info["loads"] = self.loads - loads_before
+        return info
+
+    def poll(self) -> list[int]:
+        return self.events.take()
+
+    def stop(self) -> None:
+        self.stopper.requested = True
+
+    def close(self) -> None:
+        if self._render is not None:
+            r, self._render = self._render, None
+            try:
+                r.reader.close()
+            finally:
+                r.backend.unload()
+                r.manifest.close()
 
 
 def _open_reader(plan, host):

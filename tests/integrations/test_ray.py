@@ -232,10 +232,10 @@ def _render(cluster, preset, clip, out, executor="local", options=None, **kw):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["exr", "mov"])
 def test_ray_output_is_byte_identical_to_local(cluster, media, tmp_path, kind):
-    # temporal 5-frame windows overlapping by 2, chunks of 4: windows cross
-    # chunk boundaries, so each task renders windows its neighbours render too
+    # temporal 5-frame windows overlapping by 2, chunks of one stride (3): windows
+    # cross chunk boundaries, so chunks on the two actors hand shared frames on
     preset = write_preset(tmp_path / "p.toml", backend="test-temporal", codec="exr" if kind == "exr" else "prores_hq",
-                          width=96, height=64, chunk=4, window=(5, 2))
+                          width=96, height=64, chunk=3, window=(5, 2))
     name = "f.####.exr" if kind == "exr" else "m.mov"
     pattern = "*.exr" if kind == "exr" else "*.mov"
     ref, _ = _render(cluster, preset, media, tmp_path / "local" / name)
@@ -244,7 +244,10 @@ def test_ray_output_is_byte_identical_to_local(cluster, media, tmp_path, kind):
     assert tree_bytes(tmp_path / "ray", pattern) == tree_bytes(tmp_path / "local", pattern)
     assert len(tree_bytes(tmp_path / "ray", pattern)) == (12 if kind == "exr" else 1)
     assert sorted(f["frame"] for f in sink.names("frame")) == list(range(1001, 1013))
-    assert sorted(c["chunk"] for c in sink.names("chunk_done")) == ["1001-1004", "1005-1008", "1009-1012"]
+    assert sorted(c["chunk"] for c in sink.names("chunk_done")) == ["1001-1003", "1004-1006", "1007-1009",
+                                                                    "1010-1012"]
+    # one actor per worker slot keeps the model loaded; each window is rendered once
+    assert got.model_loads == 2 and got.windows_rendered == got.windows_needed == ref.windows_rendered == 4
     assert sink.names("finished")[0]["done"] == 12
     if kind == "exr":
         assert sorted(map(os.path.basename, got.outputs)) == sorted(map(os.path.basename, ref.outputs))
