@@ -178,6 +178,22 @@ def _colour_space(info) -> dict:
     return {"transfer": "linear" if c.trc == 8 else "srgb", "primaries": "bt2020" if c.primaries == 9 else "bt709"}
 
 
+def _ocio_display(plan: dict | None):
+    """(source -> display, output -> display, note) for a render made in OCIO
+    colour mode (its manifest's plan), else (None, None, {}): the display
+    transform is the render's own shaper (media/ocio.py), from the plate's
+    space for the source and from the output space for the render."""
+    colour = (plan or {}).get("colour") or {}
+    if colour.get("mode") != "ocio":
+        return None, None, {}
+    from ..media.ocio import Converter
+
+    src = Converter(dict(colour))
+    out = Converter({**colour, "input": colour["output"]})
+    note = {"via": f"OCIO {colour['input']} -> display (shaper {colour.get('shaper', 'srgb-shoulder')})"}
+    return src.to_display, out.to_display, note
+
+
 def _placement_for(setup: Setup, src_info, out_size: tuple[int, int]) -> Placement:
     if setup.placement is not None:
         p = setup.placement
@@ -241,8 +257,13 @@ def measure(setup: Setup, host, *, frames: str | None = None, flow: str = "dis",
         # sub-pixel misregistration do not read as colour change.
         drift_size = drift_grid(src_box[2], src_box[3])
         cs = _colour_space(si)
+        # OCIO renders: compare what a viewer (and the model) sees, the same
+        # display transform on both sides, not a linear/log plate as video.
+        disp_src, disp_out, cs_note = _ocio_display(setup.plan if setup.manifest else None)
+        if disp_src is not None:
+            cs = {"transfer": "srgb", "primaries": "bt709"}
         res = Measurements(numbers=numbers, source_numbers=tuple(si.frame_numbers), formula=formula, flow=flow,
-                           colour_space=cs,
+                           colour_space={**cs, **cs_note},
                            sizes={"output": [oi.width, oi.height], "source": [si.width, si.height],
                                   "picture": [out_box[2], out_box[3]], "placement": place.__dict__})
         pos = {n: i for i, n in enumerate(si.frame_numbers)}
@@ -262,8 +283,10 @@ def measure(setup: Setup, host, *, frames: str | None = None, flow: str = "dis",
             src = np.ascontiguousarray(np.rot90(sf.rgb, k)) if k else sf.rgb
             pic = _crop(of.rgb, out_box)
             ref = _crop(m.lanczos(src, (place.scale_w, place.scale_h)), scaled_box)
-            dmean, dp95 = m.colour_drift(m.shrink(pic, drift_size), m.shrink(_crop(src, src_box), drift_size),
-                                         formula=formula, **cs)
+            small_out, small_src = m.shrink(pic, drift_size), m.shrink(_crop(src, src_box), drift_size)
+            if disp_src is not None:  # shrunk in the plate's own space (a linear average), then displayed
+                small_out, small_src = disp_out(small_out), disp_src(small_src)
+            dmean, dp95 = m.colour_drift(small_out, small_src, formula=formula, **cs)
             res.drift_mean.append(dmean)
             res.drift_p95.append(dp95)
             hf_out[sf.number] = m.hf_energy(pic)

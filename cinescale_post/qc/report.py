@@ -186,7 +186,8 @@ def build(meas, setup, thresholds: Thresholds | None = None) -> dict:
             "colour_drift": ("CIEDE2000" if meas.formula == "de2000" else "CIE76")
                             + " between output and source, both shrunk (area) to 1/8 of the source size; "
                               f"{meas.colour_space.get('transfer')} transfer, "
-                              f"{meas.colour_space.get('primaries')} primaries, D65",
+                              f"{meas.colour_space.get('primaries')} primaries, D65"
+                              + (f", after {meas.colour_space['via']}" if meas.colour_space.get("via") else ""),
             "detail_gain": "high-frequency luma energy of the output / of a Lanczos upscale of the source "
                            f"in the output's own format ({meas.reference})",
         },
