@@ -1,8 +1,10 @@
 """Executors run chunk tasks. The render loop only ever talks to this
 interface, so a distributed executor (one chunk per worker) can be added
-without touching the loop: chunks are independent by construction (every
-window that touches a chunk's frames is rendered inside that chunk, and all
-randomness is derived from frame numbers)."""
+without touching the loop: each window is rendered by one chunk (its owner,
+``windows.assign_windows``), the frames it shares with other chunks are handed
+on (``seams.py``) and published by whichever finishes last, and all
+randomness is derived from frame numbers, so chunks may run in any order or
+at the same time."""
 
 from __future__ import annotations
 
