@@ -50,3 +50,15 @@ def test_entry_point_is_declared():
     if not eps:
         pytest.skip("cinescale-sdxl is not installed (pip install -e plugins/cinescale-sdxl)")
     assert eps[0].value == "cinescale_sdxl.plugin"
+
+
+def test_reference_refine_has_no_anchoring_and_the_anchored_variant_has_it():
+    """Issue 12: FreeScale has no low-frequency anchoring, so the reference-named
+    preset turns it off; sdxl-uhd-refine-anchored keeps the measured default."""
+    by_name = {p.name[:-5]: tomllib.loads(p.read_text()) for p in _presets()}
+    assert by_name["sdxl-uhd-refine"]["backend_options"]["anchor_lowfreq"] == 0.0
+    assert by_name["sdxl-uhd-refine-anchored"]["backend_options"]["anchor_lowfreq"] == 1.0
+    plain, anchored = (dict(by_name[n]) for n in ("sdxl-uhd-refine", "sdxl-uhd-refine-anchored"))
+    for d in (plain, anchored):
+        d.pop("description"), d.pop("backend_options")
+    assert plain == anchored  # the same render otherwise
