@@ -349,6 +349,8 @@ def build(preset: str, *, host, output: str, input: str | None = None,
     if o["chunk"] < 0:
         raise PlanError(f"preset {origin}: output.chunk = {o['chunk']} must be >= 0", fix="0 writes one chunk")
     out_path, kind = _resolve_output(output, writer, o["codec"], origin, still_ok=mode == "generate")
+    if ocio.output_note(colour_mgmt, kind):
+        warnings.append(ocio.output_note(colour_mgmt, kind))
 
     # -- window
     w = cfg["window"]

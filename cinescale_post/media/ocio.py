@@ -256,7 +256,19 @@ def validate(spec: dict, origin: str) -> dict:
     ]
     chroma = chromaticities(config, out["output"])
     out["chromaticities"] = list(chroma) if chroma else None
+    out["output_encoding"] = config.getColorSpace(out["output"]).getEncoding()
     return out
+
+
+def output_note(colour: dict, kind: str) -> str | None:
+    """A plan warning when an OCIO render's output space cannot live in its
+    output: a movie codec holds [0, 1], so scene-linear values above 1.0 and
+    negatives would clip there."""
+    if colour.get("mode") != "ocio" or kind != "movie" or colour.get("output_encoding") != "scene-linear":
+        return None
+    return (f"colour.output = {colour['output']!r} is scene-linear but the output is a movie, which holds "
+            "[0, 1] only: values above 1.0 and negatives will clip. Write EXR (--set output.codec=exr with a "
+            "#### pattern), or a log space (--set colour.output=ACEScct)")
 
 
 @dataclass(frozen=True)

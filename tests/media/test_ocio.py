@@ -210,3 +210,11 @@ def test_render_feeds_the_model_display_values_and_keeps_linear_out(tmp_path, ho
     assert abs(float(out[40, 40, 0]) - 0.18) < 1e-3 and float(out[2, 2, 1]) > 3.99
     assert hdr.get("colorspace") == "ACEScg", hdr
     assert np.allclose(np.array(hdr["chromaticities"], dtype=np.float64).ravel(), ocio_mod.GAMUTS["AP1"], atol=1e-6)
+
+
+def test_linear_output_into_a_movie_is_warned_about():
+    lin = validate({"mode": "ocio", "input": "ACEScg"}, "p")
+    assert "will clip" in ocio_mod.output_note(lin, "movie") and "colour.output=ACEScct" in ocio_mod.output_note(lin, "movie")
+    assert ocio_mod.output_note(lin, "sequence") is None
+    assert ocio_mod.output_note(validate({"mode": "ocio", "input": "ACEScct"}, "p"), "movie") is None
+    assert ocio_mod.output_note({"mode": "video"}, "movie") is None
