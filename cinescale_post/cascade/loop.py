@@ -60,14 +60,19 @@ class RandomSources:
     posterior: str = "sample"
     renoise: Sequence[Any] | None = None
     base_noise: Any = None
+    streams: Any = None  # cascade.streams.Streams: one generator per (stage, purpose), from from_seed
 
     @classmethod
     def from_seed(cls, seed: int, *, jitter: bool = True, posterior: str = "sample") -> "RandomSources":
-        """Fresh CPU generator seeded with ``seed`` (device-independent bits)
-        and a jitter stream derived from the same seed."""
-        g = torch.Generator("cpu").manual_seed(int(seed))
-        return cls(generator=g, jitter=random.Random(int(seed) * 7919 + 17) if jitter else None,
-                   posterior=posterior)
+        """Independent CPU streams per (stage, purpose) derived from ``seed``
+        (``cascade.streams``: device-independent bits, no two draws share
+        values); ``generator`` is stage 0's noise stream, the plain seed."""
+        from .streams import Streams, stream_random
+
+        # Every draw from its own stream (issue 12); stage 0's noise keeps the plain seed.
+        st = Streams(int(seed))
+        return cls(generator=st.generator(0, "noise"), jitter=stream_random(int(seed)) if jitter else None,
+                   posterior=posterior, streams=st)
 
     @classmethod
     def controlled(cls, *, renoise: Sequence[Any] | None = None, base_noise: Any = None,
@@ -75,6 +80,14 @@ class RandomSources:
         """Controlled mode: given re-noise tensors, posterior mean, no jitter."""
         return cls(generator=torch.Generator("cpu").manual_seed(int(seed)), jitter=None, posterior="mean",
                    renoise=renoise, base_noise=base_noise)
+
+    def generator_for(self, stage: int, purpose: str) -> Any:
+        """The generator of ``(stage, purpose)`` (``cascade.streams``) when the
+        sources come from a seed; otherwise the one ``generator`` (injected
+        generators, controlled mode: unchanged)."""
+        if self.streams is not None:
+            return self.streams.generator(stage, purpose)
+        return self.generator
 
     def renoise_for(self, index: int) -> Any:
         if self.renoise is not None and index < len(self.renoise):
@@ -160,18 +173,18 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
             raise ValueError(f"stage {stage.index} refines a previous result but none was given")
         shape = backend.latent_shape(stage.size) if frames is None else backend.latent_shape(stage.size,
                                                                                             frames=frames)
-        noise = rng.base_noise if rng.base_noise is not None else randn(shape, rng.generator, backend.device,
-                                                                       backend.dtype)
+        gen = rng.generator_for(stage.index, "noise")
+        noise = rng.base_noise if rng.base_noise is not None else randn(shape, gen, backend.device, backend.dtype)
         # Flow-matching schedulers have no init_noise_sigma: they start from pure noise.
         z = noise.to(backend.device, backend.dtype) * getattr(sched, "init_noise_sigma", 1.0)
         start = 0
     else:
         if upscaler is None:
             raise ValueError(f"stage {stage.index} needs an upscaler")
-        z0 = upscale_to(backend, prev, stage.size, upscaler, rng)
+        z0 = upscale_to(backend, prev, stage.size, upscaler, rng, stage=stage.index)
         eps = rng.renoise_for(stage.index)
         if eps is None:
-            eps = randn(z0.shape, rng.generator, z0.device, z0.dtype)
+            eps = randn(z0.shape, rng.generator_for(stage.index, "renoise"), z0.device, z0.dtype)
         eps = eps.to(z0.device, z0.dtype)
         if tuple(eps.shape) != tuple(z0.shape):
             raise ValueError(f"re-noise tensor of stage {stage.index} has shape {tuple(eps.shape)}, "
@@ -218,15 +231,15 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
 
             info["dilation"] = stage.dilation
         z = denoise(backend, sched, z, cond, start=start, guidance=spec.guidance, ref=ref, cosine_scale=cos,
-                    step_patch=step_patch, generator=rng.generator, callback=callback)
+                    step_patch=step_patch, generator=rng.generator_for(stage.index, "step"), callback=callback)
     return StageResult(size=stage.size, latent=z, stage=stage.index, info=info)
 
 
 def upscale_to(backend: Any, prev: StageResult, size: tuple[int, int], upscaler: Any,
-               rng: RandomSources) -> torch.Tensor:
+               rng: RandomSources, stage: int = 0) -> torch.Tensor:
     from .upscale import upscale_latent
 
-    return upscale_latent(backend, prev, size, upscaler, generator=rng.generator,
+    return upscale_latent(backend, prev, size, upscaler, generator=rng.generator_for(stage, "posterior"),
                           sample=rng.posterior == "sample")
 
 

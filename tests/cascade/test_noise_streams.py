@@ -59,3 +59,25 @@ def test_reference_policy_draws_never_share_values(mode):
     ref = torch.randn(tuple(first.shape), generator=torch.Generator("cpu").manual_seed(1234))
     assert torch.equal(first, ref)
     assert torch.equal(rng.renoise[1], stream_randn(1234, 1, "renoise", first.shape[:2] + (3, 16, 16)))
+
+
+def test_core_random_sources_give_each_stage_and_purpose_its_own_stream():
+    """The core loop draws base noise, posterior samples, re-noise and
+    scheduler-step noise through ``generator_for(stage, purpose)``: from a
+    seed, each is its own stream and no two share values; injected
+    generators (controlled mode) are used unchanged."""
+    from cinescale_post.cascade.loop import RandomSources
+
+    rng = RandomSources.from_seed(77)
+    draws = {}
+    for stage in (0, 1, 2):
+        for purpose in ("noise", "posterior", "renoise", "step"):
+            if (stage, purpose) == (0, "renoise"):  # stage 0 is a base or a refine stage, never both
+                continue
+            draws[(stage, purpose)] = torch.randn(1, 4, 16, 16, generator=rng.generator_for(stage, purpose))
+    for (ka, a), (kb, b) in itertools.combinations(draws.items(), 2):
+        assert _shared(a, b) == 0, (ka, kb)
+    ref = torch.randn(1, 4, 16, 16, generator=torch.Generator("cpu").manual_seed(77))
+    assert torch.equal(draws[(0, "noise")], ref)  # the reference's base noise
+    ctl = RandomSources.controlled(seed=3)
+    assert ctl.generator_for(1, "renoise") is ctl.generator is ctl.generator_for(0, "posterior")
