@@ -125,9 +125,13 @@ def test_repeating_widths_get_one_factor_per_input_through_the_sdxl_backend(repe
     64-channel hidden; the reference rule gives 64 (stage 0) b1 only and the
     32-channel stage-1 hidden b2."""
     sdxl = pytest.importorskip("cinescale_sdxl.backend")
-    b = sdxl.SDXLBackend().attach(repeating_pipe, options=sdxl.SDXLOptions.from_dict({}))
+    if hasattr(sdxl, "SDXLModel"):  # the model-adapter layout (issue 13)
+        b = sdxl.SDXLModel(repeating_pipe, options=sdxl.SDXLOptions.from_dict({}))
+        spec = b.freeu() if callable(b.freeu) else b.freeu
+    else:
+        b = sdxl.SDXLBackend().attach(repeating_pipe, options=sdxl.SDXLOptions.from_dict({}))
+        spec = b.freeu_spec()
     unet = b.denoiser
-    spec = b.freeu_spec()
     with apply_freeu(unet, spec):
         got = unet(**unet_inputs).sample
     with apply_freeu(unet, FreeUSpec(**sdxl.FREEU_DEFAULT, channels=(64, 32))):  # the reference's rule
