@@ -6,7 +6,8 @@ from __future__ import annotations
 from cinescale_post import hookimpl
 from cinescale_post.presets import packaged
 
-PRESETS = ("sdxl-2k-still", "sdxl-4k-still", "sdxl-8k-still", "sdxl-uhd-refine", "sdxl-uhd-refine-anchored")
+PRESETS = ("sdxl-2k-still", "sdxl-4k-still", "sdxl-8k-still", "sdxl-uhd-refine", "sdxl-uhd-refine-anchored",
+           "sdxl-turbo-2k-still", "sdxl-turbo-4k-still")
 
 
 @hookimpl

@@ -20,8 +20,8 @@ def test_registers_backend_and_four_presets():
     assert [b.id for b in backends] == ["sdxl"] and backends[0].family == "unet"
     assert {"t2i", "v2v"} <= backends[0].capabilities
     names = sorted(p.name[:-5] for p in _presets())
-    assert names == ["sdxl-2k-still", "sdxl-4k-still", "sdxl-8k-still", "sdxl-uhd-refine", "sdxl-uhd-refine-aces",
-                     "sdxl-uhd-refine-anchored"]
+    assert names == ["sdxl-2k-still", "sdxl-4k-still", "sdxl-8k-still", "sdxl-turbo-2k-still", "sdxl-turbo-4k-still",
+                     "sdxl-uhd-refine", "sdxl-uhd-refine-aces", "sdxl-uhd-refine-anchored"]
 
 
 @pytest.mark.parametrize("res", _presets(), ids=lambda r: r.name)

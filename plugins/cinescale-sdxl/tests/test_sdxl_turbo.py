@@ -1,0 +1,64 @@
+"""SDXL-Turbo as the reference's turbo pipeline (issue 12): detected from the
+UNet config (sample_size 64 = a 512 base) or chosen by preset; fusion windows
+keyed to 512, dilation W // 1024, restart 0.5, 4 steps, no CFG."""
+
+import tomllib
+from importlib import resources
+
+import pytest
+
+sdxl = pytest.importorskip("cinescale_sdxl.backend")
+if not hasattr(sdxl, "SDXLModel"):
+    pytest.skip("needs the model-adapter layout of the SDXL plugin", allow_module_level=True)
+
+
+def _pipe(sample_size):
+    import torch
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+
+    from cinescale_post.testing_models import TINY_UNET_CONFIG, build_tiny_sdxl
+
+    comps = build_tiny_sdxl(0, text_encoders=False)
+    torch.manual_seed(0)
+    comps["unet"] = UNet2DConditionModel(**{**TINY_UNET_CONFIG, "sample_size": sample_size}).eval()
+    return StableDiffusionXLPipeline(**comps)
+
+
+def _preset(name):
+    return tomllib.loads((resources.files("cinescale_sdxl") / "presets" / f"{name}.toml").read_text())
+
+
+def test_turbo_is_detected_from_the_unet_config():
+    turbo = sdxl.SDXLModel(_pipe(64), options=sdxl.SDXLOptions.from_dict({}))
+    assert turbo.turbo and turbo.model_info.base_size == (512, 512)
+    assert turbo.model_info.dilation_base == (1024, 1024)
+    plain = sdxl.SDXLModel(_pipe(8), options=sdxl.SDXLOptions.from_dict({}))
+    assert not plain.turbo and plain.model_info.dilation_base is None
+    forced = sdxl.SDXLModel(_pipe(8), options=sdxl.SDXLOptions.from_dict({"turbo": True}))
+    assert forced.model_info.base_size == (512, 512)
+    with pytest.raises(Exception, match="turbo"):
+        sdxl.SDXLOptions.from_dict({"turbo": "yes"})
+
+
+@pytest.mark.parametrize("name, sizes, dil", [
+    ("sdxl-turbo-2k-still", [512, 1024, 2048], [1, 1, 2]),
+    ("sdxl-turbo-4k-still", [512, 1024, 2048, 4096], [1, 1, 2, 4]),
+])
+def test_turbo_presets_resolve_to_the_reference_turbo_ladder(name, sizes, dil):
+    from cinescale_post.cascade.stages import parse_stages, resolve_ladder
+    from cinescale_post.ops.fusion import window_geometry
+
+    data = _preset(name)
+    assert data["backend_options"]["turbo"] is True
+    model = sdxl.SDXLModel(_pipe(8), options=sdxl.SDXLOptions.from_dict(data["backend_options"]))
+    info = model.model_info
+    lad = resolve_ladder(parse_stages(data["stages"]), mode="generate", base_size=info.base_size,
+                         output=(data["output"]["width"], data["output"]["height"]), multiple=8,
+                         dilation_base=info.dilation_base)
+    assert [s.size[0] for s in lad] == sizes
+    assert [s.dilation for s in lad] == dil  # W // 1024, not W // 512
+    assert [s.restart_index for s in lad] == [0] + [2] * (len(sizes) - 1)  # int(0.5 * 4)
+    assert all(s.spec.steps == 4 and s.spec.guidance == 0.0 for s in lad)
+    # fusion windows keyed to a 512 base: at 1024 the level grid of 64x64 tokens gets 32-token windows
+    g = window_geometry((64, 64), (1024, 1024), base=info.base_size[0], base_latent=info.base_size[0] // 8)
+    assert g.scale == (2, 2) and g.window == (32, 32) and g.counts == (3, 3)
