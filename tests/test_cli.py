@@ -147,8 +147,13 @@ def test_presets_and_probe(clip):
 
 
 def test_doctor_smoke_runs_every_installed_backend():
+    import torch
+
     r = run_cli(["doctor", "--smoke"])
     assert "codecs          all present" in r.stdout
+    # --device defaults to auto, resolved like render's (the GPU when there is one).
+    assert f"smoke test on {'cuda' if torch.cuda.is_available() else 'cpu'} " in r.stdout
+    assert "[default: auto]" in " ".join(run_cli(["doctor", "--help"]).stdout.split())
     assert "not pictures" in r.stdout
     assert r.returncode == 0, r.stdout + r.stderr
     assert "result: OK" in r.stdout

@@ -120,3 +120,14 @@ def test_memory_plan_shrinks_a_temporal_window_and_reaches_the_digest(tmp_path, 
                                       "choice": {"vae_tile": 512, "window": 9, "offload": "none"}}
     p3 = plan_mod.build(str(preset), host=host, input=str(clip), output=str(tmp_path / "a.####.exr"))
     assert p3.digest() == p2.digest()  # offload does not
+
+
+def test_float16_is_never_planned_onto_the_cpu(tmp_path, host, clip):
+    """The plan chooses float32 on a CPU and says so once; other devices keep float16."""
+    kw = dict(host=host, input=str(clip), output=str(tmp_path / "o.mov"), overrides=("dtype=float16",))
+    p = plan_mod.build("uhd-draft", device="cpu", **kw)
+    assert p.dtype == "float32" and json.loads(p.to_json())["dtype"] == "float32"
+    assert [w for w in p.warnings if "float16" in w] == [
+        "dtype float16 does not run on the CPU: computing in float32 (use --device cuda for float16)"]
+    p = plan_mod.build("uhd-draft", device="cuda:0", **kw)
+    assert p.dtype == "float16" and not any("float16" in w for w in p.warnings)
