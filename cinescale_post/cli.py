@@ -111,12 +111,24 @@ def _dry_run(plan, card, as_json, simulate):
         click.echo(format_estimate(est), err=True)
 
 
-def _plan_options(f):
+_OUTPUT_HELP = ("Movie file (out.mov) or frame pattern (out/sh010.####.exr; %04d, @@@@, $F4 also work). "
+                "Where the preset's codec cannot write the suffix, the suffix picks one: .png png16, "
+                ".tif tiff16, .exr exr, .mov prores_hq, .mp4 h264_10, .mxf dnxhr_hqx.")
+
+
+def _plan_options(f=None, *, generate: bool = False):
+    if f is None:
+        return lambda g: _plan_options(g, generate=generate)
+    preset = (click.option("-p", "--preset", default=None,
+                           help="Preset name (`cinescale presets list`) or a .toml path. Default: chosen from "
+                                "--model's model_index.json (SDXL, SDXL-Turbo: the still preset for --size; "
+                                "Wan: the t2v preset for --size).")
+              if generate else
+              click.option("-p", "--preset", default="uhd-draft", show_default=True,
+                           help="Preset name (`cinescale presets list`) or a .toml path."))
     for opt in reversed([
-        click.option("-o", "--output", required=True,
-                     help="Movie file (out.mov) or frame pattern (out/sh010.####.exr; %04d, @@@@, $F4 also work)."),
-        click.option("-p", "--preset", default="uhd-draft", show_default=True,
-                     help="Preset name (`cinescale presets list`) or a .toml path."),
+        click.option("-o", "--output", required=True, help=_OUTPUT_HELP),
+        preset,
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a preset key, e.g. --set output.codec=prores_4444 --set stages.1.steps=30."),
         click.option("--model", help="Local weights: a diffusers folder or a .safetensors file."),
@@ -208,7 +220,7 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
 @cli.command()
 @click.option("--prompt", required=True, help="What to generate.")
 @click.option("--size", help="WIDTHxHEIGHT of the final image, e.g. 4096x4096.")
-@_plan_options
+@_plan_options(generate=True)
 @click.pass_context
 def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, dry_run, gpu, as_json, simulate,
              progress):
