@@ -13,7 +13,15 @@ master is bit-identical to the chunks' pixels. On the way this module:
 * writes the ``tmcd`` track (``codec_context.framerate`` must be set on a
   template stream, or the MOV muxer silently drops it, MEDIA_IO 2.7);
 * copies the source's audio by packet when the chunks cover the whole source;
-* writes ``.<name>.partial-<pid>.mov`` with ``+faststart`` and renames it.
+* writes ``.<name>.partial-<pid><suffix>`` with ``+faststart`` and renames it.
+
+The master is QuickTime (``.mov``) or MPEG-4 (``.mp4``/``.m4v``, the H.264 /
+H.265 delivery files): the same ISO-BMFF muxer in two modes, so timing, edit
+list, ``colr``/``pasp`` and ``tmcd`` work alike, and audio the container
+cannot hold by packet copy becomes PCM (``media.audio`` asks FFmpeg's muxer of
+that container; the MP4 muxer takes PCM as ISO/IEC 23003-5 ``ipcm``). Long-GOP
+chunks (H.264/H.265) are joined only when there is one: their GOPs cannot be
+cut at chunk boundaries (the plan writes such movies as one chunk).
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ log = logging.getLogger(__name__)
 # Decoders whose every frame is a key frame: the only ones packet-joinable
 # without touching the GOP structure.
 INTRA_CODECS = frozenset({"prores", "dnxhd", "mjpeg", "ffv1", "v210", "r210", "qtrle", "png", "dpx"})
+#: master suffix -> FFmpeg muxer
+CONTAINERS = {".mov": "mov", ".mp4": "mp4", ".m4v": "mp4"}
+#: what our MP4 masters hold (ProRes and DNxHR are QuickTime codecs)
+MP4_CODECS = frozenset({"h264", "hevc"})
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,7 @@ def _check(chunks: list[_Chunk], source: SourceInfo, first_index: int) -> None:
 
 def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, audio: bool | str = True,
                   timecode_offset_frames: int = 0) -> str:
-    """Join ``chunk_paths`` (in frame order) into ``out_path`` (.mov); return it.
+    """Join ``chunk_paths`` (in frame order) into ``out_path`` (.mov, .mp4); return it.
 
     Args:
         chunk_paths: per-chunk movies, consecutive, first to last.
@@ -131,16 +143,21 @@ def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, 
         InputError: a chunk is missing, unreadable, long-GOP, mismatched or
             out of order.
         OutputError: the master cannot be written.
-        PlanError: ``out_path`` is not a .mov.
+        PlanError: ``out_path`` is not a .mov or .mp4.
     """
     import av
 
     if not chunk_paths:
         raise InputError("no chunks to assemble", fix="render first; assemble joins the chunks a render wrote")
     final = os.path.abspath(out_path)
-    if os.path.splitext(final)[1].lower() != ".mov":
-        raise PlanError(f"assemble writes QuickTime movies, not {out_path}", fix="name the master *.mov")
+    fmt = CONTAINERS.get(os.path.splitext(final)[1].lower())
+    if fmt is None:
+        raise PlanError(f"assemble writes QuickTime (.mov) or MPEG-4 (.mp4) movies, not {out_path}",
+                        fix="name the master *.mov (ProRes, DNxHR, H.264/H.265) or *.mp4 (H.264/H.265)")
     chunks = [_inspect(str(p)) for p in chunk_paths]
+    if fmt == "mp4" and chunks[0].codec not in MP4_CODECS:
+        raise PlanError(f"{out_path}: MPEG-4 files hold H.264/H.265, not {chunks[0].codec} ({chunks[0].path})",
+                        fix=f"name the master {os.path.splitext(out_path)[0]}.mov")
     first = timecode_offset_frames
     _check(chunks, source, first)
     total = sum(c.frames for c in chunks)
@@ -156,13 +173,13 @@ def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, 
     mode = audio_mode(audio)
     if mode != "none" and source.kind == "movie" and source.audio:
         if whole:
-            pass_audio = AudioPassThrough(source.path, "mov", shift_s=Fraction(base) * source.time_base,
+            pass_audio = AudioPassThrough(source.path, fmt, shift_s=Fraction(base) * source.time_base,
                                           mode=mode)
         else:
             log.warning("audio not copied into %s: the chunks cover source frames %d-%d of %d",
                         final, first, first + total - 1, source.frame_count)
     try:
-        out = av.open(tmp, "w", format="mov", options={"movflags": "+faststart", "use_editlist": "1"})
+        out = av.open(tmp, "w", format=fmt, options={"movflags": "+faststart", "use_editlist": "1"})
     except OSError as exc:
         if pass_audio:
             pass_audio.close()

@@ -80,4 +80,16 @@ def fit_codec(output: str, codec: str, options: Mapping[str, Any], host, *,
     return new, kept, note
 
 
-__all__ = ["SUFFIX_CODECS", "codec_suffixes", "fit_codec", "output_suffix"]
+def single_chunk(codec: str, chunk: int) -> tuple[int, str | None]:
+    """``(chunk, note)``: long-GOP movie codecs (H.264/H.265) are written as one
+    chunk, since chunks are joined by packet copy and a GOP cannot be cut at a
+    chunk boundary (``assemble`` refuses several long-GOP chunks)."""
+    spec = MOVIE_CODECS.get(codec)
+    if spec is None or spec.family != "h26x" or chunk == 0:
+        return chunk, None
+    return 0, (f"output.chunk = {chunk}: {codec} has inter-frame prediction, so its chunks cannot be joined "
+               "by packet copy; the movie is written as one chunk (an interrupted render starts it again; "
+               "render ProRes/DNxHR chunks for resumable or farm-split movies)")
+
+
+__all__ = ["SUFFIX_CODECS", "codec_suffixes", "fit_codec", "output_suffix", "single_chunk"]

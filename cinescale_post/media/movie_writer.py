@@ -16,6 +16,10 @@ reference/MEDIA_IO.md, sections 2.3, 2.4, 2.7 and 3):
   position of the first frame this writer receives (drop-frame aware).
 * **Audio.** When the target covers the whole source, every audio stream is
   copied by packet (bit-exact, AAC priming kept) and interleaved by time.
+  ``target.audio`` is ``True``/``"copy"``, ``"pcm"`` or ``False``/``"none"``
+  (``media.audio.AUDIO_MODES``): ``pcm`` decodes every stream to PCM at the
+  source rate and layout, and ``copy`` does so only for a stream the container
+  cannot hold by packet copy, as :mod:`assemble` does for chunked masters.
 * **Crash safety.** The movie is written as ``.<name>.partial-<pid><suffix>``
   next to the final name with ``movflags=+hybrid_fragmented``: while rendering,
   complete fragments are on disk and readable; ``close()`` turns it into an
@@ -62,7 +66,7 @@ from ..errors import PlanError
 from ..interfaces import Frame, OutputTarget, Writer
 from . import alpha as alpha_mod
 from . import colour as colour_mod
-from .audio import AudioPassThrough
+from .audio import AudioPassThrough, audio_mode
 from .publish import output_error, prepare_folder, remove_quietly, temp_name
 from .timecode import source_duration, source_offset, source_pts, start_timecode
 
@@ -324,9 +328,13 @@ class MovieWriter(Writer):
         self.tmp = temp_name(self.final)
         self._audio: AudioPassThrough | None = None
         whole = tuple(target.frame_numbers) == tuple(src.frame_numbers)
-        if target.audio and src.kind == "movie" and src.audio:
+        try:
+            mode = audio_mode(target.audio)  # True -> copy, False -> none, or the --audio mode itself
+        except ValueError as exc:
+            raise PlanError(f"{target.path}: audio = {target.audio!r}", fix="use copy, pcm or none") from exc
+        if mode != "none" and src.kind == "movie" and src.audio:
             if whole:
-                self._audio = AudioPassThrough(src.path, self.fmt)
+                self._audio = AudioPassThrough(src.path, self.fmt, mode=mode)
                 if not self._audio.streams:  # probe saw audio the file no longer has
                     self._audio.close()
                     self._audio = None
@@ -339,12 +347,22 @@ class MovieWriter(Writer):
                     "frag_duration": str(int(opts["fragment_seconds"] * 1_000_000))}
         if self.fmt == "mxf":
             mux_opts = {"flush_packets": "1"}  # MXF has no fragments; the temp name still protects
+        self._file = None
         try:
-            self.out = av.open(self.tmp, "w", format=self.fmt, options=mux_opts)
-        except OSError as exc:
+            # A Python file, not a path: after a refused packet FFmpeg's MOV trailer
+            # can crash the process (segfault in av_write_trailer, measured with
+            # PyAV 18.1 on a refused HEVC dts); PyAV skips the trailer when the
+            # file object is already closed, which is how abort() throws a movie away.
+            self._file = open(self.tmp, "wb", buffering=0)  # FFmpeg buffers; nothing left to flush at abort
+            self.out = av.open(self._file, "w", format=self.fmt, options=mux_opts)
+        except (OSError, av.FFmpegError) as exc:
+            if self._file is not None:
+                self._file.close()
+                remove_quietly(self.tmp)
             if self._audio:
                 self._audio.close()
             raise output_error(self.final, exc) from exc
+        self._out_open = True  # the container is closed once only: PyAV crashes on a second close
         try:
             self._setup_video(av)
             if self._audio:
@@ -355,6 +373,7 @@ class MovieWriter(Writer):
         self._base: int | None = None
         self._last_pts: int | None = None
         self._dts_shift: int | None = None
+        self._last_dts: int | None = None
         self._closed = False
 
     def _setup_video(self, av) -> None:
@@ -436,23 +455,29 @@ class MovieWriter(Writer):
             if self._audio:
                 end = Fraction(rel + max(vf.duration, 1)) * src.time_base
                 self._audio.mux_until(self.out, end)
-        except OSError as exc:
+        except (OSError, av.FFmpegError) as exc:  # FFmpegError: not an OSError in PyAV 18 (EINVAL, ENOSYS)
             self.abort()
-            raise output_error(self.final, exc) from exc
+            raise self._error(exc, "write") from exc
 
     def _mux_video(self, pkt) -> None:
         if self.spec.encoder == "libx265" and pkt.dts is not None and pkt.pts is not None:
-            # libx265 (FFmpeg 8.1 wheel) now and then hands out every dts shifted by
-            # the same garbage offset (e.g. -9.4e13), and the MOV muxer then fails at
-            # close with "pts/dts pair unsupported" (about 1 run in 2 on a 2-frame
-            # clip). x265's own convention is dts = pts - 2 frames for the first
-            # packet (B-pyramid depth); restore that when the first dts is implausible.
+            # libx265 (PyAV 18 wheel) gives every dts of a stream of fewer than 3
+            # frames shifted by the same uninitialised offset (measured: -4.9e18 in
+            # every run of a 2-frame clip), and the muxer then fails ("pts/dts pair
+            # unsupported"). x265's own convention is dts = pts - 2 frames for the
+            # first packet (B-pyramid depth, what every longer stream gets); restore
+            # that when the first dts is not pts minus a few frames.
             if self._dts_shift is None:
                 src = self.target.source
                 step = max(1, round(1 / (Fraction(src.rate) * src.time_base))) if src.rate else 1
                 bad = pkt.dts > pkt.pts or pkt.pts - pkt.dts > 16 * step
                 self._dts_shift = (pkt.pts - 2 * step) - pkt.dts if bad else 0
             pkt.dts += self._dts_shift
+            # and never a dts the muxer refuses: increasing, and not after the pts
+            if self._last_dts is not None and pkt.dts <= self._last_dts:
+                pkt.dts = self._last_dts + 1
+            pkt.dts = min(pkt.dts, pkt.pts)
+            self._last_dts = pkt.dts
         self.out.mux(pkt)
 
     def _pts_of(self, frame: Frame) -> int:
@@ -469,30 +494,67 @@ class MovieWriter(Writer):
         if self._base is None:
             self.abort()
             return []
+        import av
+
         try:
             for pkt in self.stream.encode():
                 self._mux_video(pkt)
             if self._audio:
                 self._audio.finish(self.out)
-            self.out.close()
+            self._close_container()
             os.replace(self.tmp, self.final)
-        except OSError as exc:
+        except (OSError, av.FFmpegError) as exc:
             self.abort()
-            raise output_error(self.final, exc) from exc
+            raise self._error(exc, "finish") from exc
         finally:
             if self._audio:
                 self._audio.close()
         self._closed = True
         return [self.final]
 
+    def _error(self, exc: BaseException, doing: str):
+        """An OutputError for ``exc``: the disk's (OSError) or the muxer's."""
+        if isinstance(exc, OSError):
+            return output_error(self.final, exc, doing)
+        from ..errors import OutputError
+
+        return OutputError(f"cannot {doing} {self.final}: the {self.fmt} muxer refused the {self.target.codec} "
+                           f"stream ({exc}); its temporary file was removed, published files are unchanged",
+                           fix="run the render again (it resumes); if it repeats, write another codec "
+                               "(e.g. --set output.codec=prores_hq) and report it with the source file")
+
+    def _close_container(self) -> None:
+        """Close the output container (writing the trailer) and the file, at
+        most once; the flag drops *before* the call, so a close that raised is
+        not retried by ``abort``."""
+        if not getattr(self, "_out_open", False):
+            return
+        self._out_open = False
+        try:
+            self.out.close()
+        finally:
+            self._file.close()
+
     def abort(self) -> None:
+        """Throw the movie in progress away (its temporary file); never
+        raises and never touches published files. Safe to call twice, after a
+        failed ``close()`` and from ``__init__``'s own clean-up."""
         if getattr(self, "_closed", False):
             return
         self._closed = True
+        if getattr(self, "_file", None) is not None:
+            try:
+                self._file.close()  # first: PyAV then writes no trailer (see __init__)
+            except OSError:
+                pass
         try:
-            self.out.close()
+            self._close_container()
         except Exception:  # noqa: BLE001 - the file is being thrown away
             pass
-        if self._audio:
-            self._audio.close()
-        remove_quietly(self.tmp)
+        if getattr(self, "_audio", None):
+            try:
+                self._audio.close()
+            except Exception:  # noqa: BLE001
+                pass
+        if getattr(self, "tmp", None):
+            remove_quietly(self.tmp)

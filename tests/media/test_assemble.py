@@ -151,6 +151,8 @@ def test_too_many_frames_for_the_source(source, tmp_path):
 def test_bad_output_place(source, tmp_path):
     chunks = write_chunks(source, tmp_path, [range(0, 12)])
     with pytest.raises(PlanError, match=r"\.mov"):
+        concat_movies(chunks, str(tmp_path / "m.mkv"), source=source)
+    with pytest.raises(PlanError, match=r"(?s)hold H.264/H.265, not prores.*m\.mov"):  # ProRes chunks
         concat_movies(chunks, str(tmp_path / "m.mp4"), source=source)
     (tmp_path / "f").write_text("a file")
     with pytest.raises(OutputError) as e:
