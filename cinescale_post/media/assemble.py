@@ -15,9 +15,10 @@ master is bit-identical to the chunks' pixels. On the way this module:
 * copies the source's audio by packet when the chunks cover the whole source;
 * writes ``.<name>.partial-<pid><suffix>`` with ``+faststart`` and renames it.
 
-The master is QuickTime (``.mov``) or MPEG-4 (``.mp4``/``.m4v``, the H.264 /
-H.265 delivery files): the same ISO-BMFF muxer in two modes, so timing, edit
-list, ``colr``/``pasp`` and ``tmcd`` work alike, and audio the container
+The master is QuickTime (``.mov``), MPEG-4 (``.mp4``/``.m4v``, the H.264 /
+H.265 delivery files; the same ISO-BMFF muxer in another mode, so timing, edit
+list, ``colr``/``pasp`` and ``tmcd`` work alike) or MXF OP1a (DNxHR; CFR,
+48 kHz PCM, timecode in the material package), and audio the container
 cannot hold by packet copy becomes PCM (``media.audio`` asks FFmpeg's muxer of
 that container; the MP4 muxer takes PCM as ISO/IEC 23003-5 ``ipcm``). Long-GOP
 chunks (H.264/H.265) are joined only when there is one: their GOPs cannot be
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 # without touching the GOP structure.
 INTRA_CODECS = frozenset({"prores", "dnxhd", "mjpeg", "ffv1", "v210", "r210", "qtrle", "png", "dpx"})
 #: master suffix -> FFmpeg muxer
-CONTAINERS = {".mov": "mov", ".mp4": "mp4", ".m4v": "mp4"}
+CONTAINERS = {".mov": "mov", ".mp4": "mp4", ".m4v": "mp4", ".mxf": "mxf"}
 #: what our MP4 masters hold (ProRes and DNxHR are QuickTime codecs)
 MP4_CODECS = frozenset({"h264", "hevc"})
 
@@ -143,7 +144,7 @@ def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, 
         InputError: a chunk is missing, unreadable, long-GOP, mismatched or
             out of order.
         OutputError: the master cannot be written.
-        PlanError: ``out_path`` is not a .mov or .mp4.
+        PlanError: ``out_path`` is not a .mov, .mp4 or .mxf, or holds no such codec.
     """
     import av
 
@@ -157,6 +158,9 @@ def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, 
     chunks = [_inspect(str(p)) for p in chunk_paths]
     if fmt == "mp4" and chunks[0].codec not in MP4_CODECS:
         raise PlanError(f"{out_path}: MPEG-4 files hold H.264/H.265, not {chunks[0].codec} ({chunks[0].path})",
+                        fix=f"name the master {os.path.splitext(out_path)[0]}.mov")
+    if fmt == "mxf" and chunks[0].codec != "dnxhd":
+        raise PlanError(f"{out_path}: our MXF masters hold DNxHR, not {chunks[0].codec} ({chunks[0].path})",
                         fix=f"name the master {os.path.splitext(out_path)[0]}.mov")
     first = timecode_offset_frames
     _check(chunks, source, first)
@@ -179,7 +183,9 @@ def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, 
             log.warning("audio not copied into %s: the chunks cover source frames %d-%d of %d",
                         final, first, first + total - 1, source.frame_count)
     try:
-        out = av.open(tmp, "w", format=fmt, options={"movflags": "+faststart", "use_editlist": "1"})
+        # MXF OP1a has neither atoms nor edit lists (and is CFR: the writer refused VFR)
+        opts = {} if fmt == "mxf" else {"movflags": "+faststart", "use_editlist": "1"}
+        out = av.open(tmp, "w", format=fmt, options=opts)
     except OSError as exc:
         if pass_audio:
             pass_audio.close()

@@ -92,6 +92,22 @@ def test_mp4_renders_assemble(env, tmp_path, preset, codec, name, n):
     assert "timecode        : 01:00:00:00" in text
 
 
+def test_mxf_dnxhr_master_assembles(env, tmp_path):
+    """-o out.mxf with a ProRes preset: the suffix picks DNxHR, chunks join into MXF OP1a."""
+    src = make_test_clip(tmp_path / "in.mov", frames=10, size=(256, 144), rate=Fraction(25),
+                         timecode="01:00:00:00", audio="pcm_s24le")
+    out = tmp_path / "o.mxf"
+    r = run_cli(["render", str(src), "-o", str(out), "--preset", "uhd-draft", "--set", "output.width=256",
+                 "--set", "output.height=144", "--set", "output.chunk=4", "--progress", "plain"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "dnxhd (DNXHR HQX)" in ffjudge.stream_line(out)
+    assert ffjudge.frame_count(out) == 10 and rw.rate_of(out) == 25
+    # the MXF muxer re-chunks PCM per edit unit: the samples, not the packets, are the source's
+    assert rw.audio_md5(out, decode_to="pcm_s24le") == rw.audio_md5(src, decode_to="pcm_s24le")
+    text = subprocess.run([rw.ffmpeg(), "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    assert "timecode        : 01:00:00:00" in text
+
+
 def test_long_gop_chunks_are_one_chunk_said_once(env, tmp_path):
     src = make_test_clip(tmp_path / "in.mov", frames=6, size=(64, 48))
     r = run_cli(["render", str(src), "-o", str(tmp_path / "o.mp4"), "--preset", "hd-h265-delivery-draft", *SMALL,
