@@ -207,14 +207,18 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
     if dry_run:
         _dry_run(plan, card, as_json, simulate)
         return
-    summary = run(plan, host, sink, overwrite=overwrite, verify=verify, executor=executor,
-                  executor_options={"address": executor_address} if executor_address else None,
-                  assemble=not no_assemble, job_frames=job)
-    if progress in ("auto", "bar", "none"):
-        where = ", ".join(summary.outputs[:1]) or plan.output.path
-        more = f" (+{len(summary.outputs) - 1} files)" if len(summary.outputs) > 1 else ""
-        click.echo(f"{summary.status}: {summary.frames_done}/{summary.frames_total} frames -> {where}{more}",
-                   err=True)
+    from .orchestrator.progress import summary_line
+    from .orchestrator.spelling import respell_error
+
+    sink.name_output(plan.output.path, output)  # messages say tt/f.####.exr if that is what was typed
+    try:
+        summary = run(plan, host, sink, overwrite=overwrite, verify=verify, executor=executor,
+                      executor_options={"address": executor_address} if executor_address else None,
+                      assemble=not no_assemble, job_frames=job)
+    except CinescaleError as exc:
+        raise respell_error(exc, sink.spelling)
+    if progress in ("auto", "bar"):  # none: silent apart from warnings and errors
+        click.echo(summary_line(summary, plan, sink.spelling), err=True)
 
 
 @cli.command()
@@ -246,7 +250,13 @@ def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, 
     if dry_run:
         _dry_run(plan, card, as_json, simulate)
         return
-    paths = run_generate(plan, host, sink)
+    from .orchestrator.spelling import respell_error
+
+    sink.name_output(plan.output.path, output)
+    try:
+        paths = run_generate(plan, host, sink)
+    except CinescaleError as exc:
+        raise respell_error(exc, sink.spelling)
     click.echo("\n".join(paths), err=progress == "json")
 
 

@@ -4,7 +4,8 @@ The library never prints; it emits events to a sink. Events and their fields
 (the JSON-lines protocol of ``--progress json``, documented in
 docs/progress.md):
 
-* ``start``: total, done (already complete from an earlier run), output, backend
+* ``start``: total, done (already complete from an earlier run), output, backend;
+  output_as_written too when the user spelled a sequence otherwise (``####``)
 * ``frame``: frame, done, total, pct, fps, eta_s, peak_rss_mb
 * ``chunk_done``: chunk, frames, files, seconds
 * ``warning``: message
@@ -37,8 +38,22 @@ class Sink:
         self.done = 0
         self._t0 = time.monotonic()
         self._rendered = 0
+        #: spelling.OutputSpelling: messages and the bar name the output as the user wrote it
+        self.spelling = None
+
+    def name_output(self, internal: str, written: str | None) -> None:
+        """Show ``internal`` (the plan's printf pattern) as ``written``."""
+        from .spelling import OutputSpelling
+
+        self.spelling = OutputSpelling.of(internal, written)
 
     def emit(self, event: str, **fields: Any) -> None:
+        if self.spelling is not None:
+            if "message" in fields:
+                fields["message"] = self.spelling.text(fields["message"])
+            if event == "start" and fields.get("output") == self.spelling.internal:
+                # the printf form stays in "output" (machine readers may expand it)
+                fields["output_as_written"] = self.spelling.written
         if event == "start":
             self.total = fields.get("total", 0)
             self.done = fields.get("done", 0)
@@ -67,6 +82,19 @@ class Sink:
 
 class NullSink(Sink):
     pass
+
+
+class QuietSink(Sink):
+    """``--progress none``: no progress and no summary; warnings still reach
+    stderr (errors are printed once, by the CLI, with their exit code)."""
+
+    def __init__(self, stream=None):
+        super().__init__(stream or sys.stderr)
+
+    def show(self, event, fields):
+        if event == "warning":
+            self.stream.write(f"warning: {fields['message']}\n")
+            self.stream.flush()
 
 
 class JsonSink(Sink):
@@ -106,8 +134,9 @@ class BarSink(Sink):
         from tqdm import tqdm
 
         if event == "start":
+            label = fields.get("output_as_written") or fields.get("output", "")
             self.bar = tqdm(total=self.total, initial=self.done, unit="frame", file=self.stream,
-                            dynamic_ncols=True, desc=str(fields.get("output", ""))[-40:])
+                            dynamic_ncols=True, desc=str(label)[-40:])
         elif event == "frame" and self.bar is not None:
             self.bar.update(1)
         elif event in ("warning", "error"):
@@ -136,4 +165,26 @@ def make_sink(mode: str, *, stdout: TextIO | None = None, stderr: TextIO | None 
         return PlainSink(stdout)
     if mode == "bar":
         return BarSink(stderr)
-    return NullSink(stdout)
+    return QuietSink(stderr)
+
+
+def summary_line(summary, plan, spelling=None) -> str:
+    """The one line a person reads when a render ends (``bar``/``auto``):
+    the output as the user wrote it, how many files this run wrote, and
+    "nothing to do" when everything was already rendered."""
+    out = plan.output
+    shown = spelling.text(out.path) if spelling is not None else out.path
+    files = list(summary.outputs)
+    if out.kind == "movie" or not files:
+        where = files[0] if len(files) == 1 else shown
+    else:
+        where = shown
+    line = f"{summary.status}: {summary.frames_done}/{summary.frames_total} frames -> {where}"
+    already = summary.frames_total and summary.status == "finished" and summary.frames_done == summary.frames_total
+    if already and (not files or summary.skipped == summary.frames_total):
+        return f"{line} (nothing to do: every frame was already rendered)"
+    if out.kind != "movie" and files:
+        return f"{line} ({len(files)} file{'s' if len(files) != 1 else ''} written)"
+    if len(files) > 1:
+        return f"{line} (+{len(files) - 1} files)"
+    return line
