@@ -385,6 +385,10 @@ _FIX_BAD = ("--on-bad-frame hold repeats the nearest earlier good frame, --on-ba
             "in its place (both recorded in the manifest); or re-export the clip")
 
 
+#: what ``MovieReader._frames`` yields in place of a packet the decoder rejected
+_LOST = object()
+
+
 class _BadFrame(Exception):
     """Internal: the frame at ``index`` has no picture (the reason says why)."""
 
@@ -742,6 +746,15 @@ class MovieReader(Reader):
                 if frame is None:  # end of stream before the target
                     raise _BadFrame(index, "the decoder returned no picture for it: the data is damaged "
                                            "or cut short")
+                if frame is _LOST:
+                    if not self.table.by_count or self._pos is None:
+                        continue  # frames are placed by their pts: the gap shows by itself
+                    self._pos += 1  # the rejected packet's frame, in the count
+                    if self._pos == index:
+                        raise _BadFrame(index, "the decoder rejected its packet: its data is damaged")
+                    if self._pos > index:
+                        break
+                    continue
                 at = self._locate(frame)
                 self._pos = at
                 if at is None or at < index:
@@ -797,12 +810,15 @@ class MovieReader(Reader):
     def _frames(self) -> Iterator:
         """Decoded frames, packet by packet. A packet the decoder rejects is
         skipped, as the ``ffmpeg`` command line does: one damaged frame must
-        not end the clip (its frame is then missing and ``policy`` decides)."""
+        not end the clip (its frame is then missing and ``policy`` decides).
+        In its place comes ``_LOST``: tables that count frames (AVI) must
+        count it, or every later frame would take its predecessor's number."""
         for packet in self._container.demux(self._vs):
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
                 log.debug("%s: packet at pts %s rejected by the decoder: %s", self.path, packet.pts, exc)
+                yield _LOST
                 continue
             yield from frames
 

@@ -107,17 +107,27 @@ def mux_audio_from(video: Path, audio: Path, dst: Path) -> Path:
     return dst
 
 
-def corrupt_packet(src: Path, dst: Path, which: int) -> int:
-    """Copy ``src`` (an H.264 MP4) with the payload of its ``which``-th video
-    packet (decode order) zeroed after the NAL header; returns that packet's pts."""
+def corrupt_packet(src: Path, dst: Path, which: int, keep: int = 4) -> int:
+    """Copy ``src`` with the payload of its ``which``-th video packet (decode
+    order) zeroed after the first ``keep`` bytes (an H.264 NAL length; a JPEG
+    or MPEG-4 start code); returns that packet's pts."""
     with av.open(str(src)) as c:
         v = c.streams.video[0]
-        pk = [(p.pos, p.size, p.pts) for p in c.demux(v) if p.dts is not None]
+        pk = [(p.pos, p.size, p.pts) for p in c.demux(v) if p.dts is not None and p.size]
     pos, size, pts = pk[which]
     data = bytearray(src.read_bytes())
-    data[pos + 4:pos + size] = bytes(size - 4)
+    data[pos + keep:pos + size] = bytes(size - keep)
     dst.write_bytes(bytes(data))
     return pts
+
+
+def grey_ramp(path: Path, vcodec: list[str], *, frames: int = 25, rate: str = "25") -> Path:
+    """Frame n is flat grey, luma code 10 + 9n: every frame tells its number
+    by its mean, so a picture shown in the wrong place cannot pass."""
+    run_ffmpeg("-loglevel", "error", "-y", "-f", "lavfi", "-i",
+               f"color=c=black:s=64x48:r={rate},format=yuv420p,geq=lum='N*9+10':cb=128:cr=128",
+               "-frames:v", str(frames), *vcodec, str(path))
+    return path
 
 
 def truncate(src: Path, dst: Path, fraction: float) -> Path:

@@ -201,6 +201,41 @@ def test_damaged_frame_error_hold_black(env, damaged, tmp_path):
             assert frames[9].mean() < 2 and frames[8].mean() > 20
 
 
+@pytest.mark.parametrize("vcodec", [
+    ["-c:v", "mjpeg", "-q:v", "3"],
+    ["-c:v", "mpeg4", "-vtag", "XVID", "-bf", "0", "-g", "12", "-q:v", "4"],
+], ids=["mjpeg", "xvid"])
+def test_a_rejected_packet_in_an_avi_keeps_later_frame_numbers(env, media, tmp_path, vcodec):
+    """AVI frames are counted, not stamped: the frame whose packet the decoder
+    rejects is the one substituted, and every later frame keeps its number
+    (it used to take its predecessor's, and the last frame was reported bad)."""
+    good = rw.grey_ramp(media / f"ramp_{vcodec[1]}.avi", vcodec)
+    bad = tmp_path / "ramp_bad.avi"
+    rw.corrupt_packet(good, bad, 10, keep=8)
+    assert rw.decoded_frames(good) == 25 and rw.decoded_frames(bad) == 24  # ffmpeg drops that one packet
+    out = tmp_path / "o.mov"
+    r = _render(env, bad, out, "--on-bad-frame", "black")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "o.mov.manifest.json").read_text())
+    assert manifest["substituted_frames"] == {"1011": "black"}
+    assert rw.decoded_frames(out) == 25
+    ref = tmp_path / "ref.mov"
+    assert _render(env, good, ref).returncode == 0
+
+    def luma(path):
+        with av.open(str(path)) as c:
+            return [float(f.to_ndarray(format="gray").mean()) for f in c.decode(c.streams.video[0])]
+
+    got, want = luma(out), luma(ref)
+    assert len(got) == len(want) == 25
+    for n in range(25):  # each frame in its own place (frame n is 9 codes brighter than n - 1)
+        if n != 10:
+            assert abs(got[n] - want[n]) < 1.5, (n, got[n], want[n])
+    assert got[10] < min(want[9], want[10]) - 5  # black, not a neighbour
+    r = _render(env, bad, tmp_path / "e.mov")
+    assert r.returncode == 3 and "frame 1011" in r.stderr
+
+
 def test_truncated_avi_refused_naming_both_counts_or_rendered_as_far_as_it_goes(env, packed_avi, media, tmp_path):
     cut = rw.truncate(packed_avi, media / "cut.avi", 0.4)
     have = rw.decoded_frames(cut)
