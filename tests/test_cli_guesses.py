@@ -143,6 +143,13 @@ def test_an_unrecognised_folder_names_model_index_and_real_presets(host, models,
         assert w in str(e.value)
 
 
+def test_a_single_weights_file_needs_a_preset(host, tmp_path):
+    f = tmp_path / "sdxl.safetensors"
+    f.write_bytes(b"\0" * 16)
+    with pytest.raises(PlanError, match="(?s)model_index.json.*--preset NAME \\(sdxl-2k-still"):
+        presets_mod.for_model(str(f), None, host)
+
+
 def test_generate_without_preset_or_model_says_what_to_give(host):
     with pytest.raises(PlanError, match="--preset") as e:
         presets_mod.for_model(None, None, host)
