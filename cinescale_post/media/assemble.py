@@ -182,26 +182,45 @@ def concat_movies(chunk_paths: list[str], out_path: str, *, source: SourceInfo, 
         else:
             log.warning("audio not copied into %s: the chunks cover source frames %d-%d of %d",
                         final, first, first + total - 1, source.frame_count)
+    fobj = None
     try:
         # MXF OP1a has neither atoms nor edit lists (and is CFR: the writer refused VFR)
         opts = {} if fmt == "mxf" else {"movflags": "+faststart", "use_editlist": "1"}
-        out = av.open(tmp, "w", format=fmt, options=opts)
-    except OSError as exc:
+        # A Python file, as in movie_writer: after a refused packet the trailer can
+        # crash FFmpeg, and PyAV writes none once this file is closed.
+        fobj = open(tmp, "wb", buffering=0)
+        out = av.open(fobj, "w", format=fmt, options=opts)
+    except (OSError, av.FFmpegError) as exc:
+        if fobj is not None:
+            fobj.close()
+            remove_quietly(tmp)
         if pass_audio:
             pass_audio.close()
         raise output_error(final, exc) from exc
+    closing = False
     try:
         _join(av, out, chunks, source, first, base, pass_audio)
+        closing = True
         out.close()
+        fobj.close()
         os.replace(tmp, final)
     except BaseException as exc:
         try:
-            out.close()
-        except Exception:  # noqa: BLE001 - the file is being thrown away
+            fobj.close()  # first: no trailer after a failure
+        except OSError:
             pass
+        if not closing:
+            try:
+                out.close()
+            except Exception:  # noqa: BLE001 - the file is being thrown away
+                pass
         remove_quietly(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, (InputError, OutputError)):
-            raise output_error(final, exc) from exc
+        if isinstance(exc, (OSError, av.FFmpegError)) and not isinstance(exc, (InputError, OutputError)):
+            if isinstance(exc, OSError):
+                raise output_error(final, exc) from exc
+            raise OutputError(f"cannot write {final}: the {fmt} muxer refused a packet of {chunks[0].path} "
+                              f"({exc}); the chunks are kept", fix="run `cinescale assemble` or the render "
+                              "again; if it repeats, render with --overwrite and report it") from exc
         raise
     finally:
         if pass_audio:

@@ -192,3 +192,30 @@ def test_writer_refuses_an_unknown_audio_mode(aac, tmp_path):
     with pytest.raises(PlanError, match="copy, pcm or none"):
         MovieWriter(target_for(aac, tmp_path / "m.mov", audio="loud"))
     assert os.listdir(tmp_path) == []
+
+
+def test_assemble_maps_a_refused_packet_to_an_output_error(aac, tmp_path, monkeypatch):
+    """Before: av.ArgumentError escaped as an internal error (exit 1)."""
+    from cinescale_post.errors import OutputError
+    from cinescale_post.media import assemble
+
+    chunk = _write(aac, tmp_path / "c.mp4", "h265_10", audio=False)
+    real_join = assemble._join
+
+    def refusing_join(av, out, *args):
+        class Out:  # the muxer, with later packets' dts going backwards
+            def __getattr__(self, name):
+                return getattr(out, name)
+
+            def mux(self, pkt):
+                if pkt.pts and pkt.pts > 1001:
+                    pkt.dts -= 94_000_000_000_000
+                return out.mux(pkt)
+
+        return real_join(av, Out(), *args)
+
+    monkeypatch.setattr(assemble, "_join", refusing_join)
+    with pytest.raises(OutputError, match="muxer refused a packet") as e:
+        assemble.concat_movies([str(chunk)], str(tmp_path / "m.mp4"), source=aac, audio=False)
+    assert e.value.exit_code == 4 and e.value.fix
+    assert sorted(os.listdir(tmp_path)) == ["c.mp4"]  # chunk kept, temporary removed
