@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from ..errors import OutputError
 from .manifest import Manifest, file_sha1
+
+log = logging.getLogger(__name__)
 
 
 def remove_chunks(manifest: Manifest) -> None:
@@ -57,4 +60,10 @@ def assemble_movie(manifest: Manifest, source, out_path: str, *, audio: bool | s
     manifest.update(assembled={"file": os.path.relpath(final, manifest.root), "size": st.st_size,
                                "mtime_ns": st.st_mtime_ns, "sha1": file_sha1(final)})
     remove_chunks(manifest)
+    from .journal_fold import fold
+
+    try:
+        fold(manifest)  # every frame is in the master: the unit logs go into the manifest, the work folder away
+    except OSError as exc:  # the master is there; a folder left untidy is no failure
+        log.warning("assembled %s; its work folder %s is kept (%s)", final, manifest.work, exc)
     return final

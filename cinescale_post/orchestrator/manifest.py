@@ -3,22 +3,29 @@
 Layout for an output ``out/sh010.mov`` (or ``out/sh010.####.exr``)::
 
     out/sh010.mov.manifest.json        plan, versions, input identity, weights, summary
-    out/sh010.mov.cinescale/           work folder
+    out/sh010.mov.cinescale/           work folder (while the render is unfinished)
         chunks/sh010.1001-1048.mov     per-chunk movies (movie outputs only)
-        units-<host>-<pid>.jsonl       one line per published unit (frame file or chunk)
+        units-<host>-<pid>.<id>.jsonl  one line per published unit (frame file or chunk)
 
 Why logs per process: farm tasks of one shot run at the same time on
 different machines; each appends only to its own file, so no update is ever
-lost, and a line cut short by a crash is simply ignored. The manifest JSON is
-rewritten atomically (temporary name + rename) and is a summary; the logs are
-the truth.
+lost, and a line cut short by a crash is simply ignored. A log ends with a
+``closed`` line when its writer is done with it. The manifest JSON is
+rewritten atomically (temporary name + rename) under a lock file next to it
+(``.<name>.lock``: farm tasks share it); a finished render folds the closed
+logs into it (``journal``, see ``journal_fold.py``) and removes the work
+folder. Readers see folded records and live logs alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
+import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -29,6 +36,14 @@ from ..errors import OutputError
 from ..media.sequence import parse_pattern
 
 MANIFEST_VERSION = 1
+#: the manifest key holding the folded unit logs of a finished render
+JOURNAL_KEY = "journal"
+#: a lock older than this is from a killed process (a manifest write takes milliseconds)
+LOCK_STALE_S = 60.0
+LOCK_WAIT_S = 30.0
+_JOURNAL_NAME = re.compile(r"^units-(?P<host>.+)-(?P<pid>\d+)(?:\.[0-9a-f]+)?\.jsonl$")
+
+log = logging.getLogger(__name__)
 
 
 def output_base(output_path: str) -> Path:
@@ -119,6 +134,7 @@ class Manifest:
         self.work = work_dir(output_path)
         self.root = self.path.parent
         self._log = None
+        self._lock_path = self.path.with_name(f".{self.path.name}.lock")
 
     # ---------------------------------------------------------------- header
 
@@ -148,14 +164,68 @@ class Manifest:
         }
         if extra:
             data.update(extra)
-        atomic_write_text(self.path, json.dumps(data, indent=2))
+        with self.locked():  # a new render (or --overwrite): folded records of the old one are dropped
+            atomic_write_text(self.path, json.dumps(data, indent=2))
 
     def update(self, **fields) -> None:
         if self.read_only:
             return
-        data = self.read() or {}
-        data.update(fields)
-        atomic_write_text(self.path, json.dumps(data, indent=2))
+        with self.locked():  # read-modify-write: another task's fields (and a fold) are never lost
+            data = self.read() or {}
+            data.update(fields)
+            atomic_write_text(self.path, json.dumps(data, indent=2))
+
+    @contextlib.contextmanager
+    def locked(self, *, wait_s: float = LOCK_WAIT_S, required: bool = False):
+        """Hold the manifest's lock file (O_EXCL create: works on NFS); yields
+        True when held. A lock of a dead process on this host, or older than
+        LOCK_STALE_S, is broken. After ``wait_s`` it yields False (or raises
+        OutputError when ``required``): a stuck lock must not stop a render."""
+        held = self._acquire(wait_s)
+        if not held and required:
+            raise OutputError(f"manifest {self.path} is locked by another process ({self._lock_path})",
+                              fix=f"delete {self._lock_path} if no render of this output is running")
+        if not held:
+            log.warning("manifest %s: lock %s not free after %.0f s; writing without it", self.path,
+                        self._lock_path, wait_s)
+        try:
+            yield held
+        finally:
+            if held:
+                self._lock_path.unlink(missing_ok=True)
+
+    def _acquire(self, wait_s: float) -> bool:
+        deadline = time.monotonic() + wait_s
+        me = f"{socket.gethostname()} {os.getpid()}"
+        while True:
+            try:
+                fd = os.open(self._lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if self._lock_is_stale():
+                    self._lock_path.unlink(missing_ok=True)
+                    continue
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.01)
+                continue
+            except OSError as exc:
+                raise OutputError(f"cannot create {self._lock_path}: {exc.strerror or exc}",
+                                  fix="check free space and permissions of the output folder") from exc
+            with os.fdopen(fd, "w") as fh:
+                fh.write(me)
+            return True
+
+    def _lock_is_stale(self) -> bool:
+        try:
+            st = self._lock_path.stat()
+            owner = self._lock_path.read_text(encoding="utf-8").split()
+        except (OSError, ValueError):
+            return False  # just released (or being written): try again
+        if time.time() - st.st_mtime > LOCK_STALE_S:
+            return True
+        if len(owner) == 2 and owner[0] == socket.gethostname() and owner[1].isdigit():
+            return not pid_alive(int(owner[1]))
+        return False
 
     # ---------------------------------------------------------------- units
 
@@ -167,8 +237,9 @@ class Manifest:
     def _append(self, record: dict) -> None:
         if self._log is None:
             self.work.mkdir(parents=True, exist_ok=True)
-            name = f"units-{socket.gethostname()}-{os.getpid()}.jsonl"
-            self._log = open(self.work / name, "a", encoding="utf-8")
+            # one file per opening: a log that ends "closed" is never written again (a fold may remove it)
+            name = f"units-{socket.gethostname()}-{os.getpid()}.{secrets.token_hex(4)}.jsonl"
+            self._log = open(self.work / name, "x", encoding="utf-8")
         self._log.write(json.dumps(record) + "\n")
         self._log.flush()
         os.fsync(self._log.fileno())
@@ -182,18 +253,43 @@ class Manifest:
 
     def substitutions(self) -> dict[str, str]:
         """Every substituted frame logged by any process: plate number -> how."""
-        found: dict[str, str] = {}
+        found: dict[str, str] = dict(self.folded().get("substituted") or {})
+        for _, records in self.journals():
+            for rec in records:
+                if isinstance(rec.get("substituted"), dict):
+                    found.update(rec["substituted"])
+        return dict(sorted(found.items(), key=lambda kv: int(kv[0])))
+
+    def folded(self) -> dict:
+        """What a fold moved into the manifest (``journal``): units, substituted."""
+        try:
+            data = self.read() or {}
+        except OutputError:
+            return {}
+        got = data.get(JOURNAL_KEY)
+        return got if isinstance(got, dict) else {}
+
+    def journals(self) -> list[tuple[Path, list[dict]]]:
+        """Every unit log in the work folder with its records (a line cut
+        short by a crash is left out), sorted by name."""
+        out = []
         if not self.work.is_dir():
-            return found
-        for log in sorted(self.work.glob("units-*.jsonl")):
-            for line in log.read_text(encoding="utf-8").splitlines():
+            return out
+        for path in sorted(self.work.glob("units-*.jsonl")):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue  # folded away by the task that finished the render
+            records = []
+            for line in text.splitlines():
                 try:
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(rec, dict) and isinstance(rec.get("substituted"), dict):
-                    found.update(rec["substituted"])
-        return dict(sorted(found.items(), key=lambda kv: int(kv[0])))
+                if isinstance(rec, dict):
+                    records.append(rec)
+            out.append((path, records))
+        return out
 
     def units(self) -> dict[str, Unit]:
         """Every logged unit (the last record of an id wins)."""
@@ -204,15 +300,16 @@ class Manifest:
         both publish a frame they share (identical bytes, each renamed into
         place): only the record of the last rename matches the file."""
         found: dict[str, list[Unit]] = {}
-        if not self.work.is_dir():
-            return found
-        for log in sorted(self.work.glob("units-*.jsonl")):
-            for line in log.read_text(encoding="utf-8").splitlines():
-                try:
-                    found_unit = Unit(**json.loads(line))
-                except (ValueError, TypeError):
-                    continue  # a line cut short by a crash
-                found.setdefault(found_unit.id, []).append(found_unit)
+        # folded records first: they are older than anything a log holds now
+        records = list(self.folded().get("units") or [])
+        for _, recs in self.journals():
+            records.extend(recs)
+        for rec in records:
+            try:
+                found_unit = Unit(**rec)
+            except TypeError:
+                continue  # a substitution or "closed" line
+            found.setdefault(found_unit.id, []).append(found_unit)
         return found
 
     def verified_units(self, *, full: bool = False) -> dict[str, Unit]:
@@ -242,12 +339,38 @@ class Manifest:
                     file_sha1(path), round(seconds, 4))
 
     def clear(self) -> None:
-        """Forget every unit (``--overwrite``); published files stay until replaced."""
+        """Forget every unit (``--overwrite``); published files stay until
+        replaced. Folded records go with the header ``write_header`` rewrites."""
         if self.work.is_dir():
-            for log in self.work.glob("units-*.jsonl"):
-                log.unlink()
+            for journal in self.work.glob("units-*.jsonl"):
+                journal.unlink(missing_ok=True)
 
     def close(self) -> None:
+        """End this process's log with a ``closed`` line: nothing writes to
+        it again, so the task that finishes the render may fold it."""
         if self._log is not None:
-            self._log.close()
-            self._log = None
+            try:
+                self._log.write(json.dumps({"closed": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+                self._log.flush()
+                os.fsync(self._log.fileno())
+            except OSError as exc:  # the log stays open-ended: kept, never folded
+                log.warning("could not close unit log %s: %s", self._log.name, exc)
+            finally:
+                self._log.close()
+                self._log = None
+
+
+def journal_writer(path: Path) -> tuple[str, int] | None:
+    """(host, pid) of a unit log's name (None: not one of ours)."""
+    m = _JOURNAL_NAME.match(path.name)
+    return (m.group("host"), int(m.group("pid"))) if m else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
