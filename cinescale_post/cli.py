@@ -278,7 +278,7 @@ def probe(ctx, input, as_json, first_frame):
 @click.option("-o", "--output", help="Final movie (default: the render's output path).")
 @click.option("--no-audio", is_flag=True, help="Do not copy the source audio.")
 @click.option("--audio", type=click.Choice(["copy", "pcm", "none"]), default=None,
-              help="Source audio: copy (PCM where .mov cannot hold the codec), pcm, none "
+              help="Source audio: copy (PCM where the master's container cannot hold the codec), pcm, none "
                    "(default: the render's choice).")
 @click.pass_context
 def assemble(ctx, manifest, output, no_audio, audio):
