@@ -234,3 +234,24 @@ def test_concurrent_cli_tasks_leave_a_tidy_folder(tmp_path, clip):
     assert _listing(out.parent) == sorted([*FRAMES, "f.manifest.json", "f.otio"])
     r = run_cli(["render", str(clip), "-o", str(out), "--preset", str(preset), "--progress", "bar"], env=env)
     assert r.returncode == 0 and "nothing to do" in r.stderr, r.stderr
+
+
+def test_chunks_of_a_killed_ray_actor_still_fold(tmp_path, host, clip):
+    """A Ray actor (``ChunkWorker``) is killed when the render ends, never
+    closed: each chunk's log ends closed anyway, so the driver folds it."""
+    from cinescale_post.orchestrator.run import ChunkWorker
+    from cinescale_post.orchestrator.windows import chunks as make_chunks, layout
+
+    preset = write_preset(tmp_path / "p.toml", codec="exr", width=64, height=48, chunk=2)
+    out = tmp_path / "plate" / "f.####.exr"
+    _render(host, preset, clip, out, frames="1001-1005")
+    p = plan_mod.build(str(preset), host=host, input=str(clip), output=str(out))
+    backend = host.backend(p.backend)
+    windows = layout(p.source.frame_numbers, size=p.window.size, overlap=p.window.overlap, rule=backend.frame_rule,
+                     blend=p.window.blend, handles=p.handles)
+    worker = ChunkWorker(p, load_entrypoints=False)
+    for chunk in make_chunks(p.source.frame_numbers, list(range(1006, 1011)), windows, p.output.chunk):
+        worker.run_chunk(chunk)  # never closed: ray.kill
+    assert len(list((out.parent / "f.cinescale").glob("units-*.jsonl"))) == 3
+    _, s, sink = _render(host, preset, clip, out)
+    assert sink.names("frame") == [] and _listing(out.parent) == sorted([*FRAMES, "f.manifest.json", "f.otio"])
