@@ -81,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
     w, h = map(int, args.size.split("x"))
 
-    import cinescale_post.testing_backends as tb
+    import cinescale_post.testing.backends as tb
     from cinescale_post.host import Host
     from cinescale_post.testing import make_clip
 

@@ -44,7 +44,7 @@ BENCH_BACKENDS = '''
 import numpy as np
 
 from cinescale_post.hookspecs import hookimpl
-from cinescale_post.testing_backends import TemporalNoiseBackend
+from cinescale_post.testing.backends import TemporalNoiseBackend
 
 
 class MemoryTemporal(TemporalNoiseBackend):
@@ -88,7 +88,7 @@ def _site(root: Path) -> Path:
     dist = site / "cinescale_bench-1.0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cinescale-bench\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[cinescale_post]\ntestbackends = cinescale_post.testing_backends\n"
+    (dist / "entry_points.txt").write_text("[cinescale_post]\ntestbackends = cinescale_post.testing.backends\n"
                                            "bench = bench_backends\n")
     (site / "bench_backends.py").write_text(textwrap.dedent(BENCH_BACKENDS))
     return site

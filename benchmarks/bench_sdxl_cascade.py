@@ -43,37 +43,38 @@ def main() -> int:
     from cinescale_post.cascade.loop import RandomSources
     from cinescale_post.cascade.run import generate_images
     from cinescale_post.cascade.stages import StageSpec
-    from cinescale_post.testing_models import build_tiny_sdxl
-    from cinescale_sdxl.backend import SDXLBackend, SDXLOptions
+    from cinescale_post.testing import adapter_driver
+    from cinescale_sdxl.backend import SDXLAdapter, SDXLModel, SDXLOptions
+    from cinescale_sdxl.tiny import build_tiny_sdxl
 
     torch.set_num_threads(a.threads)
     comps = build_tiny_sdxl(0)
     pipe = StableDiffusionXLPipeline(**comps)
     pipe.set_progress_bar_config(disable=True)
-    b = SDXLBackend().attach(StableDiffusionXLPipeline(**comps), options=SDXLOptions.from_dict(
-        {"freeu": False, "vae_tiling": False}))
+    # the SDXL model under the core render driver, as a render drives it
+    b = SDXLModel(StableDiffusionXLPipeline(**comps), options=SDXLOptions.from_dict({"freeu": False,
+                                                                                   "vae_tiling": False}))
+    drv = adapter_driver(SDXLAdapter()).use(b)
     pipe.vae.disable_tiling()
     size = (a.size, a.size)
     prompt, neg, cfg = "a photo of the cat", "blurry", 7.5
-    plain_stage = b.ladder("generate", size, [StageSpec(size="output", steps=a.steps, guidance=cfg)])
+    plain_stage = drv.ladder("generate", size, [StageSpec(size="output", steps=a.steps, guidance=cfg)])
 
     def run_plain():
         return pipe(prompt, negative_prompt=neg, height=a.size, width=a.size, num_inference_steps=a.steps,
                     guidance_scale=cfg, generator=torch.Generator().manual_seed(0), output_type="np").images
 
     def run_cascade():
-        cond = b.condition(prompt, neg, size=size, guidance=cfg)
-        b._cond_cache.clear()  # count prompt encoding like the pipeline does
+        cond = b.condition(prompt, neg, size=size, guidance=cfg)  # uncached: prompt encoding like the pipeline
         return generate_images(b, plain_stage, cond, [RandomSources.from_seed(0)])
 
-    ladder = b.ladder("generate", size, [StageSpec(scale=1, steps=a.steps, guidance=cfg),
-                                         StageSpec(size="output", steps=a.steps, guidance=cfg)])
-    b_full = SDXLBackend().attach(StableDiffusionXLPipeline(**build_tiny_sdxl(0)), options=SDXLOptions.from_dict({}))
+    ladder = drv.ladder("generate", size, [StageSpec(scale=1, steps=a.steps, guidance=cfg),
+                                           StageSpec(size="output", steps=a.steps, guidance=cfg)])
+    b_full = SDXLModel(StableDiffusionXLPipeline(**build_tiny_sdxl(0)), options=SDXLOptions.from_dict({}))
 
     def run_ladder():
         cond = b_full.condition(prompt, neg, size=ladder[0].size, guidance=cfg)
-        b_full._cond_cache.clear()
-        return generate_images(b_full, ladder, cond, [RandomSources.from_seed(0)], freeu=b_full.freeu_spec())
+        return generate_images(b_full, ladder, cond, [RandomSources.from_seed(0)], freeu=b_full.freeu())
 
     with torch.inference_mode():
         p_img, c_img = run_plain()[0], run_cascade()[0]  # warm up; same noise, same steps

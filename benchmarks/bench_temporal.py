@@ -168,10 +168,10 @@ def region_change(outs: list[np.ndarray], mask: np.ndarray) -> float:
 
 
 def make_backend(model: str, options: dict, stages: tuple, prompt: str, host):
-    from cinescale_sdxl.backend import SDXLBackend
+    from cinescale_post.testing import adapter_driver
+    from cinescale_sdxl.backend import SDXLAdapter
 
-    b = SDXLBackend()
-    b.host = host
+    b = adapter_driver(SDXLAdapter(), resolve=host.resolve)
     st, opts = b.validate(stages=stages, options=dict(options), size=(0, 0), source=None)
     plan = SimpleNamespace(backend="sdxl", model=model, device="cpu", dtype="float32", seed=123, stages=st,
                            backend_options=opts, prompt=prompt, negative_prompt="blurry", mode="render",
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     import cinescale_post.builtin.temporal_fusions as tf
     from cinescale_post.host import Host
-    from cinescale_post.testing_models import save_tiny_sdxl
+    from cinescale_post.testing.models import save_tiny_sdxl
 
     clip = a.clip or sample_clip()
     if clip is None:

@@ -5,7 +5,7 @@ one text-to-video stage of N steps with CFG 5 on the flow-matching Euler
 scheduler, VAE decode. Timed three ways, min of R runs each, one thread:
 
 * ``diffusers``  — ``WanPipeline(prompt, ...)``;
-* ``cascade``    — ``WanBackend`` driving the core ``run_stage`` with NTK-RoPE x20
+* ``cascade``    — the core render driver on the Wan adapter's model with NTK-RoPE x20
   and the attention-temperature processors installed (the real CineScale stage);
 * ``cascade-bare`` — the same loop with both handles off (loop overhead only).
 
@@ -36,9 +36,10 @@ def main(argv=None) -> dict:
     import torch
     from diffusers import WanPipeline
 
-    from cinescale_post.testing_wan import build_tiny_wan
-    from cinescale_wan.backend import WanBackend, latent_frames
+    from cinescale_post.testing import adapter_driver
+    from cinescale_wan.backend import WanAdapter, WanModel, latent_frames
     from cinescale_wan.options import WanOptions
+    from cinescale_wan.tiny import build_tiny_wan
 
     torch.set_num_threads(a.threads)
     comps = build_tiny_wan(0, transformer_config=dict(num_layers=4, num_attention_heads=4, attention_head_dim=24,
@@ -56,20 +57,21 @@ def main(argv=None) -> dict:
                     guidance_scale=5.0, max_sequence_length=msl, generator=torch.Generator().manual_seed(0),
                     output_type="pt").frames
 
-    backend = WanBackend()
-    opts = WanOptions(max_sequence_length=msl, num_frames=n, vae_tiling=False)
+    driver = adapter_driver(WanAdapter())
+    opts = WanOptions(max_sequence_length=msl, vae_tiling=False)
 
     def cascade(stages):
-        backend.attach(pipe, dtype=torch.float32, options=opts, stages=stages)  # load time, not timed
+        model = WanModel(pipe, dtype=torch.float32, options=opts)  # load time, not timed
+        driver.use(model, stages=stages, options={"num_frames": n})
 
         def run():
-            backend._cond_cache.clear()  # encode the prompt every run, like the pipeline
-            lad = backend.ladder("generate", (s, s))
+            driver._cond_cache.clear()  # encode the prompt every run, like the pipeline
+            lad = driver.ladder("generate", (s, s))
             f = latent_frames(n)
             with torch.inference_mode():
-                cond = backend.condition(prompt, neg, guidance=5.0)
-                res = backend.run_cascade(lad, cond, backend.random_sources(0, lad, f), frames=f)[-1]
-                return backend.decode(res.latent)
+                cond = driver.condition(prompt, neg, size=lad[0].size, guidance=5.0)
+                res = driver.run_cascade(lad, cond, driver.video_sources(0, lad, f), frames=f)[-1]
+                return model.decode(res.latent)
         return run
 
     one = ({"size": [s, s], "steps": a.steps, "shift": 7.0},)

@@ -74,7 +74,7 @@ def main() -> int:
     dt = torch.float32 if cpu else torch.float16
     base, base_latent = (64, 8) if cpu else (1024, 128)
     if cpu:
-        from cinescale_post.testing_models import TINY_UNET_CONFIG
+        from cinescale_post.testing.models import TINY_UNET_CONFIG
 
         config, ctx_dim, pooled_dim, freeu_ch = TINY_UNET_CONFIG, 64, 32, None
         a.sizes = [base * (s // 1024) for s in a.sizes]

@@ -1,5 +1,5 @@
 """GPU (several): one Wan 2.1 1.3B denoising step at 4K on 1 GPU vs N GPUs with
-diffusers' context parallelism (``cinescale_wan.parallel``), with CineScale's
+diffusers' context parallelism (``cinescale_post.ops.context_parallel``), with CineScale's
 NTK-RoPE and attention temperature on.
 
 Needs a multi-GPU CUDA machine and a torchrun launch (exit 2 without CUDA
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     cfg = WAN21_13B
     if a.cpu_selftest:
-        from cinescale_post.testing_wan import TINY_WAN_TRANSFORMER_CONFIG
+        from cinescale_wan.tiny import TINY_WAN_TRANSFORMER_CONFIG
 
         cfg = dict(TINY_WAN_TRANSFORMER_CONFIG, text_dim=4096)
         a.size, a.frames = "64x64", 9
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     from cinescale_post.ops.attention_scale import AttentionScaleSpec, apply_attention_scale, attention_scale_factor
     from cinescale_post.ops.handles import HandleGroup
     from cinescale_post.ops.rope import RopeSpec, apply_ntk_rope
-    from cinescale_wan.parallel import enable_context_parallel, init_distributed
+    from cinescale_post.ops.context_parallel import enable_context_parallel, init_distributed
 
     dev = torch.device("cpu" if a.cpu_selftest else "cuda")
     dtype = torch.float32 if a.cpu_selftest else torch.bfloat16

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     global SIZES, UHD, UHD_FRAMES
     cfg = WAN21_13B
     if a.cpu_selftest:
-        from cinescale_post.testing_wan import TINY_WAN_TRANSFORMER_CONFIG
+        from cinescale_wan.tiny import TINY_WAN_TRANSFORMER_CONFIG
 
         cfg = dict(TINY_WAN_TRANSFORMER_CONFIG, text_dim=4096)
         SIZES, UHD, UHD_FRAMES = [((32, 48), 9), ((64, 64), 9)], (128, 128), (17, 9)

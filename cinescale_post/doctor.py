@@ -66,12 +66,11 @@ def run_doctor(host, *, smoke: bool, device: str = "auto", echo) -> bool:
         echo(f"smoke test on {device} (tiny random-weight models: proves wiring and arithmetic, not pictures):")
         ran = 0
         for bid, backend in sorted(host.backends().items()):
-            fn = getattr(backend, "smoke", None)
-            if fn is None:
-                continue
             t0 = time.monotonic()
             try:
-                result = fn(device)
+                result = host.backend(bid).smoke(device)
+                if result is None:
+                    continue
                 echo(f"  {bid:<20} ok in {time.monotonic() - t0:.1f}s {result}")
                 ran += 1
             except Exception as exc:  # noqa: BLE001

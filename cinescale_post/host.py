@@ -12,6 +12,12 @@ Loading policy (the "why" behind each step):
 * ``CINESCALE_LOAD_PLUGINS`` restricts entry points to a comma-separated list
   of names; set but empty loads none. ``--no-plugins`` does the same.
 * Registries (backends, writers...) are collected lazily, once each.
+* A diffusion backend is registered as a model adapter
+  (:class:`cinescale_post.api.ModelAdapter`); its declared capabilities are
+  checked at registration and an incomplete adapter is refused, naming the
+  plugin. :meth:`Host.backend` wraps an adapter in a *new* core render driver
+  each time, given this host's upscaler/fusion lookup (:meth:`Host.resolve`);
+  the host never writes into plugin objects.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import UnknownNameError
+from .adapter import ModelAdapter, adapter_problems
+from .errors import PluginError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,7 @@ class Host:
         self.records: list[PluginRecord] = []
         self._registries: dict[str, dict[str, Any]] = {}
         self._owners: dict[tuple[str, str], str] = {}
+        self._refused: dict[tuple[str, str], str] = {}
         env = os.environ if env is None else env
         for modname in BUILTIN_PLUGINS:
             self._load(modname.rsplit(".", 1)[-1], "builtin", lambda m=modname: importlib.import_module(m), modname)
@@ -151,9 +159,18 @@ class Host:
             plugin = impl.plugin_name
 
             def register(obj, _plugin=plugin):
-                missing = [a for a in _REQUIRED[kind] if not hasattr(obj, a)]
-                if missing:
-                    raise TypeError(f"registered {type(obj).__name__} lacks {', '.join(missing)}")
+                if kind == "backends" and isinstance(obj, ModelAdapter):
+                    problems = adapter_problems(obj)
+                    if problems:
+                        msg = (f"model adapter {type(obj).__name__} ({obj.id or 'no id'}) of plugin {_plugin} is "
+                               f"refused: it does not declare {'; '.join(problems)}")
+                        if obj.id:
+                            self._refused[(kind, obj.id)] = msg
+                        raise TypeError(msg)
+                else:
+                    missing = [a for a in _REQUIRED[kind] if not hasattr(obj, a)]
+                    if missing:
+                        raise TypeError(f"registered {type(obj).__name__} lacks {', '.join(missing)}")
                 if kind == "presets":
                     key = Path(str(obj)).stem if not hasattr(obj, "name") else Path(obj.name).stem
                     if key in found:
@@ -170,8 +187,6 @@ class Host:
                         self._owners[(kind, codec)] = _plugin
                     return
                 key = getattr(obj, _KEY[kind])
-                if kind == "backends":
-                    obj.host = self
                 if key in found:
                     raise ValueError(f"{kind[:-1]} {key!r} already provided by {self._owners[(kind, key)]}")
                 found[key] = obj
@@ -192,6 +207,8 @@ class Host:
         return self._owners.get((kind, key))
 
     def backends(self) -> dict[str, Any]:
+        """id -> the registered object: an engine (``interfaces.Backend``) or
+        a model adapter (``api.ModelAdapter``)."""
         return self._collect("backends")
 
     def upscalers(self) -> dict[str, Any]:
@@ -212,6 +229,9 @@ class Host:
 
     def _get(self, kind: str, key: str, what: str):
         reg = self._collect(kind)
+        if key not in reg and (kind, key) in self._refused:
+            raise PluginError(self._refused[(kind, key)],
+                              fix="fix the adapter's class attributes (docs/plugins.md), or uninstall the plugin")
         if key not in reg:
             avail = ", ".join(sorted(reg)) or "none"
             raise UnknownNameError(
@@ -221,7 +241,26 @@ class Host:
         return reg[key]
 
     def backend(self, key: str):
-        return self._get("backends", key, "backend")
+        """The engine of a render with backend ``key``: for a model adapter a
+        new :class:`~cinescale_post.cascade.driver.RenderDriver` (its own
+        per-render state), else the registered engine."""
+        obj = self._get("backends", key, "backend")
+        if isinstance(obj, ModelAdapter):
+            from .cascade.driver import RenderDriver
+
+            return RenderDriver(obj, resolve=self.resolve)
+        return obj.for_render(self.resolve)
+
+    def adapter(self, key: str) -> ModelAdapter:
+        """The registered model adapter ``key`` (PlanError-style lookup)."""
+        obj = self._get("backends", key, "backend")
+        if not isinstance(obj, ModelAdapter):
+            raise UnknownNameError(f"backend {key!r} is not a model adapter", fix="name a diffusion backend")
+        return obj
+
+    def resolve(self, kind: str, name: str):
+        """``resolve("upscaler" | "fusion", name)``: the lookup handed to render drivers."""
+        return self.upscaler(name) if kind == "upscaler" else self.fusion(name)
 
     def upscaler(self, key: str):
         return self._get("upscalers", key, "upscaler")

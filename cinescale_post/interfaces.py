@@ -368,6 +368,30 @@ class Upscaler(Protocol):
     def __call__(self, x: Any, size: tuple[int, int]) -> Any: ...
 
 
+class Fusion(abc.ABC):
+    """An attention fusion operator, registered through ``register_fusions``.
+
+    ``apply(model, stage, *, latent_hw, jitter, group)`` patches the attention
+    layers ``model.patch_points.fusion_attention`` names for one stage and
+    returns a removable handle (``ops.handles.Handle``). ``model``: the loaded
+    :class:`cinescale_post.api.Model`; ``stage``: a ``ResolvedStage`` (None
+    when applied around a whole ladder); ``latent_hw``: the stage's latent
+    size; ``jitter``: ``randint`` source for window jitter or None;
+    ``group``: (frames per group, anchor index) of the batch rows, set by the
+    driver when it batches frames (``group_fusion`` fusions use it).
+    """
+
+    name: str = ""
+    description: str = ""
+    #: True: the fusion works across the frames of a batch (``group``).
+    group_fusion: bool = False
+
+    @abc.abstractmethod
+    def apply(self, model: Any, stage: Any, *, latent_hw: Any = None, jitter: Any = None,
+              group: tuple[int, int] = (1, 0)) -> Any:
+        """Patch ``model`` for ``stage``; return the removable handle."""
+
+
 @dataclass(frozen=True)
 class FrameRule:
     """Window lengths a backend accepts: ``n * multiple + offset`` frames
@@ -408,13 +432,19 @@ class WindowJob:
 
 
 class Backend(abc.ABC):
-    """A rendering engine, registered through ``register_backends``.
+    """A rendering engine as the orchestrator drives it.
+
+    Two kinds are registered through ``register_backends``: engines that are
+    backends themselves (the classical draft engine, the test backends), and
+    diffusion *model adapters* (:class:`cinescale_post.api.ModelAdapter`),
+    which the host wraps in a fresh core render driver for every render
+    (:class:`cinescale_post.cascade.driver.RenderDriver`).
 
     Registration must be cheap (no weights): class attributes describe it.
     Lifecycle for one render: ``validate`` (inside ``plan.build``, the one
     place of validation) -> ``load(plan)`` once -> ``render(job)`` per window
-    -> ``unload()``. Diffusion backends implement ``render`` with the core
-    cascade engine (``cinescale_post.cascade``).
+    (or ``generate``) -> ``unload()``. Every method the core calls is declared
+    here with its default; the core never probes for optional methods.
     """
 
     id: str = ""
@@ -423,10 +453,14 @@ class Backend(abc.ABC):
     frame_rule: FrameRule = FrameRule()
     temporal: bool = False  # True: frames of a window are denoised together
     description: str = ""
-    #: Set by the host when the backend is registered: look up upscalers and
-    #: fusions named in the plan with ``self.host.upscaler(name)`` /
-    #: ``self.host.fusion(name)``.
-    host: Any = None
+    #: Model dtypes ``load`` accepts (checked by ``plan.build``).
+    dtypes: tuple[str, ...] = ("float32", "float16", "bfloat16")
+
+    def for_render(self, resolve: Callable[[str, str], Any]) -> "Backend":
+        """The engine for one render (``Host.backend``): ``resolve(kind,
+        name)`` looks up upscalers and fusions. Default: this object (an
+        engine without per-render state); engines with state return a new one."""
+        return self
 
     def validate(self, *, stages: tuple[dict, ...], options: dict, size: tuple[int, int],
                  source: SourceInfo | None) -> tuple[tuple[dict, ...], dict]:
@@ -447,14 +481,39 @@ class Backend(abc.ABC):
         """Files whose hashes the manifest records (empty without a model)."""
         return []
 
+    def estimate_memory(self, plan: Any) -> dict:
+        """Device-memory estimate and the planner's choice (``--dry-run``);
+        ``{}`` when the backend does not estimate (engines without a model)."""
+        return {}
+
     @abc.abstractmethod
     def load(self, plan: Any) -> None:
         """Load weights (once per render) for ``plan.device``/``plan.dtype``."""
+
+    def apply_memory_choice(self, choice: Mapping[str, Any]) -> str | None:
+        """Adopt ``plan.memory["choice"]`` after ``load``; describe what changed."""
+        return None
 
     @abc.abstractmethod
     def render(self, job: WindowJob) -> list[np.ndarray]:
         """Return one (H, W, 3) float32 image per ``job.frames`` entry, at
         ``job.size``, same order."""
+
+    def generate(self, plan: Any, seed_for: Callable[..., int]) -> list[np.ndarray]:
+        """Text/image to images (t2i/t2v backends): (H, W, 3) float32 each."""
+        from .errors import PlanError
+
+        raise PlanError(f"backend {self.id!r} cannot generate", fix="choose a diffusion preset")
+
+    def reduce_memory(self) -> str | None:
+        """After running out of device memory: switch to the next cheaper
+        setting and describe it, or None when nothing cheaper exists."""
+        return None
+
+    def smoke(self, device: str = "cpu") -> dict | None:
+        """A quick self-test on ``device`` for ``cinescale doctor --smoke``
+        (None: the backend offers none)."""
+        return None
 
     def unload(self) -> None:  # noqa: B027 - optional
         pass

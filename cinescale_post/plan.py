@@ -58,7 +58,6 @@ _SCHEMA: dict[str, Any] = {
         "on_bad_frame": (str, "error"),  # movies: error | hold | black (media.movie_reader)
         "missing": (str, "error"),  # sequences: error | black | hold | checkerboard
     },
-
     "window": {
         "size": (int, 1),
         "overlap": (int, 0),
@@ -89,7 +88,6 @@ class OutputPlan:
     alpha: str = ""
     #: how the source's alpha is read ("" when there is none or it is ignored)
     source_alpha: str = ""
-
 
 
 @dataclass(frozen=True)
@@ -269,7 +267,7 @@ def _choice(origin: str, name: str, value, allowed) -> None:
                         fix=f"use one of: {', '.join(map(str, allowed))}")
 
 
-def build(preset: str, *, host, output: str, input: str | None = None,
+def build(preset: str | None, *, host, output: str, input: str | None = None,
           overrides: tuple[str, ...] = (), first_frame: int = 1001, frames: str | None = None,
           start: int | None = None, end: int | None = None, handles: int = 0,
           model: str | None = None, seed: int | None = None, device: str | None = None,
@@ -281,10 +279,16 @@ def build(preset: str, *, host, output: str, input: str | None = None,
     ``generate`` has no input. ``overrides`` are ``--set KEY=VALUE`` strings.
     ``audio`` (``--audio``) replaces ``output.audio``: copy, pcm or none.
     ``on_bad_frame`` / ``missing`` (``--on-bad-frame``, ``--missing``) replace
-    ``input.on_bad_frame`` / ``input.missing``.
+    ``input.on_bad_frame`` / ``input.missing``. ``preset=None``: generate
+    chooses one from the model folder (``presets.for_model``), render uses
+    uhd-draft.
     """
     from .media import probe as probe_mod
+    from .media.codec_choice import fit_codec, single_chunk
 
+    chosen_note = None
+    if preset is None:
+        preset, chosen_note = presets_mod.for_model(model, size, host) if mode == "generate" else ("uhd-draft", None)
     src = presets_mod.load(preset, host)
     origin = src.origin
     data = json.loads(json.dumps(src.data))
@@ -295,7 +299,7 @@ def build(preset: str, *, host, output: str, input: str | None = None,
     if cfg["schema"] != SCHEMA:
         raise PlanError(f"preset {origin}: schema = {cfg['schema']} is not supported",
                         fix=f"this version reads schema = {SCHEMA}")
-    warnings: list[str] = []
+    warnings: list[str] = [chosen_note] if chosen_note else []
     if seed is not None:
         cfg["seed"] = seed
     if device:
@@ -328,6 +332,11 @@ def build(preset: str, *, host, output: str, input: str | None = None,
 
     # -- output codec and path
     o = cfg["output"]
+    # the output's suffix picks the codec where the preset's cannot write it (media.codec_choice)
+    o["codec"], o["options"], note = fit_codec(output, o["codec"], o["options"], host,
+                                               explicit_keys=[parse_override(i)[0] for i in overrides])
+    if note:
+        warnings.append(note)
     writer = host.writer(o["codec"])
     try:
         options = writer.validate_options(o["codec"], o["options"])
@@ -348,6 +357,8 @@ def build(preset: str, *, host, output: str, input: str | None = None,
                             "pcm, or none (true/false also work in presets)") from exc
     if o["chunk"] < 0:
         raise PlanError(f"preset {origin}: output.chunk = {o['chunk']} must be >= 0", fix="0 writes one chunk")
+    asked_chunk = o["chunk"]
+    o["chunk"], gop_note = single_chunk(o["codec"], o["chunk"])  # H.264/H.265: one chunk (said below)
     out_path, kind = _resolve_output(output, writer, o["codec"], origin, still_ok=mode == "generate")
     if ocio.output_note(colour_mgmt, kind):
         warnings.append(ocio.output_note(colour_mgmt, kind))
@@ -403,6 +414,8 @@ def build(preset: str, *, host, output: str, input: str | None = None,
                                                                    warnings)
     elif frames or start is not None or end is not None:
         raise PlanError("--frames/--start/--end apply to render, not generate")
+    if gop_note and len(selected) > asked_chunk:
+        warnings.append(gop_note)
     if o["audio"] != "none" and source is not None and source.audio and kind == "sequence":
         warnings.append("audio is not written to image sequences; it stays in the source")
     if o["audio"] != "none" and source is not None and source.audio and kind == "movie":
@@ -415,6 +428,9 @@ def build(preset: str, *, host, output: str, input: str | None = None,
         dev = _auto_device(backend)
     stages, boptions = backend.validate(stages=tuple(cfg["stages"]), options=dict(cfg["backend_options"]),
                                         size=(o["width"], o["height"]), source=source)
+    if cfg["dtype"] not in backend.dtypes:  # the model's dtypes, checked once, here
+        raise PlanError(f"preset {origin}: dtype = {cfg['dtype']!r} is not supported by backend {backend.id!r}",
+                        fix=f"use one of: {', '.join(backend.dtypes)}")
     dtype = cfg["dtype"]
     if dtype == "float16" and str(dev).split(":")[0] == "cpu":
         # CPUs have no float16 kernels for most ops (diffusers warns, torch errors or
@@ -461,13 +477,12 @@ def _plan_memory(plan: Plan, backend) -> Plan:
     smallest, so every task plans the same)."""
     import dataclasses
 
-    estimate = getattr(backend, "estimate_memory", None)
-    if estimate is None:
-        return plan
     try:
-        mem = dict(estimate(plan))
+        mem = dict(backend.estimate_memory(plan))
     except Exception as exc:  # noqa: BLE001 - an estimate must never block a render
         mem = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+    if not mem:  # the backend does not estimate memory
+        return plan
     notes = list(plan.warnings)
     window = plan.window
     # what the preset asked for, before this machine's choice (frozen_memory.py: later tasks reuse the choice)
@@ -483,6 +498,18 @@ def _plan_memory(plan: Plan, backend) -> Plan:
             notes.append("memory: " + (mem.get("reasoning") or ["nothing fits"])[-1]
                          + "; the render will still try, backing off on out-of-memory")
     return dataclasses.replace(plan, memory=mem, window=window, warnings=tuple(notes))
+
+
+def _audio_warnings(source: SourceInfo, out_path: str, mode: str) -> list[str]:
+    """Say which source audio streams the master cannot hold by packet copy
+    (they become PCM); raises PlanError where no PCM fits either (MXF rates)."""
+    from .media.audio import plan_audio, route_warning
+
+    container = {".mov": "mov", ".mp4": "mp4", ".m4v": "mp4", ".mxf": "mxf"}.get(Path(out_path).suffix.lower())
+    if container is None or source.kind != "movie":
+        return []
+    return [f"{source.path}: {route_warning(r)}" for r in plan_audio(source.path, container, mode)
+            if r.action == "pcm"]
 
 
 def _input_overrides(source: SourceInfo, cfg: Mapping[str, Any], origin: str) -> SourceInfo:
@@ -535,22 +562,13 @@ def _output_colour_and_alpha(source: SourceInfo, o: Mapping[str, Any], input_alp
     return colour, read, write
 
 
-def _audio_warnings(source: SourceInfo, out_path: str, mode: str) -> list[str]:
-    """Say which source audio streams the master cannot hold by packet copy
-    (they become PCM); raises PlanError where no PCM fits either (MXF rates)."""
-    from .media.audio import plan_audio, route_warning
-
-    container = {".mov": "mov", ".mp4": "mp4", ".m4v": "mp4", ".mxf": "mxf"}.get(Path(out_path).suffix.lower())
-    if container is None or source.kind != "movie":
-        return []
-    return [f"{source.path}: {route_warning(r)}" for r in plan_audio(source.path, container, mode)
-            if r.action == "pcm"]
-
-
 def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool = False) -> tuple[str, str]:
-    suffixes = ", ".join(writer.suffixes)
+    from .media.codec_choice import codec_suffixes
+
+    allowed = codec_suffixes(writer, codec)  # the codec's own (ProRes: .mov only), not the writer's union
+    suffixes = ", ".join(allowed)
     if writer.per_frame and still_ok and parse_pattern(output) is None:
-        if Path(output).suffix.lower() not in writer.suffixes:
+        if Path(output).suffix.lower() not in allowed:
             raise PlanError(f"output {output!r}: codec {codec!r} writes {suffixes}",
                             fix="change the file suffix or --set output.codec=...")
         path, kind = output, "still"
@@ -560,7 +578,7 @@ def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool
         if pat is None:
             raise PlanError(f"output {output!r}: codec {codec!r} writes one file per frame and needs a frame token",
                             fix=f"e.g. {Path(output).with_suffix('')}.####{writer.suffixes[0]}")
-        if pat.suffix not in writer.suffixes:
+        if pat.suffix not in allowed:
             raise PlanError(f"output {output!r}: codec {codec!r} writes {suffixes}",
                             fix="change the file suffix or --set output.codec=...")
         path, kind = pat.printf, "sequence"
@@ -569,9 +587,9 @@ def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool
         if parse_pattern(output) is not None:
             raise PlanError(f"output {output!r}: codec {codec!r} writes a movie, not a frame sequence",
                             fix="use a sequence preset (e.g. uhd-exr-draft) or a movie path such as out.mov")
-        if Path(output).suffix.lower() not in writer.suffixes:
+        if Path(output).suffix.lower() not in allowed:
             raise PlanError(f"output {output!r}: codec {codec!r} writes {suffixes}",
-                            fix=f"name the output e.g. {Path(output).with_suffix(writer.suffixes[0])}, "
+                            fix=f"name the output e.g. {Path(output).with_suffix(allowed[0])}, "
                                 "or choose another preset/codec")
         path, kind = output, "movie"
         folder = Path(output).parent

@@ -19,5 +19,5 @@ plugins=()
 for p in plugins/*/; do
   [ -f "$p/pyproject.toml" ] && plugins+=(-e "$p")
 done
-.venv/bin/python -m pip install -q -e ".[test]" "${plugins[@]}"
+.venv/bin/python -m pip install -q -e ".[test,diffusion]" "${plugins[@]}"
 echo "$want" > "$stamp"

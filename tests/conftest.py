@@ -32,7 +32,7 @@ def device(request):
 @pytest.fixture
 def host():
     """A fresh host: built-ins + the deterministic test backends, no entry points."""
-    import cinescale_post.testing_backends as tb
+    import cinescale_post.testing.backends as tb
     from cinescale_post.host import Host
 
     return Host(load_entrypoints=False, extra_plugins=(tb,))

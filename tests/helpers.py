@@ -26,7 +26,7 @@ def fake_distribution(root: Path, name: str, entry_points: dict[str, str], modul
     return root
 
 
-TEST_BACKENDS_DIST = {"testbackends": "cinescale_post.testing_backends"}
+TEST_BACKENDS_DIST = {"testbackends": "cinescale_post.testing.backends"}
 
 
 def cli_env(extra_path: Path | None = None, **env) -> dict:

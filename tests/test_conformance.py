@@ -53,9 +53,10 @@ def test_test_backends_conform(host, backend_id):
 
 @pytest.fixture(scope="module")
 def tiny_unet():
-    from cinescale_post.testing_models import tiny_unet_backend
+    from cinescale_post.testing import model_driver
+    from cinescale_post.testing.models import tiny_unet_model
 
-    return tiny_unet_backend()
+    return model_driver(tiny_unet_model(), adapter_id="tiny-unet")
 
 
 def test_tiny_unet_test_backend_follows_the_diffusion_protocol(tiny_unet):
@@ -72,7 +73,7 @@ def models(tmp_path_factory):
 
 def test_sdxl_backend_conforms(models):
     pytest.importorskip("cinescale_sdxl")
-    from cinescale_post.testing_models import save_tiny_sdxl
+    from cinescale_post.testing.models import save_tiny_sdxl
     from cinescale_sdxl import plugin
 
     b = fresh_host(plugin).backend("sdxl")
@@ -85,7 +86,7 @@ def test_sdxl_backend_conforms(models):
 def test_example_backend_conforms(models):
     pytest.importorskip("cinescale_example")
     from cinescale_example import plugin
-    from cinescale_post.testing_models import save_tiny_sd15
+    from cinescale_post.testing.models import save_tiny_sd15
 
     b = fresh_host(plugin).backend("example-sd15")
     plan = make_test_plan(b, model=str(save_tiny_sd15(models / "sd15")), stages=REFINE, size=(128, 128))
@@ -96,7 +97,7 @@ def test_wan_backend_conforms(models):
     if importlib.util.find_spec("cinescale_wan") is None:
         pytest.skip("cinescale-wan is not installed")
     try:
-        from cinescale_post.testing_wan import save_tiny_wan
+        from cinescale_wan.tiny import save_tiny_wan
         from cinescale_wan import plugin
     except ImportError as exc:  # the plugin is being written; a broken import is not this test's business
         pytest.skip(f"cinescale_wan does not import: {exc}")
@@ -215,29 +216,31 @@ def _model_only(backend):
 
 
 def test_model_defects_are_reported(tiny_unet, monkeypatch):
-    enc = type(tiny_unet).encode
-    monkeypatch.setattr(tiny_unet, "encode", lambda px, **kw: enc(tiny_unet, px, **kw).double())
+    m = tiny_unet.model
+    enc = type(m).encode
+    monkeypatch.setattr(m, "encode", lambda px, **kw: enc(m, px, **kw).double())
     msg = _fails(tiny_unet, None, "model", "expected backend.dtype", load=False,
                  skip=("render", "determinism", "frame-rule"))
     assert "SKIP render" in msg
     monkeypatch.undo()
-    monkeypatch.setattr(tiny_unet, "make_scheduler", lambda: tiny_unet.scheduler)
+    monkeypatch.setattr(m, "make_scheduler", lambda stage=None: m.scheduler)
     _fails(tiny_unet, None, "model", "the same object twice", load=False, skip=("render", "determinism", "frame-rule"))
 
 
 def test_patch_defects_are_reported(tiny_unet, monkeypatch):
-    from cinescale_post.cascade.protocol import PatchPoints
+    from cinescale_post.api import PatchPoints
     from cinescale_post.ops import dilation
     from cinescale_post.ops.handles import Handle
 
-    points = tiny_unet.patch_points
+    m = tiny_unet.model
+    points = m.patch_points
     skip = ("render", "determinism", "frame-rule")
     # a pattern that matches no attention processor
-    monkeypatch.setattr(type(tiny_unet), "patch_points",
+    monkeypatch.setattr(type(m), "patch_points",
                         property(lambda self: PatchPoints(fusion_attention=("*attn9.processor",))))
     _fails(tiny_unet, None, "patches", "fusion 'scale-fusion': raised KeyError", load=False, skip=skip)
     # a dilation whose handle forgets to restore the convolutions
-    monkeypatch.setattr(type(tiny_unet), "patch_points",
+    monkeypatch.setattr(type(m), "patch_points",
                         property(lambda self: PatchPoints(dilate_convs=points.dilate_convs)))
     real, leaked = dilation.apply_dilation, []
 
@@ -259,14 +262,15 @@ def test_patch_defects_are_reported(tiny_unet, monkeypatch):
 
 
 def test_silent_reshaping_is_a_bad_input_failure(tiny_unet, monkeypatch):
-    enc = type(tiny_unet).encode
+    m = tiny_unet.model
+    enc = type(m).encode
 
     def lenient(px, **kw):  # "helpfully" turns grey pixels into RGB
         if px.shape[1] == 1:
             px = px.expand(-1, 3, -1, -1)
-        return enc(tiny_unet, px, **kw)
+        return enc(m, px, **kw)
 
-    monkeypatch.setattr(tiny_unet, "encode", lenient)
+    monkeypatch.setattr(m, "encode", lenient)
     _fails(tiny_unet, None, "bad-input", "1-channel pixels", load=False, skip=("render", "determinism", "frame-rule"))
 
 
@@ -281,12 +285,13 @@ def test_kit_arguments_are_checked(host):
 
 
 def test_fresh_host_is_isolated():
-    from cinescale_post import testing_backends
+    from cinescale_post.testing import backends as testing_backends
 
     bare = fresh_host()
     assert "test-noise" not in bare.backends() and "draft" in bare.backends()
     assert all(r["kind"] == "builtin" for r in bare.describe())
     with_tb = fresh_host(testing_backends)
-    assert with_tb.backend("test-noise").host is with_tb
+    assert "test-noise" in with_tb.backends()
+    assert not hasattr(with_tb.backend("test-noise"), "host")  # the host writes nothing into plugin objects
     assert not {r["name"] for r in fresh_host(entrypoints=True, env={"CINESCALE_LOAD_PLUGINS": ""}).describe()
                 if r["kind"] == "entrypoint"}

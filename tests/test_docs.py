@@ -17,16 +17,10 @@ from cinescale_post import hookspecs
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "plugins.md"
 HEADING = re.compile(r"^#{3,4} `([A-Za-z_][A-Za-z0-9_]*)(\(.*\))?`\s*$", re.M)
-# Duck-typed methods the core calls with getattr (not on the base classes):
-# name -> (documented signature, the file that calls it, the call site).
-OPTIONAL_METHODS = {
-    "generate": ("generate(plan, seed_for)", "cinescale_post/orchestrator/generate.py", 'getattr(backend, "generate"'),
-    "estimate_memory": ("estimate_memory(plan)", "cinescale_post/plan.py", 'getattr(backend, "estimate_memory", None)'),
-    "apply_memory_choice": ("apply_memory_choice(choice)", "cinescale_post/orchestrator/run.py",
-                            'getattr(backend, "apply_memory_choice", None)'),
-    "reduce_memory": ("reduce_memory()", "cinescale_post/orchestrator/memory.py", 'getattr(backend, "reduce_memory"'),
-    "smoke": ("smoke(device='cpu')", "cinescale_post/doctor.py", 'getattr(backend, "smoke"'),
-}
+# Methods the core once found with getattr; the contract is now the base
+# classes (issue 13), so none of these may be looked up by name again.
+NO_LONGER_DUCK_TYPED = ("generate", "estimate_memory", "apply_memory_choice", "reduce_memory", "smoke",
+                        "lookbehind_frames", "memory_profile", "check_task", "stage_patches", "stage_sigmas")
 
 
 def plain_signature(func) -> str:
@@ -90,53 +84,69 @@ def test_first_result_hooks_say_so():
 # ------------------------------------------------------------------ the backend protocol
 
 
-def _protocol_members():
-    from cinescale_post.cascade.protocol import DiffusionBackend
-    from cinescale_post.interfaces import Backend
+def _contract_classes():
+    from cinescale_post.api import Backend, Model, ModelAdapter
 
+    return {"ModelAdapter": ModelAdapter, "Model": Model, "Backend": Backend}
+
+
+def class_section(name: str) -> str:
+    """Section 4's ``### The `name` class`` subsection."""
+    text = section(4)
+    m = re.search(rf"^### The `{name}` class\s*$", text, re.M)
+    assert m, f"docs/plugins.md section 4 has no subsection for the {name} class"
+    end = re.search(r"^### ", text[m.end():], re.M)
+    return text[m.start(): m.end() + end.start() if end else len(text)]
+
+
+def _members(cls) -> dict[str, str]:
     out = {}
-    for cls in (Backend, DiffusionBackend):
-        for name, member in vars(cls).items():
-            if name.startswith("_"):
-                continue
-            if isinstance(member, property):
-                out[name] = name
-            elif inspect.isfunction(member):
-                out[name] = plain_signature(member)
+    for name, member in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(member, property):
+            out[name] = name
+        elif inspect.isfunction(member):
+            out[name] = plain_signature(member)
     return out
 
 
-def test_protocol_methods_are_documented_with_their_exact_signatures():
-    heads = documented(section(4))
-    members = _protocol_members()
-    assert {"encode", "decode", "condition", "predict", "make_scheduler", "patch_points", "render"} <= set(members)
-    for name, sig in members.items():
-        assert name in heads, f"protocol member {name} is not documented in docs/plugins.md section 4"
-        assert heads[name] == sig, f"docs/plugins.md documents {heads[name]}, the code has {sig}"
+@pytest.mark.parametrize("name", ["ModelAdapter", "Model", "Backend"])
+def test_contract_methods_are_documented_with_their_exact_signatures(name):
+    cls = _contract_classes()[name]
+    heads = documented(class_section(name))
+    members = _members(cls)
+    for member, sig in members.items():
+        assert member in heads, f"{name}.{member} is not documented in docs/plugins.md section 4"
+        assert heads[member] == sig, f"docs/plugins.md documents {heads[member]}, the code has {sig}"
+    for member, sig in heads.items():
+        assert member in members, f"docs/plugins.md documents {name}.{sig}, which is not part of the contract"
 
 
-def test_documented_protocol_methods_exist():
-    heads = documented(section(4))
-    members = _protocol_members()
-    for name, sig in heads.items():
-        if name in OPTIONAL_METHODS:
-            assert sig == OPTIONAL_METHODS[name][0], f"docs/plugins.md documents {sig}"
+def test_the_model_contract_has_the_models_own_work():
+    members = _members(_contract_classes()["Model"])
+    assert {"encode", "decode", "condition", "predict", "make_scheduler", "patch_points", "model_info"} <= set(members)
+    assert {"load", "memory_profile", "parse_options"} <= set(_members(_contract_classes()["ModelAdapter"]))
+
+
+def test_the_core_never_discovers_backend_methods_by_name():
+    """The contract is stated on base classes (docs/plugins.md section 4), not found with getattr."""
+    pattern = re.compile(r'(?:getattr|hasattr)\(\s*(?:self\.)?(?:backend|model|adapter|b|obj)\s*,\s*"(' +
+                         "|".join(NO_LONGER_DUCK_TYPED) + r')"')
+    hits = []
+    for path in (REPO / "cinescale_post").rglob("*.py"):
+        if "testing" in path.parts:
             continue
-        assert name in members, f"docs/plugins.md documents {sig}, which is not part of the protocol"
-
-
-@pytest.mark.parametrize("name", sorted(OPTIONAL_METHODS))
-def test_optional_methods_are_documented_and_still_called(name):
-    sig, path, call = OPTIONAL_METHODS[name]
-    assert documented(section(4)).get(name) == sig, f"docs/plugins.md section 4 should document {sig}"
-    assert call in (REPO / path).read_text(), f"{path} no longer calls the optional backend method {name}"
+        for m in pattern.finditer(path.read_text()):
+            hits.append(f"{path.relative_to(REPO)}: {m.group(0)}")
+    assert not hits, hits
 
 
 def test_value_type_fields_are_documented():
-    from cinescale_post.cascade.protocol import ModelInfo, PatchPoints
-    from cinescale_post.interfaces import FrameRule, WindowJob
+    from cinescale_post.api import Capabilities, FrameRule, ModelInfo, PatchPoints, WindowJob
 
-    where = {ModelInfo: section(4), WindowJob: section(4), PatchPoints: section(5), FrameRule: section(6)}
+    where = {ModelInfo: section(4), WindowJob: section(4), Capabilities: section(4), PatchPoints: section(5),
+             FrameRule: section(6)}
     for cls, text in where.items():
         for f in dataclasses.fields(cls):
             assert re.search(rf"`{f.name}[`(]", text) or (cls is FrameRule and f.name in text), (
@@ -144,7 +154,7 @@ def test_value_type_fields_are_documented():
 
 
 def test_the_patch_kinds_the_kit_knows_are_documented():
-    src = (REPO / "cinescale_post" / "testing_conformance.py").read_text()
+    src = (REPO / "cinescale_post" / "testing" / "conformance.py").read_text()
     kinds = set(re.findall(r'kind == "([a-z]+)"', src))
     assert kinds == {"rope", "temperature"}
     for k in kinds:
@@ -189,7 +199,7 @@ def test_errors_and_exit_codes_match():
 
 def test_the_kit_is_documented_as_it_is():
     from cinescale_post import testing
-    from cinescale_post.testing_conformance import CHECKS
+    from cinescale_post.testing.conformance import CHECKS
 
     text = section(9)
     assert plain_signature(testing.run_backend_conformance) in text

@@ -134,3 +134,53 @@ def test_render_needs_a_v2v_backend(tmp_path, host):
         plan_mod.build(str(write_preset(tmp_path / "p.toml", backend="t2i-only")), host=host, input=str(clip),
                        output=str(tmp_path / "o.####.exr"))
     assert "cannot refine" in str(e.value)
+
+
+UNDECLARED = '''
+from cinescale_post.api import Capabilities, ModelAdapter, hookimpl
+
+
+class HalfDeclared(ModelAdapter):
+    id = "half-declared"
+    # t2i only, but no family and a latent layout that does not exist: refused at registration
+    capabilities = Capabilities(tasks=frozenset({"t2i"}), family="", latent_layout="planar")
+
+    def load(self, plan):
+        raise AssertionError("an adapter refused at registration is never loaded")
+
+
+class NoCapabilities(ModelAdapter):
+    id = "no-capabilities"
+
+    def load(self, plan):
+        raise AssertionError("never loaded")
+
+
+@hookimpl
+def register_backends(register):
+    register(HalfDeclared())
+    register(NoCapabilities())
+'''
+
+
+def test_an_adapter_missing_declared_capabilities_is_refused_naming_the_plugin(tmp_path, monkeypatch):
+    """Issue 13: capabilities are declared data, checked when the plugin registers;
+    an incomplete adapter is refused with the plugin's name, and asking for it
+    by name says why (not 'unknown backend')."""
+    from cinescale_post.errors import PluginError
+
+    root = fake_distribution(tmp_path / "site", "cinescale-undeclared", {"undeclared": "tp_undeclared"},
+                             {"tp_undeclared": UNDECLARED})
+    monkeypatch.syspath_prepend(str(root))
+    sys.modules.pop("tp_undeclared", None)
+    host = Host(env={})
+    assert "half-declared" not in host.backends() and "no-capabilities" not in host.backends()
+    err = _rec(host, "undeclared")["error"]
+    assert "undeclared" in err and "HalfDeclared" in err and "family" in err and "latent_layout" in err
+    with pytest.raises(PluginError, match=r"(?s)plugin undeclared.*family.*docs/plugins.md"):
+        host.backend("half-declared")
+    # and from the command line: the plugin's name and the missing declaration, exit code of a plugin error
+    r = run_cli(["generate", "--preset", "sdxl-2k-still", "--set", "backend=half-declared", "--prompt", "x",
+                 "-o", str(tmp_path / "o.exr")], env=cli_env(root))
+    assert r.returncode == PluginError("x").exit_code, r.stderr
+    assert "undeclared" in r.stderr and "family" in r.stderr

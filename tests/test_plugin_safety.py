@@ -38,7 +38,7 @@ class EvilBackend:
 CRASHY = '''
 import os
 from cinescale_post import hookimpl
-from cinescale_post.testing_backends import NoiseBackend
+from cinescale_post.testing.backends import NoiseBackend
 
 
 class CrashyBackend(NoiseBackend):
@@ -93,7 +93,7 @@ def site(tmp_path_factory):
     marker = root / "evil-was-imported"
     site = fake_distribution(
         root / "site", "cinescale-safety-test",
-        {"testbackends": "cinescale_post.testing_backends", "crashy": "crashy_plugin", "hooky": "hooky_plugin",
+        {"testbackends": "cinescale_post.testing.backends", "crashy": "crashy_plugin", "hooky": "hooky_plugin",
          "sidefx": "sidefx_plugin"},
         {"crashy_plugin": CRASHY, "hooky_plugin": HOOKY, "sidefx_plugin": EVIL.format(marker=marker)})
     evil_dir = root / "evil"
@@ -256,14 +256,14 @@ def _pickled_folder(kind: str, path: Path) -> Path:
     if kind == "sdxl":
         from diffusers import StableDiffusionXLPipeline
 
-        from cinescale_post.testing_models import build_tiny_sdxl
+        from cinescale_post.testing.models import build_tiny_sdxl
 
         StableDiffusionXLPipeline(**build_tiny_sdxl(0, text_encoders=False)).save_pretrained(
             path, safe_serialization=False)
     else:
         from diffusers import StableDiffusionPipeline
 
-        from cinescale_post.testing_models import build_tiny_sd15
+        from cinescale_post.testing.models import build_tiny_sd15
 
         StableDiffusionPipeline(**build_tiny_sd15(0)).save_pretrained(path, safe_serialization=False)
     assert list(path.rglob("*.bin")), "the fixture should hold pickled weights"

@@ -23,8 +23,31 @@ class DraftBackend(Backend):
     temporal = False
     description = "classical resize (Lanczos or bicubic); no model, no GPU"
 
-    def __init__(self):
+    def __init__(self, resolve=None):
         self._upscaler = None
+        self._resolve = resolve
+
+    def for_render(self, resolve):
+        return DraftBackend(resolve)
+
+    def _upscaler_named(self, name: str):
+        """The upscaler ``name`` through the render's lookup (built-ins
+        without one); PlanError when it is unknown or not pixel-space."""
+        from ..errors import UnknownNameError
+        from .upscalers import BICUBIC, LANCZOS
+
+        try:
+            if self._resolve is not None:
+                up = self._resolve("upscaler", name)
+            else:
+                up = {u.name: u for u in (LANCZOS, BICUBIC)}[name]
+        except (UnknownNameError, KeyError) as exc:
+            raise PlanError(f"backend_options.upscaler = {name!r} is not a pixel-space upscaler",
+                            fix=getattr(exc, "fix", None) or "use lanczos or bicubic") from exc
+        if up.space != "pixel":
+            raise PlanError(f"backend_options.upscaler = {name!r} is not a pixel-space upscaler",
+                            fix="use lanczos, bicubic or another upscaler with space = \"pixel\"")
+        return up
 
     def validate(self, *, stages, options, size, source):
         allowed = {"upscaler"}
@@ -36,15 +59,11 @@ class DraftBackend(Backend):
             raise PlanError("the draft backend has no diffusion stages",
                             fix="remove [[stages]] from the preset or choose a diffusion preset")
         name = options.get("upscaler", "lanczos")
-        registry = self.host.upscalers() if self.host is not None else {}
-        pixel = sorted(k for k, v in registry.items() if v.space == "pixel")
-        if name not in pixel:
-            raise PlanError(f"backend_options.upscaler = {name!r} is not a pixel-space upscaler",
-                            fix=f"use one of: {', '.join(pixel) or 'none installed'}")
+        self._upscaler_named(name)
         return (), {"upscaler": name}
 
     def load(self, plan) -> None:
-        self._upscaler = self.host.upscaler(plan.backend_options["upscaler"])
+        self._upscaler = self._upscaler_named(plan.backend_options["upscaler"])
 
     def render(self, job: WindowJob) -> list[np.ndarray]:
         return [self._upscaler(f.rgb, job.size) for f in job.frames]

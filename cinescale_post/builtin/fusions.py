@@ -1,9 +1,10 @@
 """Built-in plugin: attention fusions applied by the cascade in upscaled stages.
 
-A fusion object has ``name``, ``description`` and
-``apply(backend, stage, *, latent_hw, jitter) -> Handle``: it patches the
-attention layers the backend declares (``backend.patch_points.fusion_attention``)
-for the duration of one stage and returns the removable handle.
+A fusion (:class:`cinescale_post.interfaces.Fusion`) has ``name``,
+``description`` and ``apply(model, stage, *, latent_hw, jitter, group) -> Handle``:
+it patches the attention layers the model declares
+(``model.patch_points.fusion_attention``) for the duration of one stage and
+returns the removable handle.
 
 * ``scale-fusion`` — FreeScale: global + local-window self-attention fused as
   blur(local) + (global - blur(global)) (ALGORITHM.md section 3).
@@ -13,9 +14,10 @@ for the duration of one stage and returns the removable handle.
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
+from ..interfaces import Fusion
 
 
-class ScaleFusion:
+class ScaleFusion(Fusion):
     name = "scale-fusion"
     description = "global + local-window attention, low freq. of local + high freq. of global (FreeScale)"
 
@@ -32,7 +34,7 @@ class ScaleFusion:
             jitter_fn=(jitter.randint if (jitter is not None and spec.jitter) else None),
             max_window_batch=spec.window_batch or None)
 
-    def apply(self, backend, stage, *, latent_hw, jitter=None):
+    def apply(self, backend, stage, *, latent_hw, jitter=None, group=(1, 0)):
         from ..ops.fusion import apply_scale_fusion
 
         points = backend.patch_points.fusion_attention
@@ -43,11 +45,11 @@ class ScaleFusion:
                                   self.state_for(backend, stage, latent_hw=latent_hw, jitter=jitter))
 
 
-class GlobalOnly:
+class GlobalOnly(Fusion):
     name = "global-only"
     description = "plain global self-attention (no change)"
 
-    def apply(self, backend, stage, *, latent_hw, jitter=None):
+    def apply(self, backend, stage, *, latent_hw, jitter=None, group=(1, 0)):
         from ..ops.handles import Handle
 
         return Handle("global-only (no change)")

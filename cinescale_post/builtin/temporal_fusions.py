@@ -3,41 +3,41 @@
 * ``cross-frame`` — the self-attention keys/values of an anchor frame shared
   with the other frames of the batch (:mod:`cinescale_post.ops.cross_frame`).
 
-A backend that batches several frames of a clip through the cascade says how
-by setting ``backend.frame_group = (frames_per_group, anchor_index)`` before
-running the ladder (rows ``g * frames + j``; CFG and window stacking keep
-that layout). Without it (or with one frame per group) the fusion changes
-nothing. Like every fusion it is applied per stage when a stage names it
+The render driver, when it batches several frames of a clip through the
+cascade, says how in the ``group = (frames_per_group, anchor_index)``
+argument of ``apply`` (rows ``g * frames + j``; CFG and window stacking keep
+that layout). With one frame per group the fusion changes nothing. Like every fusion it is applied per stage when a stage names it
 (``fusion = "cross-frame"``), replacing that stage's scale fusion; a backend
-can also apply it around the whole ladder (the SDXL backend's
-``cross_frame = true``), under the stage's scale fusion.
+can also apply it around the whole ladder (the driver's ``cross_frame =
+true``), under the stage's scale fusion.
 """
 
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
+from ..interfaces import Fusion
 
 
-class CrossFrame:
+class CrossFrame(Fusion):
     name = "cross-frame"
-    #: Works across the frames of a batch (``backend.frame_group``); one frame passes through.
+    #: Works across the frames of a batch (the ``group`` argument); one frame passes through.
     group_fusion = True
     description = "anchor frame's self-attention keys/values shared with the other frames of the batch"
 
-    def state_for(self, backend):
+    def state_for(self, group=(1, 0)):
         from ..ops.cross_frame import CrossFrameState
 
-        frames, anchor = getattr(backend, "frame_group", None) or (1, 0)
+        frames, anchor = group or (1, 0)
         return CrossFrameState(frames=int(frames), anchor=int(anchor))
 
-    def apply(self, backend, stage=None, *, latent_hw=None, jitter=None):
+    def apply(self, backend, stage=None, *, latent_hw=None, jitter=None, group=(1, 0)):
         from ..ops.cross_frame import apply_cross_frame
 
         points = backend.patch_points.fusion_attention
         if not points:
             raise ValueError(f"backend {backend.id!r} declares no self-attention layers for cross-frame attention; "
                              'fix: set fusion = "none" in the stage and cross_frame = false')
-        return apply_cross_frame(backend.denoiser, points, self.state_for(backend))
+        return apply_cross_frame(backend.denoiser, points, self.state_for(group))
 
 
 CROSS_FRAME = CrossFrame()

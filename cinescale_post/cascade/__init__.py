@@ -1,14 +1,14 @@
 """The cascade engine: the one denoising loop and the stage ladder.
 
 Importing this package is light (no torch, no diffusers): the stage specs
-(:mod:`.stages`) and the backend protocol (:mod:`.protocol`) are plain Python;
-the loop (:mod:`.loop`), scheduler helpers (:mod:`.schedule`) and upscaling
-(:mod:`.upscale`) import torch when first used.
+(:mod:`.stages`), the driver's options (:mod:`.options`) and the render driver
+(:mod:`.driver`) are plain Python at import; the loop (:mod:`.loop`),
+scheduler helpers (:mod:`.schedule`) and upscaling (:mod:`.upscale`) import
+torch when first used. The model contract is :mod:`cinescale_post.adapter`.
 """
 
 from __future__ import annotations
 
-from .protocol import DiffusionBackend, ModelInfo, PatchPoints
 from .stages import ResolvedStage, StageSpec, default_stages, parse_stages, resolve_ladder
 
 _LAZY = {
@@ -17,7 +17,7 @@ _LAZY = {
     "renoise_trajectory": "schedule", "flow_sigmas": "schedule", "stage_scheduler": "schedule",
     "resize": "upscale", "upscale_latent": "upscale",
     "refine_frames": "run", "refine_video": "run", "generate_images": "run", "to_pixels": "run",
-    "to_images": "run",
+    "to_images": "run", "fit_frames": "run", "video_to_pixels": "run", "RenderDriver": "driver",
 }
 
 
@@ -30,5 +30,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DiffusionBackend", "ModelInfo", "PatchPoints", "ResolvedStage", "StageSpec", "default_stages",
+__all__ = ["ResolvedStage", "StageSpec", "default_stages",
            "parse_stages", "resolve_ladder", *_LAZY]

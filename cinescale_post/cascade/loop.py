@@ -13,12 +13,13 @@ every stage runs through it. :func:`run_ladder` walks the resolved stages:
   convolutions while ``i < dilate_tau``, and apply the stage's fusion to the
   declared attention layers for the whole stage.
 
-Per stage the backend may take part through optional hooks (see
-:class:`~.protocol.DiffusionBackend`): ``make_scheduler(stage=...)`` and
+Per stage the model takes part through the methods of
+:class:`cinescale_post.api.Model`: ``make_scheduler(stage)`` and
 ``stage_sigmas(stage)`` set the stage's schedule (a DiT's flow shift),
 ``stage_patches(stage)`` yields handles held for the whole stage, base stage
 included (NTK-RoPE, attention temperature), and ``denoisers`` lists every
-model that dilation and FreeU go on (two-expert models).
+model that dilation and FreeU go on (two-expert models). The "backend" of
+the functions below is such a model.
 
 Random sources are injectable through :class:`RandomSources`, which also
 provides the controlled mode (re-noise tensors passed in, VAE posterior mean,
@@ -152,16 +153,17 @@ def denoise(backend: Any, scheduler: Any, z: torch.Tensor, cond: Any, *, start: 
 
 
 def denoisers(backend: Any) -> list:
-    """Every model a patch must reach (``backend.denoisers``, else ``[denoiser]``)."""
-    models = getattr(backend, "denoisers", None)
-    return list(models) if models else [backend.denoiser]
+    """Every model a patch must reach (``Model.denoisers``)."""
+    return list(backend.denoisers)
 
 
 def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources, prev: StageResult | None, *,
               upscaler: Any = None, fusion: Any = None, mask: Any = None, frames: int | None = None,
-              callback: Callable[[int, int], None] | None = None) -> StageResult:
+              callback: Callable[[int, int], None] | None = None, group: tuple[int, int] = (1, 0)) -> StageResult:
     """Run one resolved stage (see module docstring) and return its latent.
-    ``frames``: latent frames of the base stage's noise (video backends)."""
+    ``frames``: latent frames of the base stage's noise (video backends).
+    ``group``: (frames per group, anchor index) of the batch rows, for group
+    fusions such as cross-frame attention."""
     spec = stage.spec
     sched = stage_scheduler(backend, stage)
     ts = sched.timesteps
@@ -171,8 +173,7 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
     if stage.base or prev is None:
         if not stage.base:
             raise ValueError(f"stage {stage.index} refines a previous result but none was given")
-        shape = backend.latent_shape(stage.size) if frames is None else backend.latent_shape(stage.size,
-                                                                                            frames=frames)
+        shape = backend.latent_shape(stage.size, frames=frames)
         gen = rng.generator_for(stage.index, "noise")
         noise = rng.base_noise if rng.base_noise is not None else randn(shape, gen, backend.device, backend.dtype)
         # Flow-matching schedulers have no init_noise_sigma: they start from pure noise.
@@ -213,7 +214,7 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
     with HandleGroup(f"stage {stage.index}") as patches:
         fusion_name = stage.fusion
         if fusion_name is not None and fusion is not None:
-            patches.add(fusion.apply(backend, stage, latent_hw=latent_hw, jitter=rng.jitter))
+            patches.add(fusion.apply(backend, stage, latent_hw=latent_hw, jitter=rng.jitter, group=group))
             info["fusion"] = fusion_name
         step_patch = None
         points = backend.patch_points
@@ -246,31 +247,31 @@ def upscale_to(backend: Any, prev: StageResult, size: tuple[int, int], upscaler:
 def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: RandomSources, *,
                init: StageResult | None = None, resolve: Callable[[str, str], Any] | None = None,
                freeu: Any = None, mask: Any = None, keep: str = "last", frames: int | None = None,
-               progress: Callable[[float], None] | None = None) -> list[StageResult]:
+               progress: Callable[[float], None] | None = None, group: tuple[int, int] = (1, 0)) -> list[StageResult]:
     """Run every stage in order; returns the last result (``keep="last"``) or
     all of them (``keep="all"``; the reference returns every stage).
 
     ``init``: the source (pixels or latent) for render mode, None for
     generate. ``resolve(kind, name)`` maps upscaler/fusion names to objects
-    (default: the backend's host, see :func:`cinescale_post.cascade.registry.resolver_for`). ``freeu``: an
+    (default: the built-in ones, :func:`.driver.builtin_resolve`). ``freeu``: an
     ``ops.freeu.FreeUSpec`` applied during all stages, or None. ``frames``:
     latent frames of the base stage (video backends; None: ``latent_shape``'s
     default). Each stage runs inside the handles of ``backend.stage_patches(stage)``.
+    ``group``: see :func:`run_stage`.
     """
-    from .registry import resolver_for
+    from .driver import builtin_resolve
 
-    resolve = resolve or resolver_for(backend)
+    resolve = resolve or builtin_resolve
     total = sum(len(range(s.restart_index, s.spec.steps)) for s in stages) or 1
     done = [0]
     results: list[StageResult] = []
     prev = init
-    with HandleGroup("ladder") as group:
+    with HandleGroup("ladder") as ladder:
         if freeu is not None:
             from ..ops.freeu import apply_freeu
 
             for model in denoisers(backend):
-                group.add(apply_freeu(model, freeu))
-        patches_for = getattr(backend, "stage_patches", None)
+                ladder.add(apply_freeu(model, freeu))
         for stage in stages:
             up = None if stage.base else resolve("upscaler", stage.spec.upscaler)
             fu = resolve("fusion", stage.fusion) if stage.fusion else None
@@ -281,10 +282,10 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
 
             with HandleGroup(f"stage {stage.index} patches") as patches:
                 # Added one by one, so a generator's earlier handles are removed if a later one fails.
-                for handle in (patches_for(stage) if patches_for is not None else ()):
+                for handle in backend.stage_patches(stage):
                     patches.add(handle)
                 res = run_stage(backend, stage, cond, rng, prev, upscaler=up, fusion=fu, mask=mask, frames=frames,
-                                callback=cb)
+                                callback=cb, group=group)
             done[0] += stage.spec.steps - stage.restart_index
             results.append(res)
             prev = res

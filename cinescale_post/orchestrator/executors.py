@@ -56,14 +56,20 @@ class LocalExecutor(Executor):
 
 
 EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor}
+# Executors in their own modules, imported on first use (that module imports
+# this one for the base class; ray itself is imported only when a render uses it).
+_LAZY = {"ray": ("cinescale_post.orchestrator.ray_executor", "RayExecutor")}
 
 
 def get_executor(name: str, **options) -> Executor:
-    """``name`` is "local" or one registered in ``EXECUTORS`` (e.g. "ray"
-    when the extra is installed); ``options`` go to its constructor."""
+    """``name`` is "local", "ray" (needs the ``[ray]`` extra when a render
+    runs) or one registered in ``EXECUTORS``; ``options`` go to its constructor."""
+    if name not in EXECUTORS and name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        EXECUTORS[name] = getattr(importlib.import_module(mod), attr)
     if name not in EXECUTORS:
-        raise UnknownNameError(f"unknown executor {name!r}", fix=f"use one of: {', '.join(EXECUTORS)}")
+        names = sorted(set(EXECUTORS) | set(_LAZY))
+        raise UnknownNameError(f"unknown executor {name!r}", fix=f"use one of: {', '.join(names)}")
     return EXECUTORS[name](**options)
-
-
-from . import ray_executor  # noqa: E402,F401  registers "ray"; ray itself is imported only when a render uses it

@@ -28,13 +28,12 @@ def _synthetic_source(plan, count: int) -> SourceInfo:
 
 def run_generate(plan, host, sink) -> list[str]:
     backend = host.backend(plan.backend)
-    gen = getattr(backend, "generate", None)
-    if gen is None:
-        raise PlanError(f"backend {backend.id!r} cannot generate", fix="choose a diffusion preset")
     t0 = time.monotonic()
+    for w in plan.warnings:  # said once: the preset and codec chosen for it, dtype changes (plan.build)
+        sink.emit("warning", message=w)
     load_backend(host, backend, plan, lambda m: sink.emit("warning", message=m))
     try:
-        images = call_plugin(host, backend, "generate", gen, plan, seed_function(plan.seed))
+        images = call_plugin(host, backend, "generate", backend.generate, plan, seed_function(plan.seed))
     finally:
         backend.unload()
     if not is_main_process():  # torchrun: rank 0 publishes, the others only took part in the math

@@ -55,8 +55,7 @@ def render_with_backoff(backend, job, *, warn: Callable[[str], None], where: str
             if not is_oom(exc):
                 raise
             empty_cache()
-            step = getattr(backend, "reduce_memory", None)
-            nxt = step() if step is not None else None
+            nxt = backend.reduce_memory()
             if not nxt:
                 numbers = device_numbers()
                 detail = ", ".join(f"{k} {v}" for k, v in numbers.items()) or "no device numbers (CPU)"

@@ -52,7 +52,7 @@ import time
 from typing import Any
 
 from ..errors import CinescaleError, TemporaryFailure, UsageError
-from .executors import EXECUTORS, Executor
+from .executors import Executor
 
 log = logging.getLogger(__name__)
 
@@ -454,6 +454,5 @@ def _set_title(title: str) -> None:
 
 # The core never imports ray: registering the class costs nothing, and
 # ``import_ray`` runs only when a render picks this executor.
-EXECUTORS.setdefault("ray", RayExecutor)
 
 __all__ = ["RayExecutor", "ChunkActor", "run_chunk", "complete_chunk_info", "import_ray", "PERMANENT_EXIT_CODES"]

@@ -30,10 +30,10 @@ import numpy as np
 
 from ..errors import CinescaleError, OutputError, PluginError
 from ..interfaces import Frame, OutputTarget, WindowJob
-from ..media.sequence import compress_ranges
 from ..media import output_colour
 from .alpha_carry import AlphaCarry
-from . import frozen_memory
+from ..media.sequence import compress_ranges
+from . import frozen_memory, journal_fold
 from .executors import get_executor
 from .manifest import Manifest, input_identity
 from .assembly import assembled_ok, remove_chunks, assemble_movie  # noqa: F401 - assemble_movie: public API
@@ -89,7 +89,6 @@ class _FrameCache:
         self.frames: dict[int, Frame] = {}
         self.carry = carry  # AlphaCarry: keeps alpha away from the model (alpha_carry.py)
 
-
     def get(self, numbers: tuple[int, ...]) -> list[Frame]:
         missing = sorted({n for n in numbers if n not in self.frames})
         if missing:
@@ -127,8 +126,7 @@ class _Render:
             from ..media.ocio import Converter
 
             self.colour = Converter(dict(plan.colour))
-        self.lookbehind = int(backend.lookbehind_frames(plan.backend_options, plan.stages)
-                              if hasattr(backend, "lookbehind_frames") else 0)
+        self.lookbehind = int(backend.lookbehind_frames(plan.backend_options, plan.stages))
         self.outputs: list[str] = []
         self.weight = {(f, wi): wt for f, items in self.cov.items() for wi, wt in items}
         self.plan_frames = frozenset(plan.frames)
@@ -502,9 +500,9 @@ def load_backend(host, backend, plan, warn) -> dict:
 
     with routed() as lib:
         call_plugin(host, backend, "load", backend.load, plan)
-        apply = getattr(backend, "apply_memory_choice", None)
-        if apply is not None and plan.memory.get("available"):
-            desc = call_plugin(host, backend, "apply_memory_choice", apply, dict(plan.memory["choice"]))
+        if plan.memory.get("available"):
+            desc = call_plugin(host, backend, "apply_memory_choice", backend.apply_memory_choice,
+                               dict(plan.memory["choice"]))
             if desc:
                 warn(f"memory plan: {desc}")
     return lib.to_dict()
@@ -651,6 +649,8 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         manifest.update(last_run={"status": status, "seconds": seconds,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                         substituted_frames=manifest.substitutions())
+        if status == "finished" and main:  # complete: logs into the manifest, work folder removed
+            journal_fold.finish(manifest, plan, job_frames, warn=lambda m: sink.emit("warning", message=m))
         host.notify("render_finished", plan=plan, summary=summary.to_dict())
         sink.emit("finished", status=status, done=done, total=total, seconds=seconds,
                   outputs=outputs if status == "finished" else summary.outputs)
@@ -794,6 +794,7 @@ class ChunkWorker:
             info = {"id": chunk.id, "frames": [], "files": [], "seconds": 0.0, "windows_rendered": 0, "waiting": []}
         else:
             info = render.run_chunk(chunk, todo)
+        render.manifest.close()  # its log ends "closed": the actor may be killed, the log still folds
         info["loads"] = self.loads - loads_before
         return info
 
@@ -825,7 +826,7 @@ def _open_reader(plan, host):
 def record_substitutions(manifest: Manifest, reader, sink) -> None:
     """Frames a reader replaced (``--on-bad-frame`` / ``--missing``): one
     warning each, and a record in this process's unit log, which
-    ``Manifest.substitutions`` gathers for the manifest."""
+    :func:`substituted_frames` gathers for the manifest."""
     subs = reader.substitutions()
     if not subs:
         return

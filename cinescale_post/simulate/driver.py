@@ -111,40 +111,17 @@ def _meta(*shape, dtype):
 
 
 def _attach(backend_id: str, pipe, plan, dtype):
-    """(model, driver) for an in-memory pipeline: the issue-13 layout (a plugin
-    ``Model`` driven by the core ``RenderDriver``) when present, else the
-    backend object that drives itself (it is both)."""
-    try:
-        from cinescale_post.cascade.driver import RenderDriver
-    except ImportError:  # pre-issue-13 layout
-        RenderDriver = None
-    if RenderDriver is not None:
-        if backend_id == "sdxl":
-            from cinescale_sdxl.backend import SDXLAdapter as Adapter, SDXLModel as ModelCls
-        else:
-            from cinescale_wan.backend import WanAdapter as Adapter, WanModel as ModelCls
-        adapter = Adapter()
-        model = ModelCls(pipe, device="meta", dtype=dtype, options=adapter._options(plan))
-        return model, RenderDriver(adapter).use(model, plan)
+    """(model, driver) for an in-memory pipeline: the plugin's ``Model`` on the
+    meta device, driven by the core ``RenderDriver`` as in a render."""
+    from cinescale_post.cascade.driver import RenderDriver
+
     if backend_id == "sdxl":
-        from cinescale_post.cascade.stages import parse_stages
-        from cinescale_sdxl.backend import SDXLBackend, SDXLOptions
-
-        b = SDXLBackend()
-        b.plan = plan
-        b.attach(pipe, device="meta", dtype=dtype, options=SDXLOptions.from_dict(dict(plan.backend_options)))
-        b.specs = parse_stages(list(plan.stages))
-        b.mask = None
-        return b, b
-    from cinescale_wan.backend import WanBackend
-    from cinescale_wan.options import WanOptions, parse_wan_stages
-
-    b = WanBackend()
-    b.plan = plan
-    b.attach(pipe, device="meta", dtype=dtype, options=WanOptions.from_dict(dict(plan.backend_options)),
-             stages=list(plan.stages))
-    b.specs = parse_wan_stages(list(plan.stages))[0]
-    return b, b
+        from cinescale_sdxl.backend import SDXLAdapter as Adapter, SDXLModel as ModelCls
+    else:
+        from cinescale_wan.backend import WanAdapter as Adapter, WanModel as ModelCls
+    adapter = Adapter()
+    model = ModelCls(pipe, device="meta", dtype=dtype, options=adapter._options(plan))
+    return model, RenderDriver(adapter).use(model, plan)
 
 
 def _opt(plan, key: str, default):
@@ -318,10 +295,7 @@ def _run_wan(model, driver, comps, tracker, plan, out, source_size, choice, note
         init = StageResult(size=(w, h), pixels=_meta(1, 3, frames, h, w, dtype=torch.float32))
         notes.append(f"render window: {frames} frames of {w}x{h} source")
     f_lat = (frames - 1) // t + 1
-    if driver is model:
-        rng = model.random_sources(int(plan.seed), stages, f_lat)
-    else:
-        rng = driver.video_sources(int(plan.seed), stages, f_lat)
+    rng = driver.video_sources(int(plan.seed), stages, f_lat)
     res = driver.run_cascade(stages, cond, rng, init=init, frames=f_lat)[-1]
     model.decode(res.latent)
     return {"stages": [_stage_row(s, info) for s in stages], "frames": frames}

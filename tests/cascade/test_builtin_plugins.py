@@ -1,7 +1,7 @@
 import torch
 
 from cinescale_post.builtin import fusions, latent_upscalers
-from cinescale_post.cascade.registry import resolve
+from cinescale_post.cascade.driver import builtin_resolve as resolve
 from cinescale_post.host import Host
 
 

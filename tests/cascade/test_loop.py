@@ -38,7 +38,7 @@ def test_refine_stage_without_fusion_dilation_equals_diffusers_img2img(backend):
     rng = RandomSources(generator=torch.Generator().manual_seed(11), renoise=[eps])
     with torch.no_grad():
         ours = run_stage(backend, stage, cond, rng, StageResult(size=(64, 64), latent=z0),
-                         upscaler=__import__("cinescale_post.cascade.registry", fromlist=["x"]).resolve(
+                         upscaler=__import__("cinescale_post.cascade.driver", fromlist=["x"]).builtin_resolve(
                              "upscaler", "latent-nearest")).latent
         pipe = _pipe(backend, StableDiffusionXLImg2ImgPipeline)
         theirs = pipe(image=z0, strength=0.7, num_inference_steps=10, guidance_scale=5.0, output_type="latent",

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cinescale_post.cascade.loop import RandomSources, run_ladder
-from cinescale_post.cascade.protocol import ModelInfo, PatchPoints
+from cinescale_post.api import Model, ModelInfo, PatchPoints
 from cinescale_post.cascade.run import refine_video
 from cinescale_post.cascade.schedule import flow_sigmas, stage_scheduler
 from cinescale_post.cascade.stages import parse_stages, resolve_ladder
@@ -17,13 +17,17 @@ from cinescale_post.errors import PlanError
 from cinescale_post.ops.handles import Handle
 
 
-class FakeDiT:
-    """Duck-typed video backend: zero velocity (Euler keeps z), 4x temporal, 8x spatial VAE."""
+class FakeDiT(Model):
+    """A video model: zero velocity (Euler keeps z), 4x temporal, 8x spatial VAE."""
 
     id = "fake-dit"
     device, dtype = torch.device("cpu"), torch.float32
     model_info = ModelInfo(base_size=(32, 32), latent_factor=8, latent_channels=3, size_multiple=8, temporal_factor=4)
     patch_points = PatchPoints()
+    denoiser = None
+
+    def condition(self, prompt, negative_prompt="", *, size, guidance, image=None):
+        return None
 
     def __init__(self):
         self.denoiser = torch.nn.Identity()
@@ -86,15 +90,11 @@ def test_stage_scheduler_takes_the_stage_and_explicit_sigmas():
     want = [3 * x / (1 + 2 * x) for x in (1.0, 0.75, 0.5, 0.25)]
     assert np.allclose(s.sigmas[:-1].numpy(), want) and float(s.sigmas[-1]) == 0.0
 
-    class NoStage(FakeDiT):
-        def make_scheduler(self):  # the opt-in argument left out
-            from diffusers import EulerDiscreteScheduler
+    class PlainSpacing(FakeDiT):
+        def stage_sigmas(self, stage):  # None: the scheduler's own spacing
+            return None
 
-            return EulerDiscreteScheduler()
-
-        stage_sigmas = None
-
-    assert len(stage_scheduler(NoStage(), st).timesteps) == 4
+    assert len(stage_scheduler(PlainSpacing(), st).timesteps) == 4
 
 
 def test_ladder_holds_stage_patches_for_every_stage_and_passes_frames():

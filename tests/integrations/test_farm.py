@@ -63,7 +63,7 @@ def farm(tmp_path_factory):
 
 def _reference(tmp_path, preset, clip, name):
     """The same shot rendered by one local process."""
-    import cinescale_post.testing_backends as tb
+    import cinescale_post.testing.backends as tb
     from cinescale_post.host import Host
 
     host = Host(load_entrypoints=False, extra_plugins=(tb,))
@@ -307,7 +307,7 @@ _COUNTING = '''
 import os
 
 from cinescale_post.hookspecs import hookimpl
-from cinescale_post.testing_backends import TemporalNoiseBackend
+from cinescale_post.testing.backends import TemporalNoiseBackend
 
 
 class Counting(TemporalNoiseBackend):

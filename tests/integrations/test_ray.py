@@ -44,7 +44,7 @@ import time
 
 from cinescale_post.errors import InputError
 from cinescale_post.hookspecs import hookimpl
-from cinescale_post.testing_backends import NoiseBackend
+from cinescale_post.testing.backends import NoiseBackend
 
 
 class Slower(NoiseBackend):
@@ -110,13 +110,15 @@ def register_backends(register):
 
 
 def test_ray_executor_is_registered_without_importing_ray():
-    """The core registers "ray" lazily: importing the orchestrator must not
-    import ray (slow, optional). Needs the one-line hook in executors.py."""
+    """The core knows "ray" lazily: importing the orchestrator imports neither
+    ray (slow, optional) nor the executor module; asking for it does the latter only."""
     code = ("import sys; from cinescale_post.orchestrator import executors, run; "
-            "print('ray' in executors.EXECUTORS, 'ray' in sys.modules)")
+            "m = 'cinescale_post.orchestrator.ray_executor'; before = m in sys.modules; "
+            "e = executors.get_executor('ray'); "
+            "print(before, type(e).__name__, 'ray' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["True", "False"], r.stdout
+    assert r.stdout.split() == ["False", "RayExecutor", "False"], r.stdout
 
 
 def test_missing_ray_names_the_extra(monkeypatch):
@@ -162,7 +164,7 @@ def test_resumed_chunk_reports_frames_its_lost_attempt_published(tmp_path, host)
     for n in (1003, 1004):  # ... except the last two frames of the chunk
         (out.parent / f"f.{n}.exr").unlink()
     task = functools.partial(render_chunk_task, p, load_entrypoints=False,
-                             extra_plugins=(sys.modules["cinescale_post.testing_backends"],))
+                             extra_plugins=(sys.modules["cinescale_post.testing.backends"],))
     chunk = Chunk("1001-1004", (1001, 1002, 1003, 1004), (0, 1, 2, 3))
     info = task(chunk)
     assert info["frames"] == [1003, 1004]  # the retry rendered only the rest
@@ -213,7 +215,7 @@ def media(cluster):
 
 
 def _host(cluster):
-    import cinescale_post.testing_backends as tb
+    import cinescale_post.testing.backends as tb
     from cinescale_post.host import Host
 
     return Host(load_entrypoints=False, extra_plugins=(tb, cluster["module"]))

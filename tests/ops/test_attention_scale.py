@@ -9,7 +9,7 @@ import torch
 from cinescale_post.ops.attention_scale import (AttentionScaleSpec, apply_attention_scale,
                                                 apply_attention_scale_many, attention_coef, attention_scale_factor,
                                                 temperature, tokens_per_frame)
-from cinescale_post.testing_wan import build_tiny_wan, tiny_wan_inputs
+from cinescale_wan.tiny import build_tiny_wan, tiny_wan_inputs
 
 
 @pytest.fixture

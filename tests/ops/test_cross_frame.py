@@ -139,17 +139,15 @@ def test_under_scale_fusion_the_anchor_is_unchanged(tiny_unet, unet_inputs):
 def test_cross_frame_fusion_plugin_registers_and_reads_the_backend_group(tiny_unet):
     import cinescale_post.builtin.temporal_fusions as tf
     from cinescale_post.host import Host
-    from cinescale_post.testing_models import tiny_unet_backend
+    from cinescale_post.testing.models import tiny_unet_model
 
     host = Host(load_entrypoints=False, extra_plugins=(tf,))
     fusion = host.fusions()["cross-frame"]
     assert fusion.description
-    backend = tiny_unet_backend(0)
-    backend.frame_group = (2, 1)
-    with fusion.apply(backend, None, latent_hw=(8, 8)) as h:
+    backend = tiny_unet_model(0)
+    with fusion.apply(backend, None, latent_hw=(8, 8), group=(2, 1)) as h:
         assert h.state.frames == 2 and h.state.anchor == 1
         assert all(isinstance(backend.unet.attn_processors[n], CrossFrameAttnProcessor) for n in h.layers)
     assert not any(isinstance(p, CrossFrameAttnProcessor) for p in backend.unet.attn_processors.values())
-    backend.frame_group = None
     with fusion.apply(backend, None, latent_hw=(8, 8)) as h:
         assert h.state.frames == 1  # nothing to share: the processors pass every call through

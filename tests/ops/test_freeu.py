@@ -111,7 +111,7 @@ def repeating_pipe():
     as SD 1.5's 1280/1280."""
     from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 
-    from cinescale_post.testing_models import TINY_UNET_CONFIG, build_tiny_sdxl
+    from cinescale_post.testing.models import TINY_UNET_CONFIG, build_tiny_sdxl
 
     comps = build_tiny_sdxl(0, text_encoders=False)
     torch.manual_seed(5)

@@ -8,7 +8,7 @@ import torch
 
 from cinescale_post.ops.rope import (RopeSpec, apply_ntk_rope, apply_ntk_rope_many, axis_split, model_axis_split,
                                      ntk_theta, rope_frequencies, rope_tables)
-from cinescale_post.testing_wan import build_tiny_wan, tiny_wan_inputs
+from cinescale_wan.tiny import build_tiny_wan, tiny_wan_inputs
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_identity_factors_rebuild_the_diffusers_buffers_bit_exactly(tiny_wan_tra
 def test_split_is_read_from_the_model_not_hard_coded():
     from diffusers import WanTransformer3DModel
 
-    from cinescale_post.testing_wan import TINY_WAN_TRANSFORMER_CONFIG
+    from cinescale_wan.tiny import TINY_WAN_TRANSFORMER_CONFIG
 
     cfg = dict(TINY_WAN_TRANSFORMER_CONFIG, attention_head_dim=16)  # split 6/4/4... per the diffusers rule
     m = WanTransformer3DModel(**cfg).eval()

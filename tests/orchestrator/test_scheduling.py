@@ -14,7 +14,7 @@ from cinescale_post.hookspecs import hookimpl
 from cinescale_post.orchestrator.memory import render_with_backoff
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip
-from cinescale_post.testing_backends import NoiseBackend, TemporalNoiseBackend
+from cinescale_post.testing.backends import NoiseBackend, TemporalNoiseBackend
 
 from ..helpers import recorder, write_preset
 
@@ -85,7 +85,7 @@ class _Plugin:
 
 @pytest.fixture
 def host():
-    import cinescale_post.testing_backends as tb
+    import cinescale_post.testing.backends as tb
     from cinescale_post.host import Host
 
     return Host(load_entrypoints=False, extra_plugins=(tb, _Plugin()))

@@ -54,7 +54,7 @@ def render(host, tmp: Path, clip: Path, *, codec: str = "png16", size=OUT_SIZE, 
 
 @pytest.fixture(scope="session")
 def qc_host():
-    import cinescale_post.testing_backends as tb
+    import cinescale_post.testing.backends as tb
     from cinescale_post.host import Host
 
     return Host(load_entrypoints=False, extra_plugins=(tb,))

@@ -1,20 +1,23 @@
 """Entry point ``example`` of group ``cinescale_post``: a Stable Diffusion
-1.5-style backend driven by the core cascade. Copy this module to start a
-backend for another model family.
+1.5-style model adapter. Copy this module to start a backend for another
+model family.
 
-Everything a backend distribution needs is here:
+Everything a model plugin needs is here, and it imports ``cinescale_post.api``
+only:
 
 * two hook implementations, ``register_backends`` and ``register_presets``;
-* :class:`ExampleBackend`, a :class:`~cinescale_post.cascade.DiffusionBackend`:
-  ``validate`` at plan time (no torch), ``load`` from a local diffusers folder
-  (safetensors only, never a download), the protocol methods the core's
-  cascade calls (``encode``, ``decode``, ``condition``, ``predict``,
-  ``make_scheduler``), ``patch_points`` naming where the core may apply
-  restrained dilation and scale fusion, and ``render`` / ``generate``, which
-  hand frames to :mod:`cinescale_post.cascade.run`.
+* :class:`ExampleAdapter`, a :class:`~cinescale_post.api.ModelAdapter`: its
+  capabilities as declared data, ``parse_options`` at plan time (no torch)
+  and ``load``, which reads a local diffusers folder (safetensors only, never
+  a download) and returns a fresh :class:`ExampleModel`;
+* :class:`ExampleModel`, a :class:`~cinescale_post.api.Model`: the model's
+  own work — ``encode``, ``decode``, ``condition``, one guided ``predict``,
+  ``make_scheduler`` and ``patch_points`` naming where the core may apply
+  restrained dilation and scale fusion.
 
-The module imports no torch or diffusers at import time (the host imports it
-to list plugins); the heavy imports live inside the methods.
+The core's render driver does everything else: stage ladder, noise policy,
+temporal post-ops, memory back-off. The module imports no torch or diffusers
+at import time (the host imports it to list plugins).
 """
 
 from __future__ import annotations
@@ -24,16 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cinescale_post import hookimpl
-from cinescale_post.presets import packaged
-from cinescale_post.cascade.protocol import DiffusionBackend, ModelInfo, PatchPoints
-from cinescale_post.cascade.stages import parse_stages, resolve_ladder
-from cinescale_post.errors import PlanError, WeightsError
-from cinescale_post.interfaces import FrameRule, WindowJob
+from cinescale_post.api import (Capabilities, Model, ModelAdapter, ModelInfo, PatchPoints, PlanError, WeightsError,
+                                hookimpl, packaged)
 
-PRESETS = ("example-sd15-hd-refine", "example-sd15-1k-still")
 SCHEDULERS = ("ddim", "euler")
-DTYPES = ("float32", "float16", "bfloat16")
 # Self-attention of every BasicTransformerBlock (cross-attention is attn2).
 SELF_ATTENTION = ("*transformer_blocks.*.attn1.processor",)
 
@@ -65,107 +62,46 @@ def _check(x: Any, what: str, layout: str, channels: int) -> None:
 
 @dataclass
 class ExampleCond:
-    """Text conditioning: CLIP hidden states (negative then positive when
-    ``cfg``), shape (2 or 1, 77, cross_attention_dim)."""
+    """CLIP hidden states (negative then positive when ``cfg``), (2 or 1, 77, D)."""
 
     embeds: Any
     cfg: bool
 
 
-class ExampleBackend(DiffusionBackend):
+class ExampleModel(Model):
+    """The loaded components of one render."""
+
     id = "example-sd15"
-    family = "unet"
-    capabilities = frozenset({"v2v", "t2i"})
-    frame_rule = FrameRule()  # images: any window length; frames are independent
-    temporal = False
-    description = "template backend: Stable Diffusion 1.5-style UNet (self-cascade, dilation, scale fusion)"
 
-    def __init__(self) -> None:
-        self.plan: Any = None
-        self.unet = self.vae = self.text_encoder = self.tokenizer = self.scheduler = None
-        self.device: Any = "cpu"
-        self.dtype: Any = None
-
-    # ------------------------------------------------------------ plan time (no torch)
-
-    def validate(self, *, stages, options, size, source):
-        unknown = sorted(set(options) - {"scheduler"})
-        if unknown:
-            raise PlanError(f"backend_options: unknown key(s) {', '.join(unknown)} for backend {self.id!r}",
-                            fix="allowed: scheduler")
-        scheduler = options.get("scheduler", "ddim")
-        if scheduler not in SCHEDULERS:
-            raise PlanError(f"backend_options.scheduler = {scheduler!r}", fix=f"use one of: {', '.join(SCHEDULERS)}")
-        return tuple(s.to_dict() for s in parse_stages(stages)), {"scheduler": scheduler}
-
-    def weight_files(self, plan) -> list[str]:
-        return sorted(str(f) for f in Path(plan.model).rglob("*.safetensors")) if plan.model else []
-
-    # ------------------------------------------------------------ loading
-
-    def load(self, plan) -> None:
-        """Load the folder ``plan.model`` (diffusers layout: unet/, vae/,
-        text_encoder/, tokenizer/, scheduler/) for ``plan.device``/``plan.dtype``."""
-        import torch
-        from diffusers import AutoencoderKL, DDIMScheduler, EulerDiscreteScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-
-        if plan.dtype not in DTYPES:
-            raise PlanError(f"dtype {plan.dtype!r}", fix=f"use one of: {', '.join(DTYPES)}")
-        folder = str(model_folder(plan.model))
-        safe = dict(local_files_only=True, use_safetensors=True)  # never unpickle, never download
-        scheduler_cls = DDIMScheduler if plan.backend_options["scheduler"] == "ddim" else EulerDiscreteScheduler
-        device, dtype = torch.device(plan.device), getattr(torch, plan.dtype)
-        try:
-            self.unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", dtype=dtype, **safe)
-            self.vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", dtype=torch.float32, **safe)
-            self.text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **safe)
-            self.tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
-            self.scheduler = scheduler_cls.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
-        except Exception as exc:  # every loader failure is a weights problem for the user
-            raise WeightsError(f"cannot load {self.id} weights from {folder}: {type(exc).__name__}: {exc}",
-                               fix="give a diffusers SD 1.5 folder whose weights are .safetensors") from exc
-        for model in (self.unet, self.vae, self.text_encoder):
-            model.to(device)
-        self.plan, self.device, self.dtype = plan, device, dtype
-
-    def unload(self) -> None:
-        self.unet = self.vae = self.text_encoder = self.tokenizer = self.scheduler = None
-
-    def _need(self):
-        if self.unet is None:
-            raise RuntimeError(f"the {self.id} backend is not loaded; call load(plan) first")
-        return self.unet
-
-    # ------------------------------------------------------------ the protocol the cascade drives
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, *, device, dtype):
+        self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
+        self.scheduler, self.device, self.dtype = scheduler, device, dtype
+        self.vae_dtype = vae.dtype
 
     @property
     def model_info(self) -> ModelInfo:
-        unet = self._need()
         f = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        base = int(unet.config.sample_size) * f  # 64 * 8 = 512 for SD 1.5
-        return ModelInfo(base_size=(base, base), latent_factor=f, latent_channels=int(unet.config.in_channels),
+        base = int(self.unet.config.sample_size) * f  # 64 * 8 = 512 for SD 1.5
+        return ModelInfo(base_size=(base, base), latent_factor=f, latent_channels=int(self.unet.config.in_channels),
                          size_multiple=f)
 
     @property
     def patch_points(self) -> PatchPoints:
-        cfg = self._need().config
+        cfg = self.unet.config
         return PatchPoints(dilate_convs=dilated_convs(len(cfg.block_out_channels), int(cfg.layers_per_block)),
                            fusion_attention=SELF_ATTENTION)
 
     @property
     def denoiser(self):
-        return self._need()
+        return self.unet
 
-    def make_scheduler(self):
-        self._need()
+    def make_scheduler(self, stage=None):
         return copy.deepcopy(self.scheduler)
 
     def encode(self, pixels, *, generator=None, sample=True):
         """(B, 3, H, W) in [-1, 1] -> scaled latents (B, 4, H/8, W/8) in ``self.dtype``."""
         import torch
 
-        self._need()
         _check(pixels, "pixels", "(B, 3, H, W)", 3)
         with torch.no_grad():
             dist = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist
@@ -176,16 +112,14 @@ class ExampleBackend(DiffusionBackend):
         """Scaled latents (B, 4, h, w) -> pixels (B, 3, 8h, 8w) in about [-1, 1], float32."""
         import torch
 
-        self._need()
         _check(latents, "latents", "(B, C, h, w)", int(self.vae.config.latent_channels))
         with torch.no_grad():
             z = latents.to(self.device, self.vae.dtype) / self.vae.config.scaling_factor
             return self.vae.decode(z, return_dict=False)[0]
 
-    def condition(self, prompt, negative_prompt="", *, size, guidance):
+    def condition(self, prompt, negative_prompt="", *, size, guidance, image=None):
         import torch
 
-        self._need()
         cfg = guidance > 1.0
         texts = [negative_prompt or "", prompt or ""] if cfg else [prompt or ""]
         ids = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
@@ -198,67 +132,65 @@ class ExampleBackend(DiffusionBackend):
         """Guided noise prediction for latents ``x`` (B, 4, h, w)."""
         import torch
 
-        unet = self._need()
-        _check(x, "latents", "(B, C, h, w)", int(unet.config.in_channels))
+        _check(x, "latents", "(B, C, h, w)", int(self.unet.config.in_channels))
         b = x.shape[0]
         use_cfg = cond.cfg and guidance > 1.0
         pos = cond.embeds[-1:].expand(b, -1, -1)
         ctx = torch.cat([cond.embeds[:1].expand(b, -1, -1), pos]) if use_cfg else pos
         with torch.no_grad():
-            out = unet(torch.cat([x, x]) if use_cfg else x, t, encoder_hidden_states=ctx, return_dict=False)[0]
+            out = self.unet(torch.cat([x, x]) if use_cfg else x, t, encoder_hidden_states=ctx, return_dict=False)[0]
         if use_cfg:
             uncond, text = out.chunk(2)
             out = uncond + guidance * (text - uncond)
         return out
 
-    # ------------------------------------------------------------ running (the core does the work)
+    def unload(self) -> None:
+        self.unet = self.vae = self.text_encoder = None
 
-    def _stages(self, mode: str, output: tuple[int, int]):
-        info = self.model_info
-        return resolve_ladder(parse_stages(list(self.plan.stages)), mode=mode, base_size=info.base_size,
-                              output=output, multiple=info.size_multiple)
 
-    def render(self, job: WindowJob):
-        """Refine each frame: the source frame is the base stage; every
-        preset stage enlarges, re-noises and re-denoises it. One seed per
-        frame number, so re-rendering a sub-range gives the same pixels."""
+class ExampleAdapter(ModelAdapter):
+    id = "example-sd15"
+    description = "template backend: Stable Diffusion 1.5-style UNet (self-cascade, dilation, scale fusion)"
+    # Frames are refined one by one with per-frame seeds, no low-frequency anchoring.
+    capabilities = Capabilities(tasks=frozenset({"v2v", "t2i"}), family="unet", latent_layout="image",
+                                noise=("frame", "shot", "flow"), option_defaults={"anchor_lowfreq": 0.0})
+
+    def parse_options(self, options, source=None) -> dict:
+        unknown = sorted(set(options) - {"scheduler"})
+        if unknown:
+            raise PlanError(f"backend_options: unknown key(s) {', '.join(unknown)} for backend {self.id!r}",
+                            fix="allowed: scheduler (and the driver's keys, docs/plugins.md)")
+        scheduler = options.get("scheduler", "ddim")
+        if scheduler not in SCHEDULERS:
+            raise PlanError(f"backend_options.scheduler = {scheduler!r}", fix=f"use one of: {', '.join(SCHEDULERS)}")
+        return {"scheduler": scheduler}
+
+    def weight_files(self, plan) -> list[str]:
+        return sorted(str(f) for f in Path(plan.model).rglob("*.safetensors")) if plan.model else []
+
+    def load(self, plan) -> ExampleModel:
+        """Load the folder ``plan.model`` (diffusers layout: unet/, vae/,
+        text_encoder/, tokenizer/, scheduler/) for ``plan.device``/``plan.dtype``."""
         import torch
+        from diffusers import AutoencoderKL, DDIMScheduler, EulerDiscreteScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
 
-        from cinescale_post.cascade.loop import RandomSources
-        from cinescale_post.cascade.run import refine_frames
-
-        self._need()
-        if not job.frames:
-            return []
-        stages = self._stages("render", tuple(job.size))
-        plan = self.plan
-        cond = self.condition(plan.prompt, plan.negative_prompt, size=tuple(job.size),
-                              guidance=max(s.spec.guidance for s in stages))
-
-        def rng_for(i: int) -> RandomSources:
-            return RandomSources.from_seed(job.seed_for(job.frames[i].number))
-
-        with torch.inference_mode():
-            return refine_frames(self, [f.rgb for f in job.frames], stages, cond, rng_for,
-                                 out_size=tuple(job.size), progress=job.progress)
-
-    def generate(self, plan, seed_for) -> list:
-        """Text to image through the stage ladder; one (H, W, 3) float32 image
-        per frame number of the plan."""
-        import torch
-
-        from cinescale_post.cascade.loop import RandomSources
-        from cinescale_post.cascade.run import generate_images
-
-        if self.unet is None or self.plan is not plan:
-            self.load(plan)
-        out = (plan.output.width, plan.output.height)
-        stages = self._stages("generate", out)
-        cond = self.condition(plan.prompt, plan.negative_prompt, size=stages[0].size,
-                              guidance=max(s.spec.guidance for s in stages))
-        rngs = [RandomSources.from_seed(seed_for(n)) for n in (tuple(plan.frames) or (1001,))]
-        with torch.inference_mode():
-            return generate_images(self, stages, cond, rngs, out_size=out)
+        folder = str(model_folder(plan.model))
+        safe = dict(local_files_only=True, use_safetensors=True)  # never unpickle, never download
+        scheduler_cls = DDIMScheduler if plan.backend_options["scheduler"] == "ddim" else EulerDiscreteScheduler
+        device, dtype = torch.device(plan.device), getattr(torch, plan.dtype)
+        try:
+            unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", dtype=dtype, **safe)
+            vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", dtype=torch.float32, **safe)
+            text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **safe)
+            tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
+            scheduler = scheduler_cls.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
+        except Exception as exc:  # every loader failure is a weights problem for the user
+            raise WeightsError(f"cannot load {self.id} weights from {folder}: {type(exc).__name__}: {exc}",
+                               fix="give a diffusers SD 1.5 folder whose weights are .safetensors") from exc
+        for model in (unet, vae, text_encoder):
+            model.to(device)
+        return ExampleModel(unet, vae, text_encoder, tokenizer, scheduler, device=device, dtype=dtype)
 
 
 def model_folder(model: str | None) -> Path:
@@ -279,7 +211,7 @@ def model_folder(model: str | None) -> Path:
 
 @hookimpl
 def register_backends(register):
-    register(ExampleBackend())
+    register(ExampleAdapter())
 
 
 @hookimpl

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from cinescale_post.testing import make_test_plan
+from cinescale_post.testing import adapter_driver, make_test_plan
 
 torch.set_num_threads(1)  # tiny models: one thread is as fast and bit-stable (TINY_MODELS.md)
 
@@ -21,15 +21,20 @@ TINY_LADDER = ({"scale": 1, "steps": 2, "guidance": 5.0},
 
 def save_model(tmp_path_factory, name: str = "tiny-sd15") -> str:
     """A tiny random SD 1.5-layout diffusers folder (safetensors), for one test module."""
-    from cinescale_post.testing_models import save_tiny_sd15
+    from cinescale_post.testing.models import save_tiny_sd15
 
     return str(save_tiny_sd15(tmp_path_factory.mktemp("models") / name))
 
 
-def plan_for(model: str, *, stages=TINY_REFINE, mode: str = "render", size=(128, 128), **kw):
-    from cinescale_example.plugin import ExampleBackend
+def driver():
+    """A fresh core render driver around the example adapter (as a render gets it)."""
+    from cinescale_example.plugin import ExampleAdapter
 
-    return make_test_plan(ExampleBackend(), model=model, stages=stages, mode=mode, size=size, **kw)
+    return adapter_driver(ExampleAdapter())
+
+
+def plan_for(model: str, *, stages=TINY_REFINE, mode: str = "render", size=(128, 128), **kw):
+    return make_test_plan(driver(), model=model, stages=stages, mode=mode, size=size, **kw)
 
 
 def seed_for(number: int, tile: int = 0) -> int:

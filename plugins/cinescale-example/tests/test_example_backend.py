@@ -5,9 +5,9 @@ conformance suite (copy this file when you start a backend)."""
 import numpy as np
 import pytest
 import torch
-from example_testutil import TINY_LADDER, TINY_REFINE, plan_for, save_model, seed_for
+from example_testutil import TINY_LADDER, TINY_REFINE, driver, plan_for, save_model, seed_for
 
-from cinescale_example.plugin import ExampleBackend, dilated_convs
+from cinescale_example.plugin import ExampleAdapter, dilated_convs
 from cinescale_post.errors import PlanError, WeightsError
 from cinescale_post.interfaces import WindowJob
 from cinescale_post.testing import gradient_frames, run_backend_conformance
@@ -20,15 +20,16 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model):
-    b = ExampleBackend()
+    b = driver()
     b.load(plan_for(tiny_model))
-    return b
+    return b.model
 
 
 def test_validate_fills_defaults_and_refuses_bad_values():
-    b = ExampleBackend()
+    b = driver()
     stages, options = b.validate(stages=({"scale": 2},), options={}, size=(1024, 1024), source=None)
-    assert options == {"scheduler": "ddim"}
+    # the model's own key, and the driver's keys with the adapter's declared defaults
+    assert options["scheduler"] == "ddim" and options["noise"] == "frame" and options["anchor_lowfreq"] == 0.0
     assert stages[0]["restart"] == 0.3 and stages[0]["fusion"] == "scale-fusion"
     with pytest.raises(PlanError, match="unknown key.*colour"):
         b.validate(stages=(), options={"colour": 1}, size=(64, 64), source=None)
@@ -39,7 +40,7 @@ def test_validate_fills_defaults_and_refuses_bad_values():
 
 
 def test_weights_come_only_from_a_local_safetensors_folder(tmp_path, monkeypatch):
-    b = ExampleBackend()
+    b = driver()
     with pytest.raises(WeightsError, match="--model"):
         b.load(plan_for(None))
     with pytest.raises(WeightsError, match="model_index.json"):
@@ -49,7 +50,7 @@ def test_weights_come_only_from_a_local_safetensors_folder(tmp_path, monkeypatch
     with pytest.raises(WeightsError, match="single checkpoint files are not loaded"):
         b.load(plan_for(str(ckpt)))
     # a folder with pickled .bin weights is refused without ever unpickling
-    from cinescale_post.testing_models import build_tiny_sd15
+    from cinescale_post.testing.models import build_tiny_sd15
 
     build_tiny_sd15(0, text_encoder=False)["unet"].save_pretrained(tmp_path / "bin" / "unet", safe_serialization=False)
     (tmp_path / "bin" / "model_index.json").write_text("{}")
@@ -83,11 +84,11 @@ def test_tensor_errors_name_the_expected_layout(loaded):
     with pytest.raises(TypeError, match="floating-point"):
         loaded.encode(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
     with pytest.raises(RuntimeError, match="not loaded"):
-        ExampleBackend().encode(torch.zeros(1, 3, 64, 64))
+        driver().render(WindowJob(frames=gradient_frames(1), size=(64, 64), seed_for=seed_for))
 
 
 def test_generate_runs_the_ladder_deterministically(tiny_model):
-    b = ExampleBackend()
+    b = driver()
     plan = plan_for(tiny_model, stages=TINY_LADDER, mode="generate")
     a = b.generate(plan, seed_for)
     assert len(a) == 1 and a[0].shape == (128, 128, 3) and a[0].dtype == np.float32
@@ -97,7 +98,7 @@ def test_generate_runs_the_ladder_deterministically(tiny_model):
 
 @pytest.mark.parametrize("scheduler", ["ddim", "euler"])
 def test_render_refines_each_frame_at_the_window_size(tiny_model, scheduler):
-    b = ExampleBackend()
+    b = driver()
     b.load(plan_for(tiny_model, options={"scheduler": scheduler}))
     frames = gradient_frames(2)
     out = b.render(WindowJob(frames=frames, size=(128, 96), seed_for=seed_for))
@@ -108,5 +109,5 @@ def test_render_refines_each_frame_at_the_window_size(tiny_model, scheduler):
 
 
 def test_backend_passes_the_conformance_suite(tiny_model):
-    report = run_backend_conformance(ExampleBackend(), plan=plan_for(tiny_model, stages=TINY_REFINE), max_frames=3)
+    report = run_backend_conformance(ExampleAdapter(), plan=plan_for(tiny_model, stages=TINY_REFINE), max_frames=3)
     assert report.ok and report.seeded

@@ -7,12 +7,14 @@ import sys
 import tomllib
 
 import pytest
-from example_testutil import save_model
+from example_testutil import driver, save_model
 
 from cinescale_example import plugin
-from cinescale_example.plugin import ExampleBackend
 from cinescale_post.cascade.stages import parse_stages, resolve_ladder
 from cinescale_post.testing import fresh_host
+
+
+PRESETS = ("example-sd15-hd-refine", "example-sd15-1k-still")
 
 
 def _presets():
@@ -24,9 +26,9 @@ def _presets():
 def test_registers_one_backend_and_its_presets():
     host = fresh_host(plugin)
     b = host.backend("example-sd15")
-    assert b.family == "unet" and b.capabilities == {"v2v", "t2i"} and b.host is host
-    assert sorted(p.name for p in _presets()) == sorted(f"{n}.toml" for n in plugin.PRESETS)
-    assert set(plugin.PRESETS) <= set(host.presets())
+    assert b.family == "unet" and b.capabilities == {"v2v", "t2i"} and b.resolve == host.resolve
+    assert sorted(p.name for p in _presets()) == sorted(f"{n}.toml" for n in PRESETS)
+    assert set(PRESETS) <= set(host.presets())
 
 
 @pytest.mark.parametrize("res", _presets(), ids=lambda r: r.name)
@@ -34,7 +36,7 @@ def test_presets_validate_and_resolve_on_the_sd15_base_size(res):
     data = tomllib.loads(res.read_text())
     assert data["backend"] == "example-sd15" and data["schema"] == 1
     out = (data["output"]["width"], data["output"]["height"])
-    stages, _ = ExampleBackend().validate(stages=tuple(data["stages"]), options=data.get("backend_options", {}),
+    stages, _ = driver().validate(stages=tuple(data["stages"]), options=data.get("backend_options", {}),
                                           size=out, source=None)
     mode = "render" if "refine" in res.name else "generate"
     ladder = resolve_ladder(parse_stages(stages), mode=mode, base_size=(512, 512), output=out, multiple=8)

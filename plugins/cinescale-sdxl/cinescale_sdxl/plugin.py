@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 
-from cinescale_post import hookimpl
-from cinescale_post.presets import packaged
+from cinescale_post.api import hookimpl, packaged
 
 PRESETS = ("sdxl-2k-still", "sdxl-4k-still", "sdxl-8k-still", "sdxl-uhd-refine", "sdxl-uhd-refine-anchored",
            "sdxl-turbo-2k-still", "sdxl-turbo-4k-still")
@@ -12,9 +11,9 @@ PRESETS = ("sdxl-2k-still", "sdxl-4k-still", "sdxl-8k-still", "sdxl-uhd-refine",
 
 @hookimpl
 def register_backends(register):
-    from .backend import SDXLBackend
+    from .backend import SDXLAdapter
 
-    register(SDXLBackend())
+    register(SDXLAdapter())
 
 
 @hookimpl

@@ -18,6 +18,6 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    from cinescale_post.testing_models import save_tiny_sdxl
+    from cinescale_sdxl.tiny import save_tiny_sdxl
 
     return str(save_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl"))

@@ -12,11 +12,17 @@ TINY_STAGES = (
 )
 
 
+def driver():
+    """A fresh core render driver around the SDXL adapter (what a render gets)."""
+    from cinescale_post.testing import adapter_driver
+    from cinescale_sdxl.backend import SDXLAdapter
+
+    return adapter_driver(SDXLAdapter())
+
+
 def make_plan(model, *, stages=TINY_STAGES, options=None, mode="generate", size=(128, 128), dtype="float32",
               prompt="a photo of the cat", frames=(1001,), source=None):
-    from cinescale_sdxl.backend import SDXLBackend
-
-    st, opts = SDXLBackend().validate(stages=tuple(stages), options=dict(options or {}), size=size, source=source)
+    st, opts = driver().validate(stages=tuple(stages), options=dict(options or {}), size=size, source=source)
     return SimpleNamespace(backend="sdxl", model=model, device="cpu", dtype=dtype, seed=7, stages=st,
                            backend_options=opts, output=SimpleNamespace(width=size[0], height=size[1]),
                            prompt=prompt, negative_prompt="blurry", mode=mode, frames=frames, source=source)

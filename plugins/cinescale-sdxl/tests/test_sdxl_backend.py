@@ -3,15 +3,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from sdxl_testutil import TINY_STAGES, frames_of, make_plan, seed_for, still
+from sdxl_testutil import TINY_STAGES, driver, frames_of, make_plan, seed_for, still
 
 from cinescale_post.errors import PlanError, WeightsError
 from cinescale_post.interfaces import SourceInfo, WindowJob
-from cinescale_sdxl.backend import SDXLBackend, SDXLOptions, load_pipeline
+from cinescale_sdxl.backend import load_pipeline
 
 
 def test_validate_fills_reference_defaults_and_rejects_bad_values():
-    b = SDXLBackend()
+    b = driver()
     st, opts = b.validate(stages=({"scale": 1}, {"scale": 2}), options={}, size=(2048, 2048), source=None)
     assert st[1]["restart"] == 0.3 and st[1]["cosine_scale"] == 2.0 and st[1]["dilate_tau"] == 35
     assert st[1]["fusion"] == "scale-fusion" and st[1]["upscaler"] == "vae-bicubic"
@@ -50,28 +50,28 @@ def test_loading_errors_are_weights_errors(tmp_path):
 
 
 def test_load_from_disk_reports_model_facts(tiny_model):
-    b = SDXLBackend()
+    b = driver()
     plan = make_plan(tiny_model)
     b.load(plan)
-    info = b.model_info
+    info = b.model.model_info
     assert info.base_size == (64, 64) and info.latent_factor == 8 and info.size_multiple == 8
-    pp = b.patch_points
+    pp = b.model.patch_points
     assert len(pp.dilate_convs) == 9 and pp.freeu is True
-    assert b.pipe.vae.use_tiling
+    assert b.model.pipe.vae.use_tiling
     assert len(b.weight_files(plan)) >= 4
     assert [s.size for s in b.ladder("generate", (128, 128))] == [(64, 64), (128, 128)]
 
 
 def test_fp16_keeps_vae_in_fp32_and_bf16_loads(tiny_model):
-    b = SDXLBackend()
+    b = driver()
     b.load(make_plan(tiny_model, dtype="float16"))
-    assert b.pipe.unet.dtype == torch.float16 and b.pipe.vae.dtype == torch.float32
+    assert b.model.pipe.unet.dtype == torch.float16 and b.model.pipe.vae.dtype == torch.float32
     b.load(make_plan(tiny_model, dtype="bfloat16"))
-    assert b.pipe.unet.dtype == torch.bfloat16
+    assert b.model.pipe.unet.dtype == torch.bfloat16
 
 
 def test_generate_end_to_end_is_deterministic(tiny_model):
-    b = SDXLBackend()
+    b = driver()
     plan = make_plan(tiny_model)
     b.load(plan)
     a = b.generate(plan, seed_for)
@@ -82,13 +82,13 @@ def test_generate_end_to_end_is_deterministic(tiny_model):
     other = b.generate(plan, lambda n, tile=0: seed_for(n) + 1)
     assert np.abs(other[0] - a[0]).max() > 1e-3
     # a fresh backend loading the same folder gives the same pixels
-    fresh = SDXLBackend()
+    fresh = driver()
     fresh.load(plan)
     assert np.allclose(fresh.generate(plan, seed_for)[0], a[0], atol=1e-5)
 
 
 def test_generate_keeps_every_stage_on_request(tiny_model):
-    b = SDXLBackend()
+    b = driver()
     plan = make_plan(tiny_model, options={"keep_stages": True})
     b.load(plan)
     imgs = b.generate(plan, seed_for)
@@ -102,7 +102,7 @@ def _render(b, images, size=(128, 128), first=1001):
 
 def test_render_end_to_end_shot_noise_keeps_static_content_still(tiny_model):
     stages = ({"size": "output", "steps": 3, "restart_step": 1, "dilate_tau": 2, "guidance": 5.0},)
-    b = SDXLBackend()
+    b = driver()
     plan = make_plan(tiny_model, stages=stages, mode="render")
     b.load(plan)
     img = still(0)
@@ -116,7 +116,7 @@ def test_render_end_to_end_shot_noise_keeps_static_content_still(tiny_model):
     assert np.array_equal(again[0], out[0])
     # per-frame noise: the same content renders differently on different frames
     plan2 = make_plan(tiny_model, stages=stages, mode="render", options={"noise": "frame"})
-    b2 = SDXLBackend()
+    b2 = driver()
     b2.load(plan2)
     per = _render(b2, [img, img])
     assert np.abs(per[0] - per[1]).max() > 1e-3
@@ -127,7 +127,7 @@ def test_render_output_size_and_refine_strength(tiny_model):
     img = still(1)
 
     def run(restart):
-        b = SDXLBackend()
+        b = driver()
         stages = ({"size": "output", "steps": 10, "restart_step": restart, "guidance": 1.0, "fusion": "none",
                    "dilation": False},)
         b.load(make_plan(tiny_model, stages=stages, mode="render", size=(64, 64),
@@ -135,7 +135,7 @@ def test_render_output_size_and_refine_strength(tiny_model):
         out = _render(b, [img], size=(64, 64))[0]
         with torch.no_grad():  # the tiny random VAE is not an identity: compare to its round trip
             px = torch.from_numpy(img).permute(2, 0, 1)[None] * 2 - 1
-            rt = ((b.decode(b.encode(px, sample=False)) + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+            rt = ((b.model.decode(b.model.encode(px, sample=False)) + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).numpy()
         return out, np.abs(out - rt).mean()
 
     late, near = run(9)
@@ -145,10 +145,10 @@ def test_render_output_size_and_refine_strength(tiny_model):
 
 
 def test_missing_text_encoders_error(tmp_path):
-    from cinescale_post.testing_models import save_tiny_sdxl
+    from cinescale_sdxl.tiny import save_tiny_sdxl
 
     path = save_tiny_sdxl(tmp_path / "noenc", text_encoders=False)
-    b = SDXLBackend()
+    b = driver()
     plan = make_plan(str(path))
     b.load(plan)
     with pytest.raises(WeightsError, match="text encoders"):
@@ -156,7 +156,7 @@ def test_missing_text_encoders_error(tmp_path):
 
 
 def test_smoke_proves_wiring():
-    r = SDXLBackend().smoke("cpu")
+    r = driver().smoke("cpu")
     assert r["ok"] and r["output_shapes"] == [[64, 64, 3], [128, 128, 3]]
     assert r["stages"][1]["dilation"] == 2 and r["stages"][1]["fusion"] == "scale-fusion"
     assert "not picture quality" in r["note"]

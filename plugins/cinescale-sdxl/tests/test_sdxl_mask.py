@@ -3,11 +3,10 @@
 import cv2
 import numpy as np
 import pytest
-from sdxl_testutil import frames_of, make_plan, seed_for, still
+from sdxl_testutil import driver, frames_of, make_plan, seed_for, still
 
 from cinescale_post.errors import PlanError
 from cinescale_post.interfaces import WindowJob
-from cinescale_sdxl.backend import SDXLBackend
 
 STAGES = ({"size": "output", "steps": 4, "restart_step": 1, "dilate_tau": 2, "guidance": 3.0,
            "cosine_scale": 2.0, "cosine_scale_bg": 0.5},)
@@ -22,7 +21,7 @@ def _mask(path, left_white: bool, right_white: bool):
 
 
 def _render(tiny_model, mask_path):
-    b = SDXLBackend()
+    b = driver()
     opts = {"anchor_lowfreq": 0.0, "posterior": "mean"}
     if mask_path:
         opts["detail_mask"] = mask_path
@@ -42,7 +41,7 @@ def test_detail_mask_changes_only_where_it_says(tmp_path, tiny_model):
 
 def test_missing_mask_file_is_a_plan_error(tmp_path):
     with pytest.raises(PlanError, match="detail_mask"):
-        SDXLBackend().validate(stages=STAGES, options={"detail_mask": str(tmp_path / "none.png")},
+        driver().validate(stages=STAGES, options={"detail_mask": str(tmp_path / "none.png")},
                                size=(128, 128), source=None)
 
 
@@ -54,7 +53,7 @@ def _band(path, left: int, right: int):
 
 
 def _render_opts(tiny_model, **opts):
-    b = SDXLBackend()
+    b = driver()
     b.load(make_plan(tiny_model, stages=STAGES, mode="render", size=(128, 128),
                      options={"anchor_lowfreq": 0.0, "posterior": "mean", **opts}))
     return b.render(WindowJob(frames=frames_of([still(3)]), size=(128, 128), seed_for=seed_for))[0]

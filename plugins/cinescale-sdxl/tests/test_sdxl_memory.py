@@ -33,17 +33,20 @@ def test_reduce_memory_steps_through_tiles_and_ends_with_none(tiny_model):
     import torch
     from diffusers import StableDiffusionXLPipeline
 
-    from cinescale_post.testing_models import build_tiny_sdxl
-    from cinescale_sdxl.backend import SDXLBackend, SDXLOptions
+    from cinescale_post.testing import adapter_driver
+    from cinescale_sdxl.backend import SDXLAdapter, SDXLModel, SDXLOptions
+    from cinescale_sdxl.tiny import build_tiny_sdxl
 
-    b = SDXLBackend().attach(StableDiffusionXLPipeline(**build_tiny_sdxl(0, text_encoders=False)),
-                             dtype=torch.float32, options=SDXLOptions.from_dict({"vae_tiling": False}))
+    model = SDXLModel(StableDiffusionXLPipeline(**build_tiny_sdxl(0, text_encoders=False)), dtype=torch.float32,
+                      options=SDXLOptions.from_dict({"vae_tiling": False}))
+    b = adapter_driver(SDXLAdapter()).use(model)
     steps = []
     while (s := b.reduce_memory()) is not None:
         steps.append(s)
         assert len(steps) < 10
     assert steps == ["VAE tiling on (64 px tiles)", "VAE tiles of 32 px", "VAE tiles of 16 px"]
-    assert b.pipe.vae.use_tiling and b.pipe.vae.tile_sample_min_size == 16 and b.pipe.vae.tile_latent_min_size == 2
+    vae = model.pipe.vae
+    assert vae.use_tiling and vae.tile_sample_min_size == 16 and vae.tile_latent_min_size == 2
     # on an accelerator the sequence goes on with model then sequential offload (plan only, no GPU here)
-    b.device = torch.device("cuda")
-    assert b._memory_steps()[-2:] == [("offload", "model"), ("offload", "sequential")]
+    model.device = torch.device("cuda")
+    assert model.memory_steps()[-2:] == [("offload", "model"), ("offload", "sequential")]

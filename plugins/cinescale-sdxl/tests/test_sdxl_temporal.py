@@ -5,11 +5,10 @@ these check the mechanisms, not picture quality."""
 import numpy as np
 import pytest
 import torch
-from sdxl_testutil import make_plan, seed_for
+from sdxl_testutil import driver, make_plan, seed_for
 
 from cinescale_post.errors import PlanError
 from cinescale_post.interfaces import Frame, WindowJob
-from cinescale_sdxl.backend import SDXLBackend
 
 ONE_STAGE = ({"size": "output", "steps": 3, "restart_step": 1, "dilate_tau": 2, "guidance": 1.0},)
 RAW = {"anchor_lowfreq": 0.0}  # the noise / attention mechanisms alone, without low-frequency anchoring
@@ -31,9 +30,7 @@ def _clip(n, shift, size=(64, 64), seed=0):
 
 
 def _backend(model, options=None, stages=ONE_STAGE, host=None):
-    b = SDXLBackend()
-    if host is not None:
-        b.host = host
+    b = driver() if host is None else host.backend("sdxl")
     b.load(make_plan(model, stages=stages, mode="render", options=dict(options or {})))
     return b
 
@@ -45,14 +42,14 @@ def _render(b, images, first_index=0, size=(128, 128)):
 
 @pytest.fixture(scope="module")
 def host():
-    import cinescale_post.builtin.temporal_fusions as tf
-    from cinescale_post.host import Host
+    from cinescale_post.testing import fresh_host
+    from cinescale_sdxl import plugin
 
-    return Host(load_entrypoints=False, extra_plugins=(tf,))
+    return fresh_host(plugin)  # the built-in fusions (cross-frame included) and the SDXL adapter
 
 
 def test_options_defaults_and_validation():
-    b = SDXLBackend()
+    b = driver()
     _, opts = b.validate(stages=(), options={}, size=(64, 64), source=None)
     assert opts["noise"] == "shot" and opts["key_every"] == 8 and opts["flow"] == "dis"
     assert opts["flow_warp"] == "bilinear" and opts["cross_frame"] is False
@@ -109,7 +106,7 @@ def test_flow_noise_fields_move_with_the_content_and_survive_sub_ranges(tiny_mod
 
     def fields(indices):
         frames = [Frame(number=1001 + i, index=i, rgb=clip[i]) for i in indices]
-        return b._temporal_fields(frames, seed_for, stages, shot_key)
+        return b.temporal_fields(frames, seed_for, stages, shot_key)
 
     full, key_pos = fields(range(7))
     assert key_pos == [0, 0, 0, 0, 4, 4, 4]
@@ -123,7 +120,7 @@ def test_flow_noise_fields_move_with_the_content_and_survive_sub_ranges(tiny_mod
     sub, _ = fields(range(4, 7))
     assert all(torch.equal(a, c) for i in range(3) for a, c in zip(full[4 + i], sub[i]))
     # shot and frame noise, for comparison
-    b.options = b.options.__class__.from_dict({**b.options.to_dict(), "noise": "frame"})
+    b.options = b.options.__class__.from_dict({**b.options.to_dict("image"), "noise": "frame"}, b.caps)
     per, _ = fields(range(3))
     assert not torch.equal(per[0][0], per[1][0])
 
@@ -156,10 +153,10 @@ def test_lookbehind_frames_give_a_window_its_key_frame(tiny_model, flow_render):
     """A one-frame window (the SDXL presets' window.size = 1) whose key frame
     comes as read-only ``job.lookbehind`` renders as in the full render."""
     b = _backend(tiny_model, {"noise": "flow", "key_every": 2, **RAW})
-    assert b.lookbehind_frames() == 1
-    assert SDXLBackend().lookbehind_frames({}) == 0
-    assert SDXLBackend().lookbehind_frames({"cross_frame": True}) == 7
-    assert SDXLBackend().lookbehind_frames({}, stages=({"fusion": "cross-frame"},)) == 7
+    assert b.lookbehind_frames(b.plan.backend_options) == 1
+    assert driver().lookbehind_frames({}) == 0
+    assert driver().lookbehind_frames({"cross_frame": True}) == 7
+    assert driver().lookbehind_frames({}, stages=({"fusion": "cross-frame"},)) == 7
     job = WindowJob(frames=[Frame(number=1004, index=3, rgb=PAN[3])], size=(128, 128), seed_for=seed_for)
     job.lookbehind = [Frame(number=1003, index=2, rgb=PAN[2])]
     out = b.render(job)
@@ -170,13 +167,13 @@ def test_lookbehind_frames_give_a_window_its_key_frame(tiny_model, flow_render):
 
 def test_cross_frame_shares_the_key_frame_and_is_window_independent(tiny_model, host, flow_render):
     cross = _backend(tiny_model, {"noise": "flow", "key_every": 2, "cross_frame": True, **RAW}, host=host)
-    before = dict(cross.pipe.unet.attn_processors)
+    before = dict(cross.model.pipe.unet.attn_processors)
     c = _render(cross, PAN)
     # key frames render alone: as without cross-frame attention; the others attend to them
     assert np.array_equal(flow_render[0], c[0]) and np.array_equal(flow_render[2], c[2])
     assert np.abs(flow_render[1] - c[1]).max() > 1e-3 and np.abs(flow_render[3] - c[3]).max() > 1e-3
-    assert all(cross.pipe.unet.attn_processors[n] is q for n, q in before.items())  # handle removed
-    assert cross.frame_group is None
+    assert all(cross.model.pipe.unet.attn_processors[n] is q for n, q in before.items())  # handle removed
+    assert "frame_group" not in vars(cross.model)  # per-window data travels in arguments
     # a farm task rendering frames 2-3 alone: the same [key, frame] pairs, the same pixels
     sub = _render(cross, PAN[2:], first_index=2)
     assert np.array_equal(sub[0], c[2]) and np.array_equal(sub[1], c[3])

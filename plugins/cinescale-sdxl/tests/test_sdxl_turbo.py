@@ -7,16 +7,14 @@ from importlib import resources
 
 import pytest
 
-sdxl = pytest.importorskip("cinescale_sdxl.backend")
-if not hasattr(sdxl, "SDXLModel"):
-    pytest.skip("needs the model-adapter layout of the SDXL plugin", allow_module_level=True)
+from cinescale_sdxl import backend as sdxl
 
 
 def _pipe(sample_size):
     import torch
     from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 
-    from cinescale_post.testing_models import TINY_UNET_CONFIG, build_tiny_sdxl
+    from cinescale_sdxl.tiny import TINY_UNET_CONFIG, build_tiny_sdxl
 
     comps = build_tiny_sdxl(0, text_encoders=False)
     torch.manual_seed(0)

@@ -1,4 +1,7 @@
-"""Tiny, randomly initialised SDXL-architecture models for tests and smoke runs.
+"""Tiny, randomly initialised models for the core's tests (an SDXL-layout
+UNet/VAE driving the cascade without any plugin, and the SD 1.5 layout of the
+template plugin). The SDXL and Wan plugins ship their own factories
+(``cinescale_sdxl.tiny``, ``cinescale_wan.tiny``), which their smoke tests use.
 
 Importable by plugin authors. Everything is built from config dicts in code
 (no downloads, no weights in the repository); :func:`save_tiny_sdxl` writes a
@@ -14,7 +17,7 @@ plays the role of 1024 -> 2048 -> 4096.
 
 Example::
 
-    from cinescale_post.testing_models import save_tiny_sdxl
+    from cinescale_post.testing.models import save_tiny_sdxl  # or cinescale_sdxl.tiny
     path = save_tiny_sdxl(tmp_path / "tiny-sdxl")   # ~14 MB, < 1 s
 """
 
@@ -179,25 +182,21 @@ __all__ = ["SDXL_SCHEDULER_CONFIG", "TINY_TEXT_CONFIG", "TINY_UNET_CONFIG", "TIN
 # ------------------------------------------------------------------ a minimal cascade backend
 
 
-def tiny_unet_backend(seed: int = 0, *, device: str = "cpu"):
-    """A minimal :class:`~cinescale_post.cascade.DiffusionBackend` over the tiny
-    SDXL UNet/VAE with random prompt embeddings (no text encoders): enough to
+def tiny_unet_model(seed: int = 0, *, device: str = "cpu"):
+    """A minimal :class:`~cinescale_post.api.Model` over the tiny SDXL-layout
+    UNet/VAE with random prompt embeddings (no text encoders): enough to
     drive the core cascade in tests without any backend plugin."""
     import copy
 
     import torch
 
-    from .cascade.protocol import DiffusionBackend, ModelInfo, PatchPoints
-    from .interfaces import FrameRule
-    from .ops.dilation import SDXL_DILATED_CONVS
+    from ..adapter import Model, ModelInfo, PatchPoints
+    from ..ops.dilation import SDXL_DILATED_CONVS
 
     comps = build_tiny_sdxl(seed, text_encoders=False)
 
-    class TinyUNetBackend(DiffusionBackend):
+    class TinyUNetModel(Model):
         id = "tiny-unet"
-        family = "test"
-        capabilities = frozenset({"t2i", "v2v"})
-        frame_rule = FrameRule()
 
         def __init__(self):
             self.unet = comps["unet"].to(device)
@@ -205,12 +204,6 @@ def tiny_unet_backend(seed: int = 0, *, device: str = "cpu"):
             self.scheduler = comps["scheduler"]
             self.device = torch.device(device)
             self.dtype = torch.float32
-
-        def load(self, plan):  # built in memory
-            pass
-
-        def render(self, job):  # pragma: no cover - the SDXL plugin implements this
-            raise NotImplementedError
 
         @property
         def model_info(self):
@@ -225,7 +218,7 @@ def tiny_unet_backend(seed: int = 0, *, device: str = "cpu"):
         def denoiser(self):
             return self.unet
 
-        def make_scheduler(self):
+        def make_scheduler(self, stage=None):
             return copy.deepcopy(self.scheduler)
 
         def encode(self, pixels, *, generator=None, sample=True):
@@ -236,7 +229,7 @@ def tiny_unet_backend(seed: int = 0, *, device: str = "cpu"):
         def decode(self, latents):
             return self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
 
-        def condition(self, prompt, negative_prompt="", *, size, guidance):
+        def condition(self, prompt, negative_prompt="", *, size, guidance, image=None):
             pe, pooled = tiny_prompt_embeds(1, seed=len(prompt))
             npe, npooled = torch.zeros_like(pe), torch.zeros_like(pooled)
             w, h = size
@@ -252,7 +245,7 @@ def tiny_unet_backend(seed: int = 0, *, device: str = "cpu"):
             u, c = out.chunk(2)
             return u + guidance * (c - u)
 
-    return TinyUNetBackend()
+    return TinyUNetModel()
 
 
 # ------------------------------------------------------------------ SD 1.5 layout (template plugin)

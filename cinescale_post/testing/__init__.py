@@ -514,9 +514,10 @@ if __name__ == "__main__":
 #
 # A fresh, isolated plugin host; a plan-like object for driving a backend
 # without the CLI; and the backend conformance suite (module
-# ``testing_conformance``). Model builders live in ``testing_models`` (SDXL,
-# SD 1.5) and ``testing_wan``; deterministic stand-in backends in
-# ``testing_backends``.
+# ``testing.conformance``). Model builders for the core's own tests live in
+# ``testing.models`` (a tiny SDXL-layout UNet, SD 1.5); the SDXL and Wan
+# plugins ship theirs (``cinescale_sdxl.tiny``, ``cinescale_wan.tiny``);
+# deterministic stand-in backends are in ``testing.backends``.
 
 
 def fresh_host(*plugins, entrypoints: bool = False, env: dict | None = None):
@@ -530,9 +531,9 @@ def fresh_host(*plugins, entrypoints: bool = False, env: dict | None = None):
 
         from cinescale_example import plugin
         host = fresh_host(plugin)
-        backend = host.backend("example-sd15")   # its .host is set, like in a render
+        backend = host.backend("example-sd15")   # a render driver around the adapter, as in a render
     """
-    from .host import Host
+    from ..host import Host
 
     return Host(load_entrypoints=entrypoints, extra_plugins=tuple(plugins), env={} if env is None else env)
 
@@ -557,7 +558,40 @@ def make_test_plan(backend, *, model: str | None = None, stages=(), options: dic
         window=SimpleNamespace(size=1, overlap=0, blend="linear"))
 
 
-from .testing_conformance import (  # noqa: E402 - the kit's second half, re-exported
+def model_driver(model, *, adapter_id: str = "test-model", tasks=("t2i", "v2v"), family: str = "unet",
+                 layout: str = "image", plan=None, stages=None, options=None, **capabilities):
+    """The core render driver around an already built :class:`~cinescale_post.api.Model`
+    (tests, benchmarks): a throwaway adapter whose ``load`` returns ``model``,
+    with the given declared capabilities; ``plan``/``stages``/``options`` as
+    :meth:`~cinescale_post.cascade.driver.RenderDriver.use`."""
+    from ..adapter import Capabilities, ModelAdapter
+    from ..cascade.driver import RenderDriver
+
+    caps = Capabilities(tasks=frozenset(tasks), family=family, latent_layout=layout, **capabilities)
+
+    class _Adapter(ModelAdapter):
+        id = adapter_id
+        capabilities = caps
+
+        def load(self, plan):
+            return model
+
+    return RenderDriver(_Adapter()).use(model, plan, stages=stages, options=options)
+
+
+def adapter_driver(adapter, *, resolve=None):
+    """A new core render driver around a registered-style ``adapter`` (what
+    ``Host.backend`` gives a render), optionally with an upscaler/fusion
+    ``resolve(kind, name)`` lookup (default: the built-ins)."""
+    from ..cascade.driver import RenderDriver
+
+    return RenderDriver(adapter, resolve=resolve)
+
+
+__all__ += ["adapter_driver", "model_driver"]
+
+
+from .conformance import (  # noqa: E402 - the kit's second half, re-exported
     ConformanceError,
     ConformanceReport,
     gradient_frames,

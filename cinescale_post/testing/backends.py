@@ -5,15 +5,15 @@ the nearest-neighbour enlargement of its source frame plus noise drawn from
 ``seed_for(frame)`` plus (when temporal) a little of the window's mean, so
 window layout, blending, seeds and resume are all visible in the pixels. It
 uses numpy only: fast and bit-reproducible. Register it with
-``Host(extra_plugins=(cinescale_post.testing_backends,))`` or an entry point.
+``Host(extra_plugins=(cinescale_post.testing.backends,))`` or an entry point.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .hookspecs import hookimpl
-from .interfaces import Backend, FrameRule, WindowJob
+from ..hookspecs import hookimpl
+from ..interfaces import Backend, FrameRule, WindowJob
 
 
 class NoiseBackend(Backend):

@@ -1,8 +1,9 @@
 """The backend conformance suite: :func:`run_backend_conformance`.
 
 One call checks any backend (a plain :class:`~cinescale_post.interfaces.Backend`
-or a :class:`~cinescale_post.cascade.protocol.DiffusionBackend`) against the
-protocol, on whatever model the plan loads (use a tiny one in tests). Every
+or a :class:`~cinescale_post.api.ModelAdapter`, run under the core render
+driver, whose loaded :class:`~cinescale_post.api.Model` gets the model checks)
+against the contract, on whatever model the plan loads (use a tiny one in tests). Every
 check runs, failures are collected, and one :class:`ConformanceError` (an
 ``AssertionError``) lists them all. Re-exported by :mod:`cinescale_post.testing`.
 
@@ -47,8 +48,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import CinescaleError, PlanError
-from .interfaces import Backend, Frame, FrameRule, WindowJob
+from ..errors import CinescaleError, PlanError
+from ..interfaces import Backend, Frame, FrameRule, WindowJob
 
 CHECKS = ("attributes", "validate", "render", "determinism", "frame-rule", "model", "patches", "bad-input")
 FAMILIES = ("classical", "unet", "dit", "test")
@@ -250,12 +251,12 @@ class _Probe:
     cond: Any = None
 
 
-def _probe(b: Any, size: tuple[int, int]) -> _Probe:
+def _probe(b: Any, size: tuple[int, int], rule: FrameRule) -> _Probe:
     import torch
 
     info = b.model_info
     video = int(info.temporal_factor) > 1
-    f = b.frame_rule.largest_at_most(5) if video else 1
+    f = rule.largest_at_most(5) if video else 1
     lf = (f - 1) // int(info.temporal_factor) + 1 if video else 1
     shape = tuple(b.latent_shape(size, 1, frames=lf) if video else b.latent_shape(size, 1))
     w, h = size
@@ -341,13 +342,13 @@ def _patches(b: Any, p: _Probe) -> list[tuple[str, Callable[[], Any], str]]:
     """(label, apply() -> handle, effect) for every declared patch point;
     effect is "output" (must change predict), "calls" (handle.state.calls > 0) or
     "restore" (only removal is checked)."""
-    from .cascade.stages import StageSpec, resolve_ladder
+    from ..cascade.stages import StageSpec, resolve_ladder
 
     points = b.patch_points
     model = b.denoiser
     out: list[tuple[str, Callable[[], Any], str]] = []
     if points.dilate_convs:
-        from .ops.dilation import DilationSpec, apply_dilation
+        from ..ops.dilation import DilationSpec, apply_dilation
 
         spec = DilationSpec(tuple(points.dilate_convs), 2)
         out.append((f"dilation x2 on {len(spec.names)} convs", lambda: apply_dilation(model, spec), "output"))
@@ -359,23 +360,23 @@ def _patches(b: Any, p: _Probe) -> list[tuple[str, Callable[[], Any], str]]:
         for name, fusion in _fusions(b).items():
             # A fusion across the frames of a batch (cross-frame) is a
             # pass-through for the probe's single frame: check removal only.
-            effect = "restore" if getattr(fusion, "group_fusion", False) else "calls"
+            effect = "restore" if fusion.group_fusion else "calls"
             out.append((f"fusion {name!r}",
                         lambda f=fusion: f.apply(b, stage, latent_hw=latent_hw, jitter=None), effect))
     if points.freeu:
-        from .ops.freeu import FreeUSpec, apply_freeu
+        from ..ops.freeu import FreeUSpec, apply_freeu
 
         fspec = FreeUSpec()
         out.append(("FreeU (keyed on the decoder stage)", lambda: apply_freeu(model, fspec), "output"))
     for kind, where in points.extra:
         if kind == "rope":
-            from .ops.rope import RopeSpec, apply_ntk_rope
+            from ..ops.rope import RopeSpec, apply_ntk_rope
 
             target = model.get_submodule(where) if isinstance(where, str) and where else model
             out.append(("NTK-RoPE x(1,4,4)", lambda m=target: apply_ntk_rope(m, RopeSpec((1.0, 4.0, 4.0))),
                         "output"))
         elif kind == "temperature":
-            from .ops.attention_scale import AttentionScaleSpec, apply_attention_scale
+            from ..ops.attention_scale import AttentionScaleSpec, apply_attention_scale
 
             layers = tuple(where) if isinstance(where, (list, tuple)) else (str(where),)
             tspec = AttentionScaleSpec(factor=1.5, layers=layers)
@@ -386,12 +387,11 @@ def _patches(b: Any, p: _Probe) -> list[tuple[str, Callable[[], Any], str]]:
 
 
 def _fusions(b: Any) -> dict:
-    host = getattr(b, "host", None)
-    if host is not None:
-        return dict(host.fusions())
-    from .builtin.fusions import FUSIONS
+    """The built-in fusions (scale fusion, global-only, cross-frame)."""
+    from ..builtin.fusions import FUSIONS
+    from ..builtin.temporal_fusions import FUSIONS as GROUP_FUSIONS
 
-    return dict(FUSIONS)
+    return {**FUSIONS, **GROUP_FUSIONS}
 
 
 def _check_patches(b: Any, p: _Probe, guidance: float, report: ConformanceReport) -> str:
@@ -501,6 +501,11 @@ def run_backend_conformance(backend: Any, *, plan: Any, frames: Sequence[Any] | 
     unknown = sorted(set(skip) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown check(s) {unknown}; the checks are {CHECKS}")
+    from ..adapter import ModelAdapter
+    from ..cascade.driver import RenderDriver
+
+    if isinstance(backend, ModelAdapter):  # a model adapter runs under the core driver, as in a render
+        backend = RenderDriver(backend)
     report = ConformanceReport(backend=str(getattr(backend, "id", type(backend).__name__)))
     run = _Runner(backend, report, skip)
     run.run("attributes", lambda: _check_attributes(backend))
@@ -546,22 +551,21 @@ def run_backend_conformance(backend: Any, *, plan: Any, frames: Sequence[Any] | 
     run.run("determinism", determinism)
     run.run("frame-rule", lambda: _check_frame_rule(backend, frames, size, max_frames, cache))
 
-    from .cascade.protocol import DiffusionBackend
-
-    if isinstance(backend, DiffusionBackend):
+    m = backend.model if isinstance(backend, RenderDriver) else None
+    if m is not None:
         probe: list[_Probe] = []
 
         def model() -> str:
-            p = _probe(backend, tuple(check_size or backend.model_info.base_size))
+            p = _probe(m, tuple(check_size or m.model_info.base_size), backend.frame_rule)
             probe.append(p)
-            return _check_model(backend, p, guidance)
+            return _check_model(m, p, guidance)
 
         run.run("model", model)
-        run.run("patches", lambda: _check_patches(backend, _need(probe), guidance, report))
-        run.run("bad-input", lambda: _check_bad_input(backend, _need(probe), guidance, report))
+        run.run("patches", lambda: _check_patches(m, _need(probe), guidance, report))
+        run.run("bad-input", lambda: _check_bad_input(m, _need(probe), guidance, report))
     else:
         for name in ("model", "patches", "bad-input"):
-            report.checks.append((name, "skip", "not a DiffusionBackend"))
+            report.checks.append((name, "skip", "not a model adapter"))
     if report.failures:
         raise ConformanceError(str(report))
     return report
