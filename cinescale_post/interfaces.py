@@ -296,7 +296,9 @@ class OutputTarget:
     frame_numbers: tuple[int, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
     colour: Colour = field(default_factory=Colour)
-    audio: bool = True
+    #: the source's audio: True / "copy" (packet copy, PCM where the container cannot
+    #: hold the codec), "pcm" (always transcoded), False / "none" (dropped): ``--audio``.
+    audio: bool | str = True
     metadata: Mapping[str, str] = field(default_factory=dict)
     #: pixel aspect the output declares (MOV 'pasp', VUI, EXR pixelAspectRatio).
     pixel_aspect: Fraction = Fraction(1)
@@ -504,6 +506,13 @@ class Backend(abc.ABC):
         from .errors import PlanError
 
         raise PlanError(f"backend {self.id!r} cannot generate", fix="choose a diffusion preset")
+
+    def stage_outputs(self) -> dict[int, list[np.ndarray]]:
+        """After ``generate`` with ``backend_options.keep_stages``: stage index ->
+        that stage's (h, w, 3) float32 images at the stage's own size, for every
+        stage before the last (written next to the output as
+        ``<name>.stage<K>.####.<ext>``). Default: none."""
+        return {}
 
     def reduce_memory(self) -> str | None:
         """After running out of device memory: switch to the next cheaper

@@ -148,6 +148,7 @@ class RenderDriver(Backend):
         self.mask: Any = None
         self._cond_cache: dict = {}
         self._warned_key = False
+        self._stage_outputs: dict = {}
         self._parallel: Any = None  # context-parallel handle (ops.context_parallel), one per load
 
     # ------------------------------------------------------------ plan time
@@ -344,9 +345,15 @@ class RenderDriver(Backend):
                 rngs = [RandomSources.from_seed(seed_for(n), jitter=opts.jitter, posterior=opts.posterior)
                         for n in numbers]
                 model = self.model
-                return generate_images(model, stages, cond, rngs, out_size=out, freeu=model.freeu(),
-                                       keep="all" if opts.keep_stages else "last", mask=self.mask,
-                                       resolve=self.resolve)
+                if not opts.keep_stages:
+                    return generate_images(model, stages, cond, rngs, out_size=out, freeu=model.freeu(),
+                                           mask=self.mask, resolve=self.resolve)
+                # every stage of every image, in that order (the reference returns them all)
+                every = generate_images(model, stages, cond, rngs, freeu=model.freeu(), keep="all", mask=self.mask,
+                                        resolve=self.resolve)
+                n = len(stages)
+                self._stage_outputs = {k: every[k::n] for k in range(n - 1)}
+                return every[n - 1::n]
             image = read_rgb(opts.image) if opts.image else None
             self.model.check_task("i2v" if image is not None else "t2v", image)
             cond = self.condition(plan.prompt or "", plan.negative_prompt or "", size=stages[0].size,
@@ -357,6 +364,11 @@ class RenderDriver(Backend):
             return self.model.to_frames(self.model.decode(res.latent), out)[:opts.num_frames]
 
     # ------------------------------------------------------------ image layout
+
+    def stage_outputs(self) -> dict:
+        """Stage index -> images of the earlier stages of the last ``generate``
+        with ``keep_stages`` (see ``Backend.stage_outputs``)."""
+        return dict(self._stage_outputs)
 
     def _shot_key(self, job: WindowJob) -> int:
         key = self.options.shot_frame

@@ -21,7 +21,7 @@ cross_frame      false       every frame batched with its key frame (``cross-fra
 shot_frame       (first)     frame number whose seed is the shot's
 posterior        "sample"    VAE posterior: "sample" (reference) or "mean"
 jitter           true        random window jitter of scale fusion
-keep_stages      false       generate returns every stage's image
+keep_stages      false       generate also writes the earlier stages (``<name>.stage0.####.exr``...)
 detail_mask      (none)      image file for the per-pixel variant of the cosine blend
                              (reference: any non-zero pixel is detail)
 detail_mask_soft false       the mask's grey level weighs cosine_scale / cosine_scale_bg

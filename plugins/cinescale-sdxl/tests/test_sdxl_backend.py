@@ -92,7 +92,12 @@ def test_generate_keeps_every_stage_on_request(tiny_model):
     plan = make_plan(tiny_model, options={"keep_stages": True})
     b.load(plan)
     imgs = b.generate(plan, seed_for)
-    assert [im.shape for im in imgs] == [(64, 64, 3), (128, 128, 3)]
+    assert [im.shape for im in imgs] == [(128, 128, 3)]  # the output; earlier stages on the side
+    assert {k: [im.shape for im in v] for k, v in b.stage_outputs().items()} == {0: [(64, 64, 3)]}
+    plain = driver()
+    plain_plan = make_plan(tiny_model)
+    plain.load(plain_plan)
+    assert np.array_equal(plain.generate(plain_plan, seed_for)[0], imgs[0]) and plain.stage_outputs() == {}
 
 
 def _render(b, images, size=(128, 128), first=1001):

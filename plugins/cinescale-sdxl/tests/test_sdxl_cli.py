@@ -55,3 +55,27 @@ def test_missing_model_exits_6(tmp_path):
     r = _cli("render", str(clip), "-o", str(tmp_path / "f.####.exr"), "--preset", "sdxl-uhd-refine",
              "--model", str(tmp_path / "no-such-model"), *TINY)
     assert r.returncode == 6 and "no-such-model" in r.stderr and "never downloads" in r.stderr
+
+
+def test_keep_stages_writes_every_stage_next_to_the_output(tmp_path, tiny_model):
+    """Issue 12: the reference returns every stage; --set backend_options.keep_stages=true
+    writes the earlier ones as <name>.stage0.####.exr, ... at their own sizes, and the
+    output itself is the same picture as without it."""
+    import imageio_ffmpeg
+
+    base = ["generate", "--prompt", "a lighthouse", "--size", "128x128", "--preset", "sdxl-2k-still",
+            "--model", tiny_model, "--set", "dtype=float32", "--set", "output.codec=exr",
+            "--set", "stages.0.steps=2", "--set", "stages.1.steps=2", "--set", "stages.1.restart_step=1",
+            "--set", "stages.1.dilate_tau=1", "--progress", "none"]
+    r = _cli(*base, "-o", str(tmp_path / "keep" / "lh.####.exr"), "--set", "backend_options.keep_stages=true")
+    assert r.returncode == 0, r.stderr
+    r = _cli(*base, "-o", str(tmp_path / "plain" / "lh.####.exr"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "keep").glob("*.exr")) == ["lh.1001.exr", "lh.stage0.1001.exr"]
+    assert np.array_equal(_px(tmp_path / "keep" / "lh.1001.exr"), _px(tmp_path / "plain" / "lh.1001.exr"))
+    stage0 = tmp_path / "keep" / "lh.stage0.1001.exr"
+    assert _px(stage0).shape == (64, 64, 3)  # the base stage of the tiny model (64 px)
+    # an independent reader agrees on the size
+    ff = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(stage0)], capture_output=True,
+                        text=True)
+    assert "64x64" in ff.stderr, ff.stderr
