@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cinescale_post.errors import WeightsError
+from cinescale_post.api import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -123,4 +123,19 @@ def load_wan_pipeline(model: str | None, dtype: Any, *, vae_dtype: Any = None, c
                                "single file set backend_options.config") from exc
 
 
-__all__ = ["WanVariant", "detect_variant", "load_wan_pipeline"]
+def weight_files(plan: Any) -> list[str]:
+    """Files whose hashes the manifest records: the model (every safetensors of a
+    folder), the config folder of a single file, the LoRA."""
+    files: list[str] = []
+    if plan.model:
+        p = Path(plan.model)
+        files += [str(p)] if p.is_file() else sorted(str(f) for f in p.rglob("*.safetensors"))
+    opts = dict(plan.backend_options)
+    if opts.get("config") and plan.model and Path(plan.model).is_file():
+        files += sorted(str(f) for f in Path(opts["config"]).rglob("*.safetensors"))
+    if opts.get("lora"):
+        files.append(str(Path(opts["lora"])))
+    return files
+
+
+__all__ = ["WanVariant", "detect_variant", "load_wan_pipeline", "weight_files"]

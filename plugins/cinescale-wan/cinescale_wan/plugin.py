@@ -4,17 +4,16 @@ Cheap: nothing here imports torch or diffusers."""
 from __future__ import annotations
 
 
-from cinescale_post import hookimpl
-from cinescale_post.presets import packaged
+from cinescale_post.api import hookimpl, packaged
 
 PRESETS = ("wan-2k-t2v", "wan-3k-t2v", "wan-4k-t2v", "wan-uhd-refine")
 
 
 @hookimpl
 def register_backends(register):
-    from .backend import WanBackend
+    from .backend import WanAdapter
 
-    register(WanBackend())
+    register(WanAdapter())
 
 
 @hookimpl

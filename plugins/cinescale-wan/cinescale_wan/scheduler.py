@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from cinescale_post.cascade.schedule import flow_sigmas
+from cinescale_post.api import flow_sigmas
 
 
 def reference_sigmas(steps: int) -> np.ndarray:

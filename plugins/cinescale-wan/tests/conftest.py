@@ -24,7 +24,7 @@ def _one_thread():
 def models(tmp_path_factory):
     """Tiny Wan folders saved once per session: t2v (with a T5 text encoder),
     i2v (CLIP image encoder), a14b (two experts), ti2v (Wan 2.2 5B layout)."""
-    from cinescale_post.testing_wan import save_tiny_wan
+    from cinescale_wan.tiny import save_tiny_wan
 
     root = tmp_path_factory.mktemp("wan-models")
     return {layout: str(save_tiny_wan(root / f"tiny-wan-{layout}", layout=layout)) for layout in ("t2v", "i2v", "a14b", "ti2v")}

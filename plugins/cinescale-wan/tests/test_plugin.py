@@ -8,7 +8,8 @@ import pytest
 from cinescale_post.cascade.stages import resolve_ladder
 from cinescale_post.errors import PlanError
 from cinescale_wan import plugin
-from cinescale_wan.backend import WanBackend
+from cinescale_post.testing import adapter_driver
+from cinescale_wan.backend import WanAdapter
 from cinescale_wan.options import WAN_NEGATIVE, parse_wan_stages
 
 
@@ -18,13 +19,22 @@ def _presets():
     return found
 
 
+def _validate(**kw):
+    return adapter_driver(WanAdapter()).validate(**kw)
+
+
 def test_registers_backend_and_four_presets():
     backends = []
     plugin.register_backends(backends.append)
-    b = backends[0]
-    assert [x.id for x in backends] == ["wan"] and b.family == "dit" and b.temporal
-    assert {"t2v", "i2v", "v2v"} <= b.capabilities
-    assert (b.frame_rule.multiple, b.frame_rule.offset) == (4, 1)
+    a = backends[0]
+    assert [x.id for x in backends] == ["wan"] and isinstance(a, WanAdapter)
+    caps = a.capabilities
+    assert caps.family == "dit" and caps.latent_layout == "video" and not caps.problems()
+    assert {"t2v", "i2v", "v2v"} <= caps.tasks
+    assert (caps.frame_rule.multiple, caps.frame_rule.offset) == (4, 1)
+    assert caps.attention  # declares its self-attention: the core's context parallelism applies
+    b = adapter_driver(a)  # what host.backend("wan") hands a render
+    assert b.family == "dit" and b.temporal and {"t2v", "i2v", "v2v"} <= b.capabilities
     assert sorted(p.name[:-5] for p in _presets()) == ["wan-2k-t2v", "wan-3k-t2v", "wan-4k-t2v", "wan-uhd-refine",
                                                        "wan-uhd-refine-aces"]
 
@@ -44,8 +54,8 @@ def test_presets_validate_with_reference_defaults(res):
     name = res.name[:-5]
     assert data["backend"] == "wan" and data["schema"] == 1 and data["negative_prompt"] == WAN_NEGATIVE
     out = (data["output"]["width"], data["output"]["height"])
-    st, opts = WanBackend().validate(stages=tuple(data["stages"]), options=data.get("backend_options", {}),
-                                     size=out, source=None)
+    st, opts = _validate(stages=tuple(data["stages"]), options=data.get("backend_options", {}), size=out,
+                         source=None)
     specs, wans = parse_wan_stages(st)
     assert all((s.steps, s.guidance, s.fusion, s.dilation, s.cosine_scale) == (50, 5.0, None, False, None)
                for s in specs)
@@ -75,7 +85,7 @@ def test_upscaled_stage_defaults_to_ntk25_and_wan_core_defaults():
 ])
 def test_bad_stage_values_name_the_key(stage, match):
     with pytest.raises(PlanError, match=match):
-        WanBackend().validate(stages=(stage,), options={}, size=(64, 64), source=None)
+        _validate(stages=(stage,), options={}, size=(64, 64), source=None)
 
 
 @pytest.mark.parametrize("opts,match", [
@@ -84,13 +94,13 @@ def test_bad_stage_values_name_the_key(stage, match):
 ])
 def test_bad_options_name_the_key(opts, match):
     with pytest.raises(PlanError, match=match):
-        WanBackend().validate(stages=(), options=opts, size=(64, 64), source=None)
+        _validate(stages=(), options=opts, size=(64, 64), source=None)
 
 
 def test_lora_with_a_pickle_suffix_only_if_known(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"0")
     with pytest.raises(PlanError, match="unsupported"):
-        WanBackend().validate(stages=(), options={"lora": str(tmp_path / "x.bin")}, size=(64, 64), source=None)
+        _validate(stages=(), options={"lora": str(tmp_path / "x.bin")}, size=(64, 64), source=None)
 
 
 def test_entry_point_is_declared():

@@ -1,8 +1,6 @@
 """Helpers shared by the Wan plugin tests (a distinct module name, so the
 suite runs in one session with other plugins' tests)."""
 
-from types import SimpleNamespace
-
 import numpy as np
 
 # 32 px -> 64 px, 3 steps each, restart at 1: a tiny 2-stage CineScale ladder.
@@ -14,15 +12,21 @@ TINY_REFINE = ({"size": "output", "steps": 3, "restart_step": 1, "shift": 11.0},
 TINY_OPTIONS = {"num_frames": 5, "max_sequence_length": 16}
 
 
+def driver():
+    """A fresh core render driver around the Wan adapter (what ``host.backend("wan")`` gives a render)."""
+    from cinescale_post.testing import adapter_driver
+    from cinescale_wan.backend import WanAdapter
+
+    return adapter_driver(WanAdapter())
+
+
 def make_plan(model, *, stages=TINY_STAGES, options=None, mode="generate", size=(64, 64), dtype="float32",
               prompt="a brown owl in the snow", seed=7):
-    from cinescale_wan.backend import WanBackend
+    """A plan for the Wan driver, stages and options validated as ``plan.build`` does."""
+    from cinescale_post.testing import make_test_plan
 
-    opts = {**TINY_OPTIONS, **(options or {})}
-    st, o = WanBackend().validate(stages=tuple(stages), options=opts, size=size, source=None)
-    return SimpleNamespace(backend="wan", model=model, device="cpu", dtype=dtype, seed=seed, stages=st,
-                           backend_options=o, output=SimpleNamespace(width=size[0], height=size[1]),
-                           prompt=prompt, negative_prompt="blurry", mode=mode, frames=(1001,), source=None)
+    return make_test_plan(driver(), model=model, stages=stages, options={**TINY_OPTIONS, **(options or {})},
+                          size=size, mode=mode, prompt=prompt, dtype=dtype, seed=seed)
 
 
 def seed_for(number, tile=0):

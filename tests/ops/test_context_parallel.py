@@ -1,12 +1,14 @@
-"""Context parallelism of the Wan DiT (``cinescale_wan.parallel``).
+"""Context parallelism, the core capability of any DiT adapter that declares
+its attention (``cinescale_post.ops.context_parallel``), on the Wan adapter.
 
 The distributed tests start ONE real ``torchrun --nproc_per_node 2`` launch on
 the gloo backend (CPU): the two processes load the same saved tiny Wan folder
 (random weights) and run, with diffusers' own context parallelism,
 
-* a two-stage CineScale cascade through ``WanBackend.attach`` (NTK [1,3,3] ->
-  [1,4,4], temperature coef 1.5 -> 2.0, CFG, 2 steps a stage), Ulysses 2 and
-  ring 2;
+* a two-stage CineScale cascade through the core render driver, which
+  installs context parallelism itself from ``backend_options.context_parallel``
+  after ``WanAdapter.load`` (NTK [1,3,3] -> [1,4,4], temperature coef 1.5 ->
+  2.0, CFG, 2 steps a stage), Ulysses 2 and ring 2, and removes it at unload;
 * a single transformer forward with NTK [1,3,3] and a temperature *rule*
   whose thresholds (20 / 60 tokens per frame) make the factor depend on
   whether tokens per frame are counted over the whole frame (64 -> coef 2.0)
@@ -16,7 +18,7 @@ the gloo backend (CPU): the two processes load the same saved tiny Wan folder
 
 This module compares the results with the same computations in one process.
 Ring attention on CPU uses the CPU twin of diffusers' native-flash kernel
-(``parallel._cpu_flash_forward_op``); everything else is stock diffusers.
+(``context_parallel._cpu_flash_forward_op``); everything else is stock diffusers.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("cinescale_wan")  # the DiT adapter this is checked on (plugins/cinescale-wan)
 
 from cinescale_post.errors import PlanError  # noqa: E402
 
@@ -50,23 +53,41 @@ TOL = 1e-5
 # ------------------------------------------------------------------ shared computations
 
 
-def _cascade(backend_cls, pipe, options, stages=CP_STAGES):
-    """The final latent of a 2-stage cascade (no VAE) on ``pipe``."""
-    from cinescale_post.testing_wan import tiny_wan_prompt_embeds
-    from cinescale_wan.options import WanOptions
+def _driver():
+    from cinescale_post.testing import adapter_driver
+    from cinescale_wan.backend import WanAdapter
 
-    b = backend_cls()
-    b.attach(pipe, device="cpu", dtype=torch.float32, options=WanOptions.from_dict(options), stages=stages)
+    return adapter_driver(WanAdapter())
+
+
+def _plan(d, folder, options, stages=CP_STAGES):
+    from cinescale_post.testing import make_test_plan
+
+    return make_test_plan(d, model=folder, stages=stages, options=options, size=(128, 128), mode="generate")
+
+
+def _cascade(folder, options, stages=CP_STAGES):
+    """Every stage's latent of a 2-stage cascade (no VAE), loaded from ``folder``
+    by the driver as a render loads it; with what the driver installed."""
+    from cinescale_wan.tiny import tiny_wan_prompt_embeds
+
+    d = _driver()
+    d.load(_plan(d, folder, options, stages))
+    tr = d.model.denoiser
+    info = {"device": str(d.model.device), "installed": d._parallel is not None}
     try:
-        lad = b.ladder("generate", (128, 128))
+        lad = d.ladder("generate", (128, 128))
         pe = tiny_wan_prompt_embeds(1, seed=1, length=16)
         npe = tiny_wan_prompt_embeds(1, seed=2, length=16)
-        cond = b.condition("", guidance=5.0, prompt_embeds=(pe, npe))
+        cond = d.model.condition("", guidance=5.0, prompt_embeds=(pe, npe))
         with torch.inference_mode():
-            res = b.run_cascade(lad, cond, b.random_sources(123, lad, 3), frames=3, keep="all")
-        return [r.latent.float().clone() for r in res], b
+            res = d.run_cascade(lad, cond, d.video_sources(123, lad, 3), frames=3, keep="all")
+        return [r.latent.float().clone() for r in res], info
     finally:
-        b.unload()
+        d.unload()
+        info["removed_at_unload"] = (tr._parallel_config is None
+                                     and all(getattr(p, "_parallel_config", None) is None
+                                             for p in tr.attn_processors.values()))
 
 
 def _forward(model, inputs, *, ntk=NTK, rule=RULE, factor=None):
@@ -90,29 +111,24 @@ def _transformer(folder):
     return WanTransformer3DModel.from_pretrained(str(Path(folder) / "transformer"), local_files_only=True).eval()
 
 
-def _pipe(folder):
-    from cinescale_wan.loading import load_wan_pipeline
-
-    return load_wan_pipeline(folder, torch.float32)
-
-
 # ------------------------------------------------------------------ the torchrun worker
 
 
 def _worker(folder: str, out: str) -> None:
     import torch.distributed as dist
 
-    from cinescale_post.testing_wan import tiny_wan_inputs
-    from cinescale_wan.backend import WanBackend
-    from cinescale_wan.parallel import enable_context_parallel
+    from cinescale_post.ops.context_parallel import enable_context_parallel
+    from cinescale_wan.tiny import tiny_wan_inputs
 
     torch.set_num_threads(1)
     tensors: dict = {}
     info: dict = {}
-    # 1. the backend path: attach() initialises the process group from the torchrun environment
+    # 1. the driver path: load() initialises the process group from the torchrun environment and
+    #    installs context parallelism on the adapter's denoisers (Wan declares its attention)
     for mode in ("ulysses", "ring"):
-        lat, b = _cascade(WanBackend, _pipe(folder), {**CP_OPTIONS, "context_parallel": {mode: 2}})
-        info[f"cascade_{mode}_device"] = str(b.device)
+        lat, got = _cascade(folder, {**CP_OPTIONS, "context_parallel": {mode: 2}})
+        for k, v in got.items():
+            info[f"cascade_{mode}_{k}"] = v
         for i, z in enumerate(lat):
             tensors[f"cascade_{mode}_{i}"] = z
     rank = dist.get_rank()
@@ -162,7 +178,7 @@ def _worker(folder: str, out: str) -> None:
 
 @pytest.fixture(scope="module")
 def cp_folder(tmp_path_factory):
-    from cinescale_post.testing_wan import save_tiny_wan
+    from cinescale_wan.tiny import save_tiny_wan
 
     return str(save_tiny_wan(tmp_path_factory.mktemp("wan-cp") / "tiny-wan", seed=3, text_encoder=False))
 
@@ -188,13 +204,13 @@ def launched(cp_folder, tmp_path_factory):
 def single(cp_folder):
     """The same computations in this one process."""
     from cinescale_post.ops.attention_scale import attention_scale_factor
-    from cinescale_post.testing_wan import tiny_wan_inputs
-    from cinescale_wan.backend import WanBackend
+    from cinescale_wan.tiny import tiny_wan_inputs
 
     torch.set_num_threads(1)
     assert attention_scale_factor(32, rule=RULE) != attention_scale_factor(64, rule=RULE)
     ref: dict = {}
-    ref["cascade"], _ = _cascade(WanBackend, _pipe(cp_folder), CP_OPTIONS)
+    ref["cascade"], got = _cascade(cp_folder, CP_OPTIONS)
+    assert not got["installed"]  # no option, nothing installed
     model = _transformer(cp_folder)
     inputs = tiny_wan_inputs(latent=FORWARD_LATENT)
     ref["forward"], ref["forward_state"] = _forward(model, inputs)
@@ -204,7 +220,7 @@ def single(cp_folder):
     ref["forward_no_ntk"], _ = _forward(model, inputs, ntk=None)
     nc = dict(CP_OPTIONS)
     st = [dict(s, attention_scale=False) for s in CP_STAGES]
-    ref["cascade_no_temperature"], _ = _cascade(WanBackend, _pipe(cp_folder), nc, stages=st)
+    ref["cascade_no_temperature"], _ = _cascade(cp_folder, nc, stages=st)
     return ref
 
 
@@ -238,7 +254,10 @@ def test_parallel_forward_equals_single_process(launched, single, mode):
 def test_parallel_cascade_equals_single_process(launched, single, mode):
     tensors, infos = launched
     assert infos[0]["world"] == 2 and infos[0]["backend"] == "gloo"
-    assert infos[0][f"cascade_{mode}_device"] == "cpu"
+    for r in range(2):
+        i = infos[r]
+        assert i[f"cascade_{mode}_device"] == "cpu"
+        assert i[f"cascade_{mode}_installed"] and i[f"cascade_{mode}_removed_at_unload"]
     for i, ref in enumerate(single["cascade"]):
         ctrl = _maxdiff(single["cascade_no_temperature"][i], ref)
         assert ctrl > 1e-3, f"stage {i}: the temperature does not matter here ({ctrl:.3g})"
@@ -262,15 +281,20 @@ def test_parallel_errors_and_restore(launched, single):
 # ------------------------------------------------------------------ one process: validation
 
 
+def _validate(options):
+    return _driver().validate(stages=(), options=options, size=(64, 64), source=None)[1]
+
+
 def test_option_validation_names_key_value_and_allowed():
-    from cinescale_wan.options import WanOptions
-    from cinescale_wan.parallel import parse_context_parallel
+    from cinescale_post.ops.context_parallel import parse_context_parallel
 
     assert parse_context_parallel({"ulysses": 8}).degree == 8
     assert parse_context_parallel({"ulysses": 2, "ring": 4}).describe() == "ulysses 2 x ring 4"
     assert not parse_context_parallel({}).enabled
-    assert WanOptions.from_dict({"context_parallel": {"ring": 8}}).to_dict()["context_parallel"] == {"ring": 8}
-    assert WanOptions.from_dict({}).context_parallel == {}
+    # a driver-owned option: validated by the core, recorded only when set, not in the adapter's options
+    assert _validate({"context_parallel": {"ring": 8}})["context_parallel"] == {"ring": 8}
+    assert "context_parallel" not in _validate({}) and "context_parallel" not in _validate({"context_parallel": {}})
+    assert "context_parallel" not in _driver().model_options(_validate({"context_parallel": {"ring": 8}}))
     cases = [
         ({"ulysess": 2}, "unknown key(s) ulysess", "ulysses, ring"),
         ({"ulysses": 0}, "context_parallel.ulysses = 0", "1..1024"),
@@ -285,25 +309,52 @@ def test_option_validation_names_key_value_and_allowed():
     ]
     for value, msg, fix in cases:
         with pytest.raises(PlanError) as e:
-            WanOptions.from_dict({"context_parallel": value})
+            _validate({"context_parallel": value})
         text = str(e.value) + " " + str(getattr(e.value, "fix", ""))
         assert msg in text and fix in text, (value, text)
 
 
 def test_single_process_without_torchrun_is_refused(monkeypatch, cp_folder):
-    from cinescale_wan.backend import WanBackend
-    from cinescale_wan.options import WanOptions
-
     for k in ("WORLD_SIZE", "RANK", "MASTER_ADDR"):
         monkeypatch.delenv(k, raising=False)
-    b = WanBackend()
+    d = _driver()
+    plan = _plan(d, cp_folder, {**CP_OPTIONS, "context_parallel": {"ulysses": 2}})
     with pytest.raises(PlanError, match="torchrun") as e:
-        b.attach(_pipe(cp_folder), options=WanOptions.from_dict({**CP_OPTIONS, "context_parallel": {"ulysses": 2}}))
-    assert "--nproc_per_node 2" in str(getattr(e.value, "fix", ""))
+        d.load(plan)  # refused before any weight is loaded
+    assert "--nproc_per_node 2" in str(getattr(e.value, "fix", "")) and d.model is None
+
+
+def test_an_adapter_that_declares_no_attention_is_refused_at_plan_time():
+    from cinescale_post.api import Capabilities, ModelAdapter
+    from cinescale_post.testing import adapter_driver
+
+    class NoAttention(ModelAdapter):
+        id = "no-attention"
+        capabilities = Capabilities(tasks=frozenset({"t2v"}), family="dit", latent_layout="video")
+
+        def load(self, plan):  # pragma: no cover - never reached
+            raise AssertionError
+
+    d = adapter_driver(NoAttention())
+    with pytest.raises(PlanError, match="declares no self-attention") as e:
+        d.validate(stages=(), options={"context_parallel": {"ulysses": 2}}, size=(64, 64), source=None)
+    assert "leave context_parallel out" in str(getattr(e.value, "fix", ""))
+    assert "context_parallel" not in d.validate(stages=(), options={}, size=(64, 64), source=None)[1]
+
+
+def test_declared_attention_must_match_the_model(cp_folder):
+    from cinescale_post.ops.context_parallel import _check_declared
+
+    model = _transformer(cp_folder)
+    _check_declared(model, ("blocks.*.attn1.processor",))  # Wan's declaration
+    with pytest.raises(PlanError, match="matches none"):
+        _check_declared(model, ("down_blocks.*.attn1.processor",))
+    with pytest.raises(PlanError, match="_cp_plan"):
+        _check_declared(torch.nn.Linear(2, 2), ())
 
 
 def test_heads_and_backend_rules(cp_folder):
-    from cinescale_wan.parallel import check_model, choose_backend, parse_context_parallel
+    from cinescale_post.ops.context_parallel import check_model, choose_backend, parse_context_parallel
 
     model = _transformer(cp_folder)  # 2 heads
     check_model(model, parse_context_parallel({"ulysses": 2}))
@@ -322,7 +373,7 @@ def test_heads_and_backend_rules(cp_folder):
 def test_cpu_flash_op_is_scaled_attention_with_lse():
     """The CPU twin used for ring attention: same output as SDPA with the
     given scale, and the log-sum-exp of the scaled logits."""
-    from cinescale_wan.parallel import _cpu_flash_forward_op
+    from cinescale_post.ops.context_parallel import _cpu_flash_forward_op
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 10, 2, 12, generator=g) for _ in range(3))  # (B, S, H, D)
