@@ -124,7 +124,7 @@ class WanModel(Model):
         """A fresh scheduler with ``stage``'s flow shift (the base shift outside a ladder)."""
         from .scheduler import make_flow_scheduler, with_shift
 
-        shift = (wan_stage(stage.spec) if stage is not None else WanStage()).shift
+        shift = self._stage_shift(wan_stage(stage.spec) if stage is not None else WanStage())
         if self.options.scheduler == "model":
             return with_shift(copy.deepcopy(self.pipe.scheduler), shift)
         return make_flow_scheduler(shift, sigmas="diffusers")  # the reference grid comes from stage_sigmas
@@ -153,12 +153,16 @@ class WanModel(Model):
 
     def stage_info(self, stage) -> dict:
         ws = wan_stage(stage.spec)
-        return {"shift": ws.shift, "ntk": list(ws.ntk), "attention_scale": ws.attention_scale}
+        return {"shift": self._stage_shift(ws), "ntk": list(ws.ntk), "attention_scale": ws.attention_scale}
+
+    def _stage_shift(self, ws: WanStage) -> float:
+        # An image-to-video checkpoint only does i2v, so its variant says which default applies.
+        return ws.shift_for(i2v="t2v" not in self.variant.tasks and "i2v" in self.variant.tasks)
 
     @property
     def _shift(self) -> float:
         """The running stage's flow shift, for inspection only."""
-        return (self._stage or WanStage()).shift
+        return self._stage_shift(self._stage or WanStage())
 
     def latent_shape(self, size, batch=1, frames=None):
         return super().latent_shape(size, batch, 1 if frames is None else frames)

@@ -6,9 +6,11 @@ with Wan defaults plus four Wan keys, declared to the core as extra keys:
 ==================  ===================  =============================================
 key                 default              meaning
 ==================  ===================  =============================================
-shift               7.0 / 9.0            flow-matching shift of the stage ("noise
-                                         shifting"); default 7 for the first stage and 9
-                                         for upscaled ones (the reference's Pro pipeline;
+shift               (model) / 9.0        flow-matching shift of the stage ("noise
+                                         shifting"); first stage: recorded as null and
+                                         run at 7 on a text-to-video model, 5 on an
+                                         image-to-video one (the reference's I2V script);
+                                         upscaled stages 9 (the reference's Pro pipeline;
                                          its 4K script gives 11)
 ntk                 [1, 20, 20]          RoPE base factors (t, h, w); reference
                                          [1, 25, 25] for the upscaled stage
@@ -38,6 +40,7 @@ CORE_DEFAULTS = {"steps": 50, "guidance": 5.0, "restart": 0.3, "upscaler": "late
 NTK_FIRST = (1.0, 20.0, 20.0)
 NTK_UPSCALED = (1.0, 25.0, 25.0)
 SHIFT_FIRST = 7.0
+SHIFT_I2V = 5.0  # the reference's image-to-video script (sample_shift 5.0), first stage
 SHIFT_UPSCALED = 9.0  # the reference Pro pipeline's new_shift (wan_video_pro.py; 3K script)
 # Wan's negative prompt as used by the reference scripts (English rendering of the official one).
 WAN_NEGATIVE = ("Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, "
@@ -51,7 +54,7 @@ WAN_NEGATIVE = ("Bright tones, overexposed, static, blurred details, subtitles, 
 class WanStage:
     """The Wan part of one stage."""
 
-    shift: float = 7.0
+    shift: float | None = None  # None: the model's default (shift_default), first stage only
     ntk: tuple[float, float, float] = NTK_FIRST
     ntk_rule: str = "reference"
     attention_scale: Any = True  # True | False | coef (float)
@@ -59,7 +62,7 @@ class WanStage:
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "WanStage":
         v = dict(d)
-        if "shift" in v:
+        if v.get("shift") is not None:
             s = v["shift"]
             if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 < s <= 100 or math.isnan(s):
                 raise PlanError(f"{where}.shift = {s!r}", fix="use a number in (0, 100]; reference 7, 9 or 11")
@@ -84,6 +87,13 @@ class WanStage:
         d = asdict(self)
         d["ntk"] = list(self.ntk)
         return d
+
+    def shift_for(self, i2v: bool) -> float:
+        """The flow shift this stage runs at on a text- (``i2v`` false) or
+        image-to-video model: the stage's own, else 7.0 / 5.0 (reference)."""
+        if self.shift is not None:
+            return self.shift
+        return SHIFT_I2V if i2v else SHIFT_FIRST
 
     def items(self) -> tuple[tuple[str, Any], ...]:
         """``(key, value)`` pairs in ``WAN_KEYS`` order, for ``StageSpec.extra``."""
@@ -257,5 +267,5 @@ def in_model_dtype(choice: str, device: Any) -> bool:
     return choice == "model" or (choice == "auto" and not str(device).startswith("cpu"))
 
 
-__all__ = ["NTK_FIRST", "NTK_UPSCALED", "WAN_KEYS", "WAN_NEGATIVE", "WanOptions", "WanStage", "in_model_dtype", "parse_wan_stages",
+__all__ = ["NTK_FIRST", "NTK_UPSCALED", "SHIFT_FIRST", "SHIFT_I2V", "WAN_KEYS", "WAN_NEGATIVE", "WanOptions", "WanStage", "in_model_dtype", "parse_wan_stages",
            "wan_stage"]
