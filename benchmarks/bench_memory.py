@@ -29,7 +29,7 @@ import subprocess
 import sys
 
 from cinescale_post import memory_model as mm
-from cinescale_post.testing.models import TINY_UNET_CONFIG, TINY_VAE_CONFIG
+from cinescale_sdxl.tiny import TINY_UNET_CONFIG, TINY_VAE_CONFIG
 
 SMALL_WAN = dict(patch_size=(1, 2, 2), num_attention_heads=6, attention_head_dim=64, in_channels=16, out_channels=16,
                  text_dim=64, freq_dim=256, ffn_dim=1536, num_layers=2, cross_attn_norm=True,

@@ -108,7 +108,7 @@ def _render(src: str, out: str, model: str, preset: str, *extra: str) -> float:
 def through_sdxl(repeat: int, frames: int) -> dict:
     import OpenEXR
 
-    from cinescale_post.testing.models import save_tiny_sdxl
+    from cinescale_sdxl.tiny import save_tiny_sdxl
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

@@ -220,7 +220,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     import cinescale_post.builtin.temporal_fusions as tf
     from cinescale_post.host import Host
-    from cinescale_post.testing.models import save_tiny_sdxl
+    from cinescale_sdxl.tiny import save_tiny_sdxl
 
     clip = a.clip or sample_clip()
     if clip is None:

@@ -62,7 +62,8 @@ def main() -> int:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from cinescale_post.ops.dilation import SDXL_DILATED_CONVS, DilationSpec, apply_dilation, select_convs
+    from cinescale_post.ops.dilation import DilationSpec, apply_dilation, select_convs
+    from cinescale_sdxl.options import SDXL_DILATED_CONVS
     from cinescale_post.ops.freeu import FreeUSpec, apply_freeu
     from cinescale_post.ops.fusion import FusionState, apply_scale_fusion
 
@@ -74,7 +75,7 @@ def main() -> int:
     dt = torch.float32 if cpu else torch.float16
     base, base_latent = (64, 8) if cpu else (1024, 128)
     if cpu:
-        from cinescale_post.testing.models import TINY_UNET_CONFIG
+        from cinescale_sdxl.tiny import TINY_UNET_CONFIG
 
         config, ctx_dim, pooled_dim, freeu_ch = TINY_UNET_CONFIG, 64, 32, None
         a.sizes = [base * (s // 1024) for s in a.sizes]

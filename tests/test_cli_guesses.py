@@ -186,7 +186,7 @@ def test_cli_render_exr_preset_to_mov(tmp_path, clip):
 
 def test_cli_generate_tiny_sdxl_to_png_without_preset(tmp_path):
     """The issue's command: `generate --model sdxl-folder --prompt ... -o still.png` (a tiny SDXL)."""
-    from cinescale_post.testing.models import save_tiny_sdxl
+    from cinescale_sdxl.tiny import save_tiny_sdxl
 
     model = save_tiny_sdxl(tmp_path / "tiny-sdxl")
     out = tmp_path / "still.png"

@@ -54,7 +54,7 @@ def test_test_backends_conform(host, backend_id):
 @pytest.fixture(scope="module")
 def tiny_unet():
     from cinescale_post.testing import model_driver
-    from cinescale_post.testing.models import tiny_unet_model
+    from .tiny_unet import tiny_unet_model
 
     return model_driver(tiny_unet_model(), adapter_id="tiny-unet")
 
@@ -73,7 +73,7 @@ def models(tmp_path_factory):
 
 def test_sdxl_backend_conforms(models):
     pytest.importorskip("cinescale_sdxl")
-    from cinescale_post.testing.models import save_tiny_sdxl
+    from cinescale_sdxl.tiny import save_tiny_sdxl
     from cinescale_sdxl import plugin
 
     b = fresh_host(plugin).backend("sdxl")

@@ -82,7 +82,8 @@ def digest(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from cinescale_post.testing.models import save_tiny_sd15, save_tiny_sdxl
+    from cinescale_post.testing.models import save_tiny_sd15
+    from cinescale_sdxl.tiny import save_tiny_sdxl
     from cinescale_wan.tiny import save_tiny_wan
 
     root = tmp_path_factory.mktemp("golden-models")

@@ -122,7 +122,7 @@ def test_free_memory_cpu_and_override(monkeypatch):
 
 
 def test_weights_from_headers_and_config(tmp_path):
-    from cinescale_post.testing.models import save_tiny_sdxl
+    from cinescale_sdxl.tiny import save_tiny_sdxl
 
     folder = save_tiny_sdxl(tmp_path / "m")
     n_hdr, big = mm.safetensors_params(folder / "unet")

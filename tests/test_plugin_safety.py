@@ -256,7 +256,7 @@ def _pickled_folder(kind: str, path: Path) -> Path:
     if kind == "sdxl":
         from diffusers import StableDiffusionXLPipeline
 
-        from cinescale_post.testing.models import build_tiny_sdxl
+        from cinescale_sdxl.tiny import build_tiny_sdxl
 
         StableDiffusionXLPipeline(**build_tiny_sdxl(0, text_encoders=False)).save_pretrained(
             path, safe_serialization=False)

@@ -3,8 +3,9 @@
 During the early steps of an upscaled stage a few 3x3 convolutions of the
 down and mid blocks run with dilation ``d = target_width // base_width`` and
 padding ``d`` (so the spatial size is kept). Which convolutions is *data*
-declared by the backend (for SDXL: the down-block-1 downsampler, the
-down-block-2 resnets and the mid-block resnets, never the up blocks).
+declared by the model adapter (the SDXL plugin's list: the down-block-1
+downsampler, the down-block-2 resnets and the mid-block resnets, never the
+up blocks).
 
 The change is an attribute change (``conv.dilation`` / ``conv.padding``; torch
 reads them on every call) restored by a :class:`~cinescale_post.ops.handles.Handle`.
@@ -16,20 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .handles import Handle, patch_attributes
-
-# ScaleCrafter/FreeScale module names for the SDXL UNet (diffusers naming).
-SDXL_DILATED_CONVS: tuple[str, ...] = (
-    "down_blocks.1.downsamplers.0.conv",
-    "down_blocks.2.resnets.0.conv1",
-    "down_blocks.2.resnets.0.conv2",
-    "down_blocks.2.resnets.1.conv1",
-    "down_blocks.2.resnets.1.conv2",
-    "mid_block.resnets.0.conv1",
-    "mid_block.resnets.0.conv2",
-    "mid_block.resnets.1.conv1",
-    "mid_block.resnets.1.conv2",
-)
-
 
 def dilation_factor(target_width: int, base_width: int) -> int:
     """``target_width // base_width``, at least 1 (reference: ``W // 1024``).
@@ -100,4 +87,4 @@ def apply_dilation(model: Any, spec: DilationSpec) -> Handle:
     return patch_attributes(changes, f"dilation x{spec.factor} on {len(convs)} convs")
 
 
-__all__ = ["SDXL_DILATED_CONVS", "DilationSpec", "apply_dilation", "dilation_factor", "select_convs"]
+__all__ = ["DilationSpec", "apply_dilation", "dilation_factor", "select_convs"]

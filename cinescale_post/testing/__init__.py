@@ -514,10 +514,10 @@ if __name__ == "__main__":
 #
 # A fresh, isolated plugin host; a plan-like object for driving a backend
 # without the CLI; and the backend conformance suite (module
-# ``testing.conformance``). Model builders for the core's own tests live in
-# ``testing.models`` (a tiny SDXL-layout UNet, SD 1.5); the SDXL and Wan
-# plugins ship theirs (``cinescale_sdxl.tiny``, ``cinescale_wan.tiny``);
-# deterministic stand-in backends are in ``testing.backends``.
+# ``testing.conformance``). ``testing.models`` builds the tiny SD 1.5-layout
+# model of the template plugin; the SDXL and Wan plugins ship theirs
+# (``cinescale_sdxl.tiny``, ``cinescale_wan.tiny``); deterministic stand-in
+# backends are in ``testing.backends``; pytest fixtures in ``testing.pytest_plugin``.
 
 
 def fresh_host(*plugins, entrypoints: bool = False, env: dict | None = None):

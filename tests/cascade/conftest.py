@@ -5,6 +5,6 @@ import torch
 @pytest.fixture(scope="module")
 def backend():
     torch.set_num_threads(1)
-    from cinescale_post.testing.models import tiny_unet_model
+    from ..tiny_unet import tiny_unet_model
 
     return tiny_unet_model(0)

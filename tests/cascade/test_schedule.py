@@ -11,7 +11,7 @@ from cinescale_post.cascade.schedule import (add_noise_at, blend_weight, cosine_
 def _euler(steps=50):
     from diffusers import EulerDiscreteScheduler
 
-    from cinescale_post.testing.models import SDXL_SCHEDULER_CONFIG
+    from cinescale_sdxl.tiny import SDXL_SCHEDULER_CONFIG
 
     s = EulerDiscreteScheduler(**SDXL_SCHEDULER_CONFIG)
     s.set_timesteps(steps)

@@ -5,7 +5,7 @@ import torch
 @pytest.fixture(scope="session")
 def tiny_components():
     torch.set_num_threads(1)
-    from cinescale_post.testing.models import build_tiny_sdxl
+    from cinescale_sdxl.tiny import build_tiny_sdxl
 
     return build_tiny_sdxl(0, text_encoders=False)
 
@@ -17,7 +17,7 @@ def tiny_unet(tiny_components):
 
 @pytest.fixture
 def unet_inputs():
-    from cinescale_post.testing.models import tiny_prompt_embeds
+    from cinescale_sdxl.tiny import tiny_prompt_embeds
 
     g = torch.Generator().manual_seed(3)
     pe, pooled = tiny_prompt_embeds(1)

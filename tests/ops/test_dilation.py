@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cinescale_post.ops.dilation import (SDXL_DILATED_CONVS, DilationSpec, apply_dilation, dilation_factor,
-                                         select_convs)
+from cinescale_post.ops.dilation import DilationSpec, apply_dilation, dilation_factor, select_convs
+from cinescale_sdxl.options import SDXL_DILATED_CONVS  # the SDXL plugin's list (FreeScale's nine)
 
 
 def _naive_dilated(x, conv, d):

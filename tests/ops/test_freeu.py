@@ -111,7 +111,7 @@ def repeating_pipe():
     as SD 1.5's 1280/1280."""
     from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 
-    from cinescale_post.testing.models import TINY_UNET_CONFIG, build_tiny_sdxl
+    from cinescale_sdxl.tiny import TINY_UNET_CONFIG, build_tiny_sdxl
 
     comps = build_tiny_sdxl(0, text_encoders=False)
     torch.manual_seed(5)
@@ -124,17 +124,15 @@ def test_repeating_widths_get_one_factor_per_input_through_the_sdxl_backend(repe
     """Before: keys (boc[-1], boc[-2]) = (64, 64) applied b1 *and* b2 to every
     64-channel hidden; the reference rule gives 64 (stage 0) b1 only and the
     32-channel stage-1 hidden b2."""
-    sdxl = pytest.importorskip("cinescale_sdxl.backend")
-    if hasattr(sdxl, "SDXLModel"):  # the model-adapter layout (issue 13)
-        b = sdxl.SDXLModel(repeating_pipe, options=sdxl.SDXLOptions.from_dict({}))
-        spec = b.freeu() if callable(b.freeu) else b.freeu
-    else:
-        b = sdxl.SDXLBackend().attach(repeating_pipe, options=sdxl.SDXLOptions.from_dict({}))
-        spec = b.freeu_spec()
+    from cinescale_sdxl.backend import SDXLModel
+    from cinescale_sdxl.options import FREEU_DEFAULT, SDXLOptions
+
+    b = SDXLModel(repeating_pipe, options=SDXLOptions.from_dict({}))
+    spec = b.freeu()
     unet = b.denoiser
     with apply_freeu(unet, spec):
         got = unet(**unet_inputs).sample
-    with apply_freeu(unet, FreeUSpec(**sdxl.FREEU_DEFAULT, channels=(64, 32))):  # the reference's rule
+    with apply_freeu(unet, FreeUSpec(**FREEU_DEFAULT, channels=(64, 32))):  # the reference's rule
         want = unet(**unet_inputs).sample
     assert torch.equal(got, want)
     g = torch.Generator().manual_seed(2)

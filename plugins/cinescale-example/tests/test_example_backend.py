@@ -70,7 +70,7 @@ def test_model_facts_and_patch_points(loaded):
     assert points.dilate_convs == dilated_convs(2, 2) and all(n in convs for n in points.dilate_convs)
     assert not any(n.startswith("up_blocks") for n in points.dilate_convs)
     # SDXL's layout (3 blocks) gives exactly FreeScale's nine convolutions
-    from cinescale_post.ops.dilation import SDXL_DILATED_CONVS
+    from cinescale_sdxl.options import SDXL_DILATED_CONVS  # the SDXL plugin's list
 
     assert dilated_convs(3, 2) == SDXL_DILATED_CONVS
     # the scheduler is the folder's, a fresh copy per stage
