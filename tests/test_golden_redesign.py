@@ -1,0 +1,73 @@
+"""Issue 13's proof for the golden entries that issue 12 changed on purpose.
+
+Issue 12 changed two things that reach these pictures: every random draw
+from its own stream (``cascade.streams``, ``RandomSources.from_seed``) and
+anchoring off in the reference-named ``sdxl-uhd-refine`` preset. Put both
+back as they were (the old ``from_seed``: one CPU generator seeded with the
+frame seed for every draw, jitter ``Random(seed * 7919 + 17)``; the preset's
+``anchor_lowfreq = 1.0``) and the redesigned code must give exactly the
+hashes recorded before the redesign began (``golden_before_redesign.json``,
+commit d814dc8). So the model-adapter redesign itself changed no picture.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from . import test_golden_outputs as g
+from .test_golden_outputs import media, models  # noqa: F401 - fixtures
+
+BEFORE = json.loads(Path(__file__).with_name("golden_before_redesign.json").read_text())
+
+
+@pytest.fixture
+def pre_issue12_noise(monkeypatch):
+    import torch
+
+    from cinescale_post.cascade.loop import RandomSources
+
+    def from_seed(cls, seed, *, jitter=True, posterior="sample"):
+        gen = torch.Generator("cpu").manual_seed(int(seed))
+        return cls(generator=gen, jitter=random.Random(int(seed) * 7919 + 17) if jitter else None,
+                   posterior=posterior)
+
+    monkeypatch.setattr(RandomSources, "from_seed", classmethod(from_seed))
+
+
+ANCHOR_ON = ["backend_options.anchor_lowfreq=1.0"]  # the preset's value before issue 12
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("sdxl-refine", ANCHOR_ON),
+    ("sdxl-refine-anchor-off", ["backend_options.anchor_lowfreq=0.0"]),
+    ("sdxl-refine-frame-noise", ANCHOR_ON + ["backend_options.noise=\"frame\""]),
+    ("sdxl-refine-flow-crossframe", ANCHOR_ON + ["backend_options.noise=\"flow\"", "backend_options.cross_frame=true",
+                                                 "backend_options.key_every=2"]),
+])
+def test_sdxl_refine_before_issue12(tmp_path, models, media, pre_issue12_noise, name, extra):  # noqa: F811
+    g._render(tmp_path / "o" / "f.####.exr", "sdxl-uhd-refine", media["clip"], g.SDXL_TINY + extra,
+              model=models["sdxl"])
+    assert g.digest(tmp_path / "o") == BEFORE[name]
+
+
+def test_sdxl_chunked_still_and_example_before_issue12(tmp_path, models, media, pre_issue12_noise):  # noqa: F811
+    tiny = [s for s in g.SDXL_TINY if not s.startswith("output.codec")]
+    g._render(tmp_path / "m" / "m.mov", "sdxl-uhd-refine", media["clip"], tiny + ANCHOR_ON + ["output.chunk=2"],
+              model=models["sdxl"])
+    assert g.digest(tmp_path / "m") == BEFORE["sdxl-refine-prores-chunked"]
+    g._generate(tmp_path / "s" / "still.exr", "sdxl-2k-still",
+                ["dtype=float32", "output.codec=exr", "stages.0.steps=2", "stages.1.steps=2",
+                 "stages.1.restart_step=1", "stages.1.dilate_tau=1"], model=models["sdxl"], size=(128, 128))
+    assert g.digest(tmp_path / "s") == BEFORE["sdxl-still"]
+    g._generate(tmp_path / "es" / "s.exr", "example-sd15-1k-still",
+                ["dtype=float32", "stages.0.steps=2", "stages.1.steps=2", "stages.1.restart_step=1",
+                 "stages.1.dilate_tau=1"], model=models["sd15"], size=(128, 128))
+    assert g.digest(tmp_path / "es") == BEFORE["example-still"]
+    g._render(tmp_path / "er" / "f.####.exr", "example-sd15-hd-refine", media["clip"],
+              ["dtype=float32", "output.codec=exr", "output.width=128", "output.height=96", "stages.0.steps=3",
+               "stages.0.dilate_tau=2"], model=models["sd15"])
+    assert g.digest(tmp_path / "er") == BEFORE["example-refine"]
