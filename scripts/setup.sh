@@ -19,5 +19,6 @@ plugins=()
 for p in plugins/*/; do
   [ -f "$p/pyproject.toml" ] && plugins+=(-e "$p")
 done
-.venv/bin/python -m pip install -q -e ".[test,diffusion]" "${plugins[@]}"
+# ray: the Ray executor's tests run on a real local cluster
+.venv/bin/python -m pip install -q -e ".[test,diffusion,ray]" "${plugins[@]}"
 echo "$want" > "$stamp"

@@ -231,7 +231,7 @@ def _render(cluster, preset, clip, out, executor="local", options=None, **kw):
     return summary, sink
 
 
-@pytest.mark.slow
+# In the default run (a real local cluster, ~10 s with its start); the kill / SIGTERM cases are slow.
 @pytest.mark.parametrize("kind", ["exr", "mov"])
 def test_ray_output_is_byte_identical_to_local(cluster, media, tmp_path, kind):
     # temporal 5-frame windows overlapping by 2, chunks of one stride (3): windows
@@ -312,7 +312,6 @@ def test_killed_worker_is_resubmitted_and_output_stays_identical(cluster, media,
     assert sorted(f["frame"] for f in sink.names("frame")) == list(range(1001, 1013))
 
 
-@pytest.mark.slow
 def test_retryable_error_is_retried_and_permanent_one_is_not(cluster, media, tmp_path):
     from cinescale_post.errors import InputError
 
