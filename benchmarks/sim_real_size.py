@@ -62,7 +62,7 @@ def _fmt_s(s: float) -> str:
 def run(names, workdir):
     from cinescale_post.host import Host
     from cinescale_post.simulate.cards import CARDS
-    from cinescale_post.simulate.cases import CASES, run_case
+    from sim_cases import CASES, run_case
 
     host = Host()
     rows = []
@@ -152,7 +152,7 @@ def write_benchmarks(rows, cmd: str) -> None:
 
 
 def main(argv=None) -> int:
-    from cinescale_post.simulate.cases import CASES, QUICK
+    from sim_cases import CASES, QUICK
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     g = ap.add_mutually_exclusive_group(required=True)

@@ -175,3 +175,14 @@ def test_importing_the_api_and_the_cli_imports_no_torch():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_production_code_never_imports_the_test_kit():
+    bad = []
+    for path in CORE.rglob("*.py"):
+        if "testing" in path.relative_to(CORE).parts:
+            continue
+        for mod, line in imports(path, REPO, top_level_only=False):
+            if mod == "cinescale_post.testing" or mod.startswith("cinescale_post.testing."):
+                bad.append(f"{path.relative_to(REPO)}:{line} imports {mod}")
+    assert not bad, "\n".join(bad)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cards import CARDS, UTILISATION, GiB
+from cinescale_post.simulate.cards import CARDS, UTILISATION, GiB
 
 SDXL_DIRECT = ('stages=[{size="output", steps=50, guidance=7.5}]', "backend_options.freeu=false")
 WAN_BASE = ('stages=[{size=[832, 480], steps=50, guidance=5.0, shift=3.0, ntk=[1, 1, 1], attention_scale=false}]',)
@@ -65,7 +65,7 @@ QUICK = ("sdxl4096-ladder", "sdxl4096-direct", "wan1.3b-1088")
 
 def config_folder(arch: str, root: str | Path) -> Path:
     """The built-in architecture ``arch`` as a folder of configs under ``root`` (cached)."""
-    from .configs import write_config_folder
+    from cinescale_post.simulate.configs import write_config_folder
 
     folder = Path(root) / arch
     if not (folder / "model_index.json").is_file():
@@ -78,7 +78,7 @@ def build_case_plan(case: Case, host: Any, workdir: str | Path, *, free_bytes: i
     of device memory (``CINESCALE_FREE_MEMORY``; None: unknown)."""
     import os
 
-    from .. import plan as plan_mod
+    from cinescale_post import plan as plan_mod
 
     workdir = Path(workdir)
     model = config_folder(case.arch, workdir / "models")
@@ -90,7 +90,7 @@ def build_case_plan(case: Case, host: Any, workdir: str | Path, *, free_bytes: i
             out = workdir / f"{case.name}.####.exr" if case.arch.startswith("sdxl") else workdir / f"{case.name}.mov"
             return plan_mod.build(case.preset, host=host, output=str(out), overrides=case.overrides, model=str(model),
                                   device="cuda", prompt="a simulated prompt", mode="generate", size=case.size)
-        from ..testing import make_clip
+        from cinescale_post.testing import make_clip  # a benchmark may use the test kit
 
         clip = workdir / f"src-{case.source[0]}x{case.source[1]}.mov"
         if not clip.is_file():
@@ -169,8 +169,8 @@ def seconds(flops: float, utilisation: float = UTILISATION) -> dict[str, float]:
 def run_case(case: Case, host: Any = None, workdir: str | Path | None = None, *,
              free_bytes: int | None = None) -> dict:
     """Plan, simulate and compare ``case``; JSON-ready."""
-    from ..host import Host
-    from .driver import simulate_plan
+    from cinescale_post.host import Host
+    from cinescale_post.simulate.driver import simulate_plan
 
     host = host or Host()
     tmp = None
