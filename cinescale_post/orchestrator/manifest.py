@@ -367,6 +367,7 @@ def journal_writer(path: Path) -> tuple[str, int] | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -6,6 +6,8 @@ import os
 import re
 import time
 
+from .manifest import pid_alive
+
 _TEMP = re.compile(r"^\..+\.(?:tmp|partial)-(\d+)(?:\.\w+)?$")
 STALE_AFTER_S = 600
 
@@ -26,20 +28,10 @@ def sweep_stale_temporaries(folders, *, now: float | None = None) -> list[str]:
                 continue
             path = os.path.join(folder, name)
             try:
-                if now - os.stat(path).st_mtime < STALE_AFTER_S or _pid_alive(int(m.group(1))):
+                if now - os.stat(path).st_mtime < STALE_AFTER_S or pid_alive(int(m.group(1))):
                     continue
                 os.unlink(path)
                 removed.append(path)
             except OSError:
                 continue
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
