@@ -30,7 +30,7 @@ from typing import Any
 
 from .adapter import (Capabilities, MemoryProfile, MemoryStage, Model, ModelAdapter, ModelInfo, PatchPoints,
                       adapter_problems)
-from .cascade.options import IMAGE_KEYS, VIDEO_KEYS
+from .cascade.options import IMAGE_KEYS, VIDEO_KEYS, check_path_option
 from .cascade.stages import ResolvedStage, StageSpec, parse_stages
 from .devices import empty_cache
 from .errors import (CinescaleError, InputError, OutOfMemoryError, OutputError, PlanError, PluginError,
@@ -78,6 +78,6 @@ __all__ = [
     "InputError", "MemoryProfile", "MemoryStage", "Model", "ModelAdapter", "ModelInfo", "OutOfMemoryError",
     "OutputError", "OutputTarget", "PatchPoints", "PlanError", "PluginError", "Reader", "ReaderFactory",
     "ResolvedStage", "SourceInfo", "StageSpec", "UnknownNameError", "WeightsError", "WindowJob", "Writer",
-    "WriterFactory", "adapter_problems", "apply_each", "empty_cache", "hookimpl", "packaged", "parse_stages",
+    "WriterFactory", "adapter_problems", "apply_each", "check_path_option", "empty_cache", "hookimpl", "packaged", "parse_stages",
     "patch_attributes", "set_attributes", *_LAZY,
 ]

@@ -140,15 +140,7 @@ class DriverOptions:
                 raise PlanError(f"backend_options.num_frames = {n} is not {rule.multiple}n+{rule.offset} (the "
                                 f"model's frame rule)", fix=f"use {lo} or {lo + rule.multiple}")
         for k, what in (("image", "an image file"), ("noise_file", "a .safetensors file")):
-            if k in v:
-                p = v[k]
-                if not isinstance(p, str):
-                    raise PlanError(f"backend_options.{k} = {p!r} must be a path to {what}")
-                if p:
-                    path = Path(p).expanduser()
-                    if not path.is_file():
-                        raise PlanError(f"backend_options.{k} = {p!r} does not exist", fix=f"give {what}")
-                    v[k] = str(path.resolve())
+            check_path_option(v, k, what)
         if "context_parallel" in v:
             from ..ops.context_parallel import parse_context_parallel
 
@@ -177,4 +169,21 @@ def driver_fields() -> tuple[str, ...]:
     return tuple(f.name for f in fields(DriverOptions))
 
 
-__all__ = ["CROSS_FRAME_FUSION", "DriverOptions", "IMAGE_KEYS", "VIDEO_KEYS", "split_options"]
+def check_path_option(options: dict, key: str, what: str, *, folder: bool = False) -> None:
+    """Plan time: ``options[key]``, when present and not empty, must name an
+    existing file (``folder``: a folder); it is replaced by its absolute
+    path, so farm tasks in other working folders find it. Raises
+    ``PlanError`` naming the key and ``what`` to give."""
+    if key not in options:
+        return
+    p = options[key]
+    if not isinstance(p, str):
+        raise PlanError(f"backend_options.{key} = {p!r} must be a path to {what}")
+    if p:
+        path = Path(p).expanduser()
+        if not (path.is_dir() if folder else path.is_file()):
+            raise PlanError(f"backend_options.{key} = {p!r} does not exist", fix=f"give {what}")
+        options[key] = str(path.resolve())
+
+
+__all__ = ["CROSS_FRAME_FUSION", "check_path_option", "DriverOptions", "IMAGE_KEYS", "VIDEO_KEYS", "split_options"]

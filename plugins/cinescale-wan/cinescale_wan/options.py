@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cinescale_post.api import VIDEO_KEYS, PlanError, StageSpec, parse_stages
+from cinescale_post.api import VIDEO_KEYS, PlanError, StageSpec, check_path_option, parse_stages
 
 WAN_KEYS = ("shift", "ntk", "ntk_rule", "attention_scale")
 CORE_DEFAULTS = {"steps": 50, "guidance": 5.0, "restart": 0.3, "upscaler": "latent-trilinear", "fusion": None,
@@ -231,17 +231,8 @@ class WanOptions:
             if not isinstance(g, (int, float)) or isinstance(g, bool) or not 0 <= g <= 100:
                 raise PlanError(f"backend_options.guidance_2 = {g!r}", fix="use a number in 0..100")
             v["guidance_2"] = float(g)
-        for k, what in (("lora", "a LoRA file"), ("config", "a diffusers Wan folder")):
-            if k in v:
-                p = v[k]
-                if not isinstance(p, str):
-                    raise PlanError(f"backend_options.{k} = {p!r} must be a path to {what}")
-                if p:
-                    path = Path(p).expanduser()
-                    ok = path.is_dir() if k == "config" else path.is_file()
-                    if not ok:
-                        raise PlanError(f"backend_options.{k} = {p!r} does not exist", fix=f"give {what}")
-                    v[k] = str(path.resolve())
+        check_path_option(v, "lora", "a LoRA file")
+        check_path_option(v, "config", "a diffusers Wan folder", folder=True)
         if v.get("lora"):
             suffix = Path(v["lora"]).suffix.lower()
             if suffix not in (".safetensors", ".ckpt", ".pt", ".pth"):
