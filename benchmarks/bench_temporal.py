@@ -32,7 +32,7 @@ so key frames fall on the same grid as in a full render), source
   the moving region.
 
 Low-frequency anchoring is a post-process of the finished pictures: its rows
-apply ``SDXLBackend.anchor_outputs`` (the code ``render`` runs after the
+apply ``RenderDriver.anchor_outputs`` (the code ``render`` runs after the
 cascade) to the pictures of the matching "anchoring off" render instead of
 rendering again. The VAE row is the random VAE's round trip of the bicubic
 upscale (posterior mean, no noise, no denoising): what the random decoder
