@@ -282,6 +282,8 @@ class ModelAdapter(abc.ABC):
     id: str = ""
     description: str = ""
     capabilities: Capabilities | None = None
+    #: The fix an out-of-memory error names for this model ("" : the driver's generic advice).
+    oom_advice: str = ""
 
     def parse_options(self, options: Mapping[str, Any], source: Any = None) -> dict:
         """Check the model's own ``backend_options`` (the driver has removed

@@ -305,7 +305,7 @@ class RenderDriver(Backend):
         return results
 
     def _guard(self) -> _OOMGuard:
-        return _OOMGuard(getattr(self.adapter, "oom_advice", "") or
+        return _OOMGuard(self.adapter.oom_advice or
                          "use a smaller last stage, dtype float16/bfloat16 or fewer frames per window")
 
     def render(self, job: WindowJob) -> list:
