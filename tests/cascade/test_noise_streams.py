@@ -81,3 +81,38 @@ def test_core_random_sources_give_each_stage_and_purpose_its_own_stream():
     assert torch.equal(draws[(0, "noise")], ref)  # the reference's base noise
     ctl = RandomSources.controlled(seed=3)
     assert ctl.generator_for(1, "renoise") is ctl.generator is ctl.generator_for(0, "posterior")
+
+
+class _ImageModel:
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def latent_shape(self, size, batch=1, frames=None):
+        return (batch, 4, size[1] // 8, size[0] // 8)
+
+
+@pytest.mark.parametrize("noise", ["frame", "shot", "flow"])
+def test_temporal_path_fields_never_share_values_with_the_frames_generator(noise):
+    """Audit of the image layout's temporal path (flow noise, cross-frame): the
+    re-noise fields come from ``derive_seed(seed, "renoise"/"fresh")`` streams,
+    the posterior and scheduler steps from the frame seed's generator; no two
+    of them share values, and no two stages' fields do."""
+    import numpy as np
+
+    from cinescale_post.cascade.noise import image_fields
+    from cinescale_post.interfaces import Frame
+
+    frames = [Frame(number=1001 + i, index=i, rgb=np.full((32, 32, 3), 0.1 * i, np.float32)) for i in range(3)]
+    stages = [_Stage(0, False, (64, 64)), _Stage(1, False, (128, 128))]
+
+    def seed_for(n, tile=0):
+        return 1000 + 31 * n + tile
+
+    fields, _ = image_fields(_ImageModel(), frames, seed_for, stages, 1001, noise=noise, key_every=2, flow="dis",
+                             flow_warp="bilinear")
+    for f, per_stage in zip(frames, fields):
+        post = torch.randn(1 << 16, generator=torch.Generator("cpu").manual_seed(seed_for(f.number)))
+        key = torch.randn(1 << 16, generator=torch.Generator("cpu").manual_seed(seed_for(1001)))
+        for s, t in enumerate(per_stage):
+            assert _shared(t, post) == 0 and _shared(t, key) == 0, (f.number, s)
+        assert _shared(per_stage[0], per_stage[1]) == 0
