@@ -14,7 +14,8 @@ noise            "shot"      re-noise field per frame: "shot", "frame" or "flow"
 key_every        8           key-frame grid (source frames) of flow noise and cross-frame
 flow             "dis"       optical flow of noise = "flow": "dis" or "farneback"
 flow_warp        "bilinear"  how flow noise resamples the key field: "bilinear"/"nearest"
-anchor_lowfreq   1.0         0..1 low-frequency anchoring of renders to the source (0: off)
+anchor_lowfreq   0.0         0..1 low-frequency anchoring of renders to the source (0: off,
+                             the reference, which has no such step)
 anchor_sigma     1.0         its low-pass standard deviation in source pixels
 anchor_filter    "gaussian"  "gaussian" or "box"
 cross_frame      false       every frame batched with its key frame (``cross-frame`` fusion)
@@ -66,7 +67,7 @@ class DriverOptions:
     key_every: int = 8
     flow: str = "dis"
     flow_warp: str = "bilinear"
-    anchor_lowfreq: float = 1.0
+    anchor_lowfreq: float = 0.0  # the reference has no anchoring (issue 12); the -anchored presets use 1.0
     anchor_sigma: float = 1.0
     anchor_filter: str = "gaussian"
     cross_frame: bool = False

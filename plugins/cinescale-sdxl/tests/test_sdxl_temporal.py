@@ -53,7 +53,8 @@ def test_options_defaults_and_validation():
     _, opts = b.validate(stages=(), options={}, size=(64, 64), source=None)
     assert opts["noise"] == "shot" and opts["key_every"] == 8 and opts["flow"] == "dis"
     assert opts["flow_warp"] == "bilinear" and opts["cross_frame"] is False
-    assert opts["anchor_lowfreq"] == 1.0 and opts["anchor_sigma"] == 1.0 and opts["anchor_filter"] == "gaussian"
+    # anchoring is off by default, as the reference (issue 12); the -anchored presets turn it on
+    assert opts["anchor_lowfreq"] == 0.0 and opts["anchor_sigma"] == 1.0 and opts["anchor_filter"] == "gaussian"
     _, ok = b.validate(stages=(), options={"noise": "flow", "anchor_lowfreq": 1, "anchor_sigma": 2, "key_every": 4,
                                            "cross_frame": True, "flow": "farneback", "anchor_filter": "box"},
                        size=(64, 64), source=None)
