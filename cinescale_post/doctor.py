@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import time
 
+from .library_output import routed
+
 
 def _version(mod: str) -> str | None:
     try:
@@ -68,7 +70,8 @@ def run_doctor(host, *, smoke: bool, device: str = "auto", echo) -> bool:
         for bid, backend in sorted(host.backends().items()):
             t0 = time.monotonic()
             try:
-                result = host.backend(bid).smoke(device)
+                with routed():  # library bars and warnings go to our log (-v), not between our lines
+                    result = host.backend(bid).smoke(device)
                 if result is None:
                     continue
                 echo(f"  {bid:<20} ok in {time.monotonic() - t0:.1f}s {result}")
