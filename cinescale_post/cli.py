@@ -296,7 +296,10 @@ def assemble(ctx, manifest, output, no_audio, audio):
         raise InputError(f"{manifest} is not a cinescale manifest ({exc})",
                          fix="pass the <output>.manifest.json written by `cinescale render`") from exc
     if plan["output"]["kind"] != "movie":
-        raise InputError(f"{manifest}: a frame-sequence render needs no assembly",
+        from .orchestrator.spelling import as_written
+
+        frames = as_written(data, os.path.join(os.path.dirname(manifest), os.path.basename(out_path)))
+        raise InputError(f"{manifest}: a frame-sequence render ({frames}) needs no assembly",
                          fix="its frames are already in place")
     m = Manifest(out_path)
     if m.path.resolve() != os.path.abspath(manifest):

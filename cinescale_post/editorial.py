@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import re
 import sys
@@ -43,7 +42,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import CinescaleError, InputError, OutputError
-from .orchestrator.manifest import Manifest, atomic_write_text, manifest_path, output_base
+from .orchestrator.manifest import Manifest, atomic_write_text, manifest_path, output_base, read_manifest_file
+from .orchestrator.spelling import recorded, respell_error
 
 OTIO_SUFFIX = ".otio"
 
@@ -337,6 +337,14 @@ def write_otio_for_output(target: str, *, frames: str | None = None, assemble: b
     if data is None:
         raise InputError(f"no manifest for {target} ({manifest.path})",
                          fix="pass the output path or <output>.manifest.json of a `cinescale render`")
+    try:
+        return _otio_for_output(data, output_path, manifest, frames=frames, assemble=assemble, path=path,
+                                host=host)
+    except CinescaleError as exc:  # name the frames as the render was asked for (tt/f.####.exr), not %04d
+        raise respell_error(exc, recorded(data, output_path))
+
+
+def _otio_for_output(data: dict, output_path: str, manifest: Manifest, *, frames, assemble, path, host) -> str:
     shot = shot_from_manifest(data, output_path)
     on_disk, assembled = _frames_in_output(shot, manifest)
     if shot.kind == "movie" and assemble and not assembled:
@@ -369,13 +377,7 @@ def _locate(target: str) -> tuple[str, Manifest]:
     manifest; return the output path as it lies next to the manifest (a
     render moved or mounted elsewhere still resolves) and its Manifest."""
     if target.endswith(".manifest.json"):
-        try:
-            data = json.loads(Path(target).read_text(encoding="utf-8"))
-            recorded = data["plan"]["output"]["path"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"{target} is not a cinescale manifest ({exc})",
-                             fix="pass the <output>.manifest.json written by `cinescale render`") from exc
-        output_path = os.path.join(os.path.dirname(os.path.abspath(target)), os.path.basename(recorded))
+        output_path, _ = read_manifest_file(target)
         return output_path, Manifest(output_path)
     if not manifest_path(target).exists():
         raise InputError(f"no manifest next to {target} (looked for {manifest_path(target)})",

@@ -78,3 +78,51 @@ def test_progress_none_prints_warnings_but_no_summary(tmp_path, clip, preset):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines and all(ln.startswith("warning: ") for ln in lines), r.stderr  # the clamped range, said once
     assert any("clamped" in ln for ln in lines), r.stderr
+
+
+def test_commands_given_only_the_manifest_name_the_output_as_typed(tmp_path, clip, preset):
+    """The manifest records the spelling at render start (``output_as_written``):
+    the editorial step, ``assemble`` and ``qc`` given only the manifest answer
+    with ``f.####.exr``, not the printf form inside the plan."""
+    from cinescale_post.qc.report import rerender_command
+
+    out = tmp_path / "tt" / "f.####.exr"
+    r = run_cli(["render", str(clip), "-o", str(out), "--preset", str(preset), "--progress", "none",
+                 "--frames", "1001-1002"])
+    assert r.returncode == 0, r.stderr
+    manifest = tmp_path / "tt" / "f.manifest.json"
+    data = json.loads(manifest.read_text())
+    assert data["output_as_written"] == str(out) and data["plan"]["output"]["path"].endswith("f.%04d.exr")
+
+    r = _editorial([str(manifest), "--frames", "1001-1003"])  # the farm's final step
+    assert r.returncode == 4, r.stderr
+    assert f"{out}: frames 1003 are not rendered" in r.stderr and "%04d" not in r.stderr, r.stderr
+
+    r = run_cli(["assemble", str(manifest)])
+    assert r.returncode == 3, r.stderr
+    assert f"a frame-sequence render ({out}) needs no assembly" in r.stderr and "%04d" not in r.stderr, r.stderr
+
+    # qc of the manifest alone; a detail threshold no draft reaches makes it flag (and say what to re-render)
+    r = run_cli(["qc", str(manifest), "--no-plots", "--no-html", "--fail-on-flags", "--threshold", "detail_min=5"])
+    assert r.returncode == 1, r.stderr
+    assert f"frames flagged in {out}; re-render --frames 1001-1002" in r.stderr and "%04d" not in r.stderr, r.stderr
+    report = json.loads((tmp_path / "tt" / "f.qc" / "report.json").read_text())
+    assert report["setup"]["output"] == str(out) and str(clip) in report["setup"]["source"]
+    assert f"-o {out} " in rerender_command(report).replace("'", ""), rerender_command(report)
+
+
+def test_resume_under_another_spelling_records_the_latest(tmp_path, clip, preset):
+    first, second = tmp_path / "tt" / "f.####.exr", tmp_path / "tt" / "f.$F4.exr"
+    assert run_cli(["render", str(clip), "-o", str(first), "--preset", str(preset), "--progress", "none",
+                    "--frames", "1001"]).returncode == 0
+    r = run_cli(["render", str(clip), "-o", str(second), "--preset", str(preset), "--progress", "none"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "tt" / "f.manifest.json").read_text())["output_as_written"] == str(second)
+
+
+def _editorial(args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "cinescale_post.editorial", *args], capture_output=True, text=True,
+                          env=cli_env(CINESCALE_LOAD_PLUGINS=""), timeout=300)

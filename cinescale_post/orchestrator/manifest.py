@@ -63,6 +63,23 @@ def work_dir(output_path: str) -> Path:
     return Path(f"{output_base(output_path)}.cinescale")
 
 
+def read_manifest_file(path: str) -> tuple[str, dict]:
+    """A ``<output>.manifest.json`` given on the command line: the output it
+    describes, as it lies next to it (a render moved or mounted elsewhere
+    still resolves; printf form, ``spelling.recorded`` gives the user's),
+    and the manifest's data."""
+    from ..errors import InputError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        recorded = data["plan"]["output"]["path"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path} is not a cinescale manifest ({exc})",
+                         fix="pass the <output>.manifest.json written by `cinescale render`") from exc
+    output = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(recorded))
+    return output, data
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

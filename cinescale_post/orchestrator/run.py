@@ -33,7 +33,7 @@ from ..interfaces import Frame, OutputTarget, WindowJob
 from ..media import output_colour
 from .alpha_carry import AlphaCarry
 from ..media.sequence import compress_ranges
-from . import frozen_memory, journal_fold
+from . import frozen_memory, journal_fold, spelling
 from .executors import get_executor
 from .manifest import Manifest, input_identity
 from .assembly import assembled_ok, remove_chunks, assemble_movie  # noqa: F401 - assemble_movie: public API
@@ -557,10 +557,16 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
         remove_chunks(manifest)
         clear_seams(manifest)
     weights = _weights_identity(backend.weight_files(plan), (existing or {}).get("weights"))
+    written = spelling.manifest_fields(getattr(sink, "spelling", None))
     if existing is None:
         frozen = frozen_memory.record(plan)
+        # the output as typed (tt/f.####.exr): assemble, qc and the editorial step have only the manifest
+        extra = {"memory_frozen": frozen} if frozen else {}
+        extra.update(written)
         manifest.write_header(plan, plugins=plugin_versions(host), input_ident=ident, weights=weights,
-                              extra={"memory_frozen": frozen} if frozen else None)
+                              extra=extra or None)
+    elif written and any(existing.get(k) != v for k, v in written.items()):
+        manifest.update(**written)  # resumed under another spelling: the latest wins
     if main:
         out_dir = os.path.dirname(os.path.abspath(plan.output.path))
         sweep_stale_temporaries([out_dir, str(manifest.work / "chunks"), str(seams_dir(manifest))])

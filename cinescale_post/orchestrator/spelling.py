@@ -62,3 +62,30 @@ def respell_error(exc: BaseException, spelling: OutputSpelling | None) -> BaseEx
     if isinstance(getattr(exc, "fix", None), str):
         exc.fix = spelling.text(exc.fix)
     return exc
+
+
+#: the manifest field holding the output as the user typed it at render start
+#: (only when that differs from the printf form in ``plan.output.path``)
+MANIFEST_KEY = "output_as_written"
+
+
+def manifest_fields(spelling: OutputSpelling | None) -> dict:
+    """What a render records in its manifest header: commands that have only
+    the manifest (``assemble``, ``qc``, the editorial step) answer with it."""
+    return {MANIFEST_KEY: spelling.written} if spelling is not None else {}
+
+
+def recorded(data: dict | None, output_path: str) -> OutputSpelling | None:
+    """The spelling a manifest recorded, for ``output_path``: the output where
+    it lies now (next to its manifest: a render moved or mounted elsewhere
+    still resolves, so only the file name of the recorded spelling counts)."""
+    written = (data or {}).get(MANIFEST_KEY)
+    if not isinstance(written, str) or not written:
+        return None
+    return OutputSpelling.of(output_path, os.path.join(os.path.dirname(output_path), os.path.basename(written)))
+
+
+def as_written(data: dict | None, output_path: str) -> str:
+    """``output_path`` as the user typed it at render time (else unchanged)."""
+    spelling = recorded(data, output_path)
+    return spelling.written if spelling is not None else output_path

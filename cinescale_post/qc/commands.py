@@ -81,7 +81,8 @@ def qc(ctx, render, source, frames, first_frame, chunk, fit, thresholds, out_dir
        flow, delta_e, sheets, no_plots, no_html, as_json, progress):
     """Measure a render against its source: flicker, seams at chunk
     boundaries, colour drift, detail gain. Writes report.json, PNG plots and
-    index.html next to the render, and prints the --frames to re-render."""
+    index.html next to the render, and prints the --frames to re-render.
+    RENDER is the output (movie or frame pattern) or its <output>.manifest.json."""
     from ..orchestrator.progress import make_sink
     from .pipeline import run_qc
     from .report import Thresholds, format_summary
@@ -90,6 +91,12 @@ def qc(ctx, render, source, frames, first_frame, chunk, fit, thresholds, out_dir
         raise UsageError(f"-o {out_dir} and --report-dir {report_dir} disagree", fix="pass -o only")
     if ctx.get_parameter_source("first_frame") == click.core.ParameterSource.DEFAULT:
         first_frame = None  # the manifest's, else the same 1001
+    if render.endswith(".manifest.json"):  # the output it describes, named as the render was asked for
+        from ..orchestrator.manifest import read_manifest_file
+        from ..orchestrator.spelling import as_written
+
+        output, data = read_manifest_file(render)
+        render = as_written(data, output)
     t = Thresholds.parse(thresholds)
     sink = make_sink(progress)
     res = run_qc(render, source, host=_host(ctx), out_dir=out_dir or report_dir, frames=frames, thresholds=t,
