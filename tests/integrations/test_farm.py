@@ -9,6 +9,7 @@ byte for byte with a single local render."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shlex
 import stat
@@ -256,6 +257,22 @@ def test_opencue_outline_is_built_with_pyoutline_api(monkeypatch):
 # ------------------------------------------------------------------ OpenJD
 
 
+def openjd_commands(openjd, step, values, session: Path):
+    """Each task's command line as an OpenJD runtime builds it: the step's
+    embedded files written into the session folder (Task.File.*), then the
+    format strings resolved with the job and task parameters."""
+    symbols = {f"Param.{k}": v.value for k, v in values.items()}
+    session.mkdir(parents=True, exist_ok=True)
+    for f in step.script.embeddedFiles or ():
+        path = session / (f.filename or f.name)
+        path.write_text(f.data.resolve(symtab=openjd.SymbolTable(source=symbols)))
+        symbols[f"Task.File.{f.name}"] = str(path)
+    action = step.script.actions.onRun
+    for task in openjd.StepParameterSpaceIterator(space=step.parameterSpace):
+        row = openjd.SymbolTable(source={**symbols, **{f"Task.Param.{k}": v.value for k, v in task.items()}})
+        yield [fs.resolve(symtab=row) for fs in (action.command, *action.args)]
+
+
 def test_openjd_template_validates_and_its_chunks_render_the_shot(farm, tmp_path):
     yaml = pytest.importorskip("yaml")
     openjd = pytest.importorskip("openjd.model")
@@ -275,14 +292,10 @@ def test_openjd_template_validates_and_its_chunks_render_the_shot(farm, tmp_path
     assert [d.dependsOn for d in steps["Finalize"].dependencies] == ["Render"]
 
     def commands(step):
-        action = step.script.actions.onRun
-        for task in openjd.StepParameterSpaceIterator(space=step.parameterSpace):
-            table = openjd.SymbolTable(source={f"Param.{k}": v.value for k, v in values.items()})
-            for k, v in task.items():
-                table[f"Task.Param.{k}"] = v.value
-            yield [fs.resolve(symtab=table) for fs in (action.command, *action.args)]
+        return openjd_commands(openjd, step, values, tmp_path / "session")
 
     render = list(commands(steps["Render"]))
+    assert "--set" not in render[0]  # no Settings: the preset's own values
     chunks = [argv[argv.index("--frames") + 1] for argv in render]
     assert len(chunks) > 1 and all(re.fullmatch(r"\d+-\d+", c) for c in chunks)  # CONTIGUOUS "a-b" strings
     assert sorted(set().union(*(set(fileseq.FrameSet(c)) for c in chunks))) == list(range(1001, 1001 + FRAMES))
@@ -369,3 +382,36 @@ def test_farm_recipes_carry_the_colour_setting_through():
     for argv in (shlex.split(line), cue[0]["command"]):
         got = [plan_mod.parse_override(argv[i + 1]) for i, a in enumerate(argv) if a == "--set"]
         assert got == [("colour.mode", "ocio"), ("colour.input", "ARRI LogC4")], argv
+
+
+def test_openjd_template_carries_the_settings_through(tmp_path):
+    """The OpenJD Settings lines (colour space names with spaces) reach the
+    CLI as one --set each, as it parses them, through the embedded launcher
+    the runtime writes and runs (issue 15)."""
+    yaml = pytest.importorskip("yaml")
+    openjd = pytest.importorskip("openjd.model")
+    template_path = FARM / "openjd" / "template.yaml"
+    template = openjd.decode_job_template(template=yaml.safe_load(template_path.read_text()),
+                                          supported_extensions=["TASK_CHUNKING"])
+    argv_file = tmp_path / "argv.json"
+    fake = tmp_path / "bin dir" / "cinescale"  # records what it was given
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                    f"open({str(argv_file)!r}, 'w').write(json.dumps(sys.argv[1:]))\nsys.exit(7)\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    settings = "colour.mode=ocio\r\n  colour.input=ARRI LogC4\n\n# a note\ncolour.output=ACES2065-1 \n"
+    values = openjd.preprocess_job_parameters(
+        job_template=template, job_parameter_values={
+            "Input": "/shots/a plate.####.exr", "Output": "/shots/up/a.####.exr", "Frames": "1001-1010",
+            "Preset": "sdxl-uhd-refine-aces", "Settings": settings, "Cinescale": str(fake),
+            "Python": sys.executable},
+        job_template_dir=template_path.parent, current_working_dir=tmp_path)
+    job = openjd.create_job(job_template=template, job_parameter_values=values)
+    render = {s.name: s for s in job.steps}["Render"]
+    first = next(openjd_commands(openjd, render, values, tmp_path / "session"))
+    done = subprocess.run(first, capture_output=True, text=True)
+    assert done.returncode == 7, done.stderr  # the CLI's exit code is the task's
+    argv = json.loads(argv_file.read_text())
+    assert argv[:2] == ["render", "/shots/a plate.####.exr"]
+    got = [plan_mod.parse_override(argv[i + 1]) for i, a in enumerate(argv) if a == "--set"]
+    assert got == [("colour.mode", "ocio"), ("colour.input", "ARRI LogC4"), ("colour.output", "ACES2065-1")]
