@@ -428,6 +428,8 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
         dev = _auto_device(backend)
     stages, boptions = backend.validate(stages=tuple(cfg["stages"]), options=dict(cfg["backend_options"]),
                                         size=(o["width"], o["height"]), source=source)
+    if mode == "generate" and kind == "still":
+        _check_single_image(output, boptions, origin)
     if cfg["dtype"] not in backend.dtypes:  # the model's dtypes, checked once, here
         raise PlanError(f"preset {origin}: dtype = {cfg['dtype']!r} is not supported by backend {backend.id!r}",
                         fix=f"use one of: {', '.join(backend.dtypes)}")
@@ -560,6 +562,20 @@ def _output_colour_and_alpha(source: SourceInfo, o: Mapping[str, Any], input_alp
     if note:
         warnings.append(f"{source.path}: {note}")
     return colour, read, write
+
+
+def _check_single_image(output: str, boptions: dict, origin: str) -> None:
+    """A single still takes one image; a video model makes ``num_frames``
+    (the driver's video-layout option, validated by ``backend.validate``).
+    Refused here, before minutes of generating, not when writing."""
+    n = boptions.get("num_frames", 1)
+    if not isinstance(n, int) or n <= 1:
+        return
+    p = Path(output)
+    raise PlanError(f"output {output!r} is a single still, but backend_options.num_frames = {n} (preset {origin}) "
+                    f"generates {n} frames",
+                    fix=f"write a frame pattern such as -o {p.with_name(p.stem + '.####' + p.suffix)} or a movie such "
+                        f"as -o {p.with_suffix('.mov')}, or --set backend_options.num_frames=1 for one frame")
 
 
 def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool = False) -> tuple[str, str]:

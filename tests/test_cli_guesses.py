@@ -18,7 +18,7 @@ from cinescale_post.host import Host
 from cinescale_post.simulate.configs import write_config_folder
 from cinescale_post.testing import make_clip
 
-from .helpers import run_cli
+from .helpers import cli_env, run_cli
 from .media import ffjudge
 
 
@@ -197,3 +197,38 @@ def test_cli_generate_tiny_sdxl_to_png_without_preset(tmp_path):
     assert any("preset sdxl-2k-still chosen" in w for w in warned) and any("writing png16" in w for w in warned)
     line = ffjudge.stream_line(out)
     assert "png" in line and "rgb48be" in line and "128x128" in line
+
+
+# ------------------------------------------- generate: a video model into one still
+
+
+def test_a_video_model_into_a_single_still_is_refused_at_plan_time(tmp_path, host, models):
+    """A Wan model makes num_frames frames; -o still.png holds one. Refused in
+    plan.build (config-only folder: no weights are read), not after generating."""
+    with pytest.raises(PlanError) as e:
+        plan_mod.build(None, host=host, output=str(tmp_path / "still.png"), model=str(models["wan"]), prompt="x",
+                       mode="generate", device="cpu")
+    msg = str(e.value)
+    assert "still.png" in msg and "backend_options.num_frames = 81" in msg
+    assert f"-o {tmp_path / 'still.####.png'}" in msg and f"-o {tmp_path / 'still.mov'}" in msg
+    assert "--set backend_options.num_frames=1" in msg
+    # each fix it names plans
+    for out, overrides, kind in (("still.####.png", (), "sequence"), ("still.mov", (), "movie"),
+                                 ("still.png", ("backend_options.num_frames=1",), "still")):
+        p = plan_mod.build(None, host=host, output=str(tmp_path / out), model=str(models["wan"]), prompt="x",
+                           mode="generate", device="cpu", overrides=overrides)
+        assert p.output.kind == kind
+
+
+def test_cli_video_model_into_a_single_still_exits_2_without_torch(tmp_path, models):
+    # torch and diffusers made unimportable: the refusal comes from the plan, before any model work
+    blocked = tmp_path / "blocked"
+    for name in ("torch", "diffusers", "transformers"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked by this test')\n")
+    out = tmp_path / "still.png"
+    r = run_cli(["generate", "--model", str(models["wan"]), "--prompt", "x", "-o", str(out), "--device", "cpu"],
+                env=cli_env(blocked))
+    assert r.returncode == 2, r.stderr
+    assert f"output '{out}' is a single still, but backend_options.num_frames = 81" in r.stderr, r.stderr
+    assert "still.####.png" in r.stderr and "still.mov" in r.stderr and not out.exists()
