@@ -174,6 +174,34 @@ def test_resumed_chunk_reports_frames_its_lost_attempt_published(tmp_path, host)
     assert full["resumed"] == [1001, 1002]
 
 
+def test_chunk_worker_records_substituted_frames_once(tmp_path, host):
+    """A Ray actor's chunks log the frames the reader substituted
+    (``--missing``/``--on-bad-frame``, issue 11) like a local run, each once
+    although the actor's reader stays open across chunks."""
+    from cinescale_post.orchestrator.manifest import Manifest
+    from cinescale_post.orchestrator.run import ChunkWorker
+    from cinescale_post.orchestrator.windows import chunks as make_chunks, layout
+    from cinescale_post.testing import make_sequence
+
+    make_sequence(tmp_path / "in" / "sh.####.exr", range(1001, 1009), size=(32, 24), skip=[1003, 1006])
+    preset = write_preset(tmp_path / "p.toml", codec="exr", width=64, height=48, chunk=3)
+    out = tmp_path / "o" / "sh.####.exr"
+    p = plan_mod.build(str(preset), host=host, input=str(tmp_path / "in" / "sh.####.exr"), output=str(out),
+                       missing="black")
+    backend = host.backend(p.backend)
+    windows = layout(p.source.frame_numbers, size=p.window.size, overlap=p.window.overlap, rule=backend.frame_rule,
+                     blend=p.window.blend, handles=p.handles)
+    worker = ChunkWorker(p, load_entrypoints=False, extra_plugins=(sys.modules["cinescale_post.testing.backends"],))
+    for chunk in make_chunks(p.source.frame_numbers, list(p.source.frame_numbers), windows, p.output.chunk):
+        worker.run_chunk(chunk)
+    worker.close()
+    manifest = Manifest(out)
+    subs = manifest.substitutions()
+    assert sorted(subs) == ["1003", "1006"] and all(v.startswith("black") for v in subs.values())
+    logged = [n for _, records in manifest.journals() for r in records for n in r.get("substituted") or {}]
+    assert sorted(logged) == ["1003", "1006"]  # each once, in the chunk that read it
+
+
 # ------------------------------------------------------------------ Ray cluster
 
 
@@ -384,3 +412,22 @@ def test_cli_sigterm_cancels_tasks_exits_143_and_resumes(cluster, media, tmp_pat
     assert r.returncode == 0, r.stderr
     start = [json.loads(x) for x in r.stdout.splitlines() if '"start"' in x][0]
     assert start["done"] >= done and len(tree_bytes(out.parent, "*.exr")) == 12
+
+
+def test_ray_render_records_substituted_frames_like_a_local_run(cluster, tmp_path):
+    """Holes filled on Ray actors reach the manifest and the warnings as in a local render."""
+    from cinescale_post.testing import make_sequence
+
+    make_sequence(tmp_path / "in" / "sh.####.exr", range(1001, 1007), size=(32, 24), skip=[1002, 1005])
+    preset = write_preset(tmp_path / "p.toml", backend="test-noise", codec="exr", width=64, height=48, chunk=3)
+    src = tmp_path / "in" / "sh.####.exr"
+    results = {}
+    for executor in ("local", "ray"):
+        summary, sink = _render(cluster, preset, src, tmp_path / executor / "sh.####.exr", executor=executor,
+                                missing="black")
+        assert summary.status == "finished"
+        manifest = json.loads((tmp_path / executor / "sh.manifest.json").read_text())
+        warned = sorted(w["message"].split(" of ")[0] for w in sink.names("warning") if "substituted" in w["message"])
+        results[executor] = (manifest["substituted_frames"], warned)
+    assert results["ray"] == results["local"]
+    assert sorted(results["ray"][0]) == ["1002", "1005"] and results["ray"][1] == ["frame 1002", "frame 1005"]
