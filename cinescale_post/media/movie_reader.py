@@ -44,6 +44,7 @@ from ..errors import InputError
 from ..interfaces import AudioStreamInfo, Colour, Frame, FrameTable, Reader, ReadPolicy, SourceInfo
 from . import colour as col
 from .alpha import frame_alpha
+from .avi_order import DecodeOrder
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +388,7 @@ _FIX_BAD = ("--on-bad-frame hold repeats the nearest earlier good frame, --on-ba
 
 #: what ``MovieReader._frames`` yields in place of a packet the decoder rejected
 _LOST = object()
+_PICT_B = 3  # AVPictureType AV_PICTURE_TYPE_B (PyAV's frame.pict_type)
 
 
 class _BadFrame(Exception):
@@ -446,6 +448,10 @@ class MovieReader(Reader):
         self._pts = list(table.pts)
         self._key_index = list(table.keys)
         self._index_of_pts = {t: i for i, t in enumerate(self._pts)}
+        # MPEG-4 Part 2 in AVI: pictures placed by their decode order (avi_order), so
+        # B-frames a damaged anchor takes with it leave gaps instead of shifting numbers
+        self._order = DecodeOrder() if table.by_count and self._vs.codec_context.name == "mpeg4" else None
+        self._chunk = 0  # stamp of the next packet demuxed (its chunk index), with _order
 
     def _adopt(self, planned: SourceInfo) -> None:
         """Take the plan's table; refuse a file that changed since it was probed."""
@@ -747,7 +753,7 @@ class MovieReader(Reader):
                     raise _BadFrame(index, "the decoder returned no picture for it: the data is damaged "
                                            "or cut short")
                 if frame is _LOST:
-                    if not self.table.by_count or self._pos is None:
+                    if not self.table.by_count or self._pos is None or self._order is not None:
                         continue  # frames are placed by their pts: the gap shows by itself
                     self._pos += 1  # the rejected packet's frame, in the count
                     if self._pos == index:
@@ -756,6 +762,8 @@ class MovieReader(Reader):
                         break
                     continue
                 at = self._locate(frame)
+                if at is None and self._order is not None:
+                    self._unplaceable(frame)
                 self._pos = at
                 if at is None or at < index:
                     retry = seek_index is None
@@ -802,6 +810,9 @@ class MovieReader(Reader):
             stamp = self._pts[key_index] - self.table.seek_offset
             self._container.seek(stamp, stream=self._vs, backward=True, any_frame=False)
             self._pos = key_index - 1
+            self._chunk = key_index
+            if self._order is not None:
+                self._order.reset()
         else:
             self._container.seek(self._pts[key_index], stream=self._vs, backward=True, any_frame=False)
             self._pos = None
@@ -814,6 +825,13 @@ class MovieReader(Reader):
         In its place comes ``_LOST``: tables that count frames (AVI) must
         count it, or every later frame would take its predecessor's number."""
         for packet in self._container.demux(self._vs):
+            if self._order is not None:  # stamped with its chunk index: the picture it codes carries it
+                if packet.size:
+                    self._order.see(self._chunk, bytes(packet))
+                    packet.pts = packet.dts = self._chunk
+                    self._chunk += 1
+                else:
+                    self._order.ended = True  # the flush: the last anchor comes out
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
@@ -839,6 +857,11 @@ class MovieReader(Reader):
         (``by_count`` tables), else by pts (within one tick, for clocks that
         round), else the one after the previous frame, else unknown."""
         if self.table.by_count:
+            if self._order is not None:
+                if frame.pts is None:
+                    return None
+                return self._order.display(frame.pts, low_delay=not self._vs.codec_context.has_b_frames,
+                                           is_b=int(frame.pict_type) == _PICT_B)
             return None if self._pos is None else self._pos + 1
         t = frame.pts if frame.pts is not None else frame.dts
         if t is not None:
@@ -850,6 +873,17 @@ class MovieReader(Reader):
                 if 0 <= j < len(self._pts) and abs(self._pts[j] - t) <= 1:
                     return j
         return None if self._pos is None else self._pos + 1
+
+    def _unplaceable(self, frame) -> None:
+        """A picture whose place the decode order cannot tell (a VOP header
+        near it is damaged): refuse rather than guess a number."""
+        stamp = frame.pts if frame.pts is not None else self._chunk
+        lo = self.first_frame + max(0, stamp - 2)
+        hi = self.first_frame + min(len(self._pts) - 1, stamp + 2)
+        raise InputError(f"{self.path}: frames {lo}-{hi} cannot be placed: a damaged MPEG-4 picture header there "
+                         "hides which picture the decoder gives for which frame (B-frames reorder them)",
+                         fix="re-export the clip from its original, or copy it again (--on-bad-frame hold/black "
+                             "cannot help here: they fill frames whose place is known, and this one is not)")
 
     def close(self) -> None:
         self._decoder = None

@@ -121,6 +121,20 @@ def corrupt_packet(src: Path, dst: Path, which: int, keep: int = 4) -> int:
     return pts
 
 
+def corrupt_after_vop_header(src: Path, dst: Path, which: int, header: int = 4) -> None:
+    """Copy ``src`` with the ``which``-th video packet's picture data zeroed
+    but its first VOP header (start code + ``header`` bytes) intact: damage
+    in the picture, not in the bookkeeping (MPEG-4 Part 2)."""
+    with av.open(str(src)) as c:
+        v = c.streams.video[0]
+        pk = [(p.pos, p.size, bytes(p)) for p in c.demux(v) if p.dts is not None and p.size]
+    pos, size, payload = pk[which]
+    keep = payload.find(b"\x00\x00\x01\xb6") + 4 + header
+    data = bytearray(src.read_bytes())
+    data[pos + keep:pos + size] = bytes(size - keep)
+    dst.write_bytes(bytes(data))
+
+
 def grey_ramp(path: Path, vcodec: list[str], *, frames: int = 25, rate: str = "25") -> Path:
     """Frame n is flat grey, luma code 10 + 9n: every frame tells its number
     by its mean, so a picture shown in the wrong place cannot pass."""

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 
+from cinescale_post.interfaces import ReadPolicy
 from cinescale_post.media.movie_reader import MovieReader, exact_rate
 from cinescale_post.testing import make_sequence
 from tests.helpers import run_cli
@@ -280,3 +281,74 @@ def test_sequence_hole_filled_keeps_the_numbering(env, tmp_path, mode):
         assert np.array_equal(px, prev)
     else:
         assert set(np.unique(np.round(px, 3))) <= {0.25, 0.5, 0.0}
+
+
+# ------------------------------------- 6. damage in an AVI with B-frames (decoder drops pictures)
+
+XVID_BF = ["-c:v", "mpeg4", "-vtag", "XVID", "-g", "12", "-sc_threshold", "1000000000", "-q:v", "4"]
+
+
+@pytest.fixture(scope="module")
+def packed_ramp(media):
+    """A DivX-packed B-frame AVI whose frame n is grey 10 + 9n (P-frames, not only I)."""
+    plain = rw.grey_ramp(media / "ramp_bf1.avi", [*XVID_BF, "-bf", "1"])
+    return rw.pack_bframes(plain, media / "ramp_packed.avi")
+
+
+def _luma(path):
+    with av.open(str(path)) as c:
+        return [float(f.to_ndarray(format="gray").mean()) for f in c.decode(c.streams.video[0])]
+
+
+def test_damage_in_a_packed_bframe_avi_keeps_every_frame_number(env, packed_ramp, tmp_path):
+    """A damaged P+B packet: the decoder conceals the P-picture and drops the
+    B-pictures that need it without an error (ffmpeg decodes 23 of 25).
+    Pictures are placed by the decode order of their VOP headers, so the
+    three frames without a good picture are substituted and every other frame
+    keeps its number (counting shifted all later frames by two)."""
+    bad = tmp_path / "bad.avi"
+    rw.corrupt_after_vop_header(packed_ramp, bad, 1)
+    assert rw.decoded_frames(packed_ramp) == 25 and rw.decoded_frames(bad) == 23  # the silent drops
+    out = tmp_path / "o.mov"
+    r = _render(env, bad, out, "--on-bad-frame", "black")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "o.mov.manifest.json").read_text())
+    assert manifest["substituted_frames"] == {"1002": "black", "1003": "black", "1004": "black"}
+    assert rw.decoded_frames(out) == 25
+    ref = tmp_path / "ref.mov"
+    assert _render(env, packed_ramp, ref).returncode == 0
+    got, want = _luma(out), _luma(ref)
+    assert len(got) == len(want) == 25
+    for n in range(25):  # frame n is 9 codes brighter than n - 1: a shifted frame cannot pass
+        if n not in (1, 2, 3):
+            assert abs(got[n] - want[n]) < 1.5, (n, got[n], want[n])
+    r = _render(env, bad, tmp_path / "e.mov")
+    assert r.returncode == 3 and "frame 1002" in r.stderr and "--on-bad-frame" in r.stderr, r.stderr
+
+
+def test_bframe_avi_read_in_chunks_places_frames_as_read_whole(packed_ramp, tmp_path):
+    # farm tasks and chunks open their own reader and seek: the same picture for each number
+    bad = tmp_path / "bad.avi"
+    rw.corrupt_after_vop_header(packed_ramp, bad, 5)
+    policy = ReadPolicy(on_bad_frame="black")
+    with MovieReader(bad, policy=policy) as r:
+        whole = [f.rgb.mean() for f in r.read(r.info.frame_numbers)]
+        subs = r.substitutions()
+    assert sorted(subs) == [1006, 1007, 1008]
+    parts = []
+    for first in range(1001, 1026, 4):
+        with MovieReader(bad, policy=policy) as r:
+            parts += [f.rgb.mean() for f in r.read(range(first, min(first + 4, 1026)))]
+    assert np.allclose(parts, whole, atol=1e-6)
+
+
+def test_a_damaged_picture_header_with_bframes_is_refused_not_shifted(env, media, tmp_path):
+    """Where the VOP header itself is gone, which picture the decoder gives for
+    which frame is unknown: refused naming the frames and --on-bad-frame,
+    even with --on-bad-frame black (it would otherwise guess numbers)."""
+    good = rw.grey_ramp(media / "ramp_bf2.avi", [*XVID_BF, "-bf", "2"])
+    bad = tmp_path / "bad.avi"
+    rw.corrupt_packet(good, bad, 4)  # start code kept, header and picture zeroed
+    r = _render(env, bad, tmp_path / "o.mov", "--on-bad-frame", "black")
+    assert r.returncode == 3, r.stderr
+    assert "cannot be placed" in r.stderr and "--on-bad-frame" in r.stderr and "frames 10" in r.stderr, r.stderr
