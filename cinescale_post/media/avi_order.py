@@ -89,13 +89,13 @@ class DecodeOrder:
         """Chunk-count position of the picture decoded from ``stamp`` (``is_b``:
         what the decoder says it is); None when the kinds around it are
         unknown (an unreadable header) or the header and decoder disagree."""
+        if low_delay:  # no B-frames: nothing is reordered, whatever a damaged header says
+            return stamp
         kind = self.kinds.get(stamp)
         if kind is None or (kind == "B") != is_b:
             return None
         if kind == "B":
             return stamp - 1
-        if low_delay:
-            return stamp
         t = stamp + 1
         while t in self.kinds:
             if self.kinds[t] is None:
