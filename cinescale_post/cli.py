@@ -135,7 +135,8 @@ def _plan_options(f=None, *, generate: bool = False):
         click.option("--seed", type=int, help="Seed (per-frame seeds derive from it and the frame number)."),
         click.option("--device", help="cpu, cuda, cuda:1 ... (default: the preset's, 'auto').", default=None),
         click.option("--dry-run", is_flag=True, help="Print the resolved plan as JSON and exit 0 (per-stage memory "
-                                                     "estimate, tile/window choice and fit on stderr)."),
+                                                     "estimate, tile/window choice, fit and time on the card at "
+                                                     "40% utilisation on stderr)."),
         click.option("--gpu", metavar="CARD", help="With --dry-run: plan for h100, h200, a100, a800, 4090 or a size "
                                                    "in GiB (e.g. 48) instead of this machine's device."),
         click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON object {plan, estimate} on "

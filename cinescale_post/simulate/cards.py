@@ -67,4 +67,24 @@ def card(spec: str) -> Card:
     return Card(f"{gib:g} GiB device", gib, 0.0)
 
 
-__all__ = ["CARDS", "Card", "GiB", "UTILISATION", "card"]
+def device_card(device) -> Card | None:
+    """The card of a CUDA ``device`` of this machine when it is one of
+    :data:`CARDS` (by its name), else None. Never imports torch for a CPU
+    device; no GPU here: None."""
+    if not str(device or "").startswith("cuda"):
+        return None
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        name = torch.cuda.get_device_name(torch.device(str(device))).upper()
+    except Exception:  # noqa: BLE001 - a dry run never fails on this
+        return None
+    for key in ("H200", "H100", "A800", "A100", "4090"):
+        if key in name:
+            return CARDS[key.lower()]
+    return None
+
+
+__all__ = ["CARDS", "Card", "GiB", "UTILISATION", "card", "device_card"]

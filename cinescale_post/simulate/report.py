@@ -4,8 +4,9 @@
 planner in ``plan.build``) and, when given, a simulation of the same plan
 (:func:`cinescale_post.simulate.driver.simulate_plan`) into per-stage rows:
 estimated peak memory, the VAE tile / window / offload choice, whether it
-fits the selected device (``--gpu`` card or the plan's device), and, from
-the simulation's FLOPs, seconds on that card at :data:`.cards.UTILISATION`.
+fits the selected device (``--gpu`` card or the plan's device), and seconds
+on that card at :data:`.cards.UTILISATION` from the FLOPs: the planner's
+estimate (:mod:`.flops`, fast) or, with ``--simulate``, the simulation's.
 :func:`format_estimate` prints it for people; ``--json`` prints the dict.
 """
 
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cards import UTILISATION, Card
+from .cards import UTILISATION, Card, device_card
+from .flops import stage_flops
 
 GiB = 2 ** 30
 
@@ -32,12 +34,24 @@ def estimate(plan: Any, card: Card | None = None, sim: dict | None = None) -> di
                usable_gib=mem.get("usable_gib"), peak_gib=mem.get("peak_gib"), weights=mem.get("weights"),
                reasoning=(mem.get("reasoning") or [])[-1:])
     by_size = {tuple(s["size"]): s for s in (sim or {}).get("stages", [])}
+    if card is None:
+        card = device_card(plan.device)  # the selected device, where it is a known card
+        if card is not None:
+            out["device"] = f"{card.name} ({plan.device})"
+    planned, why = ([], None) if sim is not None else stage_flops(plan)
+    if sim is None:
+        out["flops_source"] = "planner" if planned else f"none ({why})"
     rows = []
     total_s = 0.0
-    for st in mem.get("stages", []):
+    for i, st in enumerate(mem.get("stages", [])):
         row = {"stage": st["stage"], "size": st["size"], "peak_gib": st["peak_gib"],
                "denoise_gib": st.get("peak_denoise_gib"), "vae_gib": st.get("peak_vae_gib")}
         s = by_size.get(tuple(st["size"]))
+        if i < len(planned):
+            row.update(flops=planned[i]["flops"], denoiser_calls=planned[i]["denoiser_calls"])
+            if card is not None and card.peak_tflops > 0:
+                row["seconds"] = card.seconds(row["flops"])
+                total_s += row["seconds"]
         if s is not None:
             flops = sum(s.get(k, {}).get("flops", 0) for k in ("denoiser", "vae.encode", "vae.decode"))
             row["flops"] = flops
@@ -49,6 +63,8 @@ def estimate(plan: Any, card: Card | None = None, sim: dict | None = None) -> di
                 total_s += row["seconds"]
         rows.append(row)
     out["stages"] = rows
+    if planned and card is not None and card.peak_tflops > 0:
+        out["seconds"] = total_s
     if sim is not None:
         out["simulated"] = {"flops": sim["flops"], "peak_activation_gib": sim["peak_activation_bytes"] / GiB,
                             "notes": sim.get("notes", [])}
@@ -74,15 +90,20 @@ def format_estimate(est: dict) -> str:
     for r in est.get("stages", []):
         t = f", {_hms(r['seconds'])}" if "seconds" in r else ""
         calls = f", {r['denoiser_calls']} denoiser calls" if r.get("denoiser_calls") else ""
+        if r.get("flops"):
+            calls += f", {r['flops'] / 1e15:.1f} PFLOP"
         if "simulated_activations_gib" in r:
             calls += f", simulated activations {r['simulated_activations_gib']} GiB"
         lines.append(f"  {r['stage']} {r['size'][0]}x{r['size'][1]}: peak {r['peak_gib']} GiB "
                      f"(denoise {r['denoise_gib']}, VAE {r['vae_gib']}){calls}{t}")
+    source = "simulated" if est.get("simulated") else "planner's"
     if "seconds" in est:
-        lines.append(f"  total: {_hms(est['seconds'])} at {est['utilisation']:.0%} of the card's dense peak "
-                     "(an assumption)")
+        lines.append(f"  total: {_hms(est['seconds'])} from the {source} FLOPs at {est['utilisation']:.0%} of "
+                     "the card's dense 16-bit peak (an assumed utilisation, not a measurement)")
+    elif any("flops" in r for r in est.get("stages", [])):
+        lines.append("  time: unknown for this device (name a card: --gpu h100|h200|a100|a800|4090)")
     elif est.get("simulated") is None:
-        lines.append("  time: run with --simulate (real-size simulation of this plan, about a minute) and --gpu")
+        lines.append(f"  time: no FLOP estimate ({est.get('flops_source')}); --simulate counts them")
     if est.get("simulated"):
         lines.append(f"  simulated: {est['simulated']['flops'] / 1e15:.1f} PFLOP; "
                      + "; ".join(est["simulated"]["notes"][:1]))
