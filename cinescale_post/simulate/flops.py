@@ -21,7 +21,7 @@ guidance (guidance > 1), else 1. Per evaluation:
 
 VAE encode/decode and text encoders are left out (under 5 % of every
 simulated case). Against the simulated table the estimate is within
--4..+9 % (see tests/simulate/test_dry_run_time.py); ``--simulate`` counts the
+-5..+9 % (see tests/simulate/test_dry_run_time.py); ``--simulate`` counts the
 exact plan instead.
 """
 
