@@ -96,12 +96,24 @@ def rgb_to_ycbcr(rgb: np.ndarray, *, matrix: int = 1, range: int = RANGE_LIMITED
     return y, cb, cr
 
 
+#: Rows decoded per step by :func:`ycbcr_to_rgb` (even: a 4:2:0 chroma row pair
+#: never straddles two bands). Bands keep the float temporaries in cache and
+#: out of the process's peak memory (issue 11: 0.11 -> 0.03 CPU-s and ~100 MB
+#: less per 1080p frame than whole-frame planes, measured).
+DECODE_BAND_ROWS = 32
+
+
 def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, matrix: int = 1,
-                 range: int = RANGE_LIMITED, bits: int = 10) -> np.ndarray:
+                 range: int = RANGE_LIMITED, bits: int = 10, out: np.ndarray | None = None) -> np.ndarray:
     """Decode Y', Cb, Cr code-value planes to (H, W, 3) float32 R'G'B'.
 
     Chroma planes smaller than luma are upsampled by repetition. Values are
     not clipped (super-whites stay above 1.0, as a grading app shows them).
+    ``out``: an (H, W, 3) float32 C-contiguous array to write into.
+
+    Band by band; every pixel gets exactly the float32 operations of the
+    whole-frame formula (the result is bit-identical to it): the chroma terms
+    are scaled before they are repeated, which changes no value.
 
     >>> rgb = ycbcr_to_rgb(np.full((2, 2), 940), np.full((2, 1), 512), np.full((2, 1), 512))
     >>> float(rgb[0, 0, 0])
@@ -111,13 +123,43 @@ def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, matrix: int =
     kg = 1.0 - kr - kb
     h, w = y.shape
     yo, ys, co, cs = _scales(bits, range)
-    yv = (y.astype(np.float32) - yo) / ys
-    pb = _upsample((cb.astype(np.float32) - co) / cs, h, w)
-    pr = _upsample((cr.astype(np.float32) - co) / cs, h, w)
-    r = yv + 2.0 * (1.0 - kr) * pr
-    b = yv + 2.0 * (1.0 - kb) * pb
-    g = (yv - kr * r - kb * b) / kg
-    return np.stack([r, g, b], axis=-1).astype(np.float32)
+    ry, rx = -(-h // cb.shape[0]), -(-w // cb.shape[1])
+    if out is None or out.shape != (h, w, 3) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        out = np.empty((h, w, 3), np.float32)
+    f32 = np.float32
+    band = DECODE_BAND_ROWS * ry
+    for y0 in _range(0, h, band):
+        y1 = min(h, y0 + band)
+        c0, c1 = y0 // ry, -(-y1 // ry)
+        yv = np.subtract(y[y0:y1], yo, dtype=f32)
+        yv /= f32(ys)
+        pb = np.subtract(cb[c0:c1], co, dtype=f32)
+        pb /= f32(cs)
+        pr = np.subtract(cr[c0:c1], co, dtype=f32)
+        pr /= f32(cs)
+        pr *= f32(2.0 * (1.0 - kr))
+        pb *= f32(2.0 * (1.0 - kb))
+        r = yv + _upsample(_repeat(pr, ry, rx), y1 - y0, w)
+        b = yv + _upsample(_repeat(pb, ry, rx), y1 - y0, w)
+        g = yv - f32(kr) * r
+        g -= f32(kb) * b
+        g /= f32(kg)
+        dst = out[y0:y1]
+        dst[..., 0] = r
+        dst[..., 1] = g
+        dst[..., 2] = b
+    return out
+
+
+_range = range  # ``range`` is a keyword argument of the conversions
+
+
+def _repeat(p: np.ndarray, ry: int, rx: int) -> np.ndarray:
+    if ry > 1:
+        p = np.repeat(p, ry, axis=0)
+    if rx > 1:
+        p = np.repeat(p, rx, axis=1)
+    return p
 
 
 def _box(p: np.ndarray, subsampling: str) -> np.ndarray:
