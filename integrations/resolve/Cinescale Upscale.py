@@ -17,8 +17,8 @@ record frame, keeping source timecode:
    comes from the project's colour management (``GetSetting``: output colour
    space, or the ACES output transform): display-referred goes in video
    mode, log/linear with ``--set colour.mode=ocio --set colour.input=...``;
-   when Resolve does not say, the Console says what is assumed (Rec.709) and
-   ``CINESCALE_RESOLVE_COLOUR`` sets it;
+   when Resolve does not say, a dialog (and the Console) says what is
+   assumed (Rec.709) and that ``CINESCALE_RESOLVE_COLOUR`` sets it;
 3. imports the result into a "cinescale" bin (MediaPool.ImportMedia) and
    places it with MediaPool.AppendToTimeline at the In point's record frame
    on the first free video track above the clips of the range (adding a
@@ -220,9 +220,45 @@ def intermediate_colour(project):
             return [], f"the intermediate is in the project's output colour space {output!r} (display-referred): " \
                        "sent in video mode"
         return _colour_options(output, f"the intermediate is in the project's output colour space {output!r}")
-    return [], ("Resolve does not say which colour space it renders (no colour-managed output space in the project "
+    return [], (ASSUMED + " which colour space it renders (no colour-managed output space in the project "
                 "settings): assuming display-referred Rec.709 (video mode). If the timeline outputs log or linear, "
                 "set CINESCALE_RESOLVE_COLOUR to its OCIO name (e.g. 'ARRI LogC4') and run again")
+
+
+ASSUMED = "Resolve does not say"
+
+
+def _ui_dispatcher(ui):
+    """Resolve's UI event dispatcher: ``bmd.UIDispatcher`` (``bmd`` is injected
+    into Workspace scripts like ``resolve``; else the scripting module's)."""
+    bmd = getattr(sys.modules.get("__main__"), "bmd", None) or globals().get("bmd")
+    if bmd is None:
+        import DaVinciResolveScript as bmd  # noqa: N813
+    return bmd.UIDispatcher(ui)
+
+
+def tell(resolve, text):
+    """Show ``text`` in a small dialog with an OK button (Fusion UIManager) and
+    wait for it; returns False where no UI is available (external scripting,
+    a headless render node), in which case the Console line is all there is."""
+    try:
+        ui = resolve.Fusion().UIManager
+        disp = _ui_dispatcher(ui)
+        win = disp.AddWindow({"ID": "CinescaleNote", "WindowTitle": "Cinescale", "Geometry": [200, 200, 520, 160]},
+                             [ui.VGroup([ui.Label({"ID": "Note", "Text": text, "WordWrap": True}),
+                                         ui.Button({"ID": "OK", "Text": "OK"})])])
+
+        def close(ev):
+            disp.ExitLoop()
+
+        win.On.OK.Clicked = close
+        win.On.CinescaleNote.Close = close
+        win.Show()
+        disp.RunLoop()
+        win.Hide()
+        return True
+    except Exception:  # noqa: BLE001 - no UI here: the Console has said it
+        return False
 
 
 def _colour_options(space, why):
@@ -327,6 +363,8 @@ def upscale_marked_range(resolve, preset=None, folder=None, log=print, poll_s=1.
     output = os.path.join(folder, f"{_safe(timeline.GetName())}_{first}-{last}_cinescale.mov")
     colour, said = intermediate_colour(project)
     log(f"colour: {said}")
+    if said.startswith(ASSUMED):  # a guess the user must see before hours of rendering, not only in the Console
+        tell(resolve, f"Cinescale: {said}.")
     log(f"upscaling {source} -> {output} (preset {preset})")
     finished = run_cli([*cli, "render", source, "-o", output, "--preset", preset, "--progress", "json", *colour],
                        log, env)

@@ -129,3 +129,78 @@ def test_log_output_space_reaches_the_cli(script, preset, tmp_path, monkeypatch)
     assert any(line.startswith("colour: ACES with no output transform") for line in log)
     manifests = list((tmp_path / "work").rglob("*.manifest.json"))
     assert manifests and json.loads(manifests[0].read_text())["plan"]["colour"]["input"] == "ACEScct"
+
+
+class _FakeUI:
+    """Just what the script's dialog asks of Fusion's UIManager and its dispatcher."""
+
+    def __init__(self):
+        self.shown = []
+
+    def VGroup(self, children):  # noqa: N802 - Resolve's names
+        return children
+
+    def Label(self, props):  # noqa: N802
+        return dict(props, kind="label")
+
+    def Button(self, props):  # noqa: N802
+        return dict(props, kind="button")
+
+
+class _Win:
+    def __init__(self, ui, props, children):
+        from types import SimpleNamespace
+
+        self.ui, self.props, self.children = ui, props, children
+        self.On = SimpleNamespace(OK=SimpleNamespace(), CinescaleNote=SimpleNamespace())
+
+    def Show(self):  # noqa: N802
+        self.ui.shown.append([c["Text"] for group in self.children for c in group])
+
+    def Hide(self):  # noqa: N802
+        pass
+
+
+class _Dispatcher:
+    def __init__(self, ui):
+        self.ui, self.win = ui, None
+
+    def AddWindow(self, props, children):  # noqa: N802
+        self.win = _Win(self.ui, props, children)
+        return self.win
+
+    def RunLoop(self):  # noqa: N802 - the user clicks OK
+        self.win.On.OK.Clicked(None)
+
+    def ExitLoop(self):  # noqa: N802
+        pass
+
+
+def test_an_assumed_colour_space_is_said_in_a_dialog(script, preset, tmp_path, monkeypatch):
+    """Issue 15: where Resolve does not say what it renders, the script says in a
+    dialog (not only in the Console) what it assumes; a known space asks nothing."""
+    monkeypatch.delenv("CINESCALE_RESOLVE_COLOUR", raising=False)
+    ui = _FakeUI()
+    monkeypatch.setattr(script, "bmd", type("bmd", (), {"UIDispatcher": staticmethod(_Dispatcher)}), raising=False)
+    for settings, dialogs in (({}, 1), ({"colorScienceMode": "acescct", "acesODT": "No ODT"}, 0)):
+        ui.shown.clear()
+        resolve = fake_resolve.Resolve(marks=(10, 13))
+        resolve.Fusion = lambda: type("Fusion", (), {"UIManager": ui})()
+        resolve.project.project_settings = settings
+        script.upscale_marked_range(resolve, preset=str(preset), folder=str(tmp_path / f"w{dialogs}"),
+                                    log=lambda line: None, poll_s=0.01)
+        assert len(ui.shown) == dialogs
+    # without a UI (external scripting, a render node) the Console line is all, and nothing fails
+    assert script.tell(fake_resolve.Resolve(), "x") is False
+
+
+def test_dialog_text_names_the_assumption_and_the_setting(script, monkeypatch):
+    monkeypatch.delenv("CINESCALE_RESOLVE_COLOUR", raising=False)
+    ui = _FakeUI()
+    monkeypatch.setattr(script, "bmd", type("bmd", (), {"UIDispatcher": staticmethod(_Dispatcher)}), raising=False)
+    resolve = fake_resolve.Resolve()
+    resolve.Fusion = lambda: type("Fusion", (), {"UIManager": ui})()
+    _, said = script.intermediate_colour(resolve.project)
+    assert script.tell(resolve, said) is True
+    text = ui.shown[0][0]
+    assert "Rec.709" in text and "CINESCALE_RESOLVE_COLOUR" in text and ui.shown[0][1] == "OK"
