@@ -389,6 +389,7 @@ _FIX_BAD = ("--on-bad-frame hold repeats the nearest earlier good frame, --on-ba
 #: what ``MovieReader._frames`` yields in place of a packet the decoder rejected
 _LOST = object()
 _PICT_B = 3  # AVPictureType AV_PICTURE_TYPE_B (PyAV's frame.pict_type)
+_AHEAD = 8  # pictures kept while waiting for one the decoder gives out of order (B-frame runs + threads)
 
 
 class _BadFrame(Exception):
@@ -452,6 +453,7 @@ class MovieReader(Reader):
         # B-frames a damaged anchor takes with it leave gaps instead of shifting numbers
         self._order = DecodeOrder() if table.by_count and self._vs.codec_context.name == "mpeg4" else None
         self._chunk = 0  # stamp of the next packet demuxed (its chunk index), with _order
+        self._ahead: dict = {}  # with _order: pictures decoded before the one asked for (index -> frame)
 
     def _adopt(self, planned: SourceInfo) -> None:
         """Take the plan's table; refuse a file that changed since it was probed."""
@@ -741,6 +743,14 @@ class MovieReader(Reader):
                 return frame
         # Decode forward when that is cheaper; else (or if forward decoding
         # overshoots) seek, falling back to earlier key frames.
+        if self._ahead:
+            frame = self._ahead.pop(index, None)
+            for k in [k for k in self._ahead if k < index]:
+                del self._ahead[k]
+            if frame is not None:
+                if frame.is_corrupt:
+                    raise _BadFrame(index, "the decoder reports a corrupt picture")
+                return frame
         attempts = ([None] if self._can_continue(index) else []) + self._seek_points(index)
         overshoot = None
         for seek_index in attempts:
@@ -772,6 +782,11 @@ class MovieReader(Reader):
                     if frame.is_corrupt:
                         raise _BadFrame(index, "the decoder reports a corrupt picture")
                     return frame
+                if self._order is not None and len(self._ahead) < _AHEAD:
+                    # a lost anchor lets the B-pictures shown before it out ahead of the
+                    # anchor they follow: keep them, the picture asked for may still come
+                    self._ahead[at] = frame
+                    continue
                 overshoot = (at, frame)
                 break
             if not retry:
@@ -811,6 +826,7 @@ class MovieReader(Reader):
             self._container.seek(stamp, stream=self._vs, backward=True, any_frame=False)
             self._pos = key_index - 1
             self._chunk = key_index
+            self._ahead.clear()
             if self._order is not None:
                 self._order.reset()
         else:
@@ -887,5 +903,6 @@ class MovieReader(Reader):
 
     def close(self) -> None:
         self._decoder = None
+        self._ahead.clear()
         self._pending = None
         self._container.close()

@@ -352,3 +352,34 @@ def test_a_damaged_picture_header_with_bframes_is_refused_not_shifted(env, media
     r = _render(env, bad, tmp_path / "o.mov", "--on-bad-frame", "black")
     assert r.returncode == 3, r.stderr
     assert "cannot be placed" in r.stderr and "--on-bad-frame" in r.stderr and "frames 10" in r.stderr, r.stderr
+
+
+def test_a_lost_anchor_that_lets_bframes_out_early_keeps_every_frame_in_place(media, tmp_path):
+    """Xvid with two B-frames: when the decoder rejects a P-picture's packet,
+    the B-pictures shown before it come out (concealed) *ahead of* the anchor
+    they follow. Each picture is put at its own number; judged picture by
+    picture against the ffmpeg binary's decode of the undamaged clip."""
+    from cinescale_post.media.avi_order import vop_types
+
+    good = rw.lavfi_clip(media / "ts_bf2.avi", rate="24000/1001", seconds=2,
+                         vcodec=["-c:v", "mpeg4", "-vtag", "XVID", "-bf", "2", "-g", "24", "-q:v", "4"], acodec=None)
+    with av.open(str(good)) as c:
+        kinds = [vop_types(bytes(p)) for p in c.demux(c.streams.video[0]) if p.size]
+    which = 13
+    assert kinds[which - 3:which + 3] == [[1], [2], [2], [1], [2], [2]]  # ... P B B [P] B B: IPBB GOPs
+    bad = tmp_path / "bad.avi"
+    rw.corrupt_after_vop_header(good, bad, which)
+    theirs = _ffmpeg_rgb(good)
+    n = len(theirs)
+    assert n == 48 and rw.decoded_frames(bad) == n - 1
+    with MovieReader(bad, policy=ReadPolicy(on_bad_frame="black")) as r:
+        ours = [f.rgb for f in r.read(r.info.frame_numbers)]
+        subs = r.substitutions()
+    # the P-picture (shown after its two B-pictures) and the two B-pictures that needed it (concealed,
+    # and given out before the P-picture shown ahead of them: counting would misplace them)
+    assert sorted(subs) == [1001 + which, 1002 + which, 1003 + which], subs
+    for i, img in enumerate(ours):
+        if 1001 + i in subs:
+            continue
+        err = [np.abs(img - theirs[j]).mean() for j in range(max(0, i - 1), min(n, i + 2))]
+        assert np.abs(img - theirs[i]).mean() == min(err) and min(err) < 0.03, i
