@@ -186,3 +186,22 @@ def test_production_code_never_imports_the_test_kit():
             if mod == "cinescale_post.testing" or mod.startswith("cinescale_post.testing."):
                 bad.append(f"{path.relative_to(REPO)}:{line} imports {mod}")
     assert not bad, "\n".join(bad)
+
+
+def test_a_model_render_on_a_core_only_install_names_the_extra(tmp_path):
+    """Planning needs no torch; loading a model says which extra to install
+    (exit 2), never an ImportError reported as a plugin failure."""
+    import json
+
+    folder = tmp_path / "sdxl"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    args = ["generate", "--model", str(folder), "--preset", "sdxl-2k-still", "--prompt", "x", "-o",
+            str(tmp_path / "s.####.exr"), "--progress", "none"]
+    code = _BLOCK + textwrap.dedent(f"""
+        from cinescale_post.cli import main
+        main({args!r})
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "pip install 'cinescale-post[diffusion]'" in r.stderr and "torch" in r.stderr, r.stderr

@@ -96,6 +96,29 @@ def load_detail_mask(path: str | None, soft: bool = False):
     return DetailMask(torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None], soft=soft)
 
 
+DIFFUSION_LIBRARIES = ("torch", "diffusers", "transformers", "safetensors")
+
+
+def require_diffusion(backend_id: str) -> None:
+    """Refuse to load a model on a core-only install (no torch...), naming the
+    extra that adds them; planning (``--dry-run``, ``--gpu``) needs none of them."""
+    import importlib.util
+
+    from ..errors import UsageError
+
+    def absent(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except ImportError:  # a finder that refuses it (or a broken install): not importable either
+            return True
+
+    missing = [m for m in DIFFUSION_LIBRARIES if absent(m)]
+    if missing:
+        raise UsageError(f"backend {backend_id!r} needs {', '.join(missing)}, which this install does not have",
+                         fix="pip install 'cinescale-post[diffusion]' (the diffusion backends' libraries), or "
+                             "render with a draft preset such as uhd-draft")
+
+
 def padded_length(n: int, rule: Any) -> int:
     """Smallest length >= n the frame rule accepts (4k+1: 1 -> 1, 6 -> 9)."""
     k = max(n, rule.offset or 1)
@@ -213,6 +236,7 @@ class RenderDriver(Backend):
 
     def load(self, plan) -> None:
         """Parse the plan's options and stages and load a fresh model."""
+        require_diffusion(self.id)
         if plan.dtype not in self.dtypes:
             raise PlanError(f"dtype {plan.dtype!r}", fix=f"use one of: {', '.join(self.dtypes)}")
         self.plan = plan
