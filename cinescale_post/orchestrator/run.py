@@ -207,6 +207,10 @@ class _Render:
                 writers.append(writer)
             run_t0 = time.monotonic()
             for wi in order:
+                # Drop the previous window's images before rendering the next: these
+                # names would keep them alive through the render (a UHD float32 frame
+                # is 100 MB, and a backend can reuse a buffer nobody holds; issue 11).
+                outs = core = items = img = contrib = out = None
                 win = self.windows[wi]
                 if wi in mine:
                     outs = self._render_window(win)
@@ -535,10 +539,8 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     finishes last."""
     t0 = time.monotonic()
     total = len(plan.frames)
-    frozen_notes: list[str] = []
-    if not overwrite:  # later tasks and resumes render with the first task's memory plan
-        earlier = Manifest(plan.output.path, read_only=True).read() or {}
-        plan, frozen_notes = frozen_memory.adopt(plan, earlier.get("memory_frozen"))
+    # later tasks and resumes render with the first task's memory plan; tasks starting at once agree on one
+    plan, frozen_notes = frozen_memory.claim(plan, overwrite=overwrite)
     for w in (*plan.warnings, *frozen_notes):
         sink.emit("warning", message=w)
     if total == 0:
@@ -614,12 +616,16 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                 waiting = sorted(set(todo_frames) - render.published_frames)
             elif chunk_list:
                 waiting = set()
+                subs_before = manifest.substitutions()
                 for info in ex.run(chunk_list, work=None, task=functools.partial(render_chunk_task, plan, schedule=sched),
                                    sink=sink):
                     outputs.extend(info["files"])
                     rendered += info.get("windows_rendered", 0)
                     waiting |= set(info.get("waiting", ()))
                     stop.check()
+                for number, how in manifest.substitutions().items():  # the tasks logged them; warn as a local run
+                    if subs_before.get(number) != how:
+                        sink.emit("warning", message=f"frame {number} of {plan.input} substituted: {how}")
                 waiting = sorted(waiting - finished_frames(manifest, plan.source))
                 loads = int(getattr(ex, "loads", 0))
                 outputs = list(dict.fromkeys(outputs))  # a handed-on frame is reported by both chunks
@@ -765,6 +771,7 @@ class ChunkWorker:
         self.stopper = _StopRequest()
         self.loads = 0
         self._render = None
+        self._substituted: dict[int, str] = {}  # substitutions already in the unit log
 
     def _load(self) -> None:
         from ..host import Host
@@ -796,11 +803,20 @@ class ChunkWorker:
                         persist=True, defer=True)
         render.published_frames.clear()
         todo = tuple(f for f in chunk.frames if f not in done)
-        if not todo:
-            info = {"id": chunk.id, "frames": [], "files": [], "seconds": 0.0, "windows_rendered": 0, "waiting": []}
-        else:
-            info = render.run_chunk(chunk, todo)
-        render.manifest.close()  # its log ends "closed": the actor may be killed, the log still folds
+        try:
+            if not todo:
+                info = {"id": chunk.id, "frames": [], "files": [], "seconds": 0.0, "windows_rendered": 0,
+                        "waiting": []}
+            else:
+                info = render.run_chunk(chunk, todo)
+        finally:
+            # the reader stays open across chunks: log only what this chunk substituted (issue 11's
+            # manifest record), before the log closes, also when the chunk fails
+            subs = render.reader.substitutions()
+            new = {n: how for n, how in subs.items() if self._substituted.get(n) != how}
+            self._substituted.update(new)
+            render.manifest.log_substitutions(new)
+            render.manifest.close()  # its log ends "closed": the actor may be killed, the log still folds
         info["loads"] = self.loads - loads_before
         return info
 
