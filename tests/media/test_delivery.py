@@ -16,7 +16,7 @@ import pytest
 from cinescale_post.interfaces import Frame
 from cinescale_post.media.movie_writer import MovieWriter
 from cinescale_post.testing import make_clip as make_test_clip
-from tests.helpers import run_cli
+from tests.helpers import cli_env, run_cli
 from tests.media import ffjudge
 from tests.media import realworld as rw
 from tests.media.test_writers import grey, make_clip, probe_clip, target_for
@@ -26,9 +26,7 @@ SMALL = ["--set", "output.width=64", "--set", "output.height=48", "--progress", 
 
 @pytest.fixture(scope="module")
 def env():
-    e = dict(os.environ)
-    e["CINESCALE_LOAD_PLUGINS"] = ""
-    return e
+    return cli_env(CINESCALE_LOAD_PLUGINS="")  # no entry points: the built-ins only
 
 
 @pytest.fixture(scope="module")

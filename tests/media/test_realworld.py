@@ -6,7 +6,6 @@ B-frames, a damaged frame, a truncated AVI, a sequence with a hole."""
 from __future__ import annotations
 
 import json
-import os
 from fractions import Fraction
 
 import av
@@ -16,7 +15,7 @@ import pytest
 from cinescale_post.interfaces import ReadPolicy
 from cinescale_post.media.movie_reader import MovieReader, exact_rate
 from cinescale_post.testing import make_sequence
-from tests.helpers import run_cli
+from tests.helpers import cli_env, run_cli
 from tests.media import realworld as rw
 
 SMALL = ["--set", "output.width=128", "--set", "output.height=96", "--progress", "none"]
@@ -24,9 +23,7 @@ SMALL = ["--set", "output.width=128", "--set", "output.height=96", "--progress",
 
 @pytest.fixture(scope="module")
 def env():
-    e = dict(os.environ)
-    e["CINESCALE_LOAD_PLUGINS"] = ""
-    return e
+    return cli_env(CINESCALE_LOAD_PLUGINS="")  # no entry points: the built-ins only
 
 
 @pytest.fixture(scope="module")
