@@ -70,12 +70,13 @@ class _OOMGuard:
 
 
 def read_rgb(path: str):
-    """An 8-bit image file as (H, W, 3) float32 in [0, 1] (first frame of i2v)."""
+    """An image file (PNG/TIFF/JPEG/EXR, any depth) as (H, W, 3) float32 R'G'B'
+    (first frame of i2v), through the media readers' ``read_image``."""
     import numpy as np
-    from PIL import Image
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    from ..media.sequence_reader import read_image
+
+    return np.ascontiguousarray(np.asarray(read_image(path).rgb, np.float32)[..., :3])
 
 
 def load_detail_mask(path: str | None, soft: bool = False):
