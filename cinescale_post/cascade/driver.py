@@ -146,10 +146,6 @@ def _on_rank_device(plan: Any, spec: Mapping[str, Any]) -> Any:
     return plan
 
 
-def _snap(x: int, m: int) -> int:
-    return max(m, int(round(x / m)) * m)
-
-
 class RenderDriver(Backend):
     """The engine of one render of a model adapter (see module docstring)."""
 
@@ -535,6 +531,7 @@ class RenderDriver(Backend):
         import torch
 
         from .run import refine_video, video_to_pixels
+        from .stages import snap
 
         model = self.model
         plan = self.plan
@@ -544,7 +541,7 @@ class RenderDriver(Backend):
         frames = frames + [frames[-1]] * (total - n)
         info = model.model_info
         h0, w0 = frames[0].shape[:2]
-        src_size = (_snap(w0, info.size_multiple), _snap(h0, info.size_multiple))
+        src_size = (snap(w0, info.size_multiple), snap(h0, info.size_multiple))
         stages = self.ladder("render", tuple(job.size))
         guidance = max(s.spec.guidance for s in stages)
         cond = self.condition(getattr(plan, "prompt", "") or "", getattr(plan, "negative_prompt", "") or "",
