@@ -23,3 +23,14 @@ def test_fixtures_build_media_and_hosts(cinescale_host, cinescale_clip, cinescal
     files = cinescale_sequence("seq/f.####.exr", numbers=range(1001, 1003))
     assert [f.name for f in files] == ["f.1001.exr", "f.1002.exr"]
     assert np.asarray(clip_rgb("index", 0, (64, 48))).shape == (48, 64, 3)
+
+
+def test_the_demo_clip_command_runs(tmp_path):
+    """scripts/demo.sh makes its sample with ``python -m cinescale_post.testing sample``."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "cinescale_post.testing", "sample", str(tmp_path / "s.mov")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "s.mov").stat().st_size > 0

@@ -506,10 +506,6 @@ def _main(argv: list[str] | None = None) -> None:
     print(f"sample clip: {out}")
 
 
-if __name__ == "__main__":
-    _main()
-
-
 # ---------------------------------------------------------------- plugin authors' kit
 #
 # A fresh, isolated plugin host; a plan-like object for driving a backend
