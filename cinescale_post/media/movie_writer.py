@@ -123,6 +123,14 @@ _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "s
 # ----------------------------------------------------------------- options
 
 
+# The MOV muxer holds a whole fragment in memory (a doubling buffer) until it is
+# written: one second of UHD ProRes 422 HQ is ~94 MB, which the buffer rounds up
+# to 131 MB and briefly holds twice while growing (memray on bench_master, issue
+# 11: 262 of a 501 MB peak). Fragments also end at this size, so a UHD master's
+# memory no longer grows with fragment_seconds and a crash loses at most this much.
+_FRAGMENT_BYTES = 8 << 20
+
+
 def _common_defaults() -> dict[str, Any]:
     # threads 0 = FFmpeg's automatic choice; fragment_seconds bounds what a
     # crash can lose (one fragment is buffered in memory before it is written).
@@ -344,7 +352,8 @@ class MovieWriter(Writer):
                             target.frame_numbers[0] if target.frame_numbers else "?",
                             target.frame_numbers[-1] if target.frame_numbers else "?", src.path)
         mux_opts = {"movflags": "+hybrid_fragmented", "use_editlist": "1", "flush_packets": "1",
-                    "frag_duration": str(int(opts["fragment_seconds"] * 1_000_000))}
+                    "frag_duration": str(int(opts["fragment_seconds"] * 1_000_000)),
+                    "frag_size": str(_FRAGMENT_BYTES)}
         if self.fmt == "mxf":
             mux_opts = {"flush_packets": "1"}  # MXF has no fragments; the temp name still protects
         self._file = None
