@@ -90,9 +90,14 @@ def digest(folder: Path) -> dict:
     return {"sha256": h.hexdigest(), "frames": count, "mean": round(total / max(n, 1), 6), "thumb": thumbs}
 
 
+def known_hashes(entry: dict) -> list[str]:
+    """The sha256 values an entry accepts: its own and ``sha256_other``."""
+    return [entry["sha256"], *entry.get("sha256_other", ())]
+
+
 def difference(got: dict, want: dict) -> str | None:
     """Why ``got`` does not match the recorded ``want``, or None when it does."""
-    known = [want["sha256"], *want.get("sha256_other", ())]
+    known = known_hashes(want)
     if got["sha256"] in known:
         return None
     if EXACT:

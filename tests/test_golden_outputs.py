@@ -30,7 +30,6 @@ import numpy as np
 import pytest
 
 from . import golden as gd
-from .golden import digest
 
 GOLDEN = Path(__file__).with_name("golden_outputs.json")
 UPDATE = os.environ.get("CINESCALE_GOLDEN_UPDATE", "") not in ("", "0")
@@ -110,7 +109,7 @@ def _generate(out: Path, preset: str, overrides: list[str], *, model, size, prom
 
 
 def _check(golden, name: str, folder: Path) -> None:
-    got = digest(folder)
+    got = gd.digest(folder)
     assert got["frames"] > 0, f"{name}: no output under {folder}"
     if UPDATE or name not in golden:
         if not UPDATE:
