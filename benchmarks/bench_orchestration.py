@@ -52,7 +52,7 @@ def baseline(clip: str, out: str, host, codec: str, opts: dict) -> tuple[float, 
 
 
 def orchestrated(clip: str, out: str, host, preset: str) -> tuple[float, float]:
-    from cinescale_post import plan as plan_mod
+    import cinescale_post.plan as plan_mod
     from cinescale_post.orchestrator.progress import NullSink
     from cinescale_post.orchestrator.run import run
 

@@ -30,7 +30,7 @@ def _size(s: str) -> tuple[int, int]:
 def main(argv=None) -> None:
     import cv2
 
-    from cinescale_post.qc import metrics as m
+    import cinescale_post.qc.metrics as m
     from cinescale_post.qc.analyse import drift_grid
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

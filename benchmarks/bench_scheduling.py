@@ -144,7 +144,7 @@ def main() -> None:
     os.environ["CINESCALE_LOAD_PLUGINS"] = "testbackends,bench"
     sys.path.insert(0, str(site))
 
-    from cinescale_post import plan as plan_mod
+    import cinescale_post.plan as plan_mod
     from cinescale_post.host import Host
     from cinescale_post.interfaces import FrameRule
     from cinescale_post.orchestrator.progress import NullSink

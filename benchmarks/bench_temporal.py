@@ -105,7 +105,7 @@ def read_clip(path: Path, width: int, multiple: int = 8) -> np.ndarray:
 
 def _metrics():
     try:
-        from cinescale_post.qc import metrics as m
+        import cinescale_post.qc.metrics as m
         from cinescale_post.qc.analyse import drift_grid
 
         return m, drift_grid

@@ -78,7 +78,7 @@ def build_case_plan(case: Case, host: Any, workdir: str | Path, *, free_bytes: i
     of device memory (``CINESCALE_FREE_MEMORY``; None: unknown)."""
     import os
 
-    from cinescale_post import plan as plan_mod
+    import cinescale_post.plan as plan_mod
 
     workdir = Path(workdir)
     model = config_folder(case.arch, workdir / "models")

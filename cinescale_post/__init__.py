@@ -7,6 +7,6 @@ Importing this package never imports torch or diffusers.
 
 __version__ = "0.1.0"
 
-from .hookspecs import hookimpl  # noqa: E402
+from cinescale_post.hookspecs import hookimpl  # noqa: E402
 
 __all__ = ["__version__", "hookimpl"]

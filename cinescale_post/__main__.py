@@ -1,3 +1,3 @@
-from .cli import main
+from cinescale_post.cli import main
 
 main()

@@ -23,7 +23,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from .interfaces import FrameRule
+from cinescale_post.interfaces import FrameRule
 
 TASKS = ("t2i", "t2v", "i2v", "v2v")
 LAYOUTS = ("image", "video")
@@ -246,7 +246,7 @@ class Model(abc.ABC):
     def to_frames(self, pixels: Any, size: tuple[int, int]) -> list:
         """Decoded video pixels (1, 3, F, H, W) -> F (h, w, 3) float32 images
         at ``size`` (video layout; default: bicubic resize)."""
-        from .cascade.run import to_images
+        from cinescale_post.cascade.run import to_images
 
         return to_images(pixels[0].permute(1, 0, 2, 3), size)
 
@@ -290,7 +290,7 @@ class ModelAdapter(abc.ABC):
         its keys); raise ``PlanError`` naming the key. Return them normalised
         and JSON-serialisable. Default: no options."""
         if options:
-            from .errors import PlanError
+            from cinescale_post.errors import PlanError
 
             raise PlanError(f"backend_options: unknown key(s) {', '.join(sorted(options))} for backend {self.id!r}",
                             fix="remove them")
@@ -299,7 +299,7 @@ class ModelAdapter(abc.ABC):
     def parse_stages(self, stages: Sequence[Mapping[str, Any]]) -> list:
         """Stage specs with the declared keys and defaults; an adapter may
         refuse values here (e.g. a DiT refuses dilation)."""
-        from .cascade.stages import parse_stages
+        from cinescale_post.cascade.stages import parse_stages
 
         caps = self.capabilities
         return parse_stages(list(stages), extra_keys=caps.stage_keys, defaults=dict(caps.stage_defaults) or None)

@@ -28,18 +28,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .adapter import (Capabilities, MemoryProfile, MemoryStage, Model, ModelAdapter, ModelInfo, PatchPoints,
+from cinescale_post.adapter import (Capabilities, MemoryProfile, MemoryStage, Model, ModelAdapter, ModelInfo, PatchPoints,
                       adapter_problems)
-from .cascade.options import IMAGE_KEYS, VIDEO_KEYS, check_path_option
-from .cascade.stages import ResolvedStage, StageSpec, parse_stages
-from .devices import empty_cache
-from .errors import (CinescaleError, InputError, OutOfMemoryError, OutputError, PlanError, PluginError,
+from cinescale_post.cascade.options import IMAGE_KEYS, VIDEO_KEYS, check_path_option
+from cinescale_post.cascade.stages import ResolvedStage, StageSpec, parse_stages
+from cinescale_post.devices import empty_cache
+from cinescale_post.errors import (CinescaleError, InputError, OutOfMemoryError, OutputError, PlanError, PluginError,
                      UnknownNameError, WeightsError)
-from .hookspecs import hookimpl
-from .interfaces import (Backend, Colour, Frame, FrameRule, Fusion, OutputTarget, Reader, ReaderFactory, SourceInfo,
+from cinescale_post.hookspecs import hookimpl
+from cinescale_post.interfaces import (Backend, Colour, Frame, FrameRule, Fusion, OutputTarget, Reader, ReaderFactory, SourceInfo,
                          WindowJob, Writer, WriterFactory)
-from .ops.handles import Handle, HandleGroup, apply_each, patch_attributes, set_attributes
-from .presets import packaged
+from cinescale_post.ops.handles import Handle, HandleGroup, apply_each, patch_attributes, set_attributes
+from cinescale_post.presets import packaged
 
 # name -> (module, attribute); imported on first use (these modules import torch or heavy media code)
 _LAZY = {

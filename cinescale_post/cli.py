@@ -15,8 +15,8 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import EXIT_CODES, CinescaleError
+from cinescale_post import __version__
+from cinescale_post.errors import EXIT_CODES, CinescaleError
 
 log = logging.getLogger("cinescale_post")
 
@@ -26,7 +26,7 @@ PROGRESS_MODES = ["auto", "bar", "json", "plain", "none"]
 def _host(ctx: click.Context):
     obj = ctx.ensure_object(dict)
     if "host" not in obj:
-        from .host import Host
+        from cinescale_post.host import Host
 
         obj["host"] = Host(load_entrypoints=not obj.get("no_plugins", False))
     return obj["host"]
@@ -68,7 +68,7 @@ def _planning_card(gpu, dry_run, as_json, simulate):
         raise click.UsageError("--gpu, --json and --simulate describe a plan: use them with --dry-run")
     if not gpu:
         return None
-    from .simulate.cards import card
+    from cinescale_post.simulate.cards import card
 
     try:
         return card(gpu)
@@ -96,11 +96,11 @@ def _free_memory_of(card):
 def _dry_run(plan, card, as_json, simulate):
     """--dry-run: the plan JSON on stdout and the estimate on stderr, or with
     --json one object {plan, estimate}; --simulate adds the real-size simulation."""
-    from .simulate.report import estimate, format_estimate
+    from cinescale_post.simulate.report import estimate, format_estimate
 
     sim = None
     if simulate:
-        from .simulate.driver import simulate_plan
+        from cinescale_post.simulate.driver import simulate_plan
 
         sim = simulate_plan(plan)
     est = estimate(plan, card, sim)
@@ -188,9 +188,9 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
            no_assemble, job_frames, audio, on_bad_frame, missing):
     """Render INPUT (movie or frame pattern) to OUTPUT. Running the same
     command again resumes: finished, verified frames and chunks are kept."""
-    from . import plan as plan_mod
-    from .orchestrator.progress import make_sink
-    from .orchestrator.run import run
+    import cinescale_post.plan as plan_mod
+    from cinescale_post.orchestrator.progress import make_sink
+    from cinescale_post.orchestrator.run import run
 
     if executor_address and executor != "ray":
         raise click.UsageError("--executor-address needs --executor ray")
@@ -208,8 +208,8 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
     if dry_run:
         _dry_run(plan, card, as_json, simulate)
         return
-    from .orchestrator.progress import summary_line
-    from .orchestrator.spelling import respell_error
+    from cinescale_post.orchestrator.progress import summary_line
+    from cinescale_post.orchestrator.spelling import respell_error
 
     sink.name_output(plan.output.path, output)  # messages say tt/f.####.exr if that is what was typed
     try:
@@ -230,9 +230,9 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
 def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, dry_run, gpu, as_json, simulate,
              progress):
     """Generate a still (up to 8K) or a clip from a prompt with a diffusion backend."""
-    from . import plan as plan_mod
-    from .orchestrator.generate import run_generate
-    from .orchestrator.progress import make_sink
+    import cinescale_post.plan as plan_mod
+    from cinescale_post.orchestrator.generate import run_generate
+    from cinescale_post.orchestrator.progress import make_sink
 
     host = _host(ctx)
     wh = None
@@ -251,7 +251,7 @@ def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, 
     if dry_run:
         _dry_run(plan, card, as_json, simulate)
         return
-    from .orchestrator.spelling import respell_error
+    from cinescale_post.orchestrator.spelling import respell_error
 
     sink.name_output(plan.output.path, output)
     try:
@@ -268,7 +268,7 @@ def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, 
 @click.pass_context
 def probe(ctx, input, as_json, first_frame):
     """Show what a clip or frame sequence holds: size, rate, frames, colour, timecode, audio."""
-    from .media.probe import format_probe, probe as probe_fn, probe_dict
+    from cinescale_post.media.probe import format_probe, probe as probe_fn, probe_dict
 
     info = probe_fn(input, first_frame=first_frame, host=_host(ctx))
     click.echo(json.dumps(probe_dict(info), indent=2) if as_json else format_probe(info))
@@ -284,10 +284,10 @@ def probe(ctx, input, as_json, first_frame):
 @click.pass_context
 def assemble(ctx, manifest, output, no_audio, audio):
     """Join a render's chunk movies into the final movie, by packet copy, with audio and timecode."""
-    from .errors import InputError
-    from .media.probe import probe as probe_fn
-    from .orchestrator.manifest import Manifest
-    from .orchestrator.assembly import assemble_movie
+    from cinescale_post.errors import InputError
+    from cinescale_post.media.probe import probe as probe_fn
+    from cinescale_post.orchestrator.manifest import Manifest
+    from cinescale_post.orchestrator.assembly import assemble_movie
 
     try:
         data = json.loads(open(manifest, encoding="utf-8").read())
@@ -297,7 +297,7 @@ def assemble(ctx, manifest, output, no_audio, audio):
         raise InputError(f"{manifest} is not a cinescale manifest ({exc})",
                          fix="pass the <output>.manifest.json written by `cinescale render`") from exc
     if plan["output"]["kind"] != "movie":
-        from .orchestrator.spelling import as_written
+        from cinescale_post.orchestrator.spelling import as_written
 
         frames = as_written(data, os.path.join(os.path.dirname(manifest), os.path.basename(out_path)))
         raise InputError(f"{manifest}: a frame-sequence render ({frames}) needs no assembly",
@@ -341,7 +341,7 @@ def presets():
 @click.pass_context
 def presets_list(ctx, as_json):
     """Every preset that can be named, with its description."""
-    from . import presets as presets_mod
+    import cinescale_post.presets as presets_mod
 
     host = _host(ctx)
     rows = []
@@ -363,7 +363,7 @@ def presets_list(ctx, as_json):
 @click.pass_context
 def presets_show(ctx, name):
     """Print a preset's file."""
-    from . import presets as presets_mod
+    import cinescale_post.presets as presets_mod
 
     src = presets_mod.load(name, _host(ctx))
     click.echo(f"# {src.origin}")
@@ -382,14 +382,14 @@ def presets_show(ctx, name):
 @click.pass_context
 def doctor(ctx, smoke, device):
     """Check the installation: libraries, codecs, devices, plugins."""
-    from .doctor import run_doctor
+    from cinescale_post.doctor import run_doctor
 
     ok = run_doctor(_host(ctx), smoke=smoke, device=device, echo=click.echo)
     if not ok:
         ctx.exit(1)
 
 
-from .qc.commands import QC_COMMANDS  # noqa: E402 - qc imports cli helpers only when a command runs
+from cinescale_post.qc.commands import QC_COMMANDS  # noqa: E402 - qc imports cli helpers only when a command runs
 
 for _command in QC_COMMANDS:
     cli.add_command(_command)
@@ -402,7 +402,7 @@ def _add_plugin_commands(argv: list[str]) -> None:
     if os.environ.get("CINESCALE_LOAD_PLUGINS", None) == "" or "--no-plugins" in argv:
         return
     try:
-        from .host import Host
+        from cinescale_post.host import Host
 
         host = Host()
     except Exception as exc:  # noqa: BLE001

@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from .errors import CinescaleError, InputError, OutputError
-from .orchestrator.manifest import Manifest, atomic_write_text, manifest_path, output_base, read_manifest_file
-from .orchestrator.spelling import recorded, respell_error
+from cinescale_post.errors import CinescaleError, InputError, OutputError
+from cinescale_post.orchestrator.manifest import Manifest, atomic_write_text, manifest_path, output_base, read_manifest_file
+from cinescale_post.orchestrator.spelling import recorded, respell_error
 
 OTIO_SUFFIX = ".otio"
 
@@ -232,7 +232,7 @@ def _reference(shot: Shot, media: _Media):
     import opentimelineio as otio
     from opentimelineio import opentime
 
-    from .media.sequence import parse_pattern
+    from cinescale_post.media.sequence import parse_pattern
 
     rate = float(shot.rate)
     start = _time_of(shot, media.media_frames[0], media)
@@ -253,7 +253,7 @@ def build_timeline(shot: Shot, media: list[_Media]):
     import opentimelineio as otio
     from opentimelineio import opentime
 
-    from .media.sequence import compress_ranges
+    from cinescale_post.media.sequence import compress_ranges
 
     rate = float(shot.rate)
     name = output_base(shot.output_path).name
@@ -355,7 +355,7 @@ def _otio_for_output(data: dict, output_path: str, manifest: Manifest, *, frames
     if frames:
         import fileseq
 
-        from .media.sequence import compress_ranges
+        from cinescale_post.media.sequence import compress_ranges
 
         wanted = set(fileseq.FrameSet(frames)) & set(shot.source_frames)
         missing = sorted(wanted - on_disk)
@@ -387,9 +387,9 @@ def _locate(target: str) -> tuple[str, Manifest]:
 
 def _assemble(data: dict, manifest: Manifest, output_path: str, host) -> str:
     """What ``cinescale assemble`` does, for the farm's final step."""
-    from .host import Host
-    from .media.probe import probe
-    from .orchestrator.assembly import assemble_movie
+    from cinescale_post.host import Host
+    from cinescale_post.media.probe import probe
+    from cinescale_post.orchestrator.assembly import assemble_movie
 
     plan = data["plan"]
     source = probe(plan["input"], first_frame=plan["source"]["first_frame"], host=host or Host())

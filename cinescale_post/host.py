@@ -32,9 +32,9 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import hookspecs
-from .adapter import ModelAdapter, adapter_problems
-from .errors import PluginError, UnknownNameError
+import cinescale_post.hookspecs as hookspecs
+from cinescale_post.adapter import ModelAdapter, adapter_problems
+from cinescale_post.errors import PluginError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Host:
     def _load(self, name: str, kind: str, loader: Callable[[], Any], module: str, **meta) -> None:
         rec = PluginRecord(name=name, kind=kind, module=module, **meta)
         if kind == "builtin":
-            from . import __version__
+            from cinescale_post import __version__
 
             rec.version = __version__
             rec.distribution = "cinescale-post"
@@ -246,7 +246,7 @@ class Host:
         per-render state), else the registered engine."""
         obj = self._get("backends", key, "backend")
         if isinstance(obj, ModelAdapter):
-            from .cascade.driver import RenderDriver
+            from cinescale_post.cascade.driver import RenderDriver
 
             return RenderDriver(obj, resolve=self.resolve)
         return obj.for_render(self.resolve)

@@ -503,7 +503,7 @@ class Backend(abc.ABC):
 
     def generate(self, plan: Any, seed_for: Callable[..., int]) -> list[np.ndarray]:
         """Text/image to images (t2i/t2v backends): (H, W, 3) float32 each."""
-        from .errors import PlanError
+        from cinescale_post.errors import PlanError
 
         raise PlanError(f"backend {self.id!r} cannot generate", fix="choose a diffusion preset")
 

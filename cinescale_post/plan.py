@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import presets as presets_mod
-from .errors import InputError, OutputError, PlanError, UnknownNameError, WeightsError
-from .geometry import SQUEEZES, Geometry, fit_geometry  # noqa: F401 - part of the plan API
-from .interfaces import Colour, SourceInfo
-from .media.sequence import compress_ranges, parse_pattern
+import cinescale_post.presets as presets_mod
+from cinescale_post.errors import InputError, OutputError, PlanError, UnknownNameError, WeightsError
+from cinescale_post.geometry import SQUEEZES, Geometry, fit_geometry  # noqa: F401 - part of the plan API
+from cinescale_post.interfaces import Colour, SourceInfo
+from cinescale_post.media.sequence import compress_ranges, parse_pattern
 
 SCHEMA = 1
 FITS = ("pad", "crop", "stretch")
@@ -126,7 +126,7 @@ class Plan:
 
     @property
     def read_policy(self):
-        from .interfaces import ReadPolicy
+        from cinescale_post.interfaces import ReadPolicy
 
         return ReadPolicy(**dict(self.reading))
 
@@ -283,8 +283,8 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
     chooses one from the model folder (``presets.for_model``), render uses
     uhd-draft.
     """
-    from .media import probe as probe_mod
-    from .media.codec_choice import fit_codec, single_chunk
+    import cinescale_post.media.probe as probe_mod
+    from cinescale_post.media.codec_choice import fit_codec, single_chunk
 
     chosen_note = None
     if preset is None:
@@ -326,7 +326,7 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
         raise PlanError(f"backend {backend.id!r} cannot generate from a prompt",
                         fix="choose a preset whose backend has t2i/t2v (`cinescale plugins`)")
     _choice(origin, "dtype", cfg["dtype"], DTYPES)
-    from .media import ocio
+    import cinescale_post.media.ocio as ocio
 
     colour_mgmt = ocio.validate(cfg["colour"], origin)
 
@@ -346,7 +346,7 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
     for k in ("width", "height"):
         if not 16 <= o[k] <= 16384:
             raise PlanError(f"preset {origin}: output.{k} = {o[k]} is out of range", fix="use 16..16384")
-    from .media.audio import audio_mode
+    from cinescale_post.media.audio import audio_mode
 
     try:
         o["audio"] = audio_mode(audio if audio is not None else o["audio"])
@@ -377,7 +377,7 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
         raise PlanError(f"--handles {handles}: must be >= 0")
 
     # -- input
-    from .interfaces import MISSING_FRAMES, ON_BAD_FRAME, ReadPolicy
+    from cinescale_post.interfaces import MISSING_FRAMES, ON_BAD_FRAME, ReadPolicy
 
     reading = {"on_bad_frame": cfg["input"]["on_bad_frame"], "missing": cfg["input"]["missing"]}
     for key, flag, value, allowed in (("on_bad_frame", "--on-bad-frame", on_bad_frame, ON_BAD_FRAME),
@@ -459,7 +459,7 @@ def _snap_chunk(plan: Plan) -> Plan:
     the change is said in a warning."""
     import dataclasses
 
-    from .orchestrator.windows import snap_chunk
+    from cinescale_post.orchestrator.windows import snap_chunk
 
     if plan.mode != "render" or plan.window.size <= 1:
         return plan
@@ -505,7 +505,7 @@ def _plan_memory(plan: Plan, backend) -> Plan:
 def _audio_warnings(source: SourceInfo, out_path: str, mode: str) -> list[str]:
     """Say which source audio streams the master cannot hold by packet copy
     (they become PCM); raises PlanError where no PCM fits either (MXF rates)."""
-    from .media.audio import plan_audio, route_warning
+    from cinescale_post.media.audio import plan_audio, route_warning
 
     container = {".mov": "mov", ".mp4": "mp4", ".m4v": "mp4", ".mxf": "mxf"}.get(Path(out_path).suffix.lower())
     if container is None or source.kind != "movie":
@@ -521,7 +521,7 @@ def _input_overrides(source: SourceInfo, cfg: Mapping[str, Any], origin: str) ->
     import dataclasses
     from fractions import Fraction
 
-    from .media import alpha as alpha_mod
+    import cinescale_post.media.alpha as alpha_mod
 
     _choice(origin, "input.alpha", cfg["alpha"], alpha_mod.INPUT_MODES)
     par = cfg["pixel_aspect"]
@@ -545,8 +545,8 @@ def _output_colour_and_alpha(source: SourceInfo, o: Mapping[str, Any], input_alp
                              warnings: list[str]) -> tuple[Colour, str, str]:
     """Output colour tags (SD BT.601 -> BT.709 for HD/UHD, ``media.output_colour``)
     and the alpha decision (``media.alpha.resolve``); notes go to ``warnings``."""
-    from .media import alpha as alpha_mod
-    from .media import output_colour
+    import cinescale_post.media.alpha as alpha_mod
+    import cinescale_post.media.output_colour as output_colour
 
     _choice(origin, "output.matrix", o["matrix"], output_colour.MATRIX_MODES)
     _choice(origin, "output.primaries", o["primaries"], output_colour.PRIMARIES_MODES)
@@ -579,7 +579,7 @@ def _check_single_image(output: str, boptions: dict, origin: str) -> None:
 
 
 def _resolve_output(output: str, writer, codec: str, origin: str, still_ok: bool = False) -> tuple[str, str]:
-    from .media.codec_choice import codec_suffixes
+    from cinescale_post.media.codec_choice import codec_suffixes
 
     allowed = codec_suffixes(writer, codec)  # the codec's own (ProRes: .mov only), not the writer's union
     suffixes = ", ".join(allowed)

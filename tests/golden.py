@@ -33,6 +33,9 @@ import numpy as np
 THUMB_GRID = 8
 THUMB_TOL = 1e-3
 EXACT = os.environ.get("CINESCALE_GOLDEN_EXACT", "") not in ("", "0")
+#: A file each digest is appended to (one JSON line: case, sha256, frames, mean), to list the hashes
+#: a machine gives -- a refactor's before/after, or a new machine kind's ``sha256_other``.
+RECORD = os.environ.get("CINESCALE_GOLDEN_RECORD", "")
 
 
 def _exr_frames(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -88,6 +91,14 @@ def digest(folder: Path) -> dict:
             count += 1
         thumbs += [thumbnail(f) for f in frames]
     return {"sha256": h.hexdigest(), "frames": count, "mean": round(total / max(n, 1), 6), "thumb": thumbs}
+
+
+def record(name: str, got: dict) -> None:
+    """Append ``got`` to the ``CINESCALE_GOLDEN_RECORD`` file, when one is named."""
+    if RECORD:
+        line = {"case": name, **{k: got[k] for k in ("sha256", "frames", "mean")}}
+        with open(RECORD, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
 
 
 def known_hashes(entry: dict) -> list[str]:

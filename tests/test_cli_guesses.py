@@ -11,8 +11,8 @@ from fractions import Fraction
 
 import pytest
 
-from cinescale_post import plan as plan_mod
-from cinescale_post import presets as presets_mod
+import cinescale_post.plan as plan_mod
+import cinescale_post.presets as presets_mod
 from cinescale_post.errors import PlanError
 from cinescale_post.host import Host
 from cinescale_post.simulate.configs import write_config_folder

@@ -229,7 +229,7 @@ def test_model_defects_are_reported(tiny_unet, monkeypatch):
 
 def test_patch_defects_are_reported(tiny_unet, monkeypatch):
     from cinescale_post.api import PatchPoints
-    from cinescale_post.ops import dilation
+    import cinescale_post.ops.dilation as dilation
     from cinescale_post.ops.handles import Handle
 
     m = tiny_unet.model
@@ -285,7 +285,7 @@ def test_kit_arguments_are_checked(host):
 
 
 def test_fresh_host_is_isolated():
-    from cinescale_post.testing import backends as testing_backends
+    import cinescale_post.testing.backends as testing_backends
 
     bare = fresh_host()
     assert "test-noise" not in bare.backends() and "draft" in bare.backends()

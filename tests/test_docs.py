@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cinescale_post import hookspecs
+import cinescale_post.hookspecs as hookspecs
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "plugins.md"
@@ -186,7 +186,7 @@ def test_every_preset_and_stage_key_is_documented():
 
 
 def test_errors_and_exit_codes_match():
-    from cinescale_post import errors
+    import cinescale_post.errors as errors
 
     text = section(8)
     rows = re.findall(r"^\| `([A-Za-z]+)` \| `([A-Za-z]+)` \| (\d+) \|", text, re.M)
@@ -198,7 +198,7 @@ def test_errors_and_exit_codes_match():
 
 
 def test_the_kit_is_documented_as_it_is():
-    from cinescale_post import testing
+    import cinescale_post.testing as testing
     from cinescale_post.testing.conformance import CHECKS
 
     text = section(9)
@@ -211,7 +211,7 @@ def test_the_kit_is_documented_as_it_is():
 
 
 def test_loading_controls_named_in_the_docs_exist():
-    from cinescale_post import host
+    import cinescale_post.host as host
 
     text = section(2) + section(10)
     assert host.ENV_LOAD in text and "--no-plugins" in text

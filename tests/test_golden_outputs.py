@@ -86,7 +86,7 @@ def _host(env=None):
 
 def _render(out: Path, preset: str, inp: str, overrides: list[str], *, model=None, executor="local",
             executor_options=None, handles=0, prompt="a test"):
-    from cinescale_post import plan as plan_mod
+    import cinescale_post.plan as plan_mod
     from cinescale_post.orchestrator.progress import make_sink
     from cinescale_post.orchestrator.run import run
 
@@ -98,7 +98,7 @@ def _render(out: Path, preset: str, inp: str, overrides: list[str], *, model=Non
 
 
 def _generate(out: Path, preset: str, overrides: list[str], *, model, size, prompt="a lighthouse"):
-    from cinescale_post import plan as plan_mod
+    import cinescale_post.plan as plan_mod
     from cinescale_post.orchestrator.generate import run_generate
     from cinescale_post.orchestrator.progress import make_sink
 
@@ -110,6 +110,7 @@ def _generate(out: Path, preset: str, overrides: list[str], *, model, size, prom
 
 def _check(golden, name: str, folder: Path) -> None:
     got = gd.digest(folder)
+    gd.record(name, got)
     assert got["frames"] > 0, f"{name}: no output under {folder}"
     if UPDATE or name not in golden:
         if not UPDATE:

@@ -118,7 +118,7 @@ def test_duplicate_preset_names_are_reported(tmp_path):
 
 
 def test_render_needs_a_v2v_backend(tmp_path, host):
-    from cinescale_post import plan as plan_mod
+    import cinescale_post.plan as plan_mod
     from cinescale_post.errors import PlanError
     from cinescale_post.testing import make_clip
 

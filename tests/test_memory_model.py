@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cinescale_post import memory_model as mm
+import cinescale_post.memory_model as mm
 
 MiB = 2 ** 20
 

@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.errors import PlanError, UnknownNameError
 from cinescale_post.interfaces import SourceInfo
 from cinescale_post.testing import make_clip

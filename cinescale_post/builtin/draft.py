@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import PlanError
-from ..hookspecs import hookimpl
-from ..interfaces import Backend, FrameRule, WindowJob
+from cinescale_post.errors import PlanError
+from cinescale_post.hookspecs import hookimpl
+from cinescale_post.interfaces import Backend, FrameRule, WindowJob
 
 
 class DraftBackend(Backend):
@@ -34,8 +34,8 @@ class DraftBackend(Backend):
     def _upscaler_named(self, name: str):
         """The upscaler ``name`` through the render's lookup (built-ins
         without one); PlanError when it is unknown or not pixel-space."""
-        from ..errors import UnknownNameError
-        from .upscalers import BICUBIC, LANCZOS
+        from cinescale_post.errors import UnknownNameError
+        from cinescale_post.builtin.upscalers import BICUBIC, LANCZOS
 
         try:
             if self._resolve is not None:
@@ -67,7 +67,7 @@ class DraftBackend(Backend):
         self._upscaler = self._upscaler_named(plan.backend_options["upscaler"])
 
     def render(self, job: WindowJob) -> list[np.ndarray]:
-        from .upscalers import CV2Upscaler
+        from cinescale_post.builtin.upscalers import CV2Upscaler
 
         if not isinstance(self._upscaler, CV2Upscaler):
             return [self._upscaler(f.rgb, job.size) for f in job.frames]

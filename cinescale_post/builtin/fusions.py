@@ -13,8 +13,8 @@ returns the removable handle.
 
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
-from ..interfaces import Fusion
+from cinescale_post.hookspecs import hookimpl
+from cinescale_post.interfaces import Fusion
 
 
 class ScaleFusion(Fusion):
@@ -22,7 +22,7 @@ class ScaleFusion(Fusion):
     description = "global + local-window attention, low freq. of local + high freq. of global (FreeScale)"
 
     def state_for(self, backend, stage, *, latent_hw, jitter=None):
-        from ..ops.fusion import FusionState
+        from cinescale_post.ops.fusion import FusionState
 
         info = backend.model_info
         spec = stage.spec
@@ -35,7 +35,7 @@ class ScaleFusion(Fusion):
             max_window_batch=spec.window_batch or None)
 
     def apply(self, backend, stage, *, latent_hw, jitter=None, group=(1, 0)):
-        from ..ops.fusion import apply_scale_fusion
+        from cinescale_post.ops.fusion import apply_scale_fusion
 
         points = backend.patch_points.fusion_attention
         if not points:
@@ -50,7 +50,7 @@ class GlobalOnly(Fusion):
     description = "plain global self-attention (no change)"
 
     def apply(self, backend, stage, *, latent_hw, jitter=None, group=(1, 0)):
-        from ..ops.handles import Handle
+        from cinescale_post.ops.handles import Handle
 
         return Handle("global-only (no change)")
 

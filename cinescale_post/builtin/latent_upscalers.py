@@ -13,7 +13,7 @@ The pixel ``bicubic``/``lanczos`` of the draft engine are different objects
 
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
+from cinescale_post.hookspecs import hookimpl
 
 
 class _Lazy:
@@ -27,7 +27,7 @@ class _Lazy:
         self.space = "latent"
 
     def __call__(self, x, size):
-        from ..cascade.upscale import resize
+        from cinescale_post.cascade.upscale import resize
 
         return resize(x, size, self.mode)
 

@@ -14,8 +14,8 @@ true``), under the stage's scale fusion.
 
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
-from ..interfaces import Fusion
+from cinescale_post.hookspecs import hookimpl
+from cinescale_post.interfaces import Fusion
 
 
 class CrossFrame(Fusion):
@@ -25,13 +25,13 @@ class CrossFrame(Fusion):
     description = "anchor frame's self-attention keys/values shared with the other frames of the batch"
 
     def state_for(self, group=(1, 0)):
-        from ..ops.cross_frame import CrossFrameState
+        from cinescale_post.ops.cross_frame import CrossFrameState
 
         frames, anchor = group or (1, 0)
         return CrossFrameState(frames=int(frames), anchor=int(anchor))
 
     def apply(self, backend, stage=None, *, latent_hw=None, jitter=None, group=(1, 0)):
-        from ..ops.cross_frame import apply_cross_frame
+        from cinescale_post.ops.cross_frame import apply_cross_frame
 
         points = backend.patch_points.fusion_attention
         if not points:

@@ -9,7 +9,7 @@ torch when first used. The model contract is :mod:`cinescale_post.adapter`.
 
 from __future__ import annotations
 
-from .stages import ResolvedStage, StageSpec, default_stages, parse_stages, resolve_ladder
+from cinescale_post.cascade.stages import ResolvedStage, StageSpec, default_stages, parse_stages, resolve_ladder
 
 _LAZY = {
     "RandomSources": "loop", "StageResult": "loop", "denoise": "loop", "run_ladder": "loop", "run_stage": "loop",

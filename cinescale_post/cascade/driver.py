@@ -28,10 +28,10 @@ import logging
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from ..adapter import ModelAdapter
-from ..errors import OutOfMemoryError, PlanError
-from ..interfaces import Backend, WindowJob
-from .options import CROSS_FRAME_FUSION, DriverOptions, split_options
+from cinescale_post.adapter import ModelAdapter
+from cinescale_post.errors import OutOfMemoryError, PlanError
+from cinescale_post.interfaces import Backend, WindowJob
+from cinescale_post.cascade.options import CROSS_FRAME_FUSION, DriverOptions, split_options
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,13 @@ log = logging.getLogger(__name__)
 def builtin_resolve(kind: str, name: str) -> Any:
     """Built-in upscalers and fusions only (a driver made without a host:
     tests, the smoke test)."""
-    from ..errors import UnknownNameError
+    from cinescale_post.errors import UnknownNameError
 
     if kind == "upscaler":
-        from ..builtin.latent_upscalers import UPSCALERS as table
+        from cinescale_post.builtin.latent_upscalers import UPSCALERS as table
     else:
-        from ..builtin.fusions import FUSIONS
-        from ..builtin.temporal_fusions import FUSIONS as TEMPORAL
+        from cinescale_post.builtin.fusions import FUSIONS
+        from cinescale_post.builtin.temporal_fusions import FUSIONS as TEMPORAL
 
         table = {**FUSIONS, **TEMPORAL}
     if name not in table:
@@ -74,7 +74,7 @@ def read_rgb(path: str):
     (first frame of i2v), through the media readers' ``read_image``."""
     import numpy as np
 
-    from ..media.sequence_reader import read_image
+    from cinescale_post.media.sequence_reader import read_image
 
     return np.ascontiguousarray(np.asarray(read_image(path).rgb, np.float32)[..., :3])
 
@@ -89,8 +89,8 @@ def load_detail_mask(path: str | None, soft: bool = False):
     import numpy as np
     import torch
 
-    from ..media.sequence_reader import read_image
-    from .schedule import DetailMask
+    from cinescale_post.media.sequence_reader import read_image
+    from cinescale_post.cascade.schedule import DetailMask
 
     rgb = np.asarray(read_image(path).rgb, np.float32)
     values = rgb.mean(axis=-1) if soft else (np.abs(rgb).max(axis=-1) != 0).astype(np.float32)
@@ -105,7 +105,7 @@ def require_diffusion(backend_id: str) -> None:
     extra that adds them; planning (``--dry-run``, ``--gpu``) needs none of them."""
     import importlib.util
 
-    from ..errors import UsageError
+    from cinescale_post.errors import UsageError
 
     def absent(name: str) -> bool:
         try:
@@ -136,7 +136,7 @@ def _on_rank_device(plan: Any, spec: Mapping[str, Any]) -> Any:
         return plan
     import copy
 
-    from ..ops.context_parallel import init_distributed
+    from cinescale_post.ops.context_parallel import init_distributed
 
     dev = str(init_distributed(spec, plan.device))
     if dev == str(plan.device):
@@ -206,8 +206,8 @@ class RenderDriver(Backend):
         """Peak device memory per stage from the adapter's memory profile (no
         weights loaded; ``cinescale_post.memory_model``) and the VAE tile /
         window / offload setting that fits the free memory of ``plan.device``."""
-        from .. import memory_model as mm
-        from .stages import resolve_ladder
+        import cinescale_post.memory_model as mm
+        from cinescale_post.cascade.stages import resolve_ladder
 
         prof = self.adapter.memory_profile(plan)
         if isinstance(prof, str):
@@ -272,7 +272,7 @@ class RenderDriver(Backend):
         spec = self.options.context_parallel
         if not spec:
             return
-        from ..ops.context_parallel import enable_context_parallel, init_distributed
+        from cinescale_post.ops.context_parallel import enable_context_parallel, init_distributed
 
         init_distributed(spec, model.device)  # no-op once the group exists (load made it)
         self._parallel = enable_context_parallel(model.denoisers, spec, device=model.device,
@@ -296,7 +296,7 @@ class RenderDriver(Backend):
 
     def ladder(self, mode: str, output: tuple[int, int], specs: Sequence[Any] | None = None):
         """The resolved stage ladder for ``output`` (sizes snapped to the model's multiple)."""
-        from .stages import resolve_ladder
+        from cinescale_post.cascade.stages import resolve_ladder
 
         info = self._need().model_info
         return resolve_ladder(self.specs if specs is None else specs, mode=mode, base_size=info.base_size,
@@ -315,7 +315,7 @@ class RenderDriver(Backend):
                     progress: Callable[[float], None] | None = None, group: tuple[int, int] = (1, 0)):
         """The core ladder on the model; each result's ``info`` also gets the
         model's ``stage_info``."""
-        from .loop import run_ladder
+        from cinescale_post.cascade.loop import run_ladder
 
         model = self._need()
         results = run_ladder(model, stages, cond, rng, init=init, resolve=self.resolve, freeu=model.freeu(),
@@ -358,8 +358,8 @@ class RenderDriver(Backend):
         opts = self.options
         with self._guard(), torch.inference_mode():
             if self.caps.latent_layout == "image":
-                from .loop import RandomSources
-                from .run import generate_images
+                from cinescale_post.cascade.loop import RandomSources
+                from cinescale_post.cascade.run import generate_images
 
                 cond = self.condition(plan.prompt or "", plan.negative_prompt or "", size=stages[0].size,
                                       guidance=guidance)
@@ -399,8 +399,8 @@ class RenderDriver(Backend):
         return key
 
     def _render_images(self, job: WindowJob) -> list:
-        from .loop import RandomSources
-        from .run import refine_frames
+        from cinescale_post.cascade.loop import RandomSources
+        from cinescale_post.cascade.run import refine_frames
 
         model = self.model
         plan = self.plan
@@ -413,7 +413,7 @@ class RenderDriver(Backend):
                               size=(w0, h0), guidance=guidance)
         shot_key = self._shot_key(job)
         cross = opts.cross_frame or any(s.fusion == CROSS_FRAME_FUSION for s in stages)
-        from .noise import policy
+        from cinescale_post.cascade.noise import policy
 
         if not policy(opts.noise).explicit and not cross:
             def rng_for(i: int) -> RandomSources:
@@ -439,7 +439,7 @@ class RenderDriver(Backend):
     def temporal_fields(self, frames: Sequence[Any], seed_for, stages, shot_key: int, cross: bool = False):
         """Re-noise fields and key-frame positions of ``frames`` (see
         :func:`.noise.image_fields`)."""
-        from .noise import image_fields
+        from cinescale_post.cascade.noise import image_fields
 
         opts = self.options
         warn = self._warn_key if (opts.noise == "flow" or cross) else None
@@ -455,9 +455,9 @@ class RenderDriver(Backend):
 
         import torch
 
-        from ..ops.handles import HandleGroup
-        from .loop import RandomSources, StageResult
-        from .run import to_images, to_pixels
+        from cinescale_post.ops.handles import HandleGroup
+        from cinescale_post.cascade.loop import RandomSources, StageResult
+        from cinescale_post.cascade.run import to_images, to_pixels
 
         model = self.model
         opts = self.options
@@ -499,8 +499,8 @@ class RenderDriver(Backend):
         import numpy as np
         import torch
 
-        from ..ops.temporal import anchor_low_frequencies
-        from .upscale import resize
+        from cinescale_post.ops.temporal import anchor_low_frequencies
+        from cinescale_post.cascade.upscale import resize
 
         opts = self.options
         res = []
@@ -520,7 +520,7 @@ class RenderDriver(Backend):
     def video_sources(self, seed: int, stages, frames: int):
         """Every noise tensor of one video cascade, by the noise policy (or
         read from ``noise_file``: controlled mode)."""
-        from .noise import from_file, policy
+        from cinescale_post.cascade.noise import from_file, policy
 
         opts = self.options
         if opts.noise_file:
@@ -530,8 +530,8 @@ class RenderDriver(Backend):
     def _render_video(self, job: WindowJob) -> list:
         import torch
 
-        from .run import refine_video, video_to_pixels
-        from .stages import snap
+        from cinescale_post.cascade.run import refine_video, video_to_pixels
+        from cinescale_post.cascade.stages import snap
 
         model = self.model
         plan = self.plan
@@ -577,8 +577,8 @@ class RenderDriver(Backend):
         import numpy as np
         import torch
 
-        from .loop import RandomSources
-        from .run import to_images
+        from cinescale_post.cascade.loop import RandomSources
+        from cinescale_post.cascade.run import to_images
 
         t0 = time.perf_counter()
         setup = self.adapter.tiny_model(device)

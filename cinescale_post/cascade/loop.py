@@ -37,9 +37,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..ops.handles import HandleGroup, apply_each
-from .schedule import add_noise_at, cosine_blend, mask_exponent, stage_scheduler
-from .stages import ResolvedStage
+from cinescale_post.ops.handles import HandleGroup, apply_each
+from cinescale_post.cascade.schedule import add_noise_at, cosine_blend, mask_exponent, stage_scheduler
+from cinescale_post.cascade.stages import ResolvedStage
 
 
 @dataclass
@@ -68,7 +68,7 @@ class RandomSources:
         """Independent CPU streams per (stage, purpose) derived from ``seed``
         (``cascade.streams``: device-independent bits, no two draws share
         values); ``generator`` is stage 0's noise stream, the plain seed."""
-        from .streams import Streams, stream_random
+        from cinescale_post.cascade.streams import Streams, stream_random
 
         # Every draw from its own stream (issue 12); stage 0's noise keeps the plain seed.
         st = Streams(int(seed))
@@ -219,7 +219,7 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
         step_patch = None
         points = backend.patch_points
         if stage.dilation > 1 and points.dilate_convs:
-            from ..ops.dilation import DilationSpec, apply_dilation
+            from cinescale_post.ops.dilation import DilationSpec, apply_dilation
 
             dspec = DilationSpec(tuple(points.dilate_convs), int(stage.dilation))
             tau = spec.dilate_tau * order
@@ -238,7 +238,7 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
 
 def upscale_to(backend: Any, prev: StageResult, size: tuple[int, int], upscaler: Any,
                rng: RandomSources, stage: int = 0) -> torch.Tensor:
-    from .upscale import upscale_latent
+    from cinescale_post.cascade.upscale import upscale_latent
 
     return upscale_latent(backend, prev, size, upscaler, generator=rng.generator_for(stage, "posterior"),
                           sample=rng.posterior == "sample")
@@ -259,7 +259,7 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
     default). Each stage runs inside the handles of ``backend.stage_patches(stage)``.
     ``group``: see :func:`run_stage`.
     """
-    from .driver import builtin_resolve
+    from cinescale_post.cascade.driver import builtin_resolve
 
     resolve = resolve or builtin_resolve
     total = sum(len(range(s.restart_index, s.spec.steps)) for s in stages) or 1
@@ -268,7 +268,7 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
     prev = init
     with HandleGroup("ladder") as ladder:
         if freeu is not None:
-            from ..ops.freeu import apply_freeu
+            from cinescale_post.ops.freeu import apply_freeu
 
             for model in denoisers(backend):
                 ladder.add(apply_freeu(model, freeu))

@@ -41,8 +41,8 @@ class NoisePolicy:
 
 
 def _reference(model: Any, seed: int, stages: Sequence[Any], frames: int, posterior: str):
-    from .loop import RandomSources
-    from .streams import stream_generator, stream_randn
+    from cinescale_post.cascade.loop import RandomSources
+    from cinescale_post.cascade.streams import stream_generator, stream_randn
 
     # Each tensor from its own stream (issue 12): seeding every draw with the
     # window seed made the re-noise repeat the base noise value for value.
@@ -62,7 +62,7 @@ def _reference(model: Any, seed: int, stages: Sequence[Any], frames: int, poster
 
 
 def _stream(model: Any, seed: int, stages: Sequence[Any], frames: int, posterior: str):
-    from .loop import RandomSources
+    from cinescale_post.cascade.loop import RandomSources
 
     return RandomSources.from_seed(seed, jitter=False, posterior=posterior)
 
@@ -86,7 +86,7 @@ def from_file(path: str, seed: int, stages: Sequence[Any]):
     import torch
     from safetensors.torch import load_file
 
-    from .loop import RandomSources
+    from cinescale_post.cascade.loop import RandomSources
 
     data = load_file(path)
     renoise = [data.get(f"renoise.{s.index}") for s in stages]
@@ -110,7 +110,7 @@ def image_fields(model: Any, frames: Sequence[Any], seed_for: Callable[..., int]
     ``warn(frame_numbers, key_every)`` is called when some frames' key frames
     are missing from ``frames``.
     """
-    from ..ops.temporal import chain_flows, derive_seed, flow_noise, key_frames, noise_fields
+    from cinescale_post.ops.temporal import chain_flows, derive_seed, flow_noise, key_frames, noise_fields
 
     shapes = [model.latent_shape(s.size) for s in stages]
     idx = [int(f.index) for f in frames]

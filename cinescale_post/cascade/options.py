@@ -47,8 +47,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import PlanError
-from .noise import POLICIES
+from cinescale_post.errors import PlanError
+from cinescale_post.cascade.noise import POLICIES
 
 FLOW_METHODS = ("dis", "farneback")  # = ops.temporal.FLOW_METHODS (no torch at plan time)
 LOWPASS_KINDS = ("gaussian", "box")  # = ops.temporal.LOWPASS_KINDS
@@ -143,7 +143,7 @@ class DriverOptions:
         for k, what in (("image", "an image file"), ("noise_file", "a .safetensors file")):
             check_path_option(v, k, what)
         if "context_parallel" in v:
-            from ..ops.context_parallel import parse_context_parallel
+            from cinescale_post.ops.context_parallel import parse_context_parallel
 
             v["context_parallel"] = parse_context_parallel(v["context_parallel"]).to_dict()
             if v["context_parallel"] and not caps.attention:

@@ -13,9 +13,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .loop import RandomSources, StageResult, run_ladder
-from .stages import ResolvedStage
-from .upscale import resize
+from cinescale_post.cascade.loop import RandomSources, StageResult, run_ladder
+from cinescale_post.cascade.stages import ResolvedStage
+from cinescale_post.cascade.upscale import resize
 
 
 def to_pixels(images: Sequence[np.ndarray], device: Any = "cpu", dtype: Any = torch.float32) -> torch.Tensor:

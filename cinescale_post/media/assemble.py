@@ -32,11 +32,11 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..errors import InputError, OutputError, PlanError
-from ..interfaces import SourceInfo
-from .audio import AudioPassThrough, audio_mode
-from .publish import output_error, prepare_folder, remove_quietly, temp_name
-from .timecode import offset_timecode, source_pts
+from cinescale_post.errors import InputError, OutputError, PlanError
+from cinescale_post.interfaces import SourceInfo
+from cinescale_post.media.audio import AudioPassThrough, audio_mode
+from cinescale_post.media.publish import output_error, prepare_folder, remove_quietly, temp_name
+from cinescale_post.media.timecode import offset_timecode, source_pts
 
 log = logging.getLogger(__name__)
 

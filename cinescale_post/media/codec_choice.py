@@ -27,8 +27,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .movie_writer import MOVIE_CODECS
-from .sequence import parse_pattern
+from cinescale_post.media.movie_writer import MOVIE_CODECS
+from cinescale_post.media.sequence import parse_pattern
 
 SUFFIX_CODECS: dict[str, str] = {
     ".png": "png16",

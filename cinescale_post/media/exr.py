@@ -30,10 +30,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import PlanError
-from ..interfaces import Frame, OutputTarget
-from .colour import CHROMATICITIES
-from .image_writer import SequenceFileWriter
+from cinescale_post.errors import PlanError
+from cinescale_post.interfaces import Frame, OutputTarget
+from cinescale_post.media.colour import CHROMATICITIES
+from cinescale_post.media.image_writer import SequenceFileWriter
 
 COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
 PIXELS = ("half", "float")
@@ -49,7 +49,7 @@ def validate_exr_options(codec: str, options: Mapping[str, Any]) -> dict[str, An
     """``pixel`` half|float, ``compression`` (see :data:`COMPRESSIONS`),
     ``dwa_level`` (> 0, DWA quality; lower is better), ``timecode``
     (auto|none|HH:MM:SS:FF). Returns the options with defaults filled."""
-    from .movie_writer import validate_timecode_option
+    from cinescale_post.media.movie_writer import validate_timecode_option
 
     out = exr_option_defaults()
     unknown = sorted(set(options) - set(out))
@@ -93,7 +93,7 @@ class ExrWriter(SequenceFileWriter):
         super().__init__(target)
         import OpenEXR
 
-        from .. import __version__
+        from cinescale_post import __version__
 
         self.opts = opts = validate_exr_options(target.codec, target.options)
         src = target.source
@@ -127,7 +127,7 @@ class ExrWriter(SequenceFileWriter):
     def _write_file(self, path: str, frame: Frame) -> None:
         import OpenEXR
 
-        from .timecode import source_offset, start_timecode
+        from cinescale_post.media.timecode import source_offset, start_timecode
 
         src = self.target.source
         hdr = dict(self._header)

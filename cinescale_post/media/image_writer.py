@@ -21,10 +21,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import OutputError, PlanError
-from ..interfaces import Frame, OutputTarget, Writer
-from .publish import output_error, prepare_folder, remove_quietly
-from .sequence import parse_pattern
+from cinescale_post.errors import OutputError, PlanError
+from cinescale_post.interfaces import Frame, OutputTarget, Writer
+from cinescale_post.media.publish import output_error, prepare_folder, remove_quietly
+from cinescale_post.media.sequence import parse_pattern
 
 
 class SequenceFileWriter(Writer):

@@ -40,11 +40,11 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
-from ..errors import InputError
-from ..interfaces import AudioStreamInfo, Colour, Frame, FrameTable, Reader, ReadPolicy, SourceInfo
-from . import colour as col
-from .alpha import frame_alpha
-from .avi_order import DecodeOrder
+from cinescale_post.errors import InputError
+from cinescale_post.interfaces import AudioStreamInfo, Colour, Frame, FrameTable, Reader, ReadPolicy, SourceInfo
+import cinescale_post.media.colour as col
+from cinescale_post.media.alpha import frame_alpha
+from cinescale_post.media.avi_order import DecodeOrder
 
 log = logging.getLogger(__name__)
 

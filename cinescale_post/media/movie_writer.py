@@ -62,13 +62,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import PlanError
-from ..interfaces import Frame, OutputTarget, Writer
-from . import alpha as alpha_mod
-from . import colour as colour_mod
-from .audio import AudioPassThrough, audio_mode
-from .publish import output_error, prepare_folder, remove_quietly, temp_name
-from .timecode import source_duration, source_offset, source_pts, start_timecode
+from cinescale_post.errors import PlanError
+from cinescale_post.interfaces import Frame, OutputTarget, Writer
+import cinescale_post.media.alpha as alpha_mod
+import cinescale_post.media.colour as colour_mod
+from cinescale_post.media.audio import AudioPassThrough, audio_mode
+from cinescale_post.media.publish import output_error, prepare_folder, remove_quietly, temp_name
+from cinescale_post.media.timecode import source_duration, source_offset, source_pts, start_timecode
 
 log = logging.getLogger(__name__)
 
@@ -542,7 +542,7 @@ class MovieWriter(Writer):
         """An OutputError for ``exc``: the disk's (OSError) or the muxer's."""
         if isinstance(exc, OSError):
             return output_error(self.final, exc, doing)
-        from ..errors import OutputError
+        from cinescale_post.errors import OutputError
 
         return OutputError(f"cannot {doing} {self.final}: the {self.fmt} muxer refused the {self.target.codec} "
                            f"stream ({exc}); its temporary file was removed, published files are unchanged",

@@ -14,9 +14,9 @@ import os
 import re
 from fractions import Fraction
 
-from ..errors import CinescaleError, InputError, PluginError
-from ..interfaces import Reader, ReadPolicy, SourceInfo, fraction_str
-from .sequence import IMAGE_SUFFIXES, compress_ranges, parse_pattern
+from cinescale_post.errors import CinescaleError, InputError, PluginError
+from cinescale_post.interfaces import Reader, ReadPolicy, SourceInfo, fraction_str
+from cinescale_post.media.sequence import IMAGE_SUFFIXES, compress_ranges, parse_pattern
 
 _PATTERN_FIX = "pass a movie file or a frame pattern such as shot.####.exr (#### = 4 digits, also %04d, $F4)"
 

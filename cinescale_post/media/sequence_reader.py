@@ -37,10 +37,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..errors import InputError
-from ..interfaces import Colour, Frame, Reader, ReadPolicy, SourceInfo
-from . import colour as col
-from .sequence import SeqPattern, compress_ranges, missing_frames, parse_pattern
+from cinescale_post.errors import InputError
+from cinescale_post.interfaces import Colour, Frame, Reader, ReadPolicy, SourceInfo
+import cinescale_post.media.colour as col
+from cinescale_post.media.sequence import SeqPattern, compress_ranges, missing_frames, parse_pattern
 
 DEFAULT_RATE = Fraction(24)
 
@@ -169,7 +169,7 @@ def _read_av(path: str) -> _Image:
     """DPX (and other single images FFmpeg reads) through PyAV."""
     import av
 
-    from .movie_reader import frame_to_rgb, is_ycbcr
+    from cinescale_post.media.movie_reader import frame_to_rgb, is_ycbcr
 
     with av.open(path) as container:
         stream = container.streams.video[0]

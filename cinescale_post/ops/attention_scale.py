@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .handles import Handle, apply_each
+from cinescale_post.ops.handles import Handle, apply_each
 
 REFERENCE_RULE: tuple[tuple[int, float], ...] = ((10000, 1.5), (20000, 2.0))
 REFERENCE_BASE_TOKENS = 3600

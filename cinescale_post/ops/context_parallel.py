@@ -71,7 +71,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from ..errors import PlanError
+from cinescale_post.errors import PlanError
 
 log = logging.getLogger(__name__)
 

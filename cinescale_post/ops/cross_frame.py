@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from .handles import Handle
+from cinescale_post.ops.handles import Handle
 
 MODES = ("concat", "anchor")
 
@@ -147,7 +147,7 @@ def apply_cross_frame(model: Any, patterns: Sequence[str], state: CrossFrameStat
     back, with ``.state`` and ``.layers``. Nothing is changed if a pattern
     matches no processor (``KeyError``).
     """
-    from .fusion import apply_processors
+    from cinescale_post.ops.fusion import apply_processors
 
     h = apply_processors(model, patterns, lambda n, p: CrossFrameAttnProcessor(p, state), "cross-frame attention")
     h.state = state

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .handles import Handle, patch_attributes
+from cinescale_post.ops.handles import Handle, patch_attributes
 
 def dilation_factor(target_width: int, base_width: int) -> int:
     """``target_width // base_width``, at least 1 (reference: ``W // 1024``).

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .handles import Handle, torch_hooks
+from cinescale_post.ops.handles import Handle, torch_hooks
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .blur import BLUR_MODES, blur_kernel_size, blur_tokens
-from .handles import Handle
+from cinescale_post.ops.blur import BLUR_MODES, blur_kernel_size, blur_tokens
+from cinescale_post.ops.handles import Handle
 
 JitterFn = Callable[[int, int], int]
 View = tuple[int, int, int, int]  # (h0, h1, w0, w1), end exclusive

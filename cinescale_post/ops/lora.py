@@ -50,8 +50,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import WeightsError
-from .handles import Handle, torch_hooks
+from cinescale_post.errors import WeightsError
+from cinescale_post.ops.handles import Handle, torch_hooks
 
 log = logging.getLogger(__name__)
 

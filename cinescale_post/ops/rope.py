@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .handles import Handle, apply_each, patch_attributes
+from cinescale_post.ops.handles import Handle, apply_each, patch_attributes
 
 RULES = ("reference", "ntk-aware")
 DEFAULT_THETA = 10000.0

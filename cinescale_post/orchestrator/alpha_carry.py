@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..interfaces import Frame
-from ..media import alpha as alpha_mod
+from cinescale_post.interfaces import Frame
+import cinescale_post.media.alpha as alpha_mod
 
 
 class AlphaCarry:

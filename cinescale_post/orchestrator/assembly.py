@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from ..errors import OutputError
-from .manifest import Manifest, file_sha1
+from cinescale_post.errors import OutputError
+from cinescale_post.orchestrator.manifest import Manifest, file_sha1
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def assembled_ok(manifest: Manifest, existing: dict, verify: bool) -> bool:
 def assemble_movie(manifest: Manifest, source, out_path: str, *, audio: bool | str = True) -> str:
     """Join the logged chunk movies covering every source frame into
     ``out_path`` (packet copy, audio and timecode from the source)."""
-    from ..media.assemble import concat_movies
-    from ..media.sequence import compress_ranges
+    from cinescale_post.media.assemble import concat_movies
+    from cinescale_post.media.sequence import compress_ranges
 
     units = sorted(manifest.verified_units().values(), key=lambda u: u.first)
     idx = {n: i for i, n in enumerate(source.frame_numbers)}
@@ -60,7 +60,7 @@ def assemble_movie(manifest: Manifest, source, out_path: str, *, audio: bool | s
     manifest.update(assembled={"file": os.path.relpath(final, manifest.root), "size": st.st_size,
                                "mtime_ns": st.st_mtime_ns, "sha1": file_sha1(final)})
     remove_chunks(manifest)
-    from .journal_fold import fold
+    from cinescale_post.orchestrator.journal_fold import fold
 
     try:
         fold(manifest)  # every frame is in the master: the unit logs go into the manifest, the work folder away

@@ -11,8 +11,8 @@ from __future__ import annotations
 import abc
 from typing import Callable, Iterable, Iterator
 
-from ..errors import UnknownNameError
-from .windows import Chunk
+from cinescale_post.errors import UnknownNameError
+from cinescale_post.orchestrator.windows import Chunk
 
 
 class Executor(abc.ABC):

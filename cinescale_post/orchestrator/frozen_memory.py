@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutOfMemoryError, OutputError
+from cinescale_post.errors import OutOfMemoryError, OutputError
 
 OFFLOAD_ORDER = ("none", "model", "sequential")  # less device memory, same pixels
 CLAIM_NAME = "memory_frozen.json"
@@ -42,7 +42,7 @@ def claim(plan, *, overwrite: bool = False) -> tuple[Any, list[str]]:
     render starting now, else this plan's own, published for the others.
     ``overwrite`` (a new render of the output) publishes this plan's choice
     over an older one."""
-    from .manifest import Manifest, work_dir
+    from cinescale_post.orchestrator.manifest import Manifest, work_dir
 
     if not overwrite:
         earlier = Manifest(plan.output.path, read_only=True).read() or {}

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PlanError
-from ..interfaces import Colour, Frame, OutputTarget, SourceInfo
-from .ranks import is_main_process
-from .run import call_plugin, load_backend
-from .seeds import seed_function
+from cinescale_post.errors import PlanError
+from cinescale_post.interfaces import Colour, Frame, OutputTarget, SourceInfo
+from cinescale_post.orchestrator.ranks import is_main_process
+from cinescale_post.orchestrator.run import call_plugin, load_backend
+from cinescale_post.orchestrator.seeds import seed_function
 
 
 def _synthetic_source(plan, count: int) -> SourceInfo:

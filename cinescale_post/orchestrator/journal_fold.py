@@ -36,7 +36,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from .manifest import JOURNAL_KEY, Manifest, atomic_write_text, journal_writer, pid_alive
+from cinescale_post.orchestrator.manifest import JOURNAL_KEY, Manifest, atomic_write_text, journal_writer, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ class FoldResult:
 def render_complete(manifest: Manifest, plan, job_frames=None) -> bool:
     """Is every frame of this render (and of the farm job it is a task of)
     published and verified? A movie counts once it is assembled."""
-    from .assembly import assembled_ok
-    from .run import finished_frames  # noqa: PLC0415 - run imports this module's caller
+    from cinescale_post.orchestrator.assembly import assembled_ok
+    from cinescale_post.orchestrator.run import finished_frames  # noqa: PLC0415 - run imports this module's caller
 
     data = manifest.read() or {}
     if plan.output.kind == "movie":
@@ -144,7 +144,7 @@ def _tidy(manifest: Manifest, res: FoldResult) -> FoldResult:
     """Remove what is left of the work folder: handed-on contributions (every
     frame is published, so none is needed) and the empty folders. ``rmdir``
     only: anything a live task put there since keeps the folder."""
-    from .seams import seams_dir
+    from cinescale_post.orchestrator.seams import seams_dir
 
     seams = seams_dir(manifest)
     if not res.kept and seams.is_dir():

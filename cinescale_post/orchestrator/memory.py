@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from ..devices import empty_cache
-from ..errors import OutOfMemoryError
+from cinescale_post.devices import empty_cache
+from cinescale_post.errors import OutOfMemoryError
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ class Sink:
 
     def name_output(self, internal: str, written: str | None) -> None:
         """Show ``internal`` (the plan's printf pattern) as ``written``."""
-        from .spelling import OutputSpelling
+        from cinescale_post.orchestrator.spelling import OutputSpelling
 
         self.spelling = OutputSpelling.of(internal, written)
 

@@ -51,8 +51,8 @@ import threading
 import time
 from typing import Any
 
-from ..errors import CinescaleError, TemporaryFailure, UsageError
-from .executors import Executor
+from cinescale_post.errors import CinescaleError, TemporaryFailure, UsageError
+from cinescale_post.orchestrator.executors import Executor
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def complete_chunk_info(task, chunk, info: dict) -> dict:
     output = getattr(getattr(plan, "output", None), "path", None)
     if output is None:
         return info
-    from .manifest import Manifest
+    from cinescale_post.orchestrator.manifest import Manifest
 
     manifest = Manifest(output)
     mine = set(chunk.frames)
@@ -423,7 +423,7 @@ class ChunkActor:
 
     def __init__(self, plan, progress=None, **options):
         _stdout_to_stderr()
-        from .run import ChunkWorker
+        from cinescale_post.orchestrator.run import ChunkWorker
 
         self.worker = ChunkWorker(plan, **options)
         if progress is not None:  # a ray.util.queue.Queue the driver drains while chunks run

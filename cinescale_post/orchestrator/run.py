@@ -28,23 +28,25 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CinescaleError, OutputError, PluginError
-from ..interfaces import Frame, OutputTarget, WindowJob
-from ..media import output_colour
-from .alpha_carry import AlphaCarry
-from ..media.sequence import compress_ranges
-from . import frozen_memory, journal_fold, spelling
-from .executors import get_executor
-from .manifest import Manifest, input_identity
-from .assembly import assembled_ok, remove_chunks, assemble_movie  # noqa: F401 - assemble_movie: public API
-from .memory import render_with_backoff
-from .temporaries import sweep_stale_temporaries
-from .progress import NullSink
-from .seams import SeamStore, clear_seams, seams_dir
-from .ranks import DiscardWriter, is_main_process
-from .seeds import seed_function
-from .signals import StopFlag
-from .windows import Chunk, Window, assign_windows, chunks as make_chunks, coverage, layout
+from cinescale_post.errors import CinescaleError, OutputError, PluginError
+from cinescale_post.interfaces import Frame, OutputTarget, WindowJob
+import cinescale_post.media.output_colour as output_colour
+from cinescale_post.orchestrator.alpha_carry import AlphaCarry
+from cinescale_post.media.sequence import compress_ranges
+import cinescale_post.orchestrator.frozen_memory as frozen_memory
+import cinescale_post.orchestrator.journal_fold as journal_fold
+import cinescale_post.orchestrator.spelling as spelling
+from cinescale_post.orchestrator.executors import get_executor
+from cinescale_post.orchestrator.manifest import Manifest, input_identity
+from cinescale_post.orchestrator.assembly import assembled_ok, remove_chunks, assemble_movie  # noqa: F401 - assemble_movie: public API
+from cinescale_post.orchestrator.memory import render_with_backoff
+from cinescale_post.orchestrator.temporaries import sweep_stale_temporaries
+from cinescale_post.orchestrator.progress import NullSink
+from cinescale_post.orchestrator.seams import SeamStore, clear_seams, seams_dir
+from cinescale_post.orchestrator.ranks import DiscardWriter, is_main_process
+from cinescale_post.orchestrator.seeds import seed_function
+from cinescale_post.orchestrator.signals import StopFlag
+from cinescale_post.orchestrator.windows import Chunk, Window, assign_windows, chunks as make_chunks, coverage, layout
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ class _Render:
         self.index_of = {n: i for i, n in enumerate(plan.source.frame_numbers)}
         self.colour = None
         if plan.colour.get("mode") == "ocio":
-            from ..media.ocio import Converter
+            from cinescale_post.media.ocio import Converter
 
             self.colour = Converter(dict(plan.colour))
         self.lookbehind = int(backend.lookbehind_frames(plan.backend_options, plan.stages))
@@ -387,7 +389,7 @@ class _Render:
                 chunks_dir.mkdir(parents=True, exist_ok=True)
             p = Path(plan.output.path)
             path = str(chunks_dir / f"{p.stem}.{frames[0]}-{frames[-1]}{p.suffix}")
-        from .. import __version__
+        from cinescale_post import __version__
 
         target = OutputTarget(
             path=path, codec=plan.output.codec, width=plan.output.width, height=plan.output.height,
@@ -500,7 +502,7 @@ def load_backend(host, backend, plan, warn) -> dict:
     """Load weights, then adopt the memory plan's VAE tiles and offload.
     Library bars and warnings go to our log (``library_output``); returns
     their counts for the manifest."""
-    from ..library_output import routed
+    from cinescale_post.library_output import routed
 
     with routed() as lib:
         call_plugin(host, backend, "load", backend.load, plan)
@@ -638,7 +640,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                 final = assemble_movie(manifest, plan.source, plan.output.path, audio=plan.output.audio_mode)
                 outputs = [final]
             try:
-                from ..editorial import write_otio
+                from cinescale_post.editorial import write_otio
 
                 if main:
                     write_otio(plan, outputs)
@@ -685,7 +687,7 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
     resumes). ``schedule``: ``run``'s window assignment; chunks of one
     render run concurrently, so windows other chunks own are waited for
     (their contributions arrive through the manifest), never rendered."""
-    from ..host import Host
+    from cinescale_post.host import Host
 
     host = Host(load_entrypoints=load_entrypoints, extra_plugins=extra_plugins)
     backend = host.backend(plan.backend)
@@ -721,7 +723,7 @@ class _StopRequest:
         if self.requested:
             import signal
 
-            from ..errors import Interrupted
+            from cinescale_post.errors import Interrupted
 
             raise Interrupted(signal.SIGTERM)
 
@@ -774,7 +776,7 @@ class ChunkWorker:
         self._substituted: dict[int, str] = {}  # substitutions already in the unit log
 
     def _load(self) -> None:
-        from ..host import Host
+        from cinescale_post.host import Host
 
         plan = self.plan
         host = Host(load_entrypoints=self.load_entrypoints, extra_plugins=self.extra_plugins)
@@ -839,7 +841,7 @@ class ChunkWorker:
 def _open_reader(plan, host):
     """The source, opened with the plan's read policy and its probed frame
     table (a movie is not indexed again in every task)."""
-    from ..media.probe import open_input
+    from cinescale_post.media.probe import open_input
 
     return open_input(plan.input, first_frame=plan.source.first_frame, host=host, policy=plan.read_policy,
                       planned=plan.source)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..media.publish import temp_name
+from cinescale_post.media.publish import temp_name
 
 SEAMS = "seams"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..media.sequence import parse_pattern
+from cinescale_post.media.sequence import parse_pattern
 
 
 @dataclass(frozen=True)

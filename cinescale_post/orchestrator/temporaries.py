@@ -6,7 +6,7 @@ import os
 import re
 import time
 
-from .manifest import pid_alive
+from cinescale_post.orchestrator.manifest import pid_alive
 
 _TEMP = re.compile(r"^\..+\.(?:tmp|partial)-(\d+)(?:\.\w+)?$")
 STALE_AFTER_S = 600

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..interfaces import FrameRule
+from cinescale_post.interfaces import FrameRule
 
 
 @dataclass(frozen=True)

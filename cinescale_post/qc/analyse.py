@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError, UsageError
-from . import delivery
-from . import metrics as m
+from cinescale_post.errors import InputError, UsageError
+import cinescale_post.qc.delivery as delivery
+import cinescale_post.qc.metrics as m
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def resolve(output: str, source: str | None = None, *, chunk: int | None = None,
 
     Raises UsageError when there is neither a manifest nor ``source``.
     """
-    from ..media.sequence import parse_pattern
-    from ..orchestrator.manifest import Manifest
+    from cinescale_post.media.sequence import parse_pattern
+    from cinescale_post.orchestrator.manifest import Manifest
 
     man = Manifest(output)
     data = man.read()
@@ -186,7 +186,7 @@ def _ocio_display(plan: dict | None):
     colour = (plan or {}).get("colour") or {}
     if colour.get("mode") != "ocio":
         return None, None, {}
-    from ..media.ocio import Converter
+    from cinescale_post.media.ocio import Converter
 
     src = Converter(dict(colour))
     out = Converter({**colour, "input": colour["output"]})
@@ -201,7 +201,7 @@ def _placement_for(setup: Setup, src_info, out_size: tuple[int, int]) -> Placeme
             raise InputError(f"{setup.output} has {out_size[0]}x{out_size[1]} frames but its manifest says "
                              f"{p.width}x{p.height}", fix="pass the output this manifest belongs to")
         return p
-    from ..plan import fit_geometry
+    from cinescale_post.plan import fit_geometry
 
     g, _ = fit_geometry(src_info, out_size[0], out_size[1], setup.fit)
     return Placement(g.width, g.height, g.scale_w, g.scale_h, g.x, g.y, g.rotate)
@@ -229,8 +229,8 @@ def measure(setup: Setup, host, *, frames: str | None = None, flow: str = "dis",
     ``on_frame(number, done, total)`` is called after each frame (progress).
     Raises InputError (unreadable media, no common frames, wrong size).
     """
-    from ..media.probe import open_input
-    from ..media.sequence import compress_ranges
+    from cinescale_post.media.probe import open_input
+    from cinescale_post.media.sequence import compress_ranges
 
     with open_input(setup.output, first_frame=setup.first_frame, host=host) as out_r, \
             open_input(setup.source, first_frame=setup.first_frame, host=host) as src_r:

@@ -16,13 +16,13 @@ import json
 
 import click
 
-from ..errors import UsageError
+from cinescale_post.errors import UsageError
 
 PROGRESS_MODES = ["auto", "bar", "json", "plain", "none"]
 
 
 def _host(ctx: click.Context):
-    from ..cli import _host as cli_host  # late: cli imports this module
+    from cinescale_post.cli import _host as cli_host  # late: cli imports this module
 
     return cli_host(ctx)
 
@@ -83,17 +83,17 @@ def qc(ctx, render, source, frames, first_frame, chunk, fit, thresholds, out_dir
     boundaries, colour drift, detail gain. Writes report.json, PNG plots and
     index.html next to the render, and prints the --frames to re-render.
     RENDER is the output (movie or frame pattern) or its <output>.manifest.json."""
-    from ..orchestrator.progress import make_sink
-    from .pipeline import run_qc
-    from .report import Thresholds, format_summary
+    from cinescale_post.orchestrator.progress import make_sink
+    from cinescale_post.qc.pipeline import run_qc
+    from cinescale_post.qc.report import Thresholds, format_summary
 
     if out_dir and report_dir and out_dir != report_dir:
         raise UsageError(f"-o {out_dir} and --report-dir {report_dir} disagree", fix="pass -o only")
     if ctx.get_parameter_source("first_frame") == click.core.ParameterSource.DEFAULT:
         first_frame = None  # the manifest's, else the same 1001
     if render.endswith(".manifest.json"):  # the output it describes, named as the render was asked for
-        from ..orchestrator.manifest import read_manifest_file
-        from ..orchestrator.spelling import as_written
+        from cinescale_post.orchestrator.manifest import read_manifest_file
+        from cinescale_post.orchestrator.spelling import as_written
 
         output, data = read_manifest_file(render)
         render = as_written(data, output)
@@ -137,8 +137,8 @@ def compare(ctx, a, b, output, frame_set, frames, first_frame, labels, amplify, 
             panel_width):
     """Compare two stills, or chosen frames of two clips: side by side, a
     wipe, the amplified difference and 1:1 crops of the busiest regions."""
-    from . import draw
-    from .compare import compare_paths
+    import cinescale_post.qc.draw as draw
+    from cinescale_post.qc.compare import compare_paths
 
     _png_path(output)
     numbers = list(frames) + (_frame_list(frame_set) if frame_set else [])
@@ -164,10 +164,10 @@ def contact_sheet_cmd(ctx, render, output, count, frames, columns, thumb_width, 
     """Thumbnails of a render with frame numbers (and QC flags)."""
     import os
 
-    from . import draw
-    from .analyse import load_report
-    from .compare import contact_sheet
-    from .pipeline import default_dir
+    import cinescale_post.qc.draw as draw
+    from cinescale_post.qc.analyse import load_report
+    from cinescale_post.qc.compare import contact_sheet
+    from cinescale_post.qc.pipeline import default_dir
 
     _png_path(output)
     numbers = _frame_list(frames) if frames else None

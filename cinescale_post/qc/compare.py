@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UsageError
-from . import draw
-from . import metrics as m
+from cinescale_post.errors import UsageError
+import cinescale_post.qc.draw as draw
+import cinescale_post.qc.metrics as m
 
 CROP_COLOURS = [(255, 200, 0), (0, 200, 255), (255, 80, 200), (120, 255, 120), (255, 140, 60), (180, 140, 255)]
 MAX_FRAMES = 12
@@ -187,8 +187,8 @@ def read_frames(path: str, numbers: list[int] | None, *, host, first_frame: int 
     """({number: rgb}, SourceInfo) for ``numbers`` (None: the middle frame;
     a still gives its one image whatever is asked). Unknown numbers raise
     UsageError listing what exists."""
-    from ..media.probe import open_input
-    from ..media.sequence import compress_ranges
+    from cinescale_post.media.probe import open_input
+    from cinescale_post.media.sequence import compress_ranges
 
     with open_input(path, first_frame=first_frame, host=host) as r:
         have = r.info.frame_numbers
@@ -206,7 +206,7 @@ def compare_paths(a: str, b: str, *, host, frames: list[int] | None = None, firs
     """Compare two stills, or chosen frames of two clips/sequences (default:
     the middle frame). A still against a clip is compared with each chosen
     frame of the clip (a graded reference frame against a render, say)."""
-    from ..media.probe import probe
+    from cinescale_post.media.probe import probe
 
     if frames and len(frames) > MAX_FRAMES:
         raise UsageError(f"{len(frames)} frames: a sheet holds at most {MAX_FRAMES}", fix="make several sheets")
@@ -231,7 +231,7 @@ def contact_sheet(path: str, *, host, count: int = 12, frames: list[int] | None 
                   ) -> tuple[np.ndarray, SheetLayout]:
     """Thumbnails of ``count`` evenly spaced frames (or ``frames``), labelled
     with their numbers; frames in ``flags`` get a red border and the reasons."""
-    from ..media.probe import open_input
+    from cinescale_post.media.probe import open_input
 
     if count < 1 or columns < 1 or thumb_width < 32:
         raise UsageError(f"count {count}, columns {columns}, width {thumb_width}: need count >= 1, "

@@ -82,7 +82,7 @@ class Codec(Delivery):
     def _open(self, codec: str, options: dict, rate: Fraction) -> None:
         import av
 
-        from ..media.movie_writer import MOVIE_CODECS
+        from cinescale_post.media.movie_writer import MOVIE_CODECS
 
         spec = MOVIE_CODECS[codec]
         if spec.family == "prores":
@@ -110,15 +110,15 @@ class Codec(Delivery):
 
     def _planes_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """Round trip through quantised planes only (no codec)."""
-        from ..media import colour as col
-        from ..media.movie_writer import _CHROMA
+        import cinescale_post.media.colour as col
+        from cinescale_post.media.movie_writer import _CHROMA
 
         y, cb, cr = col.rgb_to_ycbcr(rgb, matrix=self.matrix, range=self.range, bits=10,
                                      subsampling=_CHROMA[self.pix_fmt])
         return col.ycbcr_to_rgb(y, cb, cr, matrix=self.matrix, range=self.range, bits=10)
 
     def _decoded(self, packets) -> list[tuple[int, np.ndarray]]:
-        from ..media.movie_reader import frame_to_rgb
+        from cinescale_post.media.movie_reader import frame_to_rgb
 
         frames = [f for pkt in packets for f in self._dec.decode(pkt)]
         return [(self._pending.popleft(), frame_to_rgb(f, matrix=self.matrix, range=self.range)) for f in frames]
@@ -128,8 +128,8 @@ class Codec(Delivery):
             return [(number, self._planes_rgb(rgb))]
         import av
 
-        from ..media import colour as col
-        from ..media.movie_writer import _CHROMA, fill_planes
+        import cinescale_post.media.colour as col
+        from cinescale_post.media.movie_writer import _CHROMA, fill_planes
 
         vf = av.VideoFrame(self.size[0], self.size[1], self.pix_fmt)
         fill_planes(vf, col.rgb_to_ycbcr(rgb, matrix=self.matrix, range=self.range, bits=10,
@@ -175,7 +175,7 @@ def for_output(path: str, info, plan: dict | None = None) -> Delivery:
     and options win (H.264/H.265 quality is not in the file). Without one
     the codec is recognised from the stream (ProRes by its sample entry).
     """
-    from ..media.movie_writer import MOVIE_CODECS
+    from cinescale_post.media.movie_writer import MOVIE_CODECS
 
     if info.kind != "movie":
         if "f16" in info.pix_fmt or "f32" in info.pix_fmt or info.format == "exr":
@@ -190,7 +190,7 @@ def for_output(path: str, info, plan: dict | None = None) -> Delivery:
     if pix_fmt not in ("yuv420p10le", "yuv422p10le", "yuv444p10le"):
         log.info("QC reference of %s: %s frames are not modelled; plain Lanczos reference", path, pix_fmt)
         return Delivery()
-    from ..media.colour import resolve_matrix
+    from cinescale_post.media.colour import resolve_matrix
 
     matrix = resolve_matrix(info.colour.matrix, info.height)[0]
     return Codec(codec, options, width=info.width, height=info.height, rate=info.rate, pix_fmt=pix_fmt,

@@ -14,7 +14,7 @@ import os
 from html import escape
 from pathlib import Path
 
-from . import report as report_mod
+import cinescale_post.qc.report as report_mod
 
 _CSS = """
 body{background:#181818;color:#e8e8e8;font:14px/1.4 system-ui,sans-serif;margin:24px;max-width:1200px}
@@ -102,7 +102,7 @@ def render_html(report: dict, folder: str | os.PathLike, images: list[tuple[str,
 def write_html(report: dict, folder: str | os.PathLike, images: list[tuple[str, str]],
                json_name: str = "report.json") -> str:
     """Write ``folder/index.html`` atomically; returns its path."""
-    from ..orchestrator.manifest import atomic_write_text
+    from cinescale_post.orchestrator.manifest import atomic_write_text
 
     path = Path(folder) / "index.html"
     atomic_write_text(path, render_html(report, folder, images, json_name))

@@ -18,14 +18,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import analyse, draw
-from . import report as report_mod
+import cinescale_post.qc.analyse as analyse
+import cinescale_post.qc.draw as draw
+import cinescale_post.qc.report as report_mod
 
 log = logging.getLogger(__name__)
 
 
 def default_dir(output: str) -> Path:
-    from ..orchestrator.manifest import output_base
+    from cinescale_post.orchestrator.manifest import output_base
 
     return Path(f"{output_base(output)}.qc")
 
@@ -38,7 +39,7 @@ class QCResult:
 
 
 def _make_folder(folder: Path) -> None:
-    from ..errors import OutputError
+    from cinescale_post.errors import OutputError
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -92,20 +93,20 @@ def run_qc(output: str, source: str | None = None, *, host, out_dir: str | None 
     res = QCResult(rep, str(folder))
     images: list[tuple[str, str]] = []
     if plots:
-        from .plots import report_plots
+        from cinescale_post.qc.plots import report_plots
 
         for name, (img, _) in report_plots(rep).items():
             res.files[name] = draw.write_png(folder / f"{name}.png", img)
             images.append((f"{name} per frame", res.files[name]))
     if contact:
-        from .compare import contact_sheet
+        from cinescale_post.qc.compare import contact_sheet
 
         flags = {f["frame"]: f["flags"] for f in rep["frames"] if f["flags"]}
         img, _ = contact_sheet(output, host=host, count=contact, first_frame=setup.first_frame, flags=flags)
         res.files["contact"] = draw.write_png(folder / "contact.png", img)
         images.append(("contact sheet of the render (flagged frames framed in red)", res.files["contact"]))
     for n in worst_frames(rep, sheets):
-        from .compare import compare_paths
+        from cinescale_post.qc.compare import compare_paths
 
         img, _ = compare_paths(setup.source, output, host=host, frames=[n], first_frame=setup.first_frame,
                                labels=("source", "render"))
@@ -119,7 +120,7 @@ def run_qc(output: str, source: str | None = None, *, host, out_dir: str | None 
     report_mod.write_json(rep, report_path)
     res.files["report"] = str(report_path)
     if html:
-        from .html import write_html
+        from cinescale_post.qc.html import write_html
 
         res.files["html"] = write_html(rep, folder, images)
     if sink is not None:

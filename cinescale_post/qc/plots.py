@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import draw
+import cinescale_post.qc.draw as draw
 
 BLUE = (31, 119, 180)
 GREY = (150, 150, 150)

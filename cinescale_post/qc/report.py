@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .. import __version__
-from ..errors import UsageError
-from . import metrics as m
+from cinescale_post import __version__
+from cinescale_post.errors import UsageError
+import cinescale_post.qc.metrics as m
 
 REPORT_SCHEMA = 1
 
@@ -85,14 +85,14 @@ def _r(x: float | None, nd: int = 5):
 
 
 def _frames_str(numbers) -> str:
-    from ..media.sequence import compress_ranges
+    from cinescale_post.media.sequence import compress_ranges
 
     return compress_ranges(sorted(set(numbers)))
 
 
 def build(meas, setup, thresholds: Thresholds | None = None) -> dict:
     """Turn :class:`analyse.Measurements` into the report dict (JSON-ready)."""
-    from .analyse import chunk_of
+    from cinescale_post.qc.analyse import chunk_of
 
     t = thresholds or Thresholds()
     nums = meas.numbers
@@ -256,6 +256,6 @@ def format_summary(report: dict) -> str:
 def write_json(report: dict, path) -> None:
     from pathlib import Path
 
-    from ..orchestrator.manifest import atomic_write_text
+    from cinescale_post.orchestrator.manifest import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps(report, indent=2))

@@ -13,7 +13,7 @@ Importing this package imports no torch: :mod:`.configs` and :mod:`.cards`
 are plain data; the other modules import torch when imported.
 """
 
-from .cards import CARDS, UTILISATION, Card, card
-from .configs import ARCHITECTURES, write_config_folder
+from cinescale_post.simulate.cards import CARDS, UTILISATION, Card, card
+from cinescale_post.simulate.configs import ARCHITECTURES, write_config_folder
 
 __all__ = ["ARCHITECTURES", "CARDS", "Card", "UTILISATION", "card", "write_config_folder"]

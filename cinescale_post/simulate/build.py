@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .configs import architecture
+from cinescale_post.simulate.configs import architecture
 
 
 def build_component(arch: str, component: str, dtype: Any = None) -> Any:

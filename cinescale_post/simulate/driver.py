@@ -29,10 +29,10 @@ from typing import Any
 
 import torch
 
-from .build import build_component, param_bytes
-from .configs import ARCHITECTURES
-from .harness import Instrumented, memoised_vae
-from .tracker import SimulationTracker
+from cinescale_post.simulate.build import build_component, param_bytes
+from cinescale_post.simulate.configs import ARCHITECTURES
+from cinescale_post.simulate.harness import Instrumented, memoised_vae
+from cinescale_post.simulate.tracker import SimulationTracker
 
 NOTE_MEMO = ("denoiser: one call simulated per stage (and per dilation state), counted x its steps; "
              "the scheduler loop, re-noise, blend and VAE ran in full on meta tensors")

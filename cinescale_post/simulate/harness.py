@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .tracker import SimulationTracker
+from cinescale_post.simulate.tracker import SimulationTracker
 
 
 def meta_safe_scheduler(sched: Any) -> Any:

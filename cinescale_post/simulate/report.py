@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cards import UTILISATION, Card, device_card
-from .flops import stage_flops
+from cinescale_post.simulate.cards import UTILISATION, Card, device_card
+from cinescale_post.simulate.flops import stage_flops
 
 GiB = 2 ** 30
 

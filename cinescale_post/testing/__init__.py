@@ -529,7 +529,7 @@ def fresh_host(*plugins, entrypoints: bool = False, env: dict | None = None):
         host = fresh_host(plugin)
         backend = host.backend("example-sd15")   # a render driver around the adapter, as in a render
     """
-    from ..host import Host
+    from cinescale_post.host import Host
 
     return Host(load_entrypoints=entrypoints, extra_plugins=tuple(plugins), env={} if env is None else env)
 
@@ -560,8 +560,8 @@ def model_driver(model, *, adapter_id: str = "test-model", tasks=("t2i", "v2v"),
     (tests, benchmarks): a throwaway adapter whose ``load`` returns ``model``,
     with the given declared capabilities; ``plan``/``stages``/``options`` as
     :meth:`~cinescale_post.cascade.driver.RenderDriver.use`."""
-    from ..adapter import Capabilities, ModelAdapter
-    from ..cascade.driver import RenderDriver
+    from cinescale_post.adapter import Capabilities, ModelAdapter
+    from cinescale_post.cascade.driver import RenderDriver
 
     caps = Capabilities(tasks=frozenset(tasks), family=family, latent_layout=layout, **capabilities)
 
@@ -579,7 +579,7 @@ def adapter_driver(adapter, *, resolve=None):
     """A new core render driver around a registered-style ``adapter`` (what
     ``Host.backend`` gives a render), optionally with an upscaler/fusion
     ``resolve(kind, name)`` lookup (default: the built-ins)."""
-    from ..cascade.driver import RenderDriver
+    from cinescale_post.cascade.driver import RenderDriver
 
     return RenderDriver(adapter, resolve=resolve)
 
@@ -587,7 +587,7 @@ def adapter_driver(adapter, *, resolve=None):
 __all__ += ["adapter_driver", "model_driver"]
 
 
-from .conformance import (  # noqa: E402 - the kit's second half, re-exported
+from cinescale_post.testing.conformance import (  # noqa: E402 - the kit's second half, re-exported
     ConformanceError,
     ConformanceReport,
     gradient_frames,

@@ -1,5 +1,5 @@
 """``python -m cinescale_post.testing sample OUT.mov`` (scripts/demo.sh): the demo clip."""
 
-from . import _main
+from cinescale_post.testing import _main
 
 _main()

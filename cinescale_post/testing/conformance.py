@@ -48,8 +48,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import CinescaleError, PlanError
-from ..interfaces import Backend, Frame, FrameRule, WindowJob
+from cinescale_post.errors import CinescaleError, PlanError
+from cinescale_post.interfaces import Backend, Frame, FrameRule, WindowJob
 
 CHECKS = ("attributes", "validate", "render", "determinism", "frame-rule", "model", "patches", "bad-input")
 FAMILIES = ("classical", "unet", "dit", "test")
@@ -342,13 +342,13 @@ def _patches(b: Any, p: _Probe) -> list[tuple[str, Callable[[], Any], str]]:
     """(label, apply() -> handle, effect) for every declared patch point;
     effect is "output" (must change predict), "calls" (handle.state.calls > 0) or
     "restore" (only removal is checked)."""
-    from ..cascade.stages import StageSpec, resolve_ladder
+    from cinescale_post.cascade.stages import StageSpec, resolve_ladder
 
     points = b.patch_points
     model = b.denoiser
     out: list[tuple[str, Callable[[], Any], str]] = []
     if points.dilate_convs:
-        from ..ops.dilation import DilationSpec, apply_dilation
+        from cinescale_post.ops.dilation import DilationSpec, apply_dilation
 
         spec = DilationSpec(tuple(points.dilate_convs), 2)
         out.append((f"dilation x2 on {len(spec.names)} convs", lambda: apply_dilation(model, spec), "output"))
@@ -364,19 +364,19 @@ def _patches(b: Any, p: _Probe) -> list[tuple[str, Callable[[], Any], str]]:
             out.append((f"fusion {name!r}",
                         lambda f=fusion: f.apply(b, stage, latent_hw=latent_hw, jitter=None), effect))
     if points.freeu:
-        from ..ops.freeu import FreeUSpec, apply_freeu
+        from cinescale_post.ops.freeu import FreeUSpec, apply_freeu
 
         fspec = FreeUSpec()
         out.append(("FreeU (keyed on the decoder stage)", lambda: apply_freeu(model, fspec), "output"))
     for kind, where in points.extra:
         if kind == "rope":
-            from ..ops.rope import RopeSpec, apply_ntk_rope
+            from cinescale_post.ops.rope import RopeSpec, apply_ntk_rope
 
             target = model.get_submodule(where) if isinstance(where, str) and where else model
             out.append(("NTK-RoPE x(1,4,4)", lambda m=target: apply_ntk_rope(m, RopeSpec((1.0, 4.0, 4.0))),
                         "output"))
         elif kind == "temperature":
-            from ..ops.attention_scale import AttentionScaleSpec, apply_attention_scale
+            from cinescale_post.ops.attention_scale import AttentionScaleSpec, apply_attention_scale
 
             layers = tuple(where) if isinstance(where, (list, tuple)) else (str(where),)
             tspec = AttentionScaleSpec(factor=1.5, layers=layers)
@@ -388,8 +388,8 @@ def _patches(b: Any, p: _Probe) -> list[tuple[str, Callable[[], Any], str]]:
 
 def _fusions(b: Any) -> dict:
     """The built-in fusions (scale fusion, global-only, cross-frame)."""
-    from ..builtin.fusions import FUSIONS
-    from ..builtin.temporal_fusions import FUSIONS as GROUP_FUSIONS
+    from cinescale_post.builtin.fusions import FUSIONS
+    from cinescale_post.builtin.temporal_fusions import FUSIONS as GROUP_FUSIONS
 
     return {**FUSIONS, **GROUP_FUSIONS}
 
@@ -501,8 +501,8 @@ def run_backend_conformance(backend: Any, *, plan: Any, frames: Sequence[Any] | 
     unknown = sorted(set(skip) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown check(s) {unknown}; the checks are {CHECKS}")
-    from ..adapter import ModelAdapter
-    from ..cascade.driver import RenderDriver
+    from cinescale_post.adapter import ModelAdapter
+    from cinescale_post.cascade.driver import RenderDriver
 
     if isinstance(backend, ModelAdapter):  # a model adapter runs under the core driver, as in a render
         backend = RenderDriver(backend)

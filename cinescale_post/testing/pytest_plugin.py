@@ -31,7 +31,8 @@ import pytest
 @pytest.fixture
 def cinescale_host():
     def make(*plugins):
-        from . import backends, fresh_host
+        from cinescale_post.testing import fresh_host
+        import cinescale_post.testing.backends as backends
 
         return fresh_host(backends, *plugins)
 
@@ -41,7 +42,7 @@ def cinescale_host():
 @pytest.fixture
 def cinescale_clip(tmp_path):
     def make(name: str = "clip.mov", **kw):
-        from . import make_clip
+        from cinescale_post.testing import make_clip
 
         return make_clip(tmp_path / name, **kw)
 
@@ -51,7 +52,7 @@ def cinescale_clip(tmp_path):
 @pytest.fixture
 def cinescale_sequence(tmp_path):
     def make(pattern: str = "seq/f.####.exr", numbers=range(1001, 1004), **kw):
-        from . import make_sequence
+        from cinescale_post.testing import make_sequence
 
         return make_sequence(tmp_path / pattern, numbers, **kw)
 

@@ -1,6 +1,7 @@
 import torch
 
-from cinescale_post.builtin import fusions, latent_upscalers
+import cinescale_post.builtin.fusions as fusions
+import cinescale_post.builtin.latent_upscalers as latent_upscalers
 from cinescale_post.cascade.driver import builtin_resolve as resolve
 from cinescale_post.host import Host
 

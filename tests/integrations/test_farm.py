@@ -22,7 +22,7 @@ import fileseq
 import opentimelineio as otio
 import pytest
 
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import cinescale_post.orchestrator.ray_executor  # noqa: F401 - registers "ray" (ray itself loads lazily)
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.errors import UsageError
 from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import render_chunk_task, run
@@ -122,7 +122,7 @@ def test_ray_executor_is_registered_without_importing_ray():
 
 
 def test_missing_ray_names_the_extra(monkeypatch):
-    from cinescale_post.orchestrator import ray_executor
+    import cinescale_post.orchestrator.ray_executor as ray_executor
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(UsageError) as e:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cinescale_post.media import colour as col
+import cinescale_post.media.colour as col
 
 
 def _whole_frame(y, cb, cr, *, matrix, range, bits):

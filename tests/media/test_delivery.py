@@ -195,7 +195,7 @@ def test_writer_refuses_an_unknown_audio_mode(aac, tmp_path):
 def test_assemble_maps_a_refused_packet_to_an_output_error(aac, tmp_path, monkeypatch):
     """Before: av.ArgumentError escaped as an internal error (exit 1)."""
     from cinescale_post.errors import OutputError
-    from cinescale_post.media import assemble
+    import cinescale_post.media.assemble as assemble
 
     chunk = _write(aac, tmp_path / "c.mp4", "h265_10", audio=False)
     real_join = assemble._join

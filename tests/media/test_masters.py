@@ -69,7 +69,7 @@ import subprocess  # noqa: E402
 
 import OpenEXR  # noqa: E402
 
-from cinescale_post import plan as plan_mod  # noqa: E402
+import cinescale_post.plan as plan_mod  # noqa: E402
 from cinescale_post.orchestrator.run import run  # noqa: E402
 
 from ..helpers import recorder, write_preset  # noqa: E402

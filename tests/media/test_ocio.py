@@ -9,9 +9,9 @@ import OpenEXR
 import PyOpenColorIO as ocio
 import pytest
 
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.errors import PlanError
-from cinescale_post.media import ocio as ocio_mod
+import cinescale_post.media.ocio as ocio_mod
 from cinescale_post.media.ocio import DEFAULT_CONFIG, Converter, Shaper, validate
 from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import run

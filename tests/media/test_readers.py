@@ -16,7 +16,7 @@ import pytest
 
 from cinescale_post.errors import InputError
 from cinescale_post.host import Host
-from cinescale_post.media import colour as col
+import cinescale_post.media.colour as col
 from cinescale_post.media.movie_reader import MovieReader, frame_to_rgb, rate_and_vfr
 from cinescale_post.media.probe import open_input, probe
 from cinescale_post.media.sequence_reader import SequenceReader, image_number

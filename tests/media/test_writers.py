@@ -601,7 +601,7 @@ def test_image_writer_bad_option_and_no_frame_token(tmp_path):
 def test_image_write_failure_leaves_no_file(tmp_path, monkeypatch):
     import errno
 
-    from cinescale_post.media import image_writer
+    import cinescale_post.media.image_writer as image_writer
 
     def full(path, data):
         with open(path, "wb") as f:

@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.errors import OutOfMemoryError
-from cinescale_post.orchestrator import frozen_memory
+import cinescale_post.orchestrator.frozen_memory as frozen_memory
 from cinescale_post.orchestrator.manifest import work_dir
 from cinescale_post.testing import make_clip
 

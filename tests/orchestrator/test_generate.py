@@ -5,7 +5,7 @@ import numpy as np
 import OpenEXR
 import pytest
 
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.errors import PlanError
 from cinescale_post.orchestrator.generate import run_generate
 from cinescale_post.orchestrator.progress import NullSink

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import pytest
 
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.errors import Interrupted
 from cinescale_post.orchestrator.journal_fold import fold
 from cinescale_post.orchestrator.manifest import Manifest, Unit

@@ -3,7 +3,7 @@ backend's next cheaper setting; the smallest failing setting exits 5."""
 
 import pytest
 
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.errors import OutOfMemoryError
 from cinescale_post.orchestrator.memory import is_oom
 from cinescale_post.orchestrator.run import run

@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.errors import InputError, OutputError
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip, make_sequence

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.errors import InputError, OutOfMemoryError
 from cinescale_post.hookspecs import hookimpl
 from cinescale_post.orchestrator.memory import render_with_backoff
@@ -52,7 +52,7 @@ class _MemoryTemporal(TemporalNoiseBackend):
     id = "test-memory"
 
     def estimate_memory(self, plan):
-        from cinescale_post import memory_model as mm
+        import cinescale_post.memory_model as mm
 
         g = mm.GiB
         comps = [mm.Component("transformer", g, g // 8), mm.Component("text_encoder", g, g // 8)]

@@ -40,7 +40,7 @@ def moving_texture(i: int, size: tuple[int, int]) -> np.ndarray:
 def render(host, tmp: Path, clip: Path, *, codec: str = "png16", size=OUT_SIZE, fit: str = "pad",
            name: str = "out/f.####.png") -> Path:
     """Draft (Lanczos) render of ``clip``: the clean reference a QC run must pass."""
-    from cinescale_post import plan as plan_mod
+    import cinescale_post.plan as plan_mod
     from cinescale_post.orchestrator.progress import NullSink
     from cinescale_post.orchestrator.run import run
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from cinescale_post.qc import metrics as m
+import cinescale_post.qc.metrics as m
 
 RNG = np.random.default_rng(0)
 

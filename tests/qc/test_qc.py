@@ -150,7 +150,7 @@ def test_without_a_manifest_source_and_chunk_come_from_options(qc_host, render_c
 @pytest.fixture
 def cli_main():
     """``cli.main`` with the QC commands added (until the CLI adds them itself)."""
-    from cinescale_post import cli
+    import cinescale_post.cli as cli
     from cinescale_post.qc.commands import QC_COMMANDS
 
     added = [c for c in QC_COMMANDS if c.name not in cli.cli.commands]
@@ -245,7 +245,7 @@ def test_old_spellings_are_hidden_aliases(cli_main, render_copy, source_clip, tm
 
 def test_compare_and_contact_sheet_commands_write_their_sheets(cli_main, render_copy, source_clip, qc_host,
                                                                 tmp_path, capsys):
-    from cinescale_post.qc import draw
+    import cinescale_post.qc.draw as draw
     from cinescale_post.qc.compare import compare_paths, contact_sheet
 
     shift_brightness(render_copy, [1006], 0.05)

@@ -6,11 +6,11 @@ import numpy as np
 import OpenEXR
 import PyOpenColorIO as ocio
 
-from cinescale_post import plan as plan_mod
+import cinescale_post.plan as plan_mod
 from cinescale_post.media.ocio import DEFAULT_CONFIG, Converter
 from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import run
-from cinescale_post.qc import metrics as m
+import cinescale_post.qc.metrics as m
 from cinescale_post.qc.analyse import drift_grid
 from cinescale_post.qc.pipeline import run_qc
 

@@ -9,8 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from cinescale_post.qc import draw, plots
-from cinescale_post.qc import metrics as m
+import cinescale_post.qc.draw as draw
+import cinescale_post.qc.plots as plots
+import cinescale_post.qc.metrics as m
 from cinescale_post.qc.compare import busiest_regions, compare_images, compare_paths, contact_sheet
 from cinescale_post.qc.pipeline import run_qc
 
