@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cinescale_post.interfaces import Colour, Frame, OutputTarget, SourceInfo  # noqa: E402
+from cinescale_post.contracts.media import Colour, Frame, OutputTarget, SourceInfo  # noqa: E402
 from cinescale_post.media.colour import rgb_to_ycbcr  # noqa: E402
 
 RATE = Fraction(24000, 1001)

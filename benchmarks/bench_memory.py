@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 
-import cinescale_post.memory_model as mm
+import cinescale_post.ops.memory_estimate as mm
 from cinescale_sdxl.tiny import TINY_UNET_CONFIG, TINY_VAE_CONFIG
 
 SMALL_WAN = dict(patch_size=(1, 2, 2), num_attention_heads=6, attention_head_dim=64, in_channels=16, out_channels=16,

@@ -60,7 +60,7 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     short = make_clip(cache / "h264_1080p_1min.mp4", 1)
     long = make_clip(cache / "h264_1080p_30min.mp4", 30)
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     host = Host(load_entrypoints=False)
     measure(short, host, 1)  # warm imports and caches

@@ -36,7 +36,7 @@ def _since(t0: tuple[float, float]) -> tuple[float, float]:
 
 
 def baseline(clip: str, out: str, host, codec: str, opts: dict) -> tuple[float, float]:
-    from cinescale_post.interfaces import OutputTarget
+    from cinescale_post.contracts.media import OutputTarget
     from cinescale_post.media.probe import open_input
 
     t0 = _clock()
@@ -52,7 +52,7 @@ def baseline(clip: str, out: str, host, codec: str, opts: dict) -> tuple[float, 
 
 
 def orchestrated(clip: str, out: str, host, preset: str) -> tuple[float, float]:
-    import cinescale_post.plan as plan_mod
+    import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import NullSink
     from cinescale_post.orchestrator.run import run
 
@@ -82,7 +82,7 @@ def main() -> None:
     w, h = map(int, args.size.split("x"))
 
     import cinescale_post.testing.backends as tb
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
     from cinescale_post.testing import make_clip
 
     sys.path.insert(0, str(HERE.parent / "tests"))

@@ -43,7 +43,7 @@ PRESET = ROOT / "plugins" / "cinescale-wan" / "cinescale_wan" / "presets" / "wan
 BENCH_BACKENDS = '''
 import numpy as np
 
-from cinescale_post.hookspecs import hookimpl
+from cinescale_post.contracts.hookspecs import hookimpl
 from cinescale_post.testing.backends import TemporalNoiseBackend
 
 
@@ -144,12 +144,12 @@ def main() -> None:
     os.environ["CINESCALE_LOAD_PLUGINS"] = "testbackends,bench"
     sys.path.insert(0, str(site))
 
-    import cinescale_post.plan as plan_mod
-    from cinescale_post.host import Host
-    from cinescale_post.interfaces import FrameRule
+    import cinescale_post.pipeline.plan as plan_mod
+    from cinescale_post.pipeline.host import Host
+    from cinescale_post.contracts.engine import FrameRule
     from cinescale_post.orchestrator.progress import NullSink
     from cinescale_post.orchestrator.run import run
-    from cinescale_post.orchestrator.windows import chunks as make_chunks, layout
+    from cinescale_post.pipeline.windows import chunks as make_chunks, layout
     from cinescale_post.testing import make_clip
 
     n = args.frames

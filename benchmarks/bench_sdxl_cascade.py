@@ -40,9 +40,9 @@ def main() -> int:
     import torch
     from diffusers import StableDiffusionXLPipeline
 
-    from cinescale_post.cascade.loop import RandomSources
-    from cinescale_post.cascade.run import generate_images
-    from cinescale_post.cascade.stages import StageSpec
+    from cinescale_post.cascade.ladder import RandomSources
+    from cinescale_post.cascade.frames import generate_images
+    from cinescale_post.contracts.stages import StageSpec
     from cinescale_post.testing import adapter_driver
     from cinescale_sdxl.backend import SDXLAdapter, SDXLModel, SDXLOptions
     from cinescale_sdxl.tiny import build_tiny_sdxl

@@ -181,7 +181,8 @@ def make_backend(model: str, options: dict, stages: tuple, prompt: str, host):
 
 
 def render_shot(b, src: np.ndarray, first_index: int, size: tuple[int, int], seed: int = 123) -> list[np.ndarray]:
-    from cinescale_post.interfaces import Frame, WindowJob
+    from cinescale_post.contracts.media import Frame
+    from cinescale_post.contracts.engine import WindowJob
     from cinescale_post.orchestrator.seeds import seed_function
 
     frames = [Frame(number=1001 + first_index + i, index=first_index + i, rgb=im) for i, im in enumerate(src)]
@@ -193,7 +194,7 @@ def round_trip(b, src: np.ndarray, size: tuple[int, int]) -> list[np.ndarray]:
     random VAE alone does to the clip, with no noise and no denoising."""
     import torch
 
-    from cinescale_post.cascade.run import to_images, to_pixels
+    from cinescale_post.cascade.frames import to_images, to_pixels
     from cinescale_post.cascade.upscale import resize
 
     with torch.inference_mode():
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(a.threads)
     import cinescale_post.builtin.temporal_fusions as tf
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
     from cinescale_sdxl.tiny import save_tiny_sdxl
 
     clip = a.clip or sample_clip()

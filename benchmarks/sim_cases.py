@@ -78,7 +78,7 @@ def build_case_plan(case: Case, host: Any, workdir: str | Path, *, free_bytes: i
     of device memory (``CINESCALE_FREE_MEMORY``; None: unknown)."""
     import os
 
-    import cinescale_post.plan as plan_mod
+    import cinescale_post.pipeline.plan as plan_mod
 
     workdir = Path(workdir)
     model = config_folder(case.arch, workdir / "models")
@@ -169,8 +169,8 @@ def seconds(flops: float, utilisation: float = UTILISATION) -> dict[str, float]:
 def run_case(case: Case, host: Any = None, workdir: str | Path | None = None, *,
              free_bytes: int | None = None) -> dict:
     """Plan, simulate and compare ``case``; JSON-ready."""
-    from cinescale_post.host import Host
-    from cinescale_post.simulate.driver import simulate_plan
+    from cinescale_post.pipeline.host import Host
+    from cinescale_post.simulate.simulation import simulate_plan
 
     host = host or Host()
     tmp = None

@@ -60,7 +60,7 @@ def _fmt_s(s: float) -> str:
 
 
 def run(names, workdir):
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
     from cinescale_post.simulate.cards import CARDS
     from sim_cases import CASES, run_case
 

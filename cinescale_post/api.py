@@ -5,13 +5,13 @@ import ``cinescale_post.testing``); ``tests/test_import_structure.py`` enforces
 it. What is here:
 
 * the plugin markers: :data:`hookimpl`;
-* the model-adapter contract (:mod:`cinescale_post.adapter`):
+* the model-adapter contract (:mod:`cinescale_post.contracts.model`):
   :class:`ModelAdapter`, :class:`Model`, :class:`Capabilities`,
   :class:`ModelInfo`, :class:`PatchPoints`, :class:`MemoryProfile`,
   :class:`MemoryStage`; and the engine/fusion/media contracts of
-  :mod:`cinescale_post.interfaces` (:class:`Backend`, :class:`Fusion`,
+  :mod:`cinescale_post.contracts.media` (:class:`Backend`, :class:`Fusion`,
   :class:`Frame`, :class:`FrameRule`, :class:`WindowJob`, readers and writers);
-* errors (:mod:`cinescale_post.errors`), each carrying its exit code and fix;
+* errors (:mod:`cinescale_post.contracts.errors`), each carrying its exit code and fix;
 * stage specs (:class:`StageSpec`, :func:`parse_stages`) and shipped presets
   (:func:`packaged`);
 * ops a model may call: removable handles, FreeU, NTK-RoPE, attention
@@ -28,22 +28,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cinescale_post.adapter import (Capabilities, MemoryProfile, MemoryStage, Model, ModelAdapter, ModelInfo, PatchPoints,
+from cinescale_post.contracts.model import (Capabilities, MemoryProfile, MemoryStage, Model, ModelAdapter, ModelInfo, PatchPoints,
                       adapter_problems)
-from cinescale_post.cascade.options import IMAGE_KEYS, VIDEO_KEYS, check_path_option
-from cinescale_post.cascade.stages import ResolvedStage, StageSpec, parse_stages
-from cinescale_post.devices import empty_cache
-from cinescale_post.errors import (CinescaleError, InputError, OutOfMemoryError, OutputError, PlanError, PluginError,
+from cinescale_post.render.options import IMAGE_KEYS, VIDEO_KEYS, check_path_option
+from cinescale_post.contracts.stages import ResolvedStage, StageSpec, parse_stages
+from cinescale_post.ops.devices import empty_cache
+from cinescale_post.contracts.errors import (CinescaleError, InputError, OutOfMemoryError, OutputError, PlanError, PluginError,
                      UnknownNameError, WeightsError)
-from cinescale_post.hookspecs import hookimpl
-from cinescale_post.interfaces import (Backend, Colour, Frame, FrameRule, Fusion, OutputTarget, Reader, ReaderFactory, SourceInfo,
-                         WindowJob, Writer, WriterFactory)
+from cinescale_post.contracts.hookspecs import hookimpl
+from cinescale_post.contracts.media import Colour, Frame, OutputTarget, Reader, ReaderFactory, SourceInfo, Writer, WriterFactory
+from cinescale_post.contracts.engine import Backend, FrameRule, Fusion, WindowJob
 from cinescale_post.ops.handles import Handle, HandleGroup, apply_each, patch_attributes, set_attributes
-from cinescale_post.presets import packaged
+from cinescale_post.pipeline.presets import packaged
 
 # name -> (module, attribute); imported on first use (these modules import torch or heavy media code)
 _LAZY = {
-    "memory": ("cinescale_post.memory_model", None),
+    "memory": ("cinescale_post.ops.memory_estimate", None),
     "FreeUSpec": ("cinescale_post.ops.freeu", "FreeUSpec"),
     "RopeSpec": ("cinescale_post.ops.rope", "RopeSpec"),
     "apply_ntk_rope_many": ("cinescale_post.ops.rope", "apply_ntk_rope_many"),
@@ -52,7 +52,7 @@ _LAZY = {
     "apply_lora": ("cinescale_post.ops.lora", "apply_lora"),
     "load_lora": ("cinescale_post.ops.lora", "load_lora"),
     "flow_sigmas": ("cinescale_post.cascade.schedule", "flow_sigmas"),
-    "fit_frames": ("cinescale_post.cascade.run", "fit_frames"),
+    "fit_frames": ("cinescale_post.cascade.frames", "fit_frames"),
     "read_image": ("cinescale_post.media.sequence_reader", "read_image"),
     # context parallelism (the driver installs it for adapters that declare attention; these are for
     # a plugin's own tools and checks)

@@ -16,7 +16,7 @@ import sys
 import click
 
 from cinescale_post import __version__
-from cinescale_post.errors import EXIT_CODES, CinescaleError
+from cinescale_post.contracts.errors import EXIT_CODES, CinescaleError
 
 log = logging.getLogger("cinescale_post")
 
@@ -26,7 +26,7 @@ PROGRESS_MODES = ["auto", "bar", "json", "plain", "none"]
 def _host(ctx: click.Context):
     obj = ctx.ensure_object(dict)
     if "host" not in obj:
-        from cinescale_post.host import Host
+        from cinescale_post.pipeline.host import Host
 
         obj["host"] = Host(load_entrypoints=not obj.get("no_plugins", False))
     return obj["host"]
@@ -100,7 +100,7 @@ def _dry_run(plan, card, as_json, simulate):
 
     sim = None
     if simulate:
-        from cinescale_post.simulate.driver import simulate_plan
+        from cinescale_post.simulate.simulation import simulate_plan
 
         sim = simulate_plan(plan)
     est = estimate(plan, card, sim)
@@ -188,7 +188,7 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
            no_assemble, job_frames, audio, on_bad_frame, missing):
     """Render INPUT (movie or frame pattern) to OUTPUT. Running the same
     command again resumes: finished, verified frames and chunks are kept."""
-    import cinescale_post.plan as plan_mod
+    import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import make_sink
     from cinescale_post.orchestrator.run import run
 
@@ -230,7 +230,7 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
 def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, dry_run, gpu, as_json, simulate,
              progress):
     """Generate a still (up to 8K) or a clip from a prompt with a diffusion backend."""
-    import cinescale_post.plan as plan_mod
+    import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.generate import run_generate
     from cinescale_post.orchestrator.progress import make_sink
 
@@ -284,7 +284,7 @@ def probe(ctx, input, as_json, first_frame):
 @click.pass_context
 def assemble(ctx, manifest, output, no_audio, audio):
     """Join a render's chunk movies into the final movie, by packet copy, with audio and timecode."""
-    from cinescale_post.errors import InputError
+    from cinescale_post.contracts.errors import InputError
     from cinescale_post.media.probe import probe as probe_fn
     from cinescale_post.orchestrator.manifest import Manifest
     from cinescale_post.orchestrator.assembly import assemble_movie
@@ -341,7 +341,7 @@ def presets():
 @click.pass_context
 def presets_list(ctx, as_json):
     """Every preset that can be named, with its description."""
-    import cinescale_post.presets as presets_mod
+    import cinescale_post.pipeline.presets as presets_mod
 
     host = _host(ctx)
     rows = []
@@ -363,7 +363,7 @@ def presets_list(ctx, as_json):
 @click.pass_context
 def presets_show(ctx, name):
     """Print a preset's file."""
-    import cinescale_post.presets as presets_mod
+    import cinescale_post.pipeline.presets as presets_mod
 
     src = presets_mod.load(name, _host(ctx))
     click.echo(f"# {src.origin}")
@@ -402,7 +402,7 @@ def _add_plugin_commands(argv: list[str]) -> None:
     if os.environ.get("CINESCALE_LOAD_PLUGINS", None) == "" or "--no-plugins" in argv:
         return
     try:
-        from cinescale_post.host import Host
+        from cinescale_post.pipeline.host import Host
 
         host = Host()
     except Exception as exc:  # noqa: BLE001

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import time
 
-from cinescale_post.library_output import routed
+from cinescale_post.orchestrator.third_party_output import routed
 
 
 def _version(mod: str) -> str | None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from cinescale_post.errors import CinescaleError, InputError, OutputError
+from cinescale_post.contracts.errors import CinescaleError, InputError, OutputError
 from cinescale_post.orchestrator.manifest import Manifest, atomic_write_text, manifest_path, output_base, read_manifest_file
 from cinescale_post.orchestrator.spelling import recorded, respell_error
 
@@ -387,7 +387,7 @@ def _locate(target: str) -> tuple[str, Manifest]:
 
 def _assemble(data: dict, manifest: Manifest, output_path: str, host) -> str:
     """What ``cinescale assemble`` does, for the farm's final step."""
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
     from cinescale_post.media.probe import probe
     from cinescale_post.orchestrator.assembly import assemble_movie
 

@@ -33,6 +33,6 @@ def device(request):
 def host():
     """A fresh host: built-ins + the deterministic test backends, no entry points."""
     import cinescale_post.testing.backends as tb
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     return Host(load_entrypoints=False, extra_plugins=(tb,))

@@ -11,10 +11,10 @@ from fractions import Fraction
 
 import pytest
 
-import cinescale_post.plan as plan_mod
-import cinescale_post.presets as presets_mod
-from cinescale_post.errors import PlanError
-from cinescale_post.host import Host
+import cinescale_post.pipeline.plan as plan_mod
+import cinescale_post.pipeline.presets as presets_mod
+from cinescale_post.contracts.errors import PlanError
+from cinescale_post.pipeline.host import Host
 from cinescale_post.simulate.configs import write_config_folder
 from cinescale_post.testing import make_clip
 

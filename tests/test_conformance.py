@@ -10,8 +10,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from cinescale_post.errors import PlanError
-from cinescale_post.interfaces import FrameRule
+from cinescale_post.contracts.errors import PlanError
+from cinescale_post.contracts.engine import FrameRule
 from cinescale_post.testing import (
     ConformanceError,
     fresh_host,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import cinescale_post.hookspecs as hookspecs
+import cinescale_post.contracts.hookspecs as hookspecs
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "plugins.md"
@@ -172,8 +172,8 @@ def _schema_keys(schema: dict, prefix: str = "") -> list[str]:
 
 
 def test_every_preset_and_stage_key_is_documented():
-    from cinescale_post.cascade.stages import StageSpec
-    from cinescale_post.plan import _SCHEMA
+    from cinescale_post.contracts.stages import StageSpec
+    from cinescale_post.pipeline.plan import _SCHEMA
 
     text = section(7)
     missing = [k for k in _schema_keys(_SCHEMA) if f"`{k}`" not in text]
@@ -186,7 +186,7 @@ def test_every_preset_and_stage_key_is_documented():
 
 
 def test_errors_and_exit_codes_match():
-    import cinescale_post.errors as errors
+    import cinescale_post.contracts.errors as errors
 
     text = section(8)
     rows = re.findall(r"^\| `([A-Za-z]+)` \| `([A-Za-z]+)` \| (\d+) \|", text, re.M)
@@ -211,7 +211,7 @@ def test_the_kit_is_documented_as_it_is():
 
 
 def test_loading_controls_named_in_the_docs_exist():
-    import cinescale_post.host as host
+    import cinescale_post.pipeline.host as host
 
     text = section(2) + section(10)
     assert host.ENV_LOAD in text and "--no-plugins" in text

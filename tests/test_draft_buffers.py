@@ -8,7 +8,8 @@ import numpy as np
 
 from cinescale_post.builtin.draft import DraftBackend
 from cinescale_post.builtin.upscalers import LANCZOS
-from cinescale_post.interfaces import Frame, WindowJob
+from cinescale_post.contracts.media import Frame
+from cinescale_post.contracts.engine import WindowJob
 
 
 def _job(i: int) -> WindowJob:

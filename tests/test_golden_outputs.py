@@ -79,14 +79,14 @@ def golden():
 
 
 def _host(env=None):
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     return Host(env={"CINESCALE_LOAD_PLUGINS": "sdxl,wan,example"} if env is None else env)
 
 
 def _render(out: Path, preset: str, inp: str, overrides: list[str], *, model=None, executor="local",
             executor_options=None, handles=0, prompt="a test"):
-    import cinescale_post.plan as plan_mod
+    import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import make_sink
     from cinescale_post.orchestrator.run import run
 
@@ -98,7 +98,7 @@ def _render(out: Path, preset: str, inp: str, overrides: list[str], *, model=Non
 
 
 def _generate(out: Path, preset: str, overrides: list[str], *, model, size, prompt="a lighthouse"):
-    import cinescale_post.plan as plan_mod
+    import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.generate import run_generate
     from cinescale_post.orchestrator.progress import make_sink
 

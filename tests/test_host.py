@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-from cinescale_post.errors import UnknownNameError
-from cinescale_post.host import Host
+from cinescale_post.contracts.errors import UnknownNameError
+from cinescale_post.pipeline.host import Host
 
 from .helpers import cli_env, fake_distribution, run_cli
 
@@ -118,8 +118,8 @@ def test_duplicate_preset_names_are_reported(tmp_path):
 
 
 def test_render_needs_a_v2v_backend(tmp_path, host):
-    import cinescale_post.plan as plan_mod
-    from cinescale_post.errors import PlanError
+    import cinescale_post.pipeline.plan as plan_mod
+    from cinescale_post.contracts.errors import PlanError
     from cinescale_post.testing import make_clip
 
     from .helpers import write_preset
@@ -167,7 +167,7 @@ def test_an_adapter_missing_declared_capabilities_is_refused_naming_the_plugin(t
     """Issue 13: capabilities are declared data, checked when the plugin registers;
     an incomplete adapter is refused with the plugin's name, and asking for it
     by name says why (not 'unknown backend')."""
-    from cinescale_post.errors import PluginError
+    from cinescale_post.contracts.errors import PluginError
 
     root = fake_distribution(tmp_path / "site", "cinescale-undeclared", {"undeclared": "tp_undeclared"},
                              {"tp_undeclared": UNDECLARED})

@@ -165,8 +165,8 @@ def test_core_commands_run_without_torch(tmp_path, argv):
 def test_importing_the_api_and_the_cli_imports_no_torch():
     code = textwrap.dedent("""
         import sys
-        import cinescale_post.api, cinescale_post.cli, cinescale_post.plan, cinescale_post.testing
-        from cinescale_post.host import Host
+        import cinescale_post.api, cinescale_post.cli, cinescale_post.pipeline.plan, cinescale_post.testing
+        from cinescale_post.pipeline.host import Host
         h = Host(load_entrypoints=True)
         for kind in ("backends", "upscalers", "fusions", "readers", "writers", "presets"):
             getattr(h, kind)()

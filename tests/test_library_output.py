@@ -9,7 +9,7 @@ import warnings
 import pytest
 from tqdm import tqdm
 
-from cinescale_post.library_output import routed
+from cinescale_post.orchestrator.third_party_output import routed
 
 
 def test_bars_warnings_records_and_lines_are_routed_and_counted(capsys, caplog):

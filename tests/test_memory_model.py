@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-import cinescale_post.memory_model as mm
+import cinescale_post.ops.memory_estimate as mm
 
 MiB = 2 ** 20
 

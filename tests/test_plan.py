@@ -4,9 +4,9 @@ from fractions import Fraction
 
 import pytest
 
-import cinescale_post.plan as plan_mod
-from cinescale_post.errors import PlanError, UnknownNameError
-from cinescale_post.interfaces import SourceInfo
+import cinescale_post.pipeline.plan as plan_mod
+from cinescale_post.contracts.errors import PlanError, UnknownNameError
+from cinescale_post.contracts.media import SourceInfo
 from cinescale_post.testing import make_clip
 
 from .helpers import write_preset

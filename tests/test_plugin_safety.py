@@ -276,7 +276,7 @@ def test_backends_refuse_pickled_weights_without_unpickling(tmp_path, monkeypatc
     plugin = pytest.importorskip(module)
     import torch
 
-    from cinescale_post.errors import WeightsError
+    from cinescale_post.contracts.errors import WeightsError
     from cinescale_post.testing import fresh_host, make_test_plan
 
     folder = _pickled_folder(kind, tmp_path / kind)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cinescale_post.errors import PlanError
-from cinescale_post.hookspecs import hookimpl
-from cinescale_post.interfaces import Backend, FrameRule, WindowJob
+from cinescale_post.contracts.errors import PlanError
+from cinescale_post.contracts.hookspecs import hookimpl
+from cinescale_post.contracts.engine import Backend, FrameRule, WindowJob
 
 
 class DraftBackend(Backend):
@@ -34,7 +34,7 @@ class DraftBackend(Backend):
     def _upscaler_named(self, name: str):
         """The upscaler ``name`` through the render's lookup (built-ins
         without one); PlanError when it is unknown or not pixel-space."""
-        from cinescale_post.errors import UnknownNameError
+        from cinescale_post.contracts.errors import UnknownNameError
         from cinescale_post.builtin.upscalers import BICUBIC, LANCZOS
 
         try:

@@ -1,6 +1,6 @@
 """Built-in plugin: attention fusions applied by the cascade in upscaled stages.
 
-A fusion (:class:`cinescale_post.interfaces.Fusion`) has ``name``,
+A fusion (:class:`cinescale_post.contracts.engine.Fusion`) has ``name``,
 ``description`` and ``apply(model, stage, *, latent_hw, jitter, group) -> Handle``:
 it patches the attention layers the model declares
 (``model.patch_points.fusion_attention``) for the duration of one stage and
@@ -13,8 +13,8 @@ returns the removable handle.
 
 from __future__ import annotations
 
-from cinescale_post.hookspecs import hookimpl
-from cinescale_post.interfaces import Fusion
+from cinescale_post.contracts.hookspecs import hookimpl
+from cinescale_post.contracts.engine import Fusion
 
 
 class ScaleFusion(Fusion):

@@ -13,7 +13,7 @@ The pixel ``bicubic``/``lanczos`` of the draft engine are different objects
 
 from __future__ import annotations
 
-from cinescale_post.hookspecs import hookimpl
+from cinescale_post.contracts.hookspecs import hookimpl
 
 
 class _Lazy:

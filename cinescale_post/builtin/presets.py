@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from cinescale_post.hookspecs import hookimpl
+from cinescale_post.contracts.hookspecs import hookimpl
 
 
 def preset_dir():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from cinescale_post import hookimpl
-from cinescale_post.interfaces import ReaderFactory
+from cinescale_post.contracts.media import ReaderFactory
 from cinescale_post.media.sequence import IMAGE_SUFFIXES, parse_pattern
 
 # Suffixes the movie reader claims outright. Any other existing file that is

@@ -14,8 +14,8 @@ true``), under the stage's scale fusion.
 
 from __future__ import annotations
 
-from cinescale_post.hookspecs import hookimpl
-from cinescale_post.interfaces import Fusion
+from cinescale_post.contracts.hookspecs import hookimpl
+from cinescale_post.contracts.engine import Fusion
 
 
 class CrossFrame(Fusion):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cinescale_post.hookspecs import hookimpl
+from cinescale_post.contracts.hookspecs import hookimpl
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ Media modules are imported inside ``open`` so registering costs no PyAV import.
 from __future__ import annotations
 
 from cinescale_post import hookimpl
-from cinescale_post.interfaces import OutputTarget, WriterFactory
+from cinescale_post.contracts.media import OutputTarget, WriterFactory
 from cinescale_post.media.exr import validate_exr_options
 from cinescale_post.media.image_writer import validate_image_options
 from cinescale_post.media.movie_writer import MOVIE_CODECS, validate_movie_options

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
-from cinescale_post.cascade.stages import ResolvedStage
+from cinescale_post.contracts.stages import ResolvedStage
 
 
 def stage_scheduler(backend: Any, stage: ResolvedStage) -> Any:

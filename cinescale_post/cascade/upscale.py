@@ -71,7 +71,7 @@ def upscale_latent(backend: Any, prev: "StageResult", size: tuple[int, int], ups
       decode, convert each image to (H, W, 3) in [0, 1], call, encode.
     * otherwise a latent upscaler: encode if needed, resize the latent.
     """
-    from cinescale_post.cascade.loop import StageResult  # noqa: F401 - type only
+    from cinescale_post.cascade.ladder import StageResult  # noqa: F401 - type only
 
     info = backend.model_info
     if getattr(upscaler, "via_pixels", False) or getattr(upscaler, "space", "latent") == "pixel":

@@ -32,8 +32,8 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 
-from cinescale_post.errors import InputError, OutputError, PlanError
-from cinescale_post.interfaces import SourceInfo
+from cinescale_post.contracts.errors import InputError, OutputError, PlanError
+from cinescale_post.contracts.media import SourceInfo
 from cinescale_post.media.audio import AudioPassThrough, audio_mode
 from cinescale_post.media.publish import output_error, prepare_folder, remove_quietly, temp_name
 from cinescale_post.media.timecode import offset_timecode, source_pts

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Iterator
 
-from cinescale_post.errors import InputError, PlanError
+from cinescale_post.contracts.errors import InputError, PlanError
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from cinescale_post.errors import PlanError
-from cinescale_post.interfaces import Frame, OutputTarget
+from cinescale_post.contracts.errors import PlanError
+from cinescale_post.contracts.media import Frame, OutputTarget
 from cinescale_post.media.colour import CHROMATICITIES
 from cinescale_post.media.image_writer import SequenceFileWriter
 

@@ -21,8 +21,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from cinescale_post.errors import OutputError, PlanError
-from cinescale_post.interfaces import Frame, OutputTarget, Writer
+from cinescale_post.contracts.errors import OutputError, PlanError
+from cinescale_post.contracts.media import Frame, OutputTarget, Writer
 from cinescale_post.media.publish import output_error, prepare_folder, remove_quietly
 from cinescale_post.media.sequence import parse_pattern
 

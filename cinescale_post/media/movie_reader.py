@@ -40,8 +40,8 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
-from cinescale_post.errors import InputError
-from cinescale_post.interfaces import AudioStreamInfo, Colour, Frame, FrameTable, Reader, ReadPolicy, SourceInfo
+from cinescale_post.contracts.errors import InputError
+from cinescale_post.contracts.media import AudioStreamInfo, Colour, Frame, FrameTable, Reader, ReadPolicy, SourceInfo
 import cinescale_post.media.colour as col
 from cinescale_post.media.alpha import frame_alpha
 from cinescale_post.media.avi_order import DecodeOrder

@@ -62,8 +62,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from cinescale_post.errors import PlanError
-from cinescale_post.interfaces import Frame, OutputTarget, Writer
+from cinescale_post.contracts.errors import PlanError
+from cinescale_post.contracts.media import Frame, OutputTarget, Writer
 import cinescale_post.media.alpha as alpha_mod
 import cinescale_post.media.colour as colour_mod
 from cinescale_post.media.audio import AudioPassThrough, audio_mode
@@ -542,7 +542,7 @@ class MovieWriter(Writer):
         """An OutputError for ``exc``: the disk's (OSError) or the muxer's."""
         if isinstance(exc, OSError):
             return output_error(self.final, exc, doing)
-        from cinescale_post.errors import OutputError
+        from cinescale_post.contracts.errors import OutputError
 
         return OutputError(f"cannot {doing} {self.final}: the {self.fmt} muxer refused the {self.target.codec} "
                            f"stream ({exc}); its temporary file was removed, published files are unchanged",

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cinescale_post.errors import PlanError
+from cinescale_post.contracts.errors import PlanError
 
 DEFAULT_CONFIG = "ocio://studio-config-v4.0.0_aces-v2.0_ocio-v2.5"
 DEFAULT_WORKING = "Linear Rec.709 (sRGB)"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cinescale_post.interfaces import Colour
+from cinescale_post.contracts.media import Colour
 
 MATRIX_MODES = ("auto", "source")
 PRIMARIES_MODES = ("source", "bt709")

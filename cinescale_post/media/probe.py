@@ -14,8 +14,8 @@ import os
 import re
 from fractions import Fraction
 
-from cinescale_post.errors import CinescaleError, InputError, PluginError
-from cinescale_post.interfaces import Reader, ReadPolicy, SourceInfo, fraction_str
+from cinescale_post.contracts.errors import CinescaleError, InputError, PluginError
+from cinescale_post.contracts.media import Reader, ReadPolicy, SourceInfo, fraction_str
 from cinescale_post.media.sequence import IMAGE_SUFFIXES, compress_ranges, parse_pattern
 
 _PATTERN_FIX = "pass a movie file or a frame pattern such as shot.####.exr (#### = 4 digits, also %04d, $F4)"
@@ -87,7 +87,7 @@ def open_input(path: str | os.PathLike, *, first_frame: int = 1001, host, policy
         path: a movie file, a frame pattern (``shot.####.exr``) or an image.
         first_frame: plate number of a movie's first frame (sequences use the
             numbers in their file names).
-        host: the :class:`cinescale_post.host.Host` whose readers are asked.
+        host: the :class:`cinescale_post.pipeline.host.Host` whose readers are asked.
         policy: what to do with bad (movies) or missing (sequences) frames.
         planned: the SourceInfo the plan probed (render tasks): readers that
             support it (``ReaderFactory.open_planned``) reuse its frame

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import os
 
-from cinescale_post.errors import OutputError
+from cinescale_post.contracts.errors import OutputError
 
 
 def temp_name(final: str, tag: str = "partial") -> str:

@@ -37,8 +37,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from cinescale_post.errors import InputError
-from cinescale_post.interfaces import Colour, Frame, Reader, ReadPolicy, SourceInfo
+from cinescale_post.contracts.errors import InputError
+from cinescale_post.contracts.media import Colour, Frame, Reader, ReadPolicy, SourceInfo
 import cinescale_post.media.colour as col
 from cinescale_post.media.sequence import SeqPattern, compress_ranges, missing_frames, parse_pattern
 

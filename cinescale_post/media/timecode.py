@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from fractions import Fraction
 
-from cinescale_post.interfaces import Frame, SourceInfo
+from cinescale_post.contracts.media import Frame, SourceInfo
 
 log = logging.getLogger(__name__)
 

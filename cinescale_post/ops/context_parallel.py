@@ -12,7 +12,7 @@ self-attention). The user asks for it with a driver-owned option::
 ``backend_options.context_parallel = {ulysses = N}`` (or ``{ring = N}``, or
 both with ``ulysses * ring = N``) is validated at plan time by
 :func:`parse_context_parallel` (no torch). The render driver
-(:class:`cinescale_post.cascade.driver.RenderDriver`) then, once per load:
+(:class:`cinescale_post.render.driver.RenderDriver`) then, once per load:
 
 1. :func:`init_distributed` before the adapter loads (no weight has moved):
    the process group from the torchrun environment (NCCL for CUDA tensors
@@ -71,7 +71,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from cinescale_post.errors import PlanError
+from cinescale_post.contracts.errors import PlanError
 
 log = logging.getLogger(__name__)
 

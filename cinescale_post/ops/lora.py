@@ -9,7 +9,7 @@ the base weights as ``W <- W + 1.0 * (B @ A)`` (no alpha / rank factor).
 * :func:`read_lora_file` reads ``.safetensors`` with safetensors and
   ``.ckpt``/``.pt``/``.pth`` **only** with ``torch.load(weights_only=True)``; a
   file holding anything but a flat mapping of names to tensors is refused
-  (:class:`~cinescale_post.errors.WeightsError`).
+  (:class:`~cinescale_post.contracts.errors.WeightsError`).
 * :func:`lora_format` tells the three key formats apart, and
   :func:`convert_lora_state_dict` maps each to diffusers
   ``WanTransformer3DModel`` module names. The update's factor follows the
@@ -50,7 +50,7 @@ from typing import Any, Mapping
 
 import torch
 
-from cinescale_post.errors import WeightsError
+from cinescale_post.contracts.errors import WeightsError
 from cinescale_post.ops.handles import Handle, torch_hooks
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cinescale_post.interfaces import Frame
+from cinescale_post.contracts.media import Frame
 import cinescale_post.media.alpha as alpha_mod
 
 

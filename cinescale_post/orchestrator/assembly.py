@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from cinescale_post.errors import OutputError
+from cinescale_post.contracts.errors import OutputError
 from cinescale_post.orchestrator.manifest import Manifest, file_sha1
 
 log = logging.getLogger(__name__)

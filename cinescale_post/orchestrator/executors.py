@@ -11,8 +11,8 @@ from __future__ import annotations
 import abc
 from typing import Callable, Iterable, Iterator
 
-from cinescale_post.errors import UnknownNameError
-from cinescale_post.orchestrator.windows import Chunk
+from cinescale_post.contracts.errors import UnknownNameError
+from cinescale_post.pipeline.windows import Chunk
 
 
 class Executor(abc.ABC):

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cinescale_post import __version__
-from cinescale_post.errors import OutputError
+from cinescale_post.contracts.errors import OutputError
 from cinescale_post.media.sequence import parse_pattern
 
 MANIFEST_VERSION = 1
@@ -68,7 +68,7 @@ def read_manifest_file(path: str) -> tuple[str, dict]:
     describes, as it lies next to it (a render moved or mounted elsewhere
     still resolves; printf form, ``spelling.recorded`` gives the user's),
     and the manifest's data."""
-    from cinescale_post.errors import InputError
+    from cinescale_post.contracts.errors import InputError
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from cinescale_post.interfaces import Writer
+from cinescale_post.contracts.media import Writer
 
 
 def is_main_process() -> bool:

@@ -51,7 +51,7 @@ import threading
 import time
 from typing import Any
 
-from cinescale_post.errors import CinescaleError, TemporaryFailure, UsageError
+from cinescale_post.contracts.errors import CinescaleError, TemporaryFailure, UsageError
 from cinescale_post.orchestrator.executors import Executor
 
 log = logging.getLogger(__name__)

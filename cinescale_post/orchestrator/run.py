@@ -28,25 +28,26 @@ from pathlib import Path
 
 import numpy as np
 
-from cinescale_post.errors import CinescaleError, OutputError, PluginError
-from cinescale_post.interfaces import Frame, OutputTarget, WindowJob
+from cinescale_post.contracts.errors import CinescaleError, OutputError, PluginError
+from cinescale_post.contracts.media import Frame, OutputTarget
+from cinescale_post.contracts.engine import WindowJob
 import cinescale_post.media.output_colour as output_colour
 from cinescale_post.orchestrator.alpha_carry import AlphaCarry
 from cinescale_post.media.sequence import compress_ranges
-import cinescale_post.orchestrator.frozen_memory as frozen_memory
+import cinescale_post.orchestrator.memory_freeze as frozen_memory
 import cinescale_post.orchestrator.journal_fold as journal_fold
 import cinescale_post.orchestrator.spelling as spelling
 from cinescale_post.orchestrator.executors import get_executor
 from cinescale_post.orchestrator.manifest import Manifest, input_identity
 from cinescale_post.orchestrator.assembly import assembled_ok, remove_chunks, assemble_movie  # noqa: F401 - assemble_movie: public API
-from cinescale_post.orchestrator.memory import render_with_backoff
+from cinescale_post.orchestrator.oom_backoff import render_with_backoff
 from cinescale_post.orchestrator.temporaries import sweep_stale_temporaries
 from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.seams import SeamStore, clear_seams, seams_dir
 from cinescale_post.orchestrator.ranks import DiscardWriter, is_main_process
 from cinescale_post.orchestrator.seeds import seed_function
 from cinescale_post.orchestrator.signals import StopFlag
-from cinescale_post.orchestrator.windows import Chunk, Window, assign_windows, chunks as make_chunks, coverage, layout
+from cinescale_post.pipeline.windows import Chunk, Window, assign_windows, chunks as make_chunks, coverage, layout
 
 log = logging.getLogger(__name__)
 
@@ -502,7 +503,7 @@ def load_backend(host, backend, plan, warn) -> dict:
     """Load weights, then adopt the memory plan's VAE tiles and offload.
     Library bars and warnings go to our log (``library_output``); returns
     their counts for the manifest."""
-    from cinescale_post.library_output import routed
+    from cinescale_post.orchestrator.third_party_output import routed
 
     with routed() as lib:
         call_plugin(host, backend, "load", backend.load, plan)
@@ -687,7 +688,7 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
     resumes). ``schedule``: ``run``'s window assignment; chunks of one
     render run concurrently, so windows other chunks own are waited for
     (their contributions arrive through the manifest), never rendered."""
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     host = Host(load_entrypoints=load_entrypoints, extra_plugins=extra_plugins)
     backend = host.backend(plan.backend)
@@ -723,7 +724,7 @@ class _StopRequest:
         if self.requested:
             import signal
 
-            from cinescale_post.errors import Interrupted
+            from cinescale_post.contracts.errors import Interrupted
 
             raise Interrupted(signal.SIGTERM)
 
@@ -776,7 +777,7 @@ class ChunkWorker:
         self._substituted: dict[int, str] = {}  # substitutions already in the unit log
 
     def _load(self) -> None:
-        from cinescale_post.host import Host
+        from cinescale_post.pipeline.host import Host
 
         plan = self.plan
         host = Host(load_entrypoints=self.load_entrypoints, extra_plugins=self.extra_plugins)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from cinescale_post.errors import Interrupted
+from cinescale_post.contracts.errors import Interrupted
 
 
 class StopFlag:

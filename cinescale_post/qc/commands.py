@@ -16,7 +16,7 @@ import json
 
 import click
 
-from cinescale_post.errors import UsageError
+from cinescale_post.contracts.errors import UsageError
 
 PROGRESS_MODES = ["auto", "bar", "json", "plain", "none"]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cinescale_post.errors import UsageError
+from cinescale_post.contracts.errors import UsageError
 import cinescale_post.qc.draw as draw
 import cinescale_post.qc.metrics as m
 

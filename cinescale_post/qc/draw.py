@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cinescale_post.errors import OutputError
+from cinescale_post.contracts.errors import OutputError
 
 FONT_SCALE = 0.45
 LINE_H = 18  # pixels per text line at FONT_SCALE

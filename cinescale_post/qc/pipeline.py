@@ -39,7 +39,7 @@ class QCResult:
 
 
 def _make_folder(folder: Path) -> None:
-    from cinescale_post.errors import OutputError
+    from cinescale_post.contracts.errors import OutputError
 
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from cinescale_post import __version__
-from cinescale_post.errors import UsageError
+from cinescale_post.contracts.errors import UsageError
 import cinescale_post.qc.metrics as m
 
 REPORT_SCHEMA = 1

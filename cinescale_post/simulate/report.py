@@ -2,7 +2,7 @@
 
 :func:`estimate` turns a plan's memory estimate (``plan.memory``, made by the
 planner in ``plan.build``) and, when given, a simulation of the same plan
-(:func:`cinescale_post.simulate.driver.simulate_plan`) into per-stage rows:
+(:func:`cinescale_post.simulate.simulation.simulate_plan`) into per-stage rows:
 estimated peak memory, the VAE tile / window / offload choice, whether it
 fits the selected device (``--gpu`` card or the plan's device), and seconds
 on that card at :data:`.cards.UTILISATION` from the FLOPs: the planner's

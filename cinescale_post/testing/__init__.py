@@ -517,7 +517,7 @@ def _main(argv: list[str] | None = None) -> None:
 
 
 def fresh_host(*plugins, entrypoints: bool = False, env: dict | None = None):
-    """A new :class:`~cinescale_post.host.Host` with the built-ins plus
+    """A new :class:`~cinescale_post.pipeline.host.Host` with the built-ins plus
     ``plugins`` (modules or objects with ``@hookimpl`` functions), registered
     directly, as ``cinescale`` would register entry points. Installed entry
     points are ignored unless ``entrypoints=True`` (then ``env`` stands in
@@ -529,7 +529,7 @@ def fresh_host(*plugins, entrypoints: bool = False, env: dict | None = None):
         host = fresh_host(plugin)
         backend = host.backend("example-sd15")   # a render driver around the adapter, as in a render
     """
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     return Host(load_entrypoints=entrypoints, extra_plugins=tuple(plugins), env={} if env is None else env)
 
@@ -540,7 +540,7 @@ def make_test_plan(backend, *, model: str | None = None, stages=(), options: dic
                    frames: tuple[int, ...] = (1001,), source=None):
     """A plan-like object for ``backend.load(plan)``, ``render`` and
     ``generate`` without probing media or the CLI: the attributes a real
-    :class:`~cinescale_post.plan.Plan` has that backends read, with
+    :class:`~cinescale_post.pipeline.plan.Plan` has that backends read, with
     ``stages``/``options`` normalised by ``backend.validate`` (so a bad value
     raises ``PlanError`` here, as in ``plan.build``). ``size`` is the output
     (width, height)."""
@@ -559,9 +559,9 @@ def model_driver(model, *, adapter_id: str = "test-model", tasks=("t2i", "v2v"),
     """The core render driver around an already built :class:`~cinescale_post.api.Model`
     (tests, benchmarks): a throwaway adapter whose ``load`` returns ``model``,
     with the given declared capabilities; ``plan``/``stages``/``options`` as
-    :meth:`~cinescale_post.cascade.driver.RenderDriver.use`."""
-    from cinescale_post.adapter import Capabilities, ModelAdapter
-    from cinescale_post.cascade.driver import RenderDriver
+    :meth:`~cinescale_post.render.driver.RenderDriver.use`."""
+    from cinescale_post.contracts.model import Capabilities, ModelAdapter
+    from cinescale_post.render.driver import RenderDriver
 
     caps = Capabilities(tasks=frozenset(tasks), family=family, latent_layout=layout, **capabilities)
 
@@ -579,7 +579,7 @@ def adapter_driver(adapter, *, resolve=None):
     """A new core render driver around a registered-style ``adapter`` (what
     ``Host.backend`` gives a render), optionally with an upscaler/fusion
     ``resolve(kind, name)`` lookup (default: the built-ins)."""
-    from cinescale_post.cascade.driver import RenderDriver
+    from cinescale_post.render.driver import RenderDriver
 
     return RenderDriver(adapter, resolve=resolve)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cinescale_post.hookspecs import hookimpl
-from cinescale_post.interfaces import Backend, FrameRule, WindowJob
+from cinescale_post.contracts.hookspecs import hookimpl
+from cinescale_post.contracts.engine import Backend, FrameRule, WindowJob
 
 
 class NoiseBackend(Backend):

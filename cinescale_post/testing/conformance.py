@@ -1,6 +1,6 @@
 """The backend conformance suite: :func:`run_backend_conformance`.
 
-One call checks any backend (a plain :class:`~cinescale_post.interfaces.Backend`
+One call checks any backend (a plain :class:`~cinescale_post.contracts.engine.Backend`
 or a :class:`~cinescale_post.api.ModelAdapter`, run under the core render
 driver, whose loaded :class:`~cinescale_post.api.Model` gets the model checks)
 against the contract, on whatever model the plan loads (use a tiny one in tests). Every
@@ -48,8 +48,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cinescale_post.errors import CinescaleError, PlanError
-from cinescale_post.interfaces import Backend, Frame, FrameRule, WindowJob
+from cinescale_post.contracts.errors import CinescaleError, PlanError
+from cinescale_post.contracts.media import Frame
+from cinescale_post.contracts.engine import Backend, FrameRule, WindowJob
 
 CHECKS = ("attributes", "validate", "render", "determinism", "frame-rule", "model", "patches", "bad-input")
 FAMILIES = ("classical", "unet", "dit", "test")
@@ -150,7 +151,7 @@ class _Runner:
 
 
 def _check_attributes(b: Any) -> str:
-    _expect(isinstance(b, Backend), f"{type(b).__name__} does not subclass cinescale_post.interfaces.Backend")
+    _expect(isinstance(b, Backend), f"{type(b).__name__} does not subclass cinescale_post.contracts.engine.Backend")
     _expect(isinstance(b.id, str) and bool(_ID.match(b.id)), f"id {b.id!r} is not kebab-case (e.g. 'sdxl-base')")
     _expect(b.family in FAMILIES, f"family {b.family!r} is not one of {FAMILIES}")
     caps = set(b.capabilities)
@@ -342,7 +343,7 @@ def _patches(b: Any, p: _Probe) -> list[tuple[str, Callable[[], Any], str]]:
     """(label, apply() -> handle, effect) for every declared patch point;
     effect is "output" (must change predict), "calls" (handle.state.calls > 0) or
     "restore" (only removal is checked)."""
-    from cinescale_post.cascade.stages import StageSpec, resolve_ladder
+    from cinescale_post.contracts.stages import StageSpec, resolve_ladder
 
     points = b.patch_points
     model = b.denoiser
@@ -501,8 +502,8 @@ def run_backend_conformance(backend: Any, *, plan: Any, frames: Sequence[Any] | 
     unknown = sorted(set(skip) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown check(s) {unknown}; the checks are {CHECKS}")
-    from cinescale_post.adapter import ModelAdapter
-    from cinescale_post.cascade.driver import RenderDriver
+    from cinescale_post.contracts.model import ModelAdapter
+    from cinescale_post.render.driver import RenderDriver
 
     if isinstance(backend, ModelAdapter):  # a model adapter runs under the core driver, as in a render
         backend = RenderDriver(backend)

@@ -10,7 +10,7 @@ without a conftest::
 Fixtures:
 
 ``cinescale_host``      ``cinescale_host(*plugins)`` -> a fresh, isolated
-                        :class:`~cinescale_post.host.Host` with the built-ins,
+                        :class:`~cinescale_post.pipeline.host.Host` with the built-ins,
                         the kit's deterministic test backends and ``plugins``
                         (installed entry points are not loaded).
 ``cinescale_clip``      ``cinescale_clip(name, **kw)`` -> a movie with known

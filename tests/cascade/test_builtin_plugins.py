@@ -2,8 +2,8 @@ import torch
 
 import cinescale_post.builtin.fusions as fusions
 import cinescale_post.builtin.latent_upscalers as latent_upscalers
-from cinescale_post.cascade.driver import builtin_resolve as resolve
-from cinescale_post.host import Host
+from cinescale_post.render.driver import builtin_resolve as resolve
+from cinescale_post.pipeline.host import Host
 
 
 def test_registered_through_the_host():

@@ -66,7 +66,7 @@ def test_core_random_sources_give_each_stage_and_purpose_its_own_stream():
     scheduler-step noise through ``generator_for(stage, purpose)``: from a
     seed, each is its own stream and no two share values; injected
     generators (controlled mode) are used unchanged."""
-    from cinescale_post.cascade.loop import RandomSources
+    from cinescale_post.cascade.ladder import RandomSources
 
     rng = RandomSources.from_seed(77)
     draws = {}
@@ -100,7 +100,7 @@ def test_temporal_path_fields_never_share_values_with_the_frames_generator(noise
     import numpy as np
 
     from cinescale_post.cascade.noise import image_fields
-    from cinescale_post.interfaces import Frame
+    from cinescale_post.contracts.media import Frame
 
     frames = [Frame(number=1001 + i, index=i, rgb=np.full((32, 32, 3), 0.1 * i, np.float32)) for i in range(3)]
     stages = [_Stage(0, False, (64, 64)), _Stage(1, False, (128, 128))]

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cinescale_post.cascade.loop import RandomSources, run_ladder
+from cinescale_post.cascade.ladder import RandomSources, run_ladder
 from cinescale_post.api import Model, ModelInfo, PatchPoints
-from cinescale_post.cascade.run import refine_video
+from cinescale_post.cascade.frames import refine_video
 from cinescale_post.cascade.schedule import flow_sigmas, stage_scheduler
-from cinescale_post.cascade.stages import parse_stages, resolve_ladder
-from cinescale_post.errors import PlanError
+from cinescale_post.contracts.stages import parse_stages, resolve_ladder
+from cinescale_post.contracts.errors import PlanError
 from cinescale_post.ops.handles import Handle
 
 

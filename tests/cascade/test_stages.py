@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-from cinescale_post.cascade.stages import StageSpec, default_stages, parse_stages, resolve_ladder
-from cinescale_post.errors import PlanError
+from cinescale_post.contracts.stages import StageSpec, default_stages, parse_stages, resolve_ladder
+from cinescale_post.contracts.errors import PlanError
 
 
 def test_defaults_are_the_reference():

@@ -10,7 +10,7 @@ import opentimelineio as otio
 import pytest
 from opentimelineio import opentime, url_utils
 
-import cinescale_post.plan as plan_mod
+import cinescale_post.pipeline.plan as plan_mod
 from cinescale_post.editorial import main as editorial_main, otio_path, write_otio
 from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import run

@@ -22,7 +22,7 @@ import fileseq
 import opentimelineio as otio
 import pytest
 
-import cinescale_post.plan as plan_mod
+import cinescale_post.pipeline.plan as plan_mod
 from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip
@@ -65,7 +65,7 @@ def farm(tmp_path_factory):
 def _reference(tmp_path, preset, clip, name):
     """The same shot rendered by one local process."""
     import cinescale_post.testing.backends as tb
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     host = Host(load_entrypoints=False, extra_plugins=(tb,))
     out = tmp_path / "reference" / name
@@ -319,7 +319,7 @@ def test_openjd_template_needs_the_chunking_extension():
 _COUNTING = '''
 import os
 
-from cinescale_post.hookspecs import hookimpl
+from cinescale_post.contracts.hookspecs import hookimpl
 from cinescale_post.testing.backends import TemporalNoiseBackend
 
 

@@ -29,11 +29,11 @@ from pathlib import Path
 import pytest
 
 import cinescale_post.orchestrator.ray_executor  # noqa: F401 - registers "ray" (ray itself loads lazily)
-import cinescale_post.plan as plan_mod
-from cinescale_post.errors import UsageError
+import cinescale_post.pipeline.plan as plan_mod
+from cinescale_post.contracts.errors import UsageError
 from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import render_chunk_task, run
-from cinescale_post.orchestrator.windows import Chunk
+from cinescale_post.pipeline.windows import Chunk
 from cinescale_post.testing import make_clip
 
 from ..helpers import TEST_BACKENDS_DIST, cli_env, fake_distribution, recorder, tree_bytes, write_preset
@@ -42,8 +42,8 @@ RAY_BACKENDS = '''
 import os
 import time
 
-from cinescale_post.errors import InputError
-from cinescale_post.hookspecs import hookimpl
+from cinescale_post.contracts.errors import InputError
+from cinescale_post.contracts.hookspecs import hookimpl
 from cinescale_post.testing.backends import NoiseBackend
 
 
@@ -180,7 +180,7 @@ def test_chunk_worker_records_substituted_frames_once(tmp_path, host):
     although the actor's reader stays open across chunks."""
     from cinescale_post.orchestrator.manifest import Manifest
     from cinescale_post.orchestrator.run import ChunkWorker
-    from cinescale_post.orchestrator.windows import chunks as make_chunks, layout
+    from cinescale_post.pipeline.windows import chunks as make_chunks, layout
     from cinescale_post.testing import make_sequence
 
     make_sequence(tmp_path / "in" / "sh.####.exr", range(1001, 1009), size=(32, 24), skip=[1003, 1006])
@@ -244,7 +244,7 @@ def media(cluster):
 
 def _host(cluster):
     import cinescale_post.testing.backends as tb
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     return Host(load_entrypoints=False, extra_plugins=(tb, cluster["module"]))
 
@@ -341,7 +341,7 @@ def test_killed_worker_is_resubmitted_and_output_stays_identical(cluster, media,
 
 
 def test_retryable_error_is_retried_and_permanent_one_is_not(cluster, media, tmp_path):
-    from cinescale_post.errors import InputError
+    from cinescale_post.contracts.errors import InputError
 
     flaky = write_preset(tmp_path / "f.toml", backend="test-flaky", codec="exr", width=64, height=48, chunk=6)
     out = tmp_path / "flaky" / "f.####.exr"

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from cinescale_post.errors import InputError, OutputError, PlanError
+from cinescale_post.contracts.errors import InputError, OutputError, PlanError
 from cinescale_post.media.assemble import concat_movies
 
 from .test_writers import (audio_digest, has_tmcd_track, make_clip, movie_timecode, probe_clip, video_pts,

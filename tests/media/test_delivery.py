@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import pytest
 
-from cinescale_post.interfaces import Frame
+from cinescale_post.contracts.media import Frame
 from cinescale_post.media.movie_writer import MovieWriter
 from cinescale_post.testing import make_clip as make_test_clip
 from tests.helpers import cli_env, run_cli
@@ -134,8 +134,8 @@ def test_h265_streams_of_one_to_three_frames(aac, tmp_path, n, suffix):
 
 _REFUSED = textwrap.dedent("""
     import os, sys
-    from cinescale_post.errors import OutputError
-    from cinescale_post.interfaces import Frame
+    from cinescale_post.contracts.errors import OutputError
+    from cinescale_post.contracts.media import Frame
     from cinescale_post.media.movie_writer import MovieWriter
     from tests.media.test_writers import grey, probe_clip, target_for
 
@@ -185,7 +185,7 @@ def test_abort_is_idempotent_and_after_close_a_no_op(aac, tmp_path):
 
 
 def test_writer_refuses_an_unknown_audio_mode(aac, tmp_path):
-    from cinescale_post.errors import PlanError
+    from cinescale_post.contracts.errors import PlanError
 
     with pytest.raises(PlanError, match="copy, pcm or none"):
         MovieWriter(target_for(aac, tmp_path / "m.mov", audio="loud"))
@@ -194,7 +194,7 @@ def test_writer_refuses_an_unknown_audio_mode(aac, tmp_path):
 
 def test_assemble_maps_a_refused_packet_to_an_output_error(aac, tmp_path, monkeypatch):
     """Before: av.ArgumentError escaped as an internal error (exit 1)."""
-    from cinescale_post.errors import OutputError
+    from cinescale_post.contracts.errors import OutputError
     import cinescale_post.media.assemble as assemble
 
     chunk = _write(aac, tmp_path / "c.mp4", "h265_10", audio=False)

@@ -9,8 +9,8 @@ import numpy as np
 import OpenEXR
 import pytest
 
-from cinescale_post.errors import OutputError, PlanError
-from cinescale_post.interfaces import Colour, Frame, OutputTarget, SourceInfo
+from cinescale_post.contracts.errors import OutputError, PlanError
+from cinescale_post.contracts.media import Colour, Frame, OutputTarget, SourceInfo
 from cinescale_post.media.colour import CHROMATICITIES
 from cinescale_post.media.exr import COMPRESSIONS, ExrWriter, validate_exr_options
 

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from cinescale_post.interfaces import Colour, Frame
+from cinescale_post.contracts.media import Colour, Frame
 
 from . import ffjudge
 from .test_writers import grey, make_clip, probe_clip, write_movie
@@ -69,7 +69,7 @@ import subprocess  # noqa: E402
 
 import OpenEXR  # noqa: E402
 
-import cinescale_post.plan as plan_mod  # noqa: E402
+import cinescale_post.pipeline.plan as plan_mod  # noqa: E402
 from cinescale_post.orchestrator.run import run  # noqa: E402
 
 from ..helpers import recorder, write_preset  # noqa: E402
@@ -222,7 +222,7 @@ def test_input_pixel_aspect_override(tmp_path, host):
     p = render(host, tmp_path, src, tmp_path / "o" / "o.####.exr", codec="exr", size=(128, 96),
                overrides=('input.pixel_aspect="2:1"',))
     assert p.source.pixel_aspect == 2 and (p.output.geometry.scale_w, p.output.geometry.scale_h) == (128, 27)
-    from cinescale_post.errors import PlanError
+    from cinescale_post.contracts.errors import PlanError
 
     with pytest.raises(PlanError, match="input.pixel_aspect"):
         render(host, tmp_path, src, tmp_path / "o2" / "o.####.exr", codec="exr", size=(128, 96),
@@ -384,8 +384,8 @@ def test_banded_encode_is_bit_identical(pix_fmt, size):
     ((2048, 858), Fraction(2), Fraction(4096, 858)),  # 2x
 ])
 def test_fit_is_in_display_space(size, par, display):
-    from cinescale_post.geometry import fit_geometry
-    from cinescale_post.interfaces import SourceInfo
+    from cinescale_post.pipeline.geometry import fit_geometry
+    from cinescale_post.contracts.media import SourceInfo
 
     src = SourceInfo(path="x", kind="movie", format="mov", codec="prores", width=size[0], height=size[1],
                      pix_fmt="yuv422p10le", bit_depth=10, rate=Fraction(25), time_base=Fraction(1, 25),

@@ -9,8 +9,8 @@ import OpenEXR
 import PyOpenColorIO as ocio
 import pytest
 
-import cinescale_post.plan as plan_mod
-from cinescale_post.errors import PlanError
+import cinescale_post.pipeline.plan as plan_mod
+from cinescale_post.contracts.errors import PlanError
 import cinescale_post.media.ocio as ocio_mod
 from cinescale_post.media.ocio import DEFAULT_CONFIG, Converter, Shaper, validate
 from cinescale_post.orchestrator.progress import NullSink

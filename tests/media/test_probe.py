@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from cinescale_post import hookimpl
-from cinescale_post.errors import InputError, PluginError
-from cinescale_post.host import Host
-from cinescale_post.interfaces import Reader, ReaderFactory, SourceInfo
+from cinescale_post.contracts.errors import InputError, PluginError
+from cinescale_post.pipeline.host import Host
+from cinescale_post.contracts.media import Reader, ReaderFactory, SourceInfo
 from cinescale_post.media.probe import format_probe, open_input, probe, probe_dict, sequence_hints
 from cinescale_post.testing import make_clip, make_sequence
 

@@ -14,8 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from cinescale_post.errors import InputError
-from cinescale_post.host import Host
+from cinescale_post.contracts.errors import InputError
+from cinescale_post.pipeline.host import Host
 import cinescale_post.media.colour as col
 from cinescale_post.media.movie_reader import MovieReader, frame_to_rgb, rate_and_vfr
 from cinescale_post.media.probe import open_input, probe

@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from cinescale_post.interfaces import ReadPolicy
+from cinescale_post.contracts.media import ReadPolicy
 from cinescale_post.media.movie_reader import MovieReader, exact_rate
 from cinescale_post.testing import make_sequence
 from tests.helpers import cli_env, run_cli

@@ -20,8 +20,8 @@ import av
 import numpy as np
 import pytest
 
-from cinescale_post.errors import OutputError, PlanError
-from cinescale_post.interfaces import AudioStreamInfo, Colour, Frame, OutputTarget, SourceInfo
+from cinescale_post.contracts.errors import OutputError, PlanError
+from cinescale_post.contracts.media import AudioStreamInfo, Colour, Frame, OutputTarget, SourceInfo
 from cinescale_post.media.movie_writer import MovieWriter, validate_movie_options
 from cinescale_post.media.timecode import offset_timecode
 
@@ -409,7 +409,7 @@ _KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from fractions import Fraction
     import numpy as np
-    from cinescale_post.interfaces import Frame, OutputTarget, SourceInfo
+    from cinescale_post.contracts.media import Frame, OutputTarget, SourceInfo
     from cinescale_post.media.movie_writer import MovieWriter, validate_movie_options
     out, n_kill = sys.argv[1], int(sys.argv[2])
     src = SourceInfo(path="gen", kind="movie", format="mov", codec="prores", width=64, height=48,
@@ -506,8 +506,8 @@ _FSIZE_SCRIPT = textwrap.dedent("""
     import resource, signal, sys
     from fractions import Fraction
     import numpy as np
-    from cinescale_post.errors import OutputError
-    from cinescale_post.interfaces import Frame, OutputTarget, SourceInfo
+    from cinescale_post.contracts.errors import OutputError
+    from cinescale_post.contracts.media import Frame, OutputTarget, SourceInfo
     from cinescale_post.media.movie_writer import MovieWriter, validate_movie_options
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
     src = SourceInfo(path="gen", kind="movie", format="mov", codec="prores", width=64, height=48,
@@ -619,7 +619,7 @@ def test_image_write_failure_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_builtin_writers_registered_through_the_host():
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     host = Host(load_entrypoints=False)
     movie = host.writer("prores_hq")

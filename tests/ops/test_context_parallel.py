@@ -36,7 +36,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("cinescale_wan")  # the DiT adapter this is checked on (plugins/cinescale-wan)
 
-from cinescale_post.errors import PlanError  # noqa: E402
+from cinescale_post.contracts.errors import PlanError  # noqa: E402
 
 # 64 px -> 128 px over 9 frames: latents 3x8x8 (48 tokens) -> 3x16x16 (192 tokens), both split by 2.
 CP_STAGES = (

@@ -138,7 +138,7 @@ def test_under_scale_fusion_the_anchor_is_unchanged(tiny_unet, unet_inputs):
 
 def test_cross_frame_fusion_plugin_registers_and_reads_the_backend_group(tiny_unet):
     import cinescale_post.builtin.temporal_fusions as tf
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
     from ..tiny_unet import tiny_unet_model
 
     host = Host(load_entrypoints=False, extra_plugins=(tf,))

@@ -6,7 +6,7 @@ import collections
 import pytest
 import torch
 
-from cinescale_post.errors import WeightsError
+from cinescale_post.contracts.errors import WeightsError
 from cinescale_post.ops.lora import (apply_lora, convert_lora_state_dict, kohya_to_dotted, load_lora, lora_format,
                                      read_lora_file, wan_to_diffusers_name)
 from cinescale_wan.tiny import build_tiny_wan, tiny_wan_inputs

@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-import cinescale_post.plan as plan_mod
-from cinescale_post.errors import OutOfMemoryError
-import cinescale_post.orchestrator.frozen_memory as frozen_memory
+import cinescale_post.pipeline.plan as plan_mod
+from cinescale_post.contracts.errors import OutOfMemoryError
+import cinescale_post.orchestrator.memory_freeze as frozen_memory
 from cinescale_post.orchestrator.manifest import work_dir
 from cinescale_post.testing import make_clip
 
@@ -25,7 +25,7 @@ def plans(tmp_path, monkeypatch):
     """The same render planned on a 4 GiB card (VAE tile 512) and an 8 GiB
     card (no tiling: another picture), as two farm nodes would plan it."""
     import cinescale_post.testing.backends as tb
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     host = Host(load_entrypoints=False, extra_plugins=(tb, _Plugin()))
     clip = make_clip(tmp_path / "in.mov", frames=20, size=(32, 24), content="index", audio=None)

@@ -5,8 +5,8 @@ import numpy as np
 import OpenEXR
 import pytest
 
-import cinescale_post.plan as plan_mod
-from cinescale_post.errors import PlanError
+import cinescale_post.pipeline.plan as plan_mod
+from cinescale_post.contracts.errors import PlanError
 from cinescale_post.orchestrator.generate import run_generate
 from cinescale_post.orchestrator.progress import NullSink
 

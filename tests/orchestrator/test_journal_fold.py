@@ -17,8 +17,8 @@ from fractions import Fraction
 
 import pytest
 
-import cinescale_post.plan as plan_mod
-from cinescale_post.errors import Interrupted
+import cinescale_post.pipeline.plan as plan_mod
+from cinescale_post.contracts.errors import Interrupted
 from cinescale_post.orchestrator.journal_fold import fold
 from cinescale_post.orchestrator.manifest import Manifest, Unit
 from cinescale_post.orchestrator.run import run
@@ -240,7 +240,7 @@ def test_chunks_of_a_killed_ray_actor_still_fold(tmp_path, host, clip):
     """A Ray actor (``ChunkWorker``) is killed when the render ends, never
     closed: each chunk's log ends closed anyway, so the driver folds it."""
     from cinescale_post.orchestrator.run import ChunkWorker
-    from cinescale_post.orchestrator.windows import chunks as make_chunks, layout
+    from cinescale_post.pipeline.windows import chunks as make_chunks, layout
 
     preset = write_preset(tmp_path / "p.toml", codec="exr", width=64, height=48, chunk=2)
     out = tmp_path / "plate" / "f.####.exr"

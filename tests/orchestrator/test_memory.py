@@ -3,9 +3,9 @@ backend's next cheaper setting; the smallest failing setting exits 5."""
 
 import pytest
 
-import cinescale_post.plan as plan_mod
-from cinescale_post.errors import OutOfMemoryError
-from cinescale_post.orchestrator.memory import is_oom
+import cinescale_post.pipeline.plan as plan_mod
+from cinescale_post.contracts.errors import OutOfMemoryError
+from cinescale_post.orchestrator.oom_backoff import is_oom
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip
 

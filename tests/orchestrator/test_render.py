@@ -7,8 +7,8 @@ import av
 import numpy as np
 import pytest
 
-import cinescale_post.plan as plan_mod
-from cinescale_post.errors import InputError, OutputError
+import cinescale_post.pipeline.plan as plan_mod
+from cinescale_post.contracts.errors import InputError, OutputError
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip, make_sequence
 

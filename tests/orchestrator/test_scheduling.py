@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-import cinescale_post.plan as plan_mod
-from cinescale_post.errors import InputError, OutOfMemoryError
-from cinescale_post.hookspecs import hookimpl
-from cinescale_post.orchestrator.memory import render_with_backoff
+import cinescale_post.pipeline.plan as plan_mod
+from cinescale_post.contracts.errors import InputError, OutOfMemoryError
+from cinescale_post.contracts.hookspecs import hookimpl
+from cinescale_post.orchestrator.oom_backoff import render_with_backoff
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip
 from cinescale_post.testing.backends import NoiseBackend, TemporalNoiseBackend
@@ -52,7 +52,7 @@ class _MemoryTemporal(TemporalNoiseBackend):
     id = "test-memory"
 
     def estimate_memory(self, plan):
-        import cinescale_post.memory_model as mm
+        import cinescale_post.ops.memory_estimate as mm
 
         g = mm.GiB
         comps = [mm.Component("transformer", g, g // 8), mm.Component("text_encoder", g, g // 8)]
@@ -86,7 +86,7 @@ class _Plugin:
 @pytest.fixture
 def host():
     import cinescale_post.testing.backends as tb
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     return Host(load_entrypoints=False, extra_plugins=(tb, _Plugin()))
 
@@ -206,7 +206,7 @@ def test_movie_chunks_with_seams_assemble_to_the_single_pass(tmp_path, host, cli
 
 
 def test_plan_snaps_the_chunk_to_whole_window_strides_and_says_so(tmp_path, host, clip20):
-    from cinescale_post.orchestrator.windows import snap_chunk
+    from cinescale_post.pipeline.windows import snap_chunk
 
     p = plan_mod.build(str(_temporal(tmp_path, "c", 4)), host=host, input=str(clip20),
                        output=str(tmp_path / "o" / "f.####.exr"))

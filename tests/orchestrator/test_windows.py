@@ -4,8 +4,8 @@ import math
 
 from hypothesis import given, settings, strategies as st
 
-from cinescale_post.interfaces import FrameRule
-from cinescale_post.orchestrator.windows import chunks, coverage, layout
+from cinescale_post.contracts.engine import FrameRule
+from cinescale_post.pipeline.windows import chunks, coverage, layout
 
 rules = st.sampled_from([FrameRule(1, 0), FrameRule(4, 1), FrameRule(8, 1), FrameRule(2, 0)])
 

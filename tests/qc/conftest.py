@@ -40,7 +40,7 @@ def moving_texture(i: int, size: tuple[int, int]) -> np.ndarray:
 def render(host, tmp: Path, clip: Path, *, codec: str = "png16", size=OUT_SIZE, fit: str = "pad",
            name: str = "out/f.####.png") -> Path:
     """Draft (Lanczos) render of ``clip``: the clean reference a QC run must pass."""
-    import cinescale_post.plan as plan_mod
+    import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import NullSink
     from cinescale_post.orchestrator.run import run
 
@@ -55,7 +55,7 @@ def render(host, tmp: Path, clip: Path, *, codec: str = "png16", size=OUT_SIZE, 
 @pytest.fixture(scope="session")
 def qc_host():
     import cinescale_post.testing.backends as tb
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     return Host(load_entrypoints=False, extra_plugins=(tb,))
 

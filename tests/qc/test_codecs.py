@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from cinescale_post.host import Host
+from cinescale_post.pipeline.host import Host
 from cinescale_post.media.movie_writer import MOVIE_CODECS
 from cinescale_post.qc.pipeline import run_qc
 from cinescale_post.testing import make_clip
@@ -71,7 +71,7 @@ def _ffmpeg_frames(path) -> int:
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_draft_in_every_codec_passes_qc(qc_host, plate, tmp_path, codec):
-    import cinescale_post.plan as plan_mod
+    import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import NullSink
     from cinescale_post.orchestrator.run import run
 
@@ -97,7 +97,7 @@ def test_codec_is_recognised_from_the_stream_without_a_manifest(qc_host, plate, 
     ProRes is recognised by its sample entry, and the draft still reads 1.
     (Also holds assemble to keep the sample entry: it used to tag every
     joined ProRes master apch, HQ.)"""
-    import cinescale_post.plan as plan_mod
+    import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import NullSink
     from cinescale_post.orchestrator.run import run
 

@@ -270,7 +270,7 @@ def test_compare_and_contact_sheet_commands_write_their_sheets(cli_main, render_
 
 
 def test_unassembled_movie_render_points_to_assemble(qc_host, source_clip, tmp_path):
-    from cinescale_post.errors import InputError
+    from cinescale_post.contracts.errors import InputError
 
     out = render(qc_host, tmp_path, source_clip, codec="prores_hq", name="m/master.mov")
     out.unlink()  # as after `cinescale render --no-assemble`

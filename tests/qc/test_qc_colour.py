@@ -6,7 +6,7 @@ import numpy as np
 import OpenEXR
 import PyOpenColorIO as ocio
 
-import cinescale_post.plan as plan_mod
+import cinescale_post.pipeline.plan as plan_mod
 from cinescale_post.media.ocio import DEFAULT_CONFIG, Converter
 from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import run

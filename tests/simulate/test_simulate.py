@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-import cinescale_post.memory_model as mm  # noqa: E402
+import cinescale_post.ops.memory_estimate as mm  # noqa: E402
 from cinescale_post.simulate.tracker import SimulationTracker  # noqa: E402
 
 MiB = 2 ** 20

@@ -8,8 +8,8 @@ import torch
 from example_testutil import TINY_LADDER, TINY_REFINE, driver, plan_for, save_model, seed_for
 
 from cinescale_example.plugin import ExampleAdapter, dilated_convs
-from cinescale_post.errors import PlanError, WeightsError
-from cinescale_post.interfaces import WindowJob
+from cinescale_post.contracts.errors import PlanError, WeightsError
+from cinescale_post.contracts.engine import WindowJob
 from cinescale_post.testing import gradient_frames, run_backend_conformance
 
 

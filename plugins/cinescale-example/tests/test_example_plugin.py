@@ -10,7 +10,7 @@ import pytest
 from example_testutil import driver, save_model
 
 from cinescale_example import plugin
-from cinescale_post.cascade.stages import parse_stages, resolve_ladder
+from cinescale_post.contracts.stages import parse_stages, resolve_ladder
 from cinescale_post.testing import fresh_host
 
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 from sdxl_testutil import TINY_STAGES, driver, frames_of, make_plan, seed_for, still
 
-from cinescale_post.errors import PlanError, WeightsError
-from cinescale_post.interfaces import SourceInfo, WindowJob
+from cinescale_post.contracts.errors import PlanError, WeightsError
+from cinescale_post.contracts.media import SourceInfo
+from cinescale_post.contracts.engine import WindowJob
 from cinescale_sdxl.backend import load_pipeline
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from sdxl_testutil import driver, frames_of, make_plan, seed_for, still
 
-from cinescale_post.errors import PlanError
-from cinescale_post.interfaces import WindowJob
+from cinescale_post.contracts.errors import PlanError
+from cinescale_post.contracts.engine import WindowJob
 
 STAGES = ({"size": "output", "steps": 4, "restart_step": 1, "dilate_tau": 2, "guidance": 3.0,
            "cosine_scale": 2.0, "cosine_scale_bg": 0.5},)

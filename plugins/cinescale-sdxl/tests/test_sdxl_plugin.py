@@ -4,7 +4,7 @@ import tomllib
 import pytest
 from sdxl_testutil import driver
 
-from cinescale_post.cascade.stages import parse_stages, resolve_ladder
+from cinescale_post.contracts.stages import parse_stages, resolve_ladder
 from cinescale_sdxl import plugin
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 from sdxl_testutil import driver, make_plan, seed_for
 
-from cinescale_post.errors import PlanError
-from cinescale_post.interfaces import Frame, WindowJob
+from cinescale_post.contracts.errors import PlanError
+from cinescale_post.contracts.media import Frame
+from cinescale_post.contracts.engine import WindowJob
 
 ONE_STAGE = ({"size": "output", "steps": 3, "restart_step": 1, "dilate_tau": 2, "guidance": 1.0},)
 RAW = {"anchor_lowfreq": 0.0}  # the noise / attention mechanisms alone, without low-frequency anchoring

@@ -43,7 +43,7 @@ def test_turbo_is_detected_from_the_unet_config():
     ("sdxl-turbo-4k-still", [512, 1024, 2048, 4096], [1, 1, 2, 4]),
 ])
 def test_turbo_presets_resolve_to_the_reference_turbo_ladder(name, sizes, dil):
-    from cinescale_post.cascade.stages import parse_stages, resolve_ladder
+    from cinescale_post.contracts.stages import parse_stages, resolve_ladder
     from cinescale_post.ops.fusion import window_geometry
 
     data = _preset(name)

@@ -1,6 +1,6 @@
 """Plan-time validation of Wan presets (no torch import).
 
-A Wan stage table is a core stage table (``cinescale_post.cascade.stages``)
+A Wan stage table is a core stage table (``cinescale_post.contracts.stages``)
 with Wan defaults plus four Wan keys, declared to the core as extra keys:
 
 ==================  ===================  =============================================

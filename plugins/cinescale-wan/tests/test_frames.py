@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-import cinescale_post.plan as plan_mod
+import cinescale_post.pipeline.plan as plan_mod
 from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.run import run
 from cinescale_post.testing import make_clip
@@ -49,7 +49,7 @@ shift = 11.0
 @pytest.fixture(scope="module")
 def host():
     import cinescale_wan.plugin as wan_plugin
-    from cinescale_post.host import Host
+    from cinescale_post.pipeline.host import Host
 
     return Host(load_entrypoints=False, extra_plugins=(wan_plugin,))
 

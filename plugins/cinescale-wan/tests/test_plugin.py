@@ -5,8 +5,8 @@ import tomllib
 
 import pytest
 
-from cinescale_post.cascade.stages import resolve_ladder
-from cinescale_post.errors import PlanError
+from cinescale_post.contracts.stages import resolve_ladder
+from cinescale_post.contracts.errors import PlanError
 from cinescale_wan import plugin
 from cinescale_post.testing import adapter_driver
 from cinescale_wan.backend import WanAdapter

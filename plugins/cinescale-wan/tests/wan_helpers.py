@@ -34,7 +34,7 @@ def seed_for(number, tile=0):
 
 
 def frames_of(images, first=1001):
-    from cinescale_post.interfaces import Frame
+    from cinescale_post.contracts.media import Frame
 
     return [Frame(number=first + i, index=i, rgb=im) for i, im in enumerate(images)]
 

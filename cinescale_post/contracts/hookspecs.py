@@ -52,7 +52,7 @@ def register_backends(register):
     ``cinescale plugins``). Registration must be cheap: do not load weights.
 
     :param register: ``register(backend)``, where ``backend`` is an instance of
-        :class:`cinescale_post.interfaces.Backend` with a unique ``id``
+        :class:`cinescale_post.contracts.engine.Backend` with a unique ``id``
         (kebab-case, e.g. ``"sdxl-base"``), a ``family`` ("classical", "unet",
         "dit"), ``capabilities`` and a ``frame_rule``.
     :return: nothing.
@@ -66,7 +66,7 @@ def register_upscalers(register):
     Called once, when an upscaler is first looked up.
 
     :param register: ``register(upscaler)``, an object satisfying
-        :class:`cinescale_post.interfaces.Upscaler` (``name``, ``space`` =
+        :class:`cinescale_post.contracts.engine.Upscaler` (``name``, ``space`` =
         "pixel" or "latent", callable ``(x, size) -> x``).
     :return: nothing.
     """
@@ -92,7 +92,7 @@ def register_readers(register):
     Called once, when an input is first opened or probed.
 
     :param register: ``register(factory)`` with a
-        :class:`cinescale_post.interfaces.ReaderFactory`; the highest
+        :class:`cinescale_post.contracts.media.ReaderFactory`; the highest
         ``priority`` factory whose ``accepts(path)`` is true opens the input.
     :return: nothing.
     """
@@ -105,7 +105,7 @@ def register_writers(register):
     Called once, when a plan resolves its output codec.
 
     :param register: ``register(factory)`` with a
-        :class:`cinescale_post.interfaces.WriterFactory`; each codec name may
+        :class:`cinescale_post.contracts.media.WriterFactory`; each codec name may
         be claimed by one factory only (a duplicate is reported).
     :return: nothing.
     """
@@ -159,7 +159,7 @@ def resolve_weights(spec):
 def render_started(plan):
     """A render is about to process its first chunk.
 
-    :param plan: the frozen :class:`cinescale_post.plan.Plan`.
+    :param plan: the frozen :class:`cinescale_post.pipeline.plan.Plan`.
     :return: nothing. Exceptions are logged and otherwise ignored.
     """
 

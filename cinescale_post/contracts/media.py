@@ -1,7 +1,8 @@
-"""Protocols and value types shared by the core and by plugins.
+"""The media contract: source and frame value types, readers and writers.
 
-This module is the second half of the plugin contract (``hookspecs`` says *when*
-objects are registered; this module says *what* they must do). Everything here
+With :mod:`.engine` (what an engine does) and :mod:`.model` (what a model adapter
+does), this is the half of the plugin contract that says *what* registered
+objects must do (``hookspecs`` says *when* they are registered). Everything here
 is plain data or an abstract base class; nothing imports torch or diffusers.
 
 Pixel convention at every boundary: ``numpy.ndarray`` of shape ``(H, W, 3)``,
@@ -15,7 +16,7 @@ from __future__ import annotations
 import abc
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -353,182 +354,3 @@ class WriterFactory:
     open: Callable[[OutputTarget], Writer]
     validate_options: Callable[[str, Mapping[str, Any]], dict]
     describe: str = ""
-
-
-# ----------------------------------------------------------------- engines
-
-
-@runtime_checkable
-class Upscaler(Protocol):
-    """Enlarges an image (``space == "pixel"``: (H, W, C) float32 numpy) or a
-    latent (``space == "latent"``: torch (B, C, [F,] H, W)) to ``size``
-    = (width, height). Pure: no state between calls."""
-
-    name: str
-    space: str
-
-    def __call__(self, x: Any, size: tuple[int, int]) -> Any: ...
-
-
-class Fusion(abc.ABC):
-    """An attention fusion operator, registered through ``register_fusions``.
-
-    ``apply(model, stage, *, latent_hw, jitter, group)`` patches the attention
-    layers ``model.patch_points.fusion_attention`` names for one stage and
-    returns a removable handle (``ops.handles.Handle``). ``model``: the loaded
-    :class:`cinescale_post.api.Model`; ``stage``: a ``ResolvedStage`` (None
-    when applied around a whole ladder); ``latent_hw``: the stage's latent
-    size; ``jitter``: ``randint`` source for window jitter or None;
-    ``group``: (frames per group, anchor index) of the batch rows, set by the
-    driver when it batches frames (``group_fusion`` fusions use it).
-    """
-
-    name: str = ""
-    description: str = ""
-    #: True: the fusion works across the frames of a batch (``group``).
-    group_fusion: bool = False
-
-    @abc.abstractmethod
-    def apply(self, model: Any, stage: Any, *, latent_hw: Any = None, jitter: Any = None,
-              group: tuple[int, int] = (1, 0)) -> Any:
-        """Patch ``model`` for ``stage``; return the removable handle."""
-
-
-@dataclass(frozen=True)
-class FrameRule:
-    """Window lengths a backend accepts: ``n * multiple + offset`` frames
-    (images: multiple=1, offset=0; Wan: multiple=4, offset=1)."""
-
-    multiple: int = 1
-    offset: int = 0
-
-    def accepts(self, n: int) -> bool:
-        return n >= max(1, self.offset) and (n - self.offset) % self.multiple == 0
-
-    def largest_at_most(self, n: int) -> int:
-        """The largest accepted length <= n (at least the smallest accepted)."""
-        k = max(0, (n - self.offset) // self.multiple)
-        return max(k * self.multiple + self.offset, self.offset or 1)
-
-
-@dataclass
-class WindowJob:
-    """One temporal window handed to a backend's ``render``.
-
-    ``frames``: source frames in order, handles/context included (the
-    orchestrator drops what the window does not own). ``size``: output
-    (width, height). ``seed_for(frame_number, tile=0) -> int``: the
-    deterministic seed of a frame, derived from the plan seed, the frame
-    number and the tile, never from processing order. ``progress(fraction)``
-    may be called by the backend between steps. ``lookbehind``: source
-    frames just before ``frames`` (in source order) that the backend asked
-    to *read* but not render, through ``lookbehind_frames(options, stages)``
-    (e.g. to reach the key frame its noise is warped from).
-    """
-
-    frames: Sequence[Frame]
-    size: tuple[int, int]
-    seed_for: Callable[..., int]
-    progress: Callable[[float], None] = lambda f: None
-    lookbehind: Sequence[Frame] = ()
-
-
-class Backend(abc.ABC):
-    """A rendering engine as the orchestrator drives it.
-
-    Two kinds are registered through ``register_backends``: engines that are
-    backends themselves (the classical draft engine, the test backends), and
-    diffusion *model adapters* (:class:`cinescale_post.api.ModelAdapter`),
-    which the host wraps in a fresh core render driver for every render
-    (:class:`cinescale_post.cascade.driver.RenderDriver`).
-
-    Registration must be cheap (no weights): class attributes describe it.
-    Lifecycle for one render: ``validate`` (inside ``plan.build``, the one
-    place of validation) -> ``load(plan)`` once -> ``render(job)`` per window
-    (or ``generate``) -> ``unload()``. Every method the core calls is declared
-    here with its default; the core never probes for optional methods.
-    """
-
-    id: str = ""
-    family: str = ""  # "classical" | "unet" | "dit" | "test"
-    capabilities: frozenset[str] = frozenset()  # {"v2v", "t2i", "t2v", "i2v"}
-    frame_rule: FrameRule = FrameRule()
-    temporal: bool = False  # True: frames of a window are denoised together
-    description: str = ""
-    #: Model dtypes ``load`` accepts (checked by ``plan.build``).
-    dtypes: tuple[str, ...] = ("float32", "float16", "bfloat16")
-
-    def for_render(self, resolve: Callable[[str, str], Any]) -> "Backend":
-        """The engine for one render (``Host.backend``): ``resolve(kind,
-        name)`` looks up upscalers and fusions. Default: this object (an
-        engine without per-render state); engines with state return a new one."""
-        return self
-
-    def validate(self, *, stages: tuple[dict, ...], options: dict, size: tuple[int, int],
-                 source: SourceInfo | None) -> tuple[tuple[dict, ...], dict]:
-        """Check and normalise the plan's ``stages`` and backend ``options``.
-
-        Called by ``plan.build``; raise ``errors.PlanError`` naming the key,
-        the value and what is allowed. Return (stages, options) with
-        defaults filled in; they must be JSON-serialisable.
-        """
-        return stages, options
-
-    def lookbehind_frames(self, options: Mapping[str, Any], stages: Sequence[Mapping[str, Any]]) -> int:
-        """How many source frames before each window ``render`` wants to read
-        (``WindowJob.lookbehind``); 0 by default."""
-        return 0
-
-    def weight_files(self, plan: Any) -> list[str]:
-        """Files whose hashes the manifest records (empty without a model)."""
-        return []
-
-    def estimate_memory(self, plan: Any) -> dict:
-        """Device-memory estimate and the planner's choice (``--dry-run``);
-        ``{}`` when the backend does not estimate (engines without a model)."""
-        return {}
-
-    @abc.abstractmethod
-    def load(self, plan: Any) -> None:
-        """Load weights (once per render) for ``plan.device``/``plan.dtype``."""
-
-    def apply_memory_choice(self, choice: Mapping[str, Any]) -> str | None:
-        """Adopt ``plan.memory["choice"]`` after ``load``; describe what changed."""
-        return None
-
-    @abc.abstractmethod
-    def render(self, job: WindowJob) -> list[np.ndarray]:
-        """Return one (H, W, 3) float32 image per ``job.frames`` entry, at
-        ``job.size``, same order."""
-
-    def generate(self, plan: Any, seed_for: Callable[..., int]) -> list[np.ndarray]:
-        """Text/image to images (t2i/t2v backends): (H, W, 3) float32 each."""
-        from cinescale_post.errors import PlanError
-
-        raise PlanError(f"backend {self.id!r} cannot generate", fix="choose a diffusion preset")
-
-    def stage_outputs(self) -> dict[int, list[np.ndarray]]:
-        """After ``generate`` with ``backend_options.keep_stages``: stage index ->
-        that stage's (h, w, 3) float32 images at the stage's own size, for every
-        stage before the last (written next to the output as
-        ``<name>.stage<K>.####.<ext>``). Default: none."""
-        return {}
-
-    def reduce_memory(self) -> str | None:
-        """After running out of device memory: switch to the next cheaper
-        setting and describe it, or None when nothing cheaper exists."""
-        return None
-
-    def smoke(self, device: str = "cpu") -> dict | None:
-        """A quick self-test on ``device`` for ``cinescale doctor --smoke``
-        (None: the backend offers none)."""
-        return None
-
-    def unload(self) -> None:  # noqa: B027 - optional
-        pass
-
-
-class ProgressSink(Protocol):
-    """Receives progress events (see ``orchestrator.progress``)."""
-
-    def emit(self, event: str, **fields: Any) -> None: ...

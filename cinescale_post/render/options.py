@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from cinescale_post.errors import PlanError
+from cinescale_post.contracts.errors import PlanError
 from cinescale_post.cascade.noise import POLICIES
 
 FLOW_METHODS = ("dis", "farneback")  # = ops.temporal.FLOW_METHODS (no torch at plan time)

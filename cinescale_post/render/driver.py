@@ -1,6 +1,6 @@
 """The core render driver: one per render, around a plugin's model adapter.
 
-:class:`RenderDriver` is the :class:`~cinescale_post.interfaces.Backend` the
+:class:`RenderDriver` is the :class:`~cinescale_post.contracts.engine.Backend` the
 orchestrator sees for a diffusion model. The adapter (``cinescale_post.api.
 ModelAdapter``) contributes the model's own work — loading, encode/decode, one
 denoiser call, patch points, frame rule, memory profile; the driver owns the
@@ -28,10 +28,10 @@ import logging
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from cinescale_post.adapter import ModelAdapter
-from cinescale_post.errors import OutOfMemoryError, PlanError
-from cinescale_post.interfaces import Backend, WindowJob
-from cinescale_post.cascade.options import CROSS_FRAME_FUSION, DriverOptions, split_options
+from cinescale_post.contracts.model import ModelAdapter
+from cinescale_post.contracts.errors import OutOfMemoryError, PlanError
+from cinescale_post.contracts.engine import Backend, WindowJob
+from cinescale_post.render.options import CROSS_FRAME_FUSION, DriverOptions, split_options
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 def builtin_resolve(kind: str, name: str) -> Any:
     """Built-in upscalers and fusions only (a driver made without a host:
     tests, the smoke test)."""
-    from cinescale_post.errors import UnknownNameError
+    from cinescale_post.contracts.errors import UnknownNameError
 
     if kind == "upscaler":
         from cinescale_post.builtin.latent_upscalers import UPSCALERS as table
@@ -105,7 +105,7 @@ def require_diffusion(backend_id: str) -> None:
     extra that adds them; planning (``--dry-run``, ``--gpu``) needs none of them."""
     import importlib.util
 
-    from cinescale_post.errors import UsageError
+    from cinescale_post.contracts.errors import UsageError
 
     def absent(name: str) -> bool:
         try:
@@ -204,10 +204,10 @@ class RenderDriver(Backend):
 
     def estimate_memory(self, plan) -> dict:
         """Peak device memory per stage from the adapter's memory profile (no
-        weights loaded; ``cinescale_post.memory_model``) and the VAE tile /
+        weights loaded; ``cinescale_post.ops.memory_estimate``) and the VAE tile /
         window / offload setting that fits the free memory of ``plan.device``."""
-        import cinescale_post.memory_model as mm
-        from cinescale_post.cascade.stages import resolve_ladder
+        import cinescale_post.ops.memory_estimate as mm
+        from cinescale_post.contracts.stages import resolve_ladder
 
         prof = self.adapter.memory_profile(plan)
         if isinstance(prof, str):
@@ -296,7 +296,7 @@ class RenderDriver(Backend):
 
     def ladder(self, mode: str, output: tuple[int, int], specs: Sequence[Any] | None = None):
         """The resolved stage ladder for ``output`` (sizes snapped to the model's multiple)."""
-        from cinescale_post.cascade.stages import resolve_ladder
+        from cinescale_post.contracts.stages import resolve_ladder
 
         info = self._need().model_info
         return resolve_ladder(self.specs if specs is None else specs, mode=mode, base_size=info.base_size,
@@ -315,7 +315,7 @@ class RenderDriver(Backend):
                     progress: Callable[[float], None] | None = None, group: tuple[int, int] = (1, 0)):
         """The core ladder on the model; each result's ``info`` also gets the
         model's ``stage_info``."""
-        from cinescale_post.cascade.loop import run_ladder
+        from cinescale_post.cascade.ladder import run_ladder
 
         model = self._need()
         results = run_ladder(model, stages, cond, rng, init=init, resolve=self.resolve, freeu=model.freeu(),
@@ -358,8 +358,8 @@ class RenderDriver(Backend):
         opts = self.options
         with self._guard(), torch.inference_mode():
             if self.caps.latent_layout == "image":
-                from cinescale_post.cascade.loop import RandomSources
-                from cinescale_post.cascade.run import generate_images
+                from cinescale_post.cascade.ladder import RandomSources
+                from cinescale_post.cascade.frames import generate_images
 
                 cond = self.condition(plan.prompt or "", plan.negative_prompt or "", size=stages[0].size,
                                       guidance=guidance)
@@ -399,8 +399,8 @@ class RenderDriver(Backend):
         return key
 
     def _render_images(self, job: WindowJob) -> list:
-        from cinescale_post.cascade.loop import RandomSources
-        from cinescale_post.cascade.run import refine_frames
+        from cinescale_post.cascade.ladder import RandomSources
+        from cinescale_post.cascade.frames import refine_frames
 
         model = self.model
         plan = self.plan
@@ -456,8 +456,8 @@ class RenderDriver(Backend):
         import torch
 
         from cinescale_post.ops.handles import HandleGroup
-        from cinescale_post.cascade.loop import RandomSources, StageResult
-        from cinescale_post.cascade.run import to_images, to_pixels
+        from cinescale_post.cascade.ladder import RandomSources, StageResult
+        from cinescale_post.cascade.frames import to_images, to_pixels
 
         model = self.model
         opts = self.options
@@ -530,8 +530,8 @@ class RenderDriver(Backend):
     def _render_video(self, job: WindowJob) -> list:
         import torch
 
-        from cinescale_post.cascade.run import refine_video, video_to_pixels
-        from cinescale_post.cascade.stages import snap
+        from cinescale_post.cascade.frames import refine_video, video_to_pixels
+        from cinescale_post.contracts.stages import snap
 
         model = self.model
         plan = self.plan
@@ -577,8 +577,8 @@ class RenderDriver(Backend):
         import numpy as np
         import torch
 
-        from cinescale_post.cascade.loop import RandomSources
-        from cinescale_post.cascade.run import to_images
+        from cinescale_post.cascade.ladder import RandomSources
+        from cinescale_post.cascade.frames import to_images
 
         t0 = time.perf_counter()
         setup = self.adapter.tiny_model(device)

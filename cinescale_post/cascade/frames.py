@@ -2,7 +2,7 @@
 shared by every diffusion backend: numpy images in, numpy images out
 (:func:`refine_video`: a pixel window in, decoded pixels out).
 
-Images at the boundary are (H, W, 3) float32 in [0, 1] (``interfaces``);
+Images at the boundary are (H, W, 3) float32 in [0, 1] (``contracts.media``);
 inside they are torch (B, 3, H, W) in [-1, 1].
 """
 
@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from cinescale_post.cascade.loop import RandomSources, StageResult, run_ladder
-from cinescale_post.cascade.stages import ResolvedStage
+from cinescale_post.cascade.ladder import RandomSources, StageResult, run_ladder
+from cinescale_post.contracts.stages import ResolvedStage
 from cinescale_post.cascade.upscale import resize
 
 

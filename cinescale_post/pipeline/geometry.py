@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from cinescale_post.interfaces import SourceInfo
+from cinescale_post.contracts.media import SourceInfo
 
 # Largest mismatch, in pixels per axis, that is snapped to the exact target
 # instead of padded/cropped: an odd source such as 1919x1079 scaled to UHD

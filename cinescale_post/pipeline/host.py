@@ -32,9 +32,9 @@ from typing import Any, Callable
 
 import pluggy
 
-import cinescale_post.hookspecs as hookspecs
-from cinescale_post.adapter import ModelAdapter, adapter_problems
-from cinescale_post.errors import PluginError, UnknownNameError
+import cinescale_post.contracts.hookspecs as hookspecs
+from cinescale_post.contracts.model import ModelAdapter, adapter_problems
+from cinescale_post.contracts.errors import PluginError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class Host:
         return self._owners.get((kind, key))
 
     def backends(self) -> dict[str, Any]:
-        """id -> the registered object: an engine (``interfaces.Backend``) or
+        """id -> the registered object: an engine (``contracts.engine.Backend``) or
         a model adapter (``api.ModelAdapter``)."""
         return self._collect("backends")
 
@@ -242,11 +242,11 @@ class Host:
 
     def backend(self, key: str):
         """The engine of a render with backend ``key``: for a model adapter a
-        new :class:`~cinescale_post.cascade.driver.RenderDriver` (its own
+        new :class:`~cinescale_post.render.driver.RenderDriver` (its own
         per-render state), else the registered engine."""
         obj = self._get("backends", key, "backend")
         if isinstance(obj, ModelAdapter):
-            from cinescale_post.cascade.driver import RenderDriver
+            from cinescale_post.render.driver import RenderDriver
 
             return RenderDriver(obj, resolve=self.resolve)
         return obj.for_render(self.resolve)

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import cinescale_post.presets as presets_mod
-from cinescale_post.errors import InputError, OutputError, PlanError, UnknownNameError, WeightsError
-from cinescale_post.geometry import SQUEEZES, Geometry, fit_geometry  # noqa: F401 - part of the plan API
-from cinescale_post.interfaces import Colour, SourceInfo
+import cinescale_post.pipeline.presets as presets_mod
+from cinescale_post.contracts.errors import InputError, OutputError, PlanError, UnknownNameError, WeightsError
+from cinescale_post.pipeline.geometry import SQUEEZES, Geometry, fit_geometry  # noqa: F401 - part of the plan API
+from cinescale_post.contracts.media import Colour, SourceInfo
 from cinescale_post.media.sequence import compress_ranges, parse_pattern
 
 SCHEMA = 1
@@ -121,12 +121,12 @@ class Plan:
     colour: Mapping[str, Any] = field(default_factory=lambda: {"mode": "video"})
     memory: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = field(default=(), compare=False)
-    #: what readers do with bad / missing frames (``interfaces.ReadPolicy`` fields).
+    #: what readers do with bad / missing frames (``contracts.media.ReadPolicy`` fields).
     reading: Mapping[str, str] = field(default_factory=lambda: {"on_bad_frame": "error", "missing": "error"})
 
     @property
     def read_policy(self):
-        from cinescale_post.interfaces import ReadPolicy
+        from cinescale_post.contracts.media import ReadPolicy
 
         return ReadPolicy(**dict(self.reading))
 
@@ -377,7 +377,7 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
         raise PlanError(f"--handles {handles}: must be >= 0")
 
     # -- input
-    from cinescale_post.interfaces import MISSING_FRAMES, ON_BAD_FRAME, ReadPolicy
+    from cinescale_post.contracts.media import MISSING_FRAMES, ON_BAD_FRAME, ReadPolicy
 
     reading = {"on_bad_frame": cfg["input"]["on_bad_frame"], "missing": cfg["input"]["missing"]}
     for key, flag, value, allowed in (("on_bad_frame", "--on-bad-frame", on_bad_frame, ON_BAD_FRAME),
@@ -459,7 +459,7 @@ def _snap_chunk(plan: Plan) -> Plan:
     the change is said in a warning."""
     import dataclasses
 
-    from cinescale_post.orchestrator.windows import snap_chunk
+    from cinescale_post.pipeline.windows import snap_chunk
 
     if plan.mode != "render" or plan.window.size <= 1:
         return plan

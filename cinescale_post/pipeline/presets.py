@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cinescale_post.errors import PlanError, UnknownNameError
+from cinescale_post.contracts.errors import PlanError, UnknownNameError
 
 ENV_PATH = "CINESCALE_PRESET_PATH"
 
@@ -127,7 +127,7 @@ def _family(model: Path, host) -> tuple[str, str]:
     model_index.json (and unet/config.json for SDXL-Turbo)."""
     import json
 
-    from cinescale_post.errors import WeightsError
+    from cinescale_post.contracts.errors import WeightsError
 
     index = model / "model_index.json"
     if not model.exists():

@@ -39,7 +39,7 @@ import torch
 
 from cinescale_post.ops.handles import HandleGroup, apply_each
 from cinescale_post.cascade.schedule import add_noise_at, cosine_blend, mask_exponent, stage_scheduler
-from cinescale_post.cascade.stages import ResolvedStage
+from cinescale_post.contracts.stages import ResolvedStage
 
 
 @dataclass
@@ -259,7 +259,7 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
     default). Each stage runs inside the handles of ``backend.stage_patches(stage)``.
     ``group``: see :func:`run_stage`.
     """
-    from cinescale_post.cascade.driver import builtin_resolve
+    from cinescale_post.render.driver import builtin_resolve
 
     resolve = resolve or builtin_resolve
     total = sum(len(range(s.restart_index, s.spec.steps)) for s in stages) or 1

@@ -2,7 +2,7 @@
 
 A diffusion backend is a *model adapter*. The plugin registers a
 :class:`ModelAdapter` (a cheap factory whose capabilities are declared data);
-the core wraps it in its render driver (:mod:`cinescale_post.cascade.driver`),
+the core wraps it in its render driver (:mod:`cinescale_post.render.driver`),
 which owns everything that is the method or the pipeline: the stage ladder,
 the conditioning cache, noise policies, temporal post-ops, out-of-memory
 back-off, memory estimates and the smoke test. ``ModelAdapter.load(plan)``
@@ -23,7 +23,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from cinescale_post.interfaces import FrameRule
+from cinescale_post.contracts.engine import FrameRule
 
 TASKS = ("t2i", "t2v", "i2v", "v2v")
 LAYOUTS = ("image", "video")
@@ -123,7 +123,7 @@ class MemoryStage:
     """Device-memory demand of one resolved stage (``plan.build``, no weights).
 
     ``denoise(window) -> bytes`` and ``vae(tile, window) -> bytes`` as in
-    :class:`cinescale_post.memory_model.StageDemand`; ``info``: figures shown
+    :class:`cinescale_post.ops.memory_estimate.StageDemand`; ``info``: figures shown
     by ``--dry-run``.
     """
 
@@ -135,7 +135,7 @@ class MemoryStage:
 @dataclass(frozen=True)
 class MemoryProfile:
     """What a model declares so the core can estimate and choose memory
-    settings before loading anything (``cinescale_post.memory_model``).
+    settings before loading anything (``cinescale_post.ops.memory_estimate``).
 
     ``components``: ``memory_model.Component`` list (weights). ``base_size``
     and ``size_multiple`` size the ladder; ``stage(size, resolved_stage) ->
@@ -246,7 +246,7 @@ class Model(abc.ABC):
     def to_frames(self, pixels: Any, size: tuple[int, int]) -> list:
         """Decoded video pixels (1, 3, F, H, W) -> F (h, w, 3) float32 images
         at ``size`` (video layout; default: bicubic resize)."""
-        from cinescale_post.cascade.run import to_images
+        from cinescale_post.cascade.frames import to_images
 
         return to_images(pixels[0].permute(1, 0, 2, 3), size)
 
@@ -290,7 +290,7 @@ class ModelAdapter(abc.ABC):
         its keys); raise ``PlanError`` naming the key. Return them normalised
         and JSON-serialisable. Default: no options."""
         if options:
-            from cinescale_post.errors import PlanError
+            from cinescale_post.contracts.errors import PlanError
 
             raise PlanError(f"backend_options: unknown key(s) {', '.join(sorted(options))} for backend {self.id!r}",
                             fix="remove them")
@@ -299,7 +299,7 @@ class ModelAdapter(abc.ABC):
     def parse_stages(self, stages: Sequence[Mapping[str, Any]]) -> list:
         """Stage specs with the declared keys and defaults; an adapter may
         refuse values here (e.g. a DiT refuses dilation)."""
-        from cinescale_post.cascade.stages import parse_stages
+        from cinescale_post.contracts.stages import parse_stages
 
         caps = self.capabilities
         return parse_stages(list(stages), extra_keys=caps.stage_keys, defaults=dict(caps.stage_defaults) or None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from cinescale_post.interfaces import FrameRule
+from cinescale_post.contracts.engine import FrameRule
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
-from cinescale_post.errors import PlanError
+from cinescale_post.contracts.errors import PlanError
 
 UPSCALER_DEFAULT = "vae-bicubic"
 FUSION_DEFAULT = "scale-fusion"

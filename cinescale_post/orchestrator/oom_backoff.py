@@ -6,7 +6,7 @@ it, or return None when nothing smaller exists. When a window runs out of
 device memory the orchestrator frees the cache, asks for the next setting and
 renders the same window again (the pixels stay deterministic: seeds derive
 from frame numbers); when the smallest setting still fails, the render stops
-with :class:`~cinescale_post.errors.OutOfMemoryError` (exit 5) and the
+with :class:`~cinescale_post.contracts.errors.OutOfMemoryError` (exit 5) and the
 numbers. Estimation before the run is the backend's
 ``estimate_memory(plan) -> dict`` (printed by ``--dry-run``).
 """
@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from cinescale_post.devices import empty_cache
-from cinescale_post.errors import OutOfMemoryError
+from cinescale_post.ops.devices import empty_cache
+from cinescale_post.contracts.errors import OutOfMemoryError
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cinescale_post.errors import OutOfMemoryError, OutputError
+from cinescale_post.contracts.errors import OutOfMemoryError, OutputError
 
 OFFLOAD_ORDER = ("none", "model", "sequential")  # less device memory, same pixels
 CLAIM_NAME = "memory_frozen.json"

@@ -113,7 +113,7 @@ def _meta(*shape, dtype):
 def _attach(backend_id: str, pipe, plan, dtype):
     """(model, driver) for an in-memory pipeline: the plugin's ``Model`` on the
     meta device, driven by the core ``RenderDriver`` as in a render."""
-    from cinescale_post.cascade.driver import RenderDriver
+    from cinescale_post.render.driver import RenderDriver
 
     if backend_id == "sdxl":
         from cinescale_sdxl.backend import SDXLAdapter as Adapter, SDXLModel as ModelCls
@@ -204,7 +204,7 @@ def _memory_choice(plan) -> dict:
 
 def simulate_plan(plan, *, arch: str | None = None, source_size: tuple[int, int] | None = None,
                   explain: bool = False) -> dict:
-    """Simulate ``plan`` (a :class:`cinescale_post.plan.Plan` for the ``sdxl``
+    """Simulate ``plan`` (a :class:`cinescale_post.pipeline.plan.Plan` for the ``sdxl``
     or ``wan`` backend) at real size on meta tensors; see the module doc.
 
     ``arch``: built-in architecture when the plan's model folder has no
@@ -255,7 +255,7 @@ def simulate_plan(plan, *, arch: str | None = None, source_size: tuple[int, int]
 
 
 def _run_sdxl(model, driver, comps, tracker, plan, out, source_size):
-    from cinescale_post.cascade.loop import RandomSources, StageResult
+    from cinescale_post.cascade.ladder import RandomSources, StageResult
 
     info = model.model_info
     stages = driver.ladder(plan.mode, out)
@@ -268,7 +268,7 @@ def _run_sdxl(model, driver, comps, tracker, plan, out, source_size):
         w, h = source_size or _source_size(plan)
         init = StageResult(size=(w, h), pixels=_meta(1, 3, h, w, dtype=model.vae_dtype or model.dtype))
     if driver is model:  # pre-issue-13: the backend drives the core ladder itself
-        from cinescale_post.cascade.loop import run_ladder
+        from cinescale_post.cascade.ladder import run_ladder
 
         res = run_ladder(model, stages, cond, rng, init=init, freeu=model.freeu_spec(), mask=None)[-1]
     else:
@@ -278,7 +278,7 @@ def _run_sdxl(model, driver, comps, tracker, plan, out, source_size):
 
 
 def _run_wan(model, driver, comps, tracker, plan, out, source_size, choice, notes):
-    from cinescale_post.cascade.loop import StageResult
+    from cinescale_post.cascade.ladder import StageResult
 
     info = model.model_info
     stages = driver.ladder(plan.mode, out)

@@ -1,0 +1,1 @@
+"""Planning: the plugin host, presets, the one validated Plan, output geometry and the window layout."""
