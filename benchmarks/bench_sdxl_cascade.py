@@ -40,7 +40,7 @@ def main() -> int:
     import torch
     from diffusers import StableDiffusionXLPipeline
 
-    from cinescale_post.cascade.ladder import RandomSources
+    from cinescale_post.cascade.sources import RandomSources
     from cinescale_post.cascade.frames import generate_images
     from cinescale_post.contracts.stages import StageSpec
     from cinescale_post.testing import adapter_driver

@@ -194,8 +194,8 @@ def round_trip(b, src: np.ndarray, size: tuple[int, int]) -> list[np.ndarray]:
     random VAE alone does to the clip, with no noise and no denoising."""
     import torch
 
-    from cinescale_post.cascade.frames import to_images, to_pixels
-    from cinescale_post.cascade.upscale import resize
+    from cinescale_post.ops.pixels import to_images, to_pixels
+    from cinescale_post.ops.pixels import resize
 
     with torch.inference_mode():
         return [to_images(b.decode(b.encode(resize(to_pixels([im]), size, "bicubic"), sample=False)))[0]

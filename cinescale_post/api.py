@@ -30,16 +30,16 @@ from typing import Any
 
 from cinescale_post.contracts.model import (Capabilities, MemoryProfile, MemoryStage, Model, ModelAdapter, ModelInfo, PatchPoints,
                       adapter_problems)
-from cinescale_post.render.options import IMAGE_KEYS, VIDEO_KEYS, check_path_option
+from cinescale_post.contracts.options import IMAGE_KEYS, VIDEO_KEYS, check_path_option
 from cinescale_post.contracts.stages import ResolvedStage, StageSpec, parse_stages
 from cinescale_post.ops.devices import empty_cache
 from cinescale_post.contracts.errors import (CinescaleError, InputError, OutOfMemoryError, OutputError, PlanError, PluginError,
                      UnknownNameError, WeightsError)
 from cinescale_post.contracts.hookspecs import hookimpl
 from cinescale_post.contracts.media import Colour, Frame, OutputTarget, Reader, ReaderFactory, SourceInfo, Writer, WriterFactory
-from cinescale_post.contracts.engine import Backend, FrameRule, Fusion, WindowJob
+from cinescale_post.contracts.engine import Backend, FrameRule, Fusion, Upscaler, WindowJob
 from cinescale_post.ops.handles import Handle, HandleGroup, apply_each, patch_attributes, set_attributes
-from cinescale_post.pipeline.presets import packaged
+from cinescale_post.contracts.presets import packaged
 
 # name -> (module, attribute); imported on first use (these modules import torch or heavy media code)
 _LAZY = {
@@ -52,7 +52,7 @@ _LAZY = {
     "apply_lora": ("cinescale_post.ops.lora", "apply_lora"),
     "load_lora": ("cinescale_post.ops.lora", "load_lora"),
     "flow_sigmas": ("cinescale_post.cascade.schedule", "flow_sigmas"),
-    "fit_frames": ("cinescale_post.cascade.frames", "fit_frames"),
+    "fit_frames": ("cinescale_post.ops.pixels", "fit_frames"),
     "read_image": ("cinescale_post.media.sequence_reader", "read_image"),
     # context parallelism (the driver installs it for adapters that declare attention; these are for
     # a plugin's own tools and checks)
@@ -77,7 +77,7 @@ __all__ = [
     "IMAGE_KEYS", "VIDEO_KEYS", "Backend", "Capabilities", "CinescaleError", "Colour", "Frame", "FrameRule", "Fusion", "Handle", "HandleGroup",
     "InputError", "MemoryProfile", "MemoryStage", "Model", "ModelAdapter", "ModelInfo", "OutOfMemoryError",
     "OutputError", "OutputTarget", "PatchPoints", "PlanError", "PluginError", "Reader", "ReaderFactory",
-    "ResolvedStage", "SourceInfo", "StageSpec", "UnknownNameError", "WeightsError", "WindowJob", "Writer",
+    "ResolvedStage", "SourceInfo", "StageSpec", "UnknownNameError", "Upscaler", "WeightsError", "WindowJob", "Writer",
     "WriterFactory", "adapter_problems", "apply_each", "check_path_option", "empty_cache", "hookimpl", "packaged", "parse_stages",
     "patch_attributes", "set_attributes", *_LAZY,
 ]

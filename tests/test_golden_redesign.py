@@ -47,7 +47,7 @@ def _same_as_before(name: str, folder: Path) -> None:
 def pre_issue12_noise(monkeypatch):
     import torch
 
-    from cinescale_post.cascade.ladder import RandomSources
+    from cinescale_post.cascade.sources import RandomSources
 
     def from_seed(cls, seed, *, jitter=True, posterior="sample"):
         gen = torch.Generator("cpu").manual_seed(int(seed))

@@ -13,21 +13,21 @@ The pixel ``bicubic``/``lanczos`` of the draft engine are different objects
 
 from __future__ import annotations
 
+from cinescale_post.contracts.engine import Upscaler
 from cinescale_post.contracts.hookspecs import hookimpl
 
 
-class _Lazy:
-    """Defers the torch import until an upscaler is called."""
+class TensorResize(Upscaler):
+    """``ops.pixels.resize`` in one mode; torch is imported when it is first called."""
 
     def __init__(self, name: str, mode: str, via_pixels: bool, description: str):
         self.name = name
         self.mode = mode
         self.via_pixels = via_pixels
         self.description = description
-        self.space = "latent"
 
     def __call__(self, x, size):
-        from cinescale_post.cascade.upscale import resize
+        from cinescale_post.ops.pixels import resize
 
         return resize(x, size, self.mode)
 
@@ -36,12 +36,12 @@ class _Lazy:
 
 
 UPSCALERS = {u.name: u for u in (
-    _Lazy("vae-bicubic", "bicubic", True, "decode, bicubic in pixel space, encode (FreeScale reference)"),
-    _Lazy("vae-bilinear", "bilinear", True, "decode, bilinear in pixel space, encode"),
-    _Lazy("latent-bicubic", "bicubic", False, "bicubic on the latent (DemoFusion)"),
-    _Lazy("latent-bilinear", "bilinear", False, "bilinear on the latent"),
-    _Lazy("latent-nearest", "nearest", False, "nearest on the latent"),
-    _Lazy("latent-trilinear", "trilinear", False, "trilinear on video latents, frames kept (CineScale)"),
+    TensorResize("vae-bicubic", "bicubic", True, "decode, bicubic in pixel space, encode (FreeScale reference)"),
+    TensorResize("vae-bilinear", "bilinear", True, "decode, bilinear in pixel space, encode"),
+    TensorResize("latent-bicubic", "bicubic", False, "bicubic on the latent (DemoFusion)"),
+    TensorResize("latent-bilinear", "bilinear", False, "bilinear on the latent"),
+    TensorResize("latent-nearest", "nearest", False, "nearest on the latent"),
+    TensorResize("latent-trilinear", "trilinear", False, "trilinear on video latents, frames kept (CineScale)"),
 )}
 
 

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cinescale_post.contracts.engine import Upscaler
 from cinescale_post.contracts.hookspecs import hookimpl
 
 
 @dataclass(frozen=True)
-class CV2Upscaler:
+class CV2Upscaler(Upscaler):
     """Resize (H, W, C) float32 to ``size`` = (width, height)."""
 
     name: str

@@ -31,8 +31,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-import random
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -40,78 +38,7 @@ import torch
 from cinescale_post.ops.handles import HandleGroup, apply_each
 from cinescale_post.cascade.schedule import add_noise_at, cosine_blend, mask_exponent, stage_scheduler
 from cinescale_post.contracts.stages import ResolvedStage
-
-
-@dataclass
-class RandomSources:
-    """Every random source of one cascade run.
-
-    ``generator``: torch generator for the base noise, VAE posterior samples,
-    re-noise tensors and stochastic scheduler steps, drawn in the reference
-    order (per stage: posterior sample, then re-noise). ``jitter``: an object
-    with ``randint(lo, hi)`` for window jitter (``random.Random``; the Python
-    ``random`` module reproduces the reference's global draws), or None: off.
-    ``posterior``: "sample" (reference) or "mean". ``renoise``: optional
-    per-stage re-noise tensors (index = stage index; None entries draw).
-    ``base_noise``: optional initial noise of the base stage.
-    """
-
-    generator: Any = None
-    jitter: Any = None
-    posterior: str = "sample"
-    renoise: Sequence[Any] | None = None
-    base_noise: Any = None
-    streams: Any = None  # cascade.streams.Streams: one generator per (stage, purpose), from from_seed
-
-    @classmethod
-    def from_seed(cls, seed: int, *, jitter: bool = True, posterior: str = "sample") -> "RandomSources":
-        """Independent CPU streams per (stage, purpose) derived from ``seed``
-        (``cascade.streams``: device-independent bits, no two draws share
-        values); ``generator`` is stage 0's noise stream, the plain seed."""
-        from cinescale_post.cascade.streams import Streams, stream_random
-
-        # Every draw from its own stream (issue 12); stage 0's noise keeps the plain seed.
-        st = Streams(int(seed))
-        return cls(generator=st.generator(0, "noise"), jitter=stream_random(int(seed)) if jitter else None,
-                   posterior=posterior, streams=st)
-
-    @classmethod
-    def controlled(cls, *, renoise: Sequence[Any] | None = None, base_noise: Any = None,
-                   seed: int = 0) -> "RandomSources":
-        """Controlled mode: given re-noise tensors, posterior mean, no jitter."""
-        return cls(generator=torch.Generator("cpu").manual_seed(int(seed)), jitter=None, posterior="mean",
-                   renoise=renoise, base_noise=base_noise)
-
-    def generator_for(self, stage: int, purpose: str) -> Any:
-        """The generator of ``(stage, purpose)`` (``cascade.streams``) when the
-        sources come from a seed; otherwise the one ``generator`` (injected
-        generators, controlled mode: unchanged)."""
-        if self.streams is not None:
-            return self.streams.generator(stage, purpose)
-        return self.generator
-
-    def renoise_for(self, index: int) -> Any:
-        if self.renoise is not None and index < len(self.renoise):
-            return self.renoise[index]
-        return None
-
-
-@dataclass
-class StageResult:
-    """What a stage hands to the next: a latent, pixels in [-1, 1], or both."""
-
-    size: tuple[int, int]
-    latent: Any = None
-    pixels: Any = None
-    stage: int = -1
-    info: dict = field(default_factory=dict)
-
-
-def randn(shape: Sequence[int], generator: Any, device: Any, dtype: Any) -> torch.Tensor:
-    """Gaussian noise drawn on the generator's device, then moved (like
-    diffusers ``randn_tensor``), so CPU generators give the same bits on any device."""
-    gdev = generator.device if generator is not None else torch.device("cpu")
-    return torch.randn(tuple(shape), generator=generator, device=gdev, dtype=dtype).to(device)
+from cinescale_post.cascade.sources import RandomSources, StageResult, randn
 
 
 def _step_kwargs(scheduler: Any, generator: Any) -> dict:
@@ -253,15 +180,16 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
 
     ``init``: the source (pixels or latent) for render mode, None for
     generate. ``resolve(kind, name)`` maps upscaler/fusion names to objects
-    (default: the built-in ones, :func:`.driver.builtin_resolve`). ``freeu``: an
+    (the host's lookup, or ``builtin.lookup.builtin_resolve``); a ladder whose
+    stages name none may leave it out. ``freeu``: an
     ``ops.freeu.FreeUSpec`` applied during all stages, or None. ``frames``:
     latent frames of the base stage (video backends; None: ``latent_shape``'s
     default). Each stage runs inside the handles of ``backend.stage_patches(stage)``.
     ``group``: see :func:`run_stage`.
     """
-    from cinescale_post.render.driver import builtin_resolve
-
-    resolve = resolve or builtin_resolve
+    if resolve is None and any(not s.base or s.fusion for s in stages):
+        raise ValueError("run_ladder: these stages name upscalers or fusions; pass resolve= (Host.resolve, or "
+                         "cinescale_post.builtin.lookup.builtin_resolve)")
     total = sum(len(range(s.restart_index, s.spec.steps)) for s in stages) or 1
     done = [0]
     results: list[StageResult] = []
@@ -292,5 +220,4 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
     return results if keep == "all" else results[-1:]
 
 
-__all__ = ["RandomSources", "StageResult", "denoise", "denoisers", "randn", "run_ladder", "run_stage",
-           "upscale_to"]
+__all__ = ["denoise", "denoisers", "run_ladder", "run_stage", "upscale_to"]

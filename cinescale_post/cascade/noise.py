@@ -41,7 +41,7 @@ class NoisePolicy:
 
 
 def _reference(model: Any, seed: int, stages: Sequence[Any], frames: int, posterior: str):
-    from cinescale_post.cascade.ladder import RandomSources
+    from cinescale_post.cascade.sources import RandomSources
     from cinescale_post.cascade.streams import stream_generator, stream_randn
 
     # Each tensor from its own stream (issue 12): seeding every draw with the
@@ -62,7 +62,7 @@ def _reference(model: Any, seed: int, stages: Sequence[Any], frames: int, poster
 
 
 def _stream(model: Any, seed: int, stages: Sequence[Any], frames: int, posterior: str):
-    from cinescale_post.cascade.ladder import RandomSources
+    from cinescale_post.cascade.sources import RandomSources
 
     return RandomSources.from_seed(seed, jitter=False, posterior=posterior)
 
@@ -86,7 +86,7 @@ def from_file(path: str, seed: int, stages: Sequence[Any]):
     import torch
     from safetensors.torch import load_file
 
-    from cinescale_post.cascade.ladder import RandomSources
+    from cinescale_post.cascade.sources import RandomSources
 
     data = load_file(path)
     renoise = [data.get(f"renoise.{s.index}") for s in stages]

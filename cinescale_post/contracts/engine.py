@@ -21,23 +21,38 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from cinescale_post.contracts.errors import PlanError
 from cinescale_post.contracts.media import Frame, SourceInfo
 
-@runtime_checkable
-class Upscaler(Protocol):
-    """Enlarges an image (``space == "pixel"``: (H, W, C) float32 numpy) or a
-    latent (``space == "latent"``: torch (B, C, [F,] H, W)) to ``size``
-    = (width, height). Pure: no state between calls."""
+class Upscaler(abc.ABC):
+    """How a stage result (or, in the draft engine, a frame) is enlarged,
+    registered through ``register_upscalers``. ``upscaler(x, size)`` enlarges
+    ``x`` to ``size`` = (width, height); pure, no state between calls.
 
-    name: str
-    space: str
+    What ``x`` is, declared by two members:
 
-    def __call__(self, x: Any, size: tuple[int, int]) -> Any: ...
+    * ``space = "pixel"``: numpy (H, W, C) float32 images in [0, 1] (the draft
+      engine's classical resizers; between stages the cascade decodes, calls
+      it per image and encodes);
+    * ``space = "latent"``, ``via_pixels = False``: torch latents (B, C, [F,] H, W),
+      ``size`` in latent cells;
+    * ``space = "latent"``, ``via_pixels = True``: torch pixels (B, 3, [F,] H, W)
+      in [-1, 1] between a VAE decode and encode (the FreeScale reference,
+      ``vae-bicubic``), ``size`` in pixels.
+    """
+
+    name: str  # unique, kebab-case
+    space: str = "latent"
+    via_pixels: bool = False
+    description: str = ""
+
+    @abc.abstractmethod
+    def __call__(self, x: Any, size: tuple[int, int]) -> Any:
+        """``x`` enlarged to ``size``."""
 
 
 class Fusion(abc.ABC):

@@ -246,7 +246,7 @@ class Model(abc.ABC):
     def to_frames(self, pixels: Any, size: tuple[int, int]) -> list:
         """Decoded video pixels (1, 3, F, H, W) -> F (h, w, 3) float32 images
         at ``size`` (video layout; default: bicubic resize)."""
-        from cinescale_post.cascade.frames import to_images
+        from cinescale_post.ops.pixels import to_images
 
         return to_images(pixels[0].permute(1, 0, 2, 3), size)
 

@@ -331,7 +331,7 @@ def _cpu_ring_shim():
     (CPU tensors only); a handle that restores the module attribute."""
     from diffusers.models import attention_dispatch as ad
 
-    from cinescale_post.api import Handle, patch_attributes
+    from cinescale_post.ops.handles import Handle, patch_attributes
 
     if ad._native_flash_attention_forward_op is _cpu_flash_forward_op:
         return Handle("cpu flash-attention op (already installed)")
@@ -438,7 +438,7 @@ def enable_context_parallel(models: Sequence[Any], spec: Any, *, device: Any, dt
     from diffusers import ContextParallelConfig
     from diffusers.hooks.context_parallel import remove_context_parallel
 
-    from cinescale_post.api import Handle, HandleGroup
+    from cinescale_post.ops.handles import Handle, HandleGroup
 
     spec = parse_context_parallel(spec)
     if not spec.enabled:

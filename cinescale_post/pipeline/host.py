@@ -33,6 +33,7 @@ from typing import Any, Callable
 import pluggy
 
 import cinescale_post.contracts.hookspecs as hookspecs
+from cinescale_post.contracts.engine import Upscaler
 from cinescale_post.contracts.model import ModelAdapter, adapter_problems
 from cinescale_post.contracts.errors import PluginError, UnknownNameError
 
@@ -167,6 +168,9 @@ class Host:
                         if obj.id:
                             self._refused[(kind, obj.id)] = msg
                         raise TypeError(msg)
+                elif kind == "upscalers" and not isinstance(obj, Upscaler):
+                    raise TypeError(f"registered {type(obj).__name__} is not a cinescale_post.api.Upscaler (subclass "
+                                    "it: name, space, via_pixels, __call__)")
                 else:
                     missing = [a for a in _REQUIRED[kind] if not hasattr(obj, a)]
                     if missing:

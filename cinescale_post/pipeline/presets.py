@@ -40,18 +40,6 @@ def _read(resource, origin: str) -> dict[str, Any]:
                         fix="fix the syntax at the line and column named") from exc
 
 
-def packaged(package: str, folder: str = "presets") -> list:
-    """The ``*.toml`` presets shipped inside ``package`` (in its ``presets``
-    folder), sorted by name: what a plugin's ``register_presets`` registers.
-
-    >>> packaged("cinescale_post", "_presets")  # doctest: +SKIP
-    """
-    from importlib import resources
-
-    root = resources.files(package) / folder
-    return sorted((r for r in root.iterdir() if r.name.endswith(".toml")), key=lambda r: r.name)
-
-
 def available(host) -> dict[str, str]:
     """name -> origin of every preset that can be named."""
     found: dict[str, str] = {}

@@ -43,23 +43,18 @@ forward split over the N processes of a torchrun launch
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from cinescale_post.contracts.errors import PlanError
+from cinescale_post.contracts.options import DRIVER_KEYS, check_path_option
 from cinescale_post.cascade.noise import POLICIES
 
 FLOW_METHODS = ("dis", "farneback")  # = ops.temporal.FLOW_METHODS (no torch at plan time)
 LOWPASS_KINDS = ("gaussian", "box")  # = ops.temporal.LOWPASS_KINDS
 WARP_MODES = ("bilinear", "nearest")  # = ops.temporal.WARP_MODES
 CROSS_FRAME_FUSION = "cross-frame"
-
-IMAGE_KEYS = ("noise", "key_every", "flow", "flow_warp", "anchor_lowfreq", "anchor_sigma", "anchor_filter",
-              "cross_frame", "shot_frame", "posterior", "jitter", "keep_stages", "detail_mask", "detail_mask_soft",
-              "context_parallel")
-VIDEO_KEYS = ("noise", "noise_file", "posterior", "num_frames", "image", "context_parallel")
-
 
 @dataclass(frozen=True)
 class DriverOptions:
@@ -84,7 +79,7 @@ class DriverOptions:
 
     @staticmethod
     def keys(layout: str) -> tuple[str, ...]:
-        return IMAGE_KEYS if layout == "image" else VIDEO_KEYS
+        return DRIVER_KEYS[layout]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], caps: Any, source: Any = None) -> "DriverOptions":
@@ -160,31 +155,4 @@ class DriverOptions:
         return out
 
 
-def split_options(options: Mapping[str, Any], layout: str) -> tuple[dict, dict]:
-    """(driver keys, adapter keys) of a ``[backend_options]`` table."""
-    keys = set(DriverOptions.keys(layout))
-    return ({k: x for k, x in options.items() if k in keys}, {k: x for k, x in options.items() if k not in keys})
-
-
-def driver_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(DriverOptions))
-
-
-def check_path_option(options: dict, key: str, what: str, *, folder: bool = False) -> None:
-    """Plan time: ``options[key]``, when present and not empty, must name an
-    existing file (``folder``: a folder); it is replaced by its absolute
-    path, so farm tasks in other working folders find it. Raises
-    ``PlanError`` naming the key and ``what`` to give."""
-    if key not in options:
-        return
-    p = options[key]
-    if not isinstance(p, str):
-        raise PlanError(f"backend_options.{key} = {p!r} must be a path to {what}")
-    if p:
-        path = Path(p).expanduser()
-        if not (path.is_dir() if folder else path.is_file()):
-            raise PlanError(f"backend_options.{key} = {p!r} does not exist", fix=f"give {what}")
-        options[key] = str(path.resolve())
-
-
-__all__ = ["CROSS_FRAME_FUSION", "check_path_option", "DriverOptions", "IMAGE_KEYS", "VIDEO_KEYS", "split_options"]
+__all__ = ["CROSS_FRAME_FUSION", "DriverOptions"]

@@ -113,6 +113,7 @@ def _meta(*shape, dtype):
 def _attach(backend_id: str, pipe, plan, dtype):
     """(model, driver) for an in-memory pipeline: the plugin's ``Model`` on the
     meta device, driven by the core ``RenderDriver`` as in a render."""
+    from cinescale_post.builtin.lookup import builtin_resolve
     from cinescale_post.render.driver import RenderDriver
 
     if backend_id == "sdxl":
@@ -121,7 +122,7 @@ def _attach(backend_id: str, pipe, plan, dtype):
         from cinescale_wan.backend import WanAdapter as Adapter, WanModel as ModelCls
     adapter = Adapter()
     model = ModelCls(pipe, device="meta", dtype=dtype, options=adapter._options(plan))
-    return model, RenderDriver(adapter).use(model, plan)
+    return model, RenderDriver(adapter, resolve=builtin_resolve).use(model, plan)
 
 
 def _opt(plan, key: str, default):
@@ -255,7 +256,7 @@ def simulate_plan(plan, *, arch: str | None = None, source_size: tuple[int, int]
 
 
 def _run_sdxl(model, driver, comps, tracker, plan, out, source_size):
-    from cinescale_post.cascade.ladder import RandomSources, StageResult
+    from cinescale_post.cascade.sources import RandomSources, StageResult
 
     info = model.model_info
     stages = driver.ladder(plan.mode, out)
@@ -278,7 +279,7 @@ def _run_sdxl(model, driver, comps, tracker, plan, out, source_size):
 
 
 def _run_wan(model, driver, comps, tracker, plan, out, source_size, choice, notes):
-    from cinescale_post.cascade.ladder import StageResult
+    from cinescale_post.cascade.sources import StageResult
 
     info = model.model_info
     stages = driver.ladder(plan.mode, out)

@@ -560,6 +560,7 @@ def model_driver(model, *, adapter_id: str = "test-model", tasks=("t2i", "v2v"),
     (tests, benchmarks): a throwaway adapter whose ``load`` returns ``model``,
     with the given declared capabilities; ``plan``/``stages``/``options`` as
     :meth:`~cinescale_post.render.driver.RenderDriver.use`."""
+    from cinescale_post.builtin.lookup import builtin_resolve
     from cinescale_post.contracts.model import Capabilities, ModelAdapter
     from cinescale_post.render.driver import RenderDriver
 
@@ -572,16 +573,17 @@ def model_driver(model, *, adapter_id: str = "test-model", tasks=("t2i", "v2v"),
         def load(self, plan):
             return model
 
-    return RenderDriver(_Adapter()).use(model, plan, stages=stages, options=options)
+    return RenderDriver(_Adapter(), resolve=builtin_resolve).use(model, plan, stages=stages, options=options)
 
 
 def adapter_driver(adapter, *, resolve=None):
     """A new core render driver around a registered-style ``adapter`` (what
     ``Host.backend`` gives a render), optionally with an upscaler/fusion
     ``resolve(kind, name)`` lookup (default: the built-ins)."""
+    from cinescale_post.builtin.lookup import builtin_resolve
     from cinescale_post.render.driver import RenderDriver
 
-    return RenderDriver(adapter, resolve=resolve)
+    return RenderDriver(adapter, resolve=resolve or builtin_resolve)
 
 
 __all__ += ["adapter_driver", "model_driver"]

@@ -502,11 +502,12 @@ def run_backend_conformance(backend: Any, *, plan: Any, frames: Sequence[Any] | 
     unknown = sorted(set(skip) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown check(s) {unknown}; the checks are {CHECKS}")
+    from cinescale_post.builtin.lookup import builtin_resolve
     from cinescale_post.contracts.model import ModelAdapter
     from cinescale_post.render.driver import RenderDriver
 
     if isinstance(backend, ModelAdapter):  # a model adapter runs under the core driver, as in a render
-        backend = RenderDriver(backend)
+        backend = RenderDriver(backend, resolve=builtin_resolve)
     report = ConformanceReport(backend=str(getattr(backend, "id", type(backend).__name__)))
     run = _Runner(backend, report, skip)
     run.run("attributes", lambda: _check_attributes(backend))

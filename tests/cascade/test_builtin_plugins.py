@@ -2,7 +2,7 @@ import torch
 
 import cinescale_post.builtin.fusions as fusions
 import cinescale_post.builtin.latent_upscalers as latent_upscalers
-from cinescale_post.render.driver import builtin_resolve as resolve
+from cinescale_post.builtin.lookup import builtin_resolve as resolve
 from cinescale_post.pipeline.host import Host
 
 

@@ -3,7 +3,8 @@ import random
 import pytest
 import torch
 
-from cinescale_post.cascade.ladder import RandomSources, StageResult, denoise, run_ladder, run_stage
+from cinescale_post.cascade.ladder import denoise, run_ladder, run_stage
+from cinescale_post.cascade.sources import RandomSources, StageResult
 from cinescale_post.contracts.stages import StageSpec, parse_stages, resolve_ladder
 from cinescale_post.ops.dilation import select_convs
 from cinescale_post.ops.freeu import FreeUSpec
@@ -38,7 +39,7 @@ def test_refine_stage_without_fusion_dilation_equals_diffusers_img2img(backend):
     rng = RandomSources(generator=torch.Generator().manual_seed(11), renoise=[eps])
     with torch.no_grad():
         ours = run_stage(backend, stage, cond, rng, StageResult(size=(64, 64), latent=z0),
-                         upscaler=__import__("cinescale_post.render.driver", fromlist=["x"]).builtin_resolve(
+                         upscaler=__import__("cinescale_post.builtin.lookup", fromlist=["x"]).builtin_resolve(
                              "upscaler", "latent-nearest")).latent
         pipe = _pipe(backend, StableDiffusionXLImg2ImgPipeline)
         theirs = pipe(image=z0, strength=0.7, num_inference_steps=10, guidance_scale=5.0, output_type="latent",

@@ -66,7 +66,7 @@ def test_core_random_sources_give_each_stage_and_purpose_its_own_stream():
     scheduler-step noise through ``generator_for(stage, purpose)``: from a
     seed, each is its own stream and no two share values; injected
     generators (controlled mode) are used unchanged."""
-    from cinescale_post.cascade.ladder import RandomSources
+    from cinescale_post.cascade.sources import RandomSources
 
     rng = RandomSources.from_seed(77)
     draws = {}

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cinescale_post.cascade.ladder import RandomSources, run_ladder
+from cinescale_post.cascade.ladder import run_ladder
+from cinescale_post.cascade.sources import RandomSources
 from cinescale_post.api import Model, ModelInfo, PatchPoints
 from cinescale_post.cascade.frames import refine_video
 from cinescale_post.cascade.schedule import flow_sigmas, stage_scheduler

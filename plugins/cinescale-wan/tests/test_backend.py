@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cinescale_post.api import PlanError, WeightsError, WindowJob, fit_frames
-from cinescale_post.render.driver import padded_length
+from cinescale_post.render.loading import padded_length
 from cinescale_wan.backend import WanAdapter, latent_frames
 from cinescale_wan.scheduler import make_flow_scheduler, reference_sigmas, shifted
 
@@ -116,7 +116,7 @@ def test_generate_t2v_two_stages_is_deterministic_and_seeded(tiny_model):
 def test_stage_patches_are_applied_and_removed(tiny_model):
     """Each stage runs with its NTK factors, temperature and shift; the model is
     pristine afterwards (buffers and processors restored)."""
-    from cinescale_post.cascade.ladder import RandomSources
+    from cinescale_post.cascade.sources import RandomSources
 
     plan = make_plan(tiny_model)
     b = driver()
