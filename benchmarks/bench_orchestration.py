@@ -54,7 +54,7 @@ def baseline(clip: str, out: str, host, codec: str, opts: dict) -> tuple[float, 
 def orchestrated(clip: str, out: str, host, preset: str) -> tuple[float, float]:
     import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import NullSink
-    from cinescale_post.orchestrator.run import run
+    from cinescale_post.orchestrator.render_job import run
 
     t0 = _clock()
     p = plan_mod.build(preset, host=host, input=clip, output=out)

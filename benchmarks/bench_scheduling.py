@@ -148,7 +148,7 @@ def main() -> None:
     from cinescale_post.pipeline.host import Host
     from cinescale_post.contracts.engine import FrameRule
     from cinescale_post.orchestrator.progress import NullSink
-    from cinescale_post.orchestrator.run import run
+    from cinescale_post.orchestrator.render_job import run
     from cinescale_post.pipeline.windows import chunks as make_chunks, layout
     from cinescale_post.testing import make_clip
 

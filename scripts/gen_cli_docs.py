@@ -38,7 +38,7 @@ def _commands(cmd: click.Command, path: tuple[str, ...], parent: click.Context |
 
 
 def render() -> str:
-    from cinescale_post.cli import cli
+    from cinescale_post.cli.main import cli
 
     entries = list(_commands(cli, ("cinescale",), None))
     out = ["# `cinescale` command reference", "",

@@ -88,7 +88,7 @@ def _render(out: Path, preset: str, inp: str, overrides: list[str], *, model=Non
             executor_options=None, handles=0, prompt="a test"):
     import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import make_sink
-    from cinescale_post.orchestrator.run import run
+    from cinescale_post.orchestrator.render_job import run
 
     host = _host()
     p = plan_mod.build(preset, host=host, input=inp, output=str(out), overrides=tuple(overrides), model=model,

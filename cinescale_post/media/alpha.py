@@ -127,21 +127,6 @@ def resample(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(cv2.resize(a, (w, h), interpolation=flag), 0.0, 1.0).astype(np.float32)
 
 
-def place(alpha: np.ndarray, geometry) -> np.ndarray:
-    """Put a (scale_h, scale_w) alpha into the output frame like the picture:
-    padding is transparent (0), cropping cuts the same pixels."""
-    g = geometry
-    if (g.scale_w, g.scale_h, g.x, g.y) == (g.width, g.height, 0, 0):
-        return alpha
-    canvas = np.zeros((g.height, g.width), dtype=np.float32)
-    sx0, sy0 = max(0, -g.x), max(0, -g.y)
-    dx0, dy0 = max(0, g.x), max(0, g.y)
-    w = min(g.scale_w - sx0, g.width - dx0)
-    h = min(g.scale_h - sy0, g.height - dy0)
-    canvas[dy0:dy0 + h, dx0:dx0 + w] = alpha[sy0:sy0 + h, sx0:sx0 + w]
-    return canvas
-
-
 def resolve(source_alpha: str, input_mode: str, codec: str, output_mode: str) -> tuple[str, str, str | None]:
     """(how to read the source's alpha, how to write it, warning or None).
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from cinescale_post.contracts.media import Frame
 import cinescale_post.media.alpha as alpha_mod
+from cinescale_post.media.placement import place
 
 
 class AlphaCarry:
@@ -72,7 +73,7 @@ class AlphaCarry:
     def finish(self, number: int, placed_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rgb as the writer stores it, (H, W) alpha) for output frame ``number``."""
         g = self.plan.output.geometry
-        a = alpha_mod.place(alpha_mod.resample(self._alpha_of(number), (g.scale_w, g.scale_h)), g)
+        a = place(alpha_mod.resample(self._alpha_of(number), (g.scale_w, g.scale_h)), g)
         if self.write_as == "straight":
             return alpha_mod.unpremultiply(placed_rgb, a), a
         # Premultiplied: what a model paints where the plate is transparent is not

@@ -7,29 +7,9 @@ import os
 
 from cinescale_post.contracts.errors import OutputError
 from cinescale_post.orchestrator.manifest import Manifest, file_sha1
+from cinescale_post.orchestrator.resume import remove_chunks
 
 log = logging.getLogger(__name__)
-
-
-def remove_chunks(manifest: Manifest) -> None:
-    chunks_dir = manifest.work / "chunks"
-    if chunks_dir.is_dir():
-        for p in chunks_dir.iterdir():
-            p.unlink()
-
-
-def assembled_ok(manifest: Manifest, existing: dict, verify: bool) -> bool:
-    rec = existing.get("assembled")
-    if not rec:
-        return False
-    p = manifest.root / rec["file"]
-    try:
-        st = p.stat()
-    except OSError:
-        return False
-    if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
-        return False
-    return not verify or file_sha1(p) == rec["sha1"]
 
 
 def assemble_movie(manifest: Manifest, source, out_path: str, *, audio: bool | str = True) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 from cinescale_post.contracts.errors import PlanError
 from cinescale_post.contracts.media import Colour, Frame, OutputTarget, SourceInfo
 from cinescale_post.orchestrator.ranks import is_main_process
-from cinescale_post.orchestrator.run import call_plugin, load_backend
+from cinescale_post.orchestrator.backend_calls import call_plugin, load_backend
 from cinescale_post.orchestrator.seeds import seed_function
 
 

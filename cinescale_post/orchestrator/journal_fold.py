@@ -36,6 +36,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from cinescale_post.orchestrator.resume import assembled_ok, finished_frames
 from cinescale_post.orchestrator.manifest import JOURNAL_KEY, Manifest, atomic_write_text, journal_writer, pid_alive
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,6 @@ class FoldResult:
 def render_complete(manifest: Manifest, plan, job_frames=None) -> bool:
     """Is every frame of this render (and of the farm job it is a task of)
     published and verified? A movie counts once it is assembled."""
-    from cinescale_post.orchestrator.assembly import assembled_ok
-    from cinescale_post.orchestrator.run import finished_frames  # noqa: PLC0415 - run imports this module's caller
-
     data = manifest.read() or {}
     if plan.output.kind == "movie":
         return assembled_ok(manifest, data, False)

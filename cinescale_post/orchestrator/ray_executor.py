@@ -1,6 +1,6 @@
 """``--executor ray``: one Ray actor per GPU (or worker slot), chunks handed out to them.
 
-Each actor holds a :class:`~cinescale_post.orchestrator.run.ChunkWorker`: it
+Each actor holds a :class:`~cinescale_post.orchestrator.chunk_task.ChunkWorker`: it
 builds the host, loads the backend and opens the reader once, then renders
 chunk after chunk as the driver hands them out (the next one to whichever
 actor is free), so a 14B model loads once per GPU, not once per chunk
@@ -416,14 +416,14 @@ def _worker_args(task) -> tuple[tuple, dict]:
 
 
 class ChunkActor:
-    """A Ray actor holding one :class:`~cinescale_post.orchestrator.run.ChunkWorker`
+    """A Ray actor holding one :class:`~cinescale_post.orchestrator.chunk_task.ChunkWorker`
     (the backend loaded once, kept across chunks). Its process title names
     the chunk it is rendering (``ray::cinescale-chunk-A-B``), as the task
     executor's did, so operators can see (and kill) what runs where."""
 
     def __init__(self, plan, progress=None, **options):
         _stdout_to_stderr()
-        from cinescale_post.orchestrator.run import ChunkWorker
+        from cinescale_post.orchestrator.chunk_task import ChunkWorker
 
         self.worker = ChunkWorker(plan, **options)
         if progress is not None:  # a ray.util.queue.Queue the driver drains while chunks run

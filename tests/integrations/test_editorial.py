@@ -11,9 +11,10 @@ import pytest
 from opentimelineio import opentime, url_utils
 
 import cinescale_post.pipeline.plan as plan_mod
-from cinescale_post.editorial import main as editorial_main, otio_path, write_otio
+from cinescale_post.editorial import main as editorial_main
+from cinescale_post.orchestrator.handback import otio_path, write_otio
 from cinescale_post.orchestrator.progress import NullSink
-from cinescale_post.orchestrator.run import run
+from cinescale_post.orchestrator.render_job import run
 from cinescale_post.testing import make_clip, make_sequence
 
 from ..helpers import write_preset

@@ -24,7 +24,7 @@ import pytest
 
 import cinescale_post.pipeline.plan as plan_mod
 from cinescale_post.orchestrator.progress import NullSink
-from cinescale_post.orchestrator.run import run
+from cinescale_post.orchestrator.render_job import run
 from cinescale_post.testing import make_clip
 
 from ..helpers import TEST_BACKENDS_DIST, cli_env, fake_distribution, run_cli, tree_bytes, write_preset

@@ -32,7 +32,8 @@ import cinescale_post.orchestrator.ray_executor  # noqa: F401 - registers "ray" 
 import cinescale_post.pipeline.plan as plan_mod
 from cinescale_post.contracts.errors import UsageError
 from cinescale_post.orchestrator.progress import NullSink
-from cinescale_post.orchestrator.run import render_chunk_task, run
+from cinescale_post.orchestrator.render_job import run
+from cinescale_post.orchestrator.chunk_task import render_chunk_task
 from cinescale_post.pipeline.windows import Chunk
 from cinescale_post.testing import make_clip
 
@@ -112,7 +113,7 @@ def register_backends(register):
 def test_ray_executor_is_registered_without_importing_ray():
     """The core knows "ray" lazily: importing the orchestrator imports neither
     ray (slow, optional) nor the executor module; asking for it does the latter only."""
-    code = ("import sys; from cinescale_post.orchestrator import executors, run; "
+    code = ("import sys; from cinescale_post.orchestrator import executors, render_job; "
             "m = 'cinescale_post.orchestrator.ray_executor'; before = m in sys.modules; "
             "e = executors.get_executor('ray'); "
             "print(before, type(e).__name__, 'ray' in sys.modules)")
@@ -179,7 +180,7 @@ def test_chunk_worker_records_substituted_frames_once(tmp_path, host):
     (``--missing``/``--on-bad-frame``, issue 11) like a local run, each once
     although the actor's reader stays open across chunks."""
     from cinescale_post.orchestrator.manifest import Manifest
-    from cinescale_post.orchestrator.run import ChunkWorker
+    from cinescale_post.orchestrator.chunk_task import ChunkWorker
     from cinescale_post.pipeline.windows import chunks as make_chunks, layout
     from cinescale_post.testing import make_sequence
 
@@ -366,7 +367,7 @@ def _cli_env(cluster):
 
 
 # until cli.py imports the executor registry hook, load it explicitly
-_CLI = [sys.executable, "-c", "import cinescale_post.orchestrator.ray_executor; from cinescale_post.cli import main; "
+_CLI = [sys.executable, "-c", "import cinescale_post.orchestrator.ray_executor; from cinescale_post.cli.main import main; "
                               "main()"]
 
 

@@ -70,7 +70,7 @@ import subprocess  # noqa: E402
 import OpenEXR  # noqa: E402
 
 import cinescale_post.pipeline.plan as plan_mod  # noqa: E402
-from cinescale_post.orchestrator.run import run  # noqa: E402
+from cinescale_post.orchestrator.render_job import run  # noqa: E402
 
 from ..helpers import recorder, write_preset  # noqa: E402
 

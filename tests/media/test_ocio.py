@@ -14,7 +14,7 @@ from cinescale_post.contracts.errors import PlanError
 import cinescale_post.media.ocio as ocio_mod
 from cinescale_post.media.ocio import DEFAULT_CONFIG, Converter, Shaper, validate
 from cinescale_post.orchestrator.progress import NullSink
-from cinescale_post.orchestrator.run import run
+from cinescale_post.orchestrator.render_job import run
 
 from ..helpers import write_preset
 

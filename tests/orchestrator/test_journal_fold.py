@@ -21,7 +21,7 @@ import cinescale_post.pipeline.plan as plan_mod
 from cinescale_post.contracts.errors import Interrupted
 from cinescale_post.orchestrator.journal_fold import fold
 from cinescale_post.orchestrator.manifest import Manifest, Unit
-from cinescale_post.orchestrator.run import run
+from cinescale_post.orchestrator.render_job import run
 from cinescale_post.testing import make_clip
 
 from ..helpers import cli_env, recorder, run_cli, write_preset
@@ -239,7 +239,7 @@ def test_concurrent_cli_tasks_leave_a_tidy_folder(tmp_path, clip):
 def test_chunks_of_a_killed_ray_actor_still_fold(tmp_path, host, clip):
     """A Ray actor (``ChunkWorker``) is killed when the render ends, never
     closed: each chunk's log ends closed anyway, so the driver folds it."""
-    from cinescale_post.orchestrator.run import ChunkWorker
+    from cinescale_post.orchestrator.chunk_task import ChunkWorker
     from cinescale_post.pipeline.windows import chunks as make_chunks, layout
 
     preset = write_preset(tmp_path / "p.toml", codec="exr", width=64, height=48, chunk=2)

@@ -6,7 +6,7 @@ import pytest
 import cinescale_post.pipeline.plan as plan_mod
 from cinescale_post.contracts.errors import OutOfMemoryError
 from cinescale_post.orchestrator.oom_backoff import is_oom
-from cinescale_post.orchestrator.run import run
+from cinescale_post.orchestrator.render_job import run
 from cinescale_post.testing import make_clip
 
 from ..helpers import recorder, tree_bytes, write_preset

@@ -12,7 +12,7 @@ import cinescale_post.pipeline.plan as plan_mod
 from cinescale_post.contracts.errors import InputError, OutOfMemoryError
 from cinescale_post.contracts.hookspecs import hookimpl
 from cinescale_post.orchestrator.oom_backoff import render_with_backoff
-from cinescale_post.orchestrator.run import run
+from cinescale_post.orchestrator.render_job import run
 from cinescale_post.testing import make_clip
 from cinescale_post.testing.backends import NoiseBackend, TemporalNoiseBackend
 

@@ -42,7 +42,7 @@ def render(host, tmp: Path, clip: Path, *, codec: str = "png16", size=OUT_SIZE, 
     """Draft (Lanczos) render of ``clip``: the clean reference a QC run must pass."""
     import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import NullSink
-    from cinescale_post.orchestrator.run import run
+    from cinescale_post.orchestrator.render_job import run
 
     preset = write_preset(tmp / f"p-{codec}.toml", codec=codec, chunk=CHUNK, width=size[0], height=size[1], fit=fit,
                           audio=False)

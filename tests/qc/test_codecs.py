@@ -73,7 +73,7 @@ def _ffmpeg_frames(path) -> int:
 def test_draft_in_every_codec_passes_qc(qc_host, plate, tmp_path, codec):
     import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import NullSink
-    from cinescale_post.orchestrator.run import run
+    from cinescale_post.orchestrator.render_job import run
 
     long_gop = codec in MOVIE_CODECS and MOVIE_CODECS[codec].family == "h26x"
     preset = write_preset(tmp_path / "p.toml", codec=codec, width=OUT[0], height=OUT[1], audio=False,
@@ -99,7 +99,7 @@ def test_codec_is_recognised_from_the_stream_without_a_manifest(qc_host, plate, 
     joined ProRes master apch, HQ.)"""
     import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import NullSink
-    from cinescale_post.orchestrator.run import run
+    from cinescale_post.orchestrator.render_job import run
 
     preset = write_preset(tmp_path / "p.toml", codec="prores_proxy", width=OUT[0], height=OUT[1], audio=False)
     out = tmp_path / "m" / "master.mov"

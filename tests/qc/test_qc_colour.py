@@ -9,7 +9,7 @@ import PyOpenColorIO as ocio
 import cinescale_post.pipeline.plan as plan_mod
 from cinescale_post.media.ocio import DEFAULT_CONFIG, Converter
 from cinescale_post.orchestrator.progress import NullSink
-from cinescale_post.orchestrator.run import run
+from cinescale_post.orchestrator.render_job import run
 import cinescale_post.qc.metrics as m
 from cinescale_post.qc.analyse import drift_grid
 from cinescale_post.qc.pipeline import run_qc

@@ -4,7 +4,7 @@ They parse, call the library (``pipeline``, ``compare``) and print; errors
 are ``CinescaleError`` subclasses that ``cli.main`` turns into exit codes.
 The CLI adds them with::
 
-    from .qc.commands import QC_COMMANDS
+    from cinescale_post.cli.qc_commands import QC_COMMANDS
     for _command in QC_COMMANDS: cli.add_command(_command)
 
 Nothing heavy is imported until a command runs.
@@ -16,15 +16,8 @@ import json
 
 import click
 
+from cinescale_post.cli.context import PROGRESS_MODES, command_host as _host
 from cinescale_post.contracts.errors import UsageError
-
-PROGRESS_MODES = ["auto", "bar", "json", "plain", "none"]
-
-
-def _host(ctx: click.Context):
-    from cinescale_post.cli import _host as cli_host  # late: cli imports this module
-
-    return cli_host(ctx)
 
 
 def _frame_list(text: str) -> list[int]:

@@ -26,24 +26,21 @@ timecode*:
 The frames described are those the output *holds*: the plan's frames plus
 every unit the manifest verifies (a resumed render or a farm task that adds
 frames to an output describes all of them; the farm's final step
-``python -m cinescale_post.editorial --assemble OUTPUT`` writes the complete
-one once every chunk is in).
+``python -m cinescale_post.editorial --assemble OUTPUT``, :mod:`cinescale_post.editorial`, writes
+the complete one once every chunk is in).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from cinescale_post.contracts.errors import CinescaleError, InputError, OutputError
-from cinescale_post.orchestrator.manifest import Manifest, atomic_write_text, manifest_path, output_base, read_manifest_file
-from cinescale_post.orchestrator.spelling import recorded, respell_error
+from cinescale_post.contracts.errors import InputError, OutputError
+from cinescale_post.orchestrator.manifest import Manifest, atomic_write_text, output_base
 
 OTIO_SUFFIX = ".otio"
 
@@ -153,11 +150,11 @@ def _runs(shot: Shot, frames) -> list[tuple[int, ...]]:
     return [tuple(r) for r in runs]
 
 
-def _sequence_media(shot: Shot, frames) -> list[_Media]:
+def sequence_media(shot: Shot, frames) -> list[_Media]:
     return [_Media(run, shot.output_path, run) for run in _runs(shot, frames)]
 
 
-def _movie_media(shot: Shot, files: list[str]) -> list[_Media]:
+def movie_media(shot: Shot, files: list[str]) -> list[_Media]:
     """``files``: the final movie (all source frames) or chunk movies named
     ``stem.FIRST-LAST.ext`` (run.py's chunk naming)."""
     media = []
@@ -181,7 +178,7 @@ def _movie_media(shot: Shot, files: list[str]) -> list[_Media]:
     return media
 
 
-def _frames_in_output(shot: Shot, manifest: Manifest) -> tuple[set[int], dict | None]:
+def frames_in_output(shot: Shot, manifest: Manifest) -> tuple[set[int], dict | None]:
     """Frames the manifest verifies for this output, and its ``assembled`` record."""
     idx = {n: i for i, n in enumerate(shot.source_frames)}
     frames: set[int] = set()
@@ -289,7 +286,7 @@ def build_timeline(shot: Shot, media: list[_Media]):
     return timeline
 
 
-def _write(timeline, path: Path) -> str:
+def write_timeline(timeline, path: Path) -> str:
     import opentimelineio as otio
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -312,114 +309,20 @@ def write_otio(plan, outputs: list[str], *, path: str | os.PathLike | None = Non
         return None
     shot = shot_from_plan(plan)
     manifest = Manifest(plan.output.path)
-    on_disk, assembled = _frames_in_output(shot, manifest)
+    on_disk, assembled = frames_in_output(shot, manifest)
     if shot.kind == "sequence":
-        media = _sequence_media(shot, set(plan.frames) | on_disk)
+        media = sequence_media(shot, set(plan.frames) | on_disk)
     else:
         final = os.path.abspath(plan.output.path)
         files = [o for o in outputs if o.endswith(Path(plan.output.path).suffix)]
         if final in map(os.path.abspath, files) or assembled:
-            media = _movie_media(shot, [plan.output.path])
+            media = movie_media(shot, [plan.output.path])
         else:
             chunk_files = {os.path.abspath(o) for o in files}
             chunk_files |= {os.path.abspath(manifest.root / u.file) for u in manifest.verified_units().values()}
-            media = _movie_media(shot, sorted(chunk_files))
-    return _write(build_timeline(shot, media), Path(path) if path else otio_path(plan.output.path))
+            media = movie_media(shot, sorted(chunk_files))
+    return write_timeline(build_timeline(shot, media), Path(path) if path else otio_path(plan.output.path))
 
 
-def write_otio_for_output(target: str, *, frames: str | None = None, assemble: bool = False,
-                          path: str | os.PathLike | None = None, host=None) -> str:
-    """Farm final step: from a render's output path (or its manifest),
-    optionally assemble a movie's chunks, check that ``frames`` (a frame set
-    such as ``1001-1100``) are all there, and write the timeline."""
-    output_path, manifest = _locate(target)
-    data = manifest.read()
-    if data is None:
-        raise InputError(f"no manifest for {target} ({manifest.path})",
-                         fix="pass the output path or <output>.manifest.json of a `cinescale render`")
-    try:
-        return _otio_for_output(data, output_path, manifest, frames=frames, assemble=assemble, path=path,
-                                host=host)
-    except CinescaleError as exc:  # name the frames as the render was asked for (tt/f.####.exr), not %04d
-        raise respell_error(exc, recorded(data, output_path))
-
-
-def _otio_for_output(data: dict, output_path: str, manifest: Manifest, *, frames, assemble, path, host) -> str:
-    shot = shot_from_manifest(data, output_path)
-    on_disk, assembled = _frames_in_output(shot, manifest)
-    if shot.kind == "movie" and assemble and not assembled:
-        _assemble(data, manifest, output_path, host)
-        on_disk, assembled = _frames_in_output(shot, manifest)
-    if shot.kind == "movie" and assembled:
-        on_disk = set(shot.source_frames)
-    if frames:
-        import fileseq
-
-        from cinescale_post.media.sequence import compress_ranges
-
-        wanted = set(fileseq.FrameSet(frames)) & set(shot.source_frames)
-        missing = sorted(wanted - on_disk)
-        if missing:
-            raise OutputError(f"{output_path}: frames {compress_ranges(missing)} are not rendered",
-                              fix=f"render them (cinescale render ... --frames {compress_ranges(missing)}), "
-                                  "then run this step again")
-    if shot.kind == "sequence":
-        media = _sequence_media(shot, on_disk)
-    elif assembled:
-        media = _movie_media(shot, [output_path])
-    else:
-        media = _movie_media(shot, sorted({str(manifest.root / u.file) for u in manifest.verified_units().values()}))
-    return _write(build_timeline(shot, media), Path(path) if path else otio_path(output_path))
-
-
-def _locate(target: str) -> tuple[str, Manifest]:
-    """``target`` is a render output (movie path or frame pattern) or its
-    manifest; return the output path as it lies next to the manifest (a
-    render moved or mounted elsewhere still resolves) and its Manifest."""
-    if target.endswith(".manifest.json"):
-        output_path, _ = read_manifest_file(target)
-        return output_path, Manifest(output_path)
-    if not manifest_path(target).exists():
-        raise InputError(f"no manifest next to {target} (looked for {manifest_path(target)})",
-                         fix="pass the same -o value the render used, or its <output>.manifest.json")
-    return target, Manifest(target)
-
-
-def _assemble(data: dict, manifest: Manifest, output_path: str, host) -> str:
-    """What ``cinescale assemble`` does, for the farm's final step."""
-    from cinescale_post.pipeline.host import Host
-    from cinescale_post.media.probe import probe
-    from cinescale_post.orchestrator.assembly import assemble_movie
-
-    plan = data["plan"]
-    source = probe(plan["input"], first_frame=plan["source"]["first_frame"], host=host or Host())
-    return assemble_movie(manifest, source, output_path, audio=plan["output"].get("audio", True))
-
-
-# ------------------------------------------------------------------ command
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m cinescale_post.editorial [--assemble] [--frames SET] OUTPUT``.
-
-    Exit codes follow the CLI contract: 0 done, 3 no manifest, 4 frames
-    missing or output not writable.
-    """
-    ap = argparse.ArgumentParser(prog="python -m cinescale_post.editorial",
-                                 description="Write the OpenTimelineIO hand-back of a render (farm final step).")
-    ap.add_argument("target", help="the render's output (-o value) or its <output>.manifest.json")
-    ap.add_argument("--assemble", action="store_true",
-                    help="movies: join the chunk movies first (what `cinescale assemble` does)")
-    ap.add_argument("--frames", help="frame set that must all be rendered, e.g. 1001-1100; exit 4 if not")
-    ap.add_argument("-o", "--otio", help="where to write the timeline (default: <output base>.otio)")
-    args = ap.parse_args(argv)
-    try:
-        print(write_otio_for_output(args.target, frames=args.frames, assemble=args.assemble, path=args.otio))
-    except CinescaleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["Shot", "build_timeline", "frames_in_output", "movie_media", "otio_path", "sequence_media",
+           "shot_from_manifest", "shot_from_plan", "write_otio", "write_timeline"]

@@ -16,20 +16,11 @@ import sys
 import click
 
 from cinescale_post import __version__
+from cinescale_post.cli.context import PROGRESS_MODES, command_host as _host
 from cinescale_post.contracts.errors import EXIT_CODES, CinescaleError
 
 log = logging.getLogger("cinescale_post")
 
-PROGRESS_MODES = ["auto", "bar", "json", "plain", "none"]
-
-
-def _host(ctx: click.Context):
-    obj = ctx.ensure_object(dict)
-    if "host" not in obj:
-        from cinescale_post.pipeline.host import Host
-
-        obj["host"] = Host(load_entrypoints=not obj.get("no_plugins", False))
-    return obj["host"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -190,7 +181,7 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
     command again resumes: finished, verified frames and chunks are kept."""
     import cinescale_post.pipeline.plan as plan_mod
     from cinescale_post.orchestrator.progress import make_sink
-    from cinescale_post.orchestrator.run import run
+    from cinescale_post.orchestrator.render_job import run
 
     if executor_address and executor != "ray":
         raise click.UsageError("--executor-address needs --executor ray")
@@ -382,14 +373,14 @@ def presets_show(ctx, name):
 @click.pass_context
 def doctor(ctx, smoke, device):
     """Check the installation: libraries, codecs, devices, plugins."""
-    from cinescale_post.doctor import run_doctor
+    from cinescale_post.cli.doctor import run_doctor
 
     ok = run_doctor(_host(ctx), smoke=smoke, device=device, echo=click.echo)
     if not ok:
         ctx.exit(1)
 
 
-from cinescale_post.qc.commands import QC_COMMANDS  # noqa: E402 - qc imports cli helpers only when a command runs
+from cinescale_post.cli.qc_commands import QC_COMMANDS  # noqa: E402 - qc imports cli helpers only when a command runs
 
 for _command in QC_COMMANDS:
     cli.add_command(_command)

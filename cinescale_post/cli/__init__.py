@@ -1,0 +1,6 @@
+"""The ``cinescale`` command line (:mod:`.main`): the top layer; it parses,
+builds a plan and runs it, and turns errors into exit codes once."""
+
+from cinescale_post.cli.main import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,5 @@
+import sys
+
+from cinescale_post.editorial.finalize import main
+
+sys.exit(main())
