@@ -113,7 +113,7 @@ def profile_ours(clip: Path, out: Path, top: int) -> None:
     import cProfile
     import pstats
 
-    from cinescale_post.cli.main import main
+    from cinescale_post.cli.commands import main
 
     prof = cProfile.Profile()
     prof.enable()

@@ -6,7 +6,7 @@
 
 Only the core's commands are documented: plugin commands are attached by
 ``cli.main`` (``register_commands``), which this script never calls. The
-output is deterministic: click formats at the fixed width that ``cli.py``
+output is deterministic: click formats at the fixed width that ``cli/commands.py``
 sets as ``max_content_width`` (never the terminal's), and commands are
 listed in name order.
 """
@@ -38,7 +38,7 @@ def _commands(cmd: click.Command, path: tuple[str, ...], parent: click.Context |
 
 
 def render() -> str:
-    from cinescale_post.cli.main import cli
+    from cinescale_post.cli.commands import cli
 
     entries = list(_commands(cli, ("cinescale",), None))
     out = ["# `cinescale` command reference", "",

@@ -46,7 +46,7 @@ def _core_commands(cmd: click.Command, path: tuple[str, ...]) -> list[str]:
 
 
 def test_every_core_command_has_a_section():
-    from cinescale_post.cli.main import cli
+    from cinescale_post.cli.commands import cli
 
     text = DOC.read_text()
     commands = _core_commands(cli, ("cinescale",))

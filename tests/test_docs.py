@@ -215,7 +215,7 @@ def test_loading_controls_named_in_the_docs_exist():
 
     text = section(2) + section(10)
     assert host.ENV_LOAD in text and "--no-plugins" in text
-    assert "--no-plugins" in (REPO / "cinescale_post" / "cli.py").read_text()
+    assert "--no-plugins" in (REPO / "cinescale_post" / "cli" / "commands.py").read_text()
 
 
 # ------------------------------------------------------------------ excerpts and links

@@ -147,7 +147,7 @@ def test_core_commands_run_without_torch(tmp_path, argv):
     args = [a.format(clip=clip, out=tmp_path / "out") for a in argv]
     code = _BLOCK + textwrap.dedent(f"""
         import sys
-        from cinescale_post.cli.main import main
+        from cinescale_post.cli.commands import main
         try:
             main({args!r})
         except SystemExit as exc:
@@ -165,7 +165,7 @@ def test_core_commands_run_without_torch(tmp_path, argv):
 def test_importing_the_api_and_the_cli_imports_no_torch():
     code = textwrap.dedent("""
         import sys
-        import cinescale_post.api, cinescale_post.cli.main, cinescale_post.pipeline.plan, cinescale_post.testing
+        import cinescale_post.api, cinescale_post.cli.commands, cinescale_post.pipeline.plan, cinescale_post.testing
         from cinescale_post.pipeline.host import Host
         h = Host(load_entrypoints=True)
         for kind in ("backends", "upscalers", "fusions", "readers", "writers", "presets"):
@@ -199,7 +199,7 @@ def test_a_model_render_on_a_core_only_install_names_the_extra(tmp_path):
     args = ["generate", "--model", str(folder), "--preset", "sdxl-2k-still", "--prompt", "x", "-o",
             str(tmp_path / "s.####.exr"), "--progress", "none"]
     code = _BLOCK + textwrap.dedent(f"""
-        from cinescale_post.cli.main import main
+        from cinescale_post.cli.commands import main
         main({args!r})
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)

@@ -135,7 +135,7 @@ NAMED_CODE = [
 @pytest.mark.parametrize("key,value", NAMED_CODE, ids=[f"{k}-{i}" for i, (k, _) in enumerate(NAMED_CODE)])
 def test_a_path_or_module_named_in_a_preset_is_an_unknown_name_never_imported(site, marker, tmp_path, monkeypatch,
                                                                                 capsys, key, value):
-    import cinescale_post.cli.main as cli
+    import cinescale_post.cli.commands as cli
 
     monkeypatch.syspath_prepend(str(site["evil_dir"]))  # importable, if anyone tried
     monkeypatch.setenv("CINESCALE_LOAD_PLUGINS", "")
@@ -154,7 +154,7 @@ def test_a_path_or_module_named_in_a_preset_is_an_unknown_name_never_imported(si
 
 
 def test_a_python_file_given_as_preset_or_model_is_never_executed(site, marker, tmp_path, monkeypatch, capsys):
-    import cinescale_post.cli.main as cli
+    import cinescale_post.cli.commands as cli
 
     monkeypatch.setenv("CINESCALE_LOAD_PLUGINS", "")
     evil = site["evil_dir"] / "evil.py"

@@ -1,6 +1,6 @@
-"""The ``cinescale`` command line (:mod:`.main`): the top layer; it parses,
+"""The ``cinescale`` command line (:mod:`.commands`): the top layer; it parses,
 builds a plan and runs it, and turns errors into exit codes once."""
 
-from cinescale_post.cli.main import cli, main
+from cinescale_post.cli.commands import cli, main
 
 __all__ = ["cli", "main"]

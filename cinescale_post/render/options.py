@@ -155,4 +155,11 @@ class DriverOptions:
         return out
 
 
-__all__ = ["CROSS_FRAME_FUSION", "DriverOptions"]
+def split_options(options: Mapping[str, Any], layout: str) -> tuple[dict, dict]:
+    """(driver keys, adapter keys) of a ``[backend_options]`` table: the
+    driver's are the declared ``DRIVER_KEYS`` of ``layout``, the rest the adapter's."""
+    keys = set(DriverOptions.keys(layout))
+    return ({k: x for k, x in options.items() if k in keys}, {k: x for k, x in options.items() if k not in keys})
+
+
+__all__ = ["CROSS_FRAME_FUSION", "DriverOptions", "split_options"]

@@ -1,13 +1,19 @@
+import functools
 import random
 
 import pytest
 import torch
 
-from cinescale_post.cascade.ladder import denoise, run_ladder, run_stage
+from cinescale_post.cascade.ladder import denoise, run_ladder as _run_ladder, run_stage
 from cinescale_post.cascade.sources import RandomSources, StageResult
 from cinescale_post.contracts.stages import StageSpec, parse_stages, resolve_ladder
 from cinescale_post.ops.dilation import select_convs
 from cinescale_post.ops.freeu import FreeUSpec
+
+from cinescale_post.builtin.lookup import builtin_resolve
+
+# the ladder looks upscalers and fusions up through the lookup a host would pass
+run_ladder = functools.partial(_run_ladder, resolve=builtin_resolve)
 
 
 def _ladder(specs, mode="generate", output=(128, 128)):

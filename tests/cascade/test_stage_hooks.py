@@ -3,12 +3,14 @@ backend stage keys, a scheduler per stage with explicit sigmas, patches held
 for every stage (base included), the base stage's frame count, schedulers
 without ``init_noise_sigma``, and the windowed video entry."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from cinescale_post.cascade.ladder import run_ladder
+from cinescale_post.cascade.ladder import run_ladder as _run_ladder
 from cinescale_post.cascade.sources import RandomSources
 from cinescale_post.api import Model, ModelInfo, PatchPoints
 from cinescale_post.cascade.frames import refine_video
@@ -16,6 +18,11 @@ from cinescale_post.cascade.schedule import flow_sigmas, stage_scheduler
 from cinescale_post.contracts.stages import parse_stages, resolve_ladder
 from cinescale_post.contracts.errors import PlanError
 from cinescale_post.ops.handles import Handle
+
+from cinescale_post.builtin.lookup import builtin_resolve
+
+# the ladder looks upscalers and fusions up through the lookup a host would pass
+run_ladder = functools.partial(_run_ladder, resolve=builtin_resolve)
 
 
 class FakeDiT(Model):
@@ -116,7 +123,7 @@ def test_refine_video_runs_a_window_as_one_cascade():
     lad = _ladder([{"size": "output", "steps": 2, "restart_step": 1, "upscaler": "latent-trilinear"}],
                   mode="render", output=(32, 32))
     px = torch.rand(1, 3, 5, 16, 16) * 2 - 1
-    out = refine_video(b, px, lad, None, RandomSources.from_seed(1, jitter=False))
+    out = refine_video(b, px, lad, None, RandomSources.from_seed(1, jitter=False), resolve=builtin_resolve)
     assert out.shape == (1, 3, 5, 32, 32) and b.seen[0][0] == (1, 3, 2, 4, 4)
     with pytest.raises(ValueError, match=r"\(B, 3, F, H, W\)"):
-        refine_video(b, px[:, :, 0], lad, None, RandomSources.from_seed(1))
+        refine_video(b, px[:, :, 0], lad, None, RandomSources.from_seed(1), resolve=builtin_resolve)

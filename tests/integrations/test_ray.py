@@ -367,7 +367,7 @@ def _cli_env(cluster):
 
 
 # until cli.py imports the executor registry hook, load it explicitly
-_CLI = [sys.executable, "-c", "import cinescale_post.orchestrator.ray_executor; from cinescale_post.cli.main import main; "
+_CLI = [sys.executable, "-c", "import cinescale_post.orchestrator.ray_executor; from cinescale_post.cli.commands import main; "
                               "main()"]
 
 

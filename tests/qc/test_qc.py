@@ -150,7 +150,7 @@ def test_without_a_manifest_source_and_chunk_come_from_options(qc_host, render_c
 @pytest.fixture
 def cli_main():
     """``cli.main`` with the QC commands added (until the CLI adds them itself)."""
-    import cinescale_post.cli.main as cli
+    import cinescale_post.cli.commands as cli
     from cinescale_post.cli.qc_commands import QC_COMMANDS
 
     added = [c for c in QC_COMMANDS if c.name not in cli.cli.commands]
