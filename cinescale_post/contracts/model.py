@@ -243,12 +243,11 @@ class Model(abc.ABC):
         """The ``ops.freeu.FreeUSpec`` held during every stage, or None (default)."""
         return None
 
-    def to_frames(self, pixels: Any, size: tuple[int, int]) -> list:
+    def to_frames(self, pixels: Any, size: tuple[int, int]) -> list | None:
         """Decoded video pixels (1, 3, F, H, W) -> F (h, w, 3) float32 images
-        at ``size`` (video layout; default: bicubic resize)."""
-        from cinescale_post.ops.pixels import to_images
-
-        return to_images(pixels[0].permute(1, 0, 2, 3), size)
+        at ``size`` (video layout), or None (default): the driver then resizes
+        bicubically (``render.video_path.video_frames``)."""
+        return None
 
     def check_task(self, task: str, image: Any = None) -> None:
         """Refuse a task this particular checkpoint cannot do (raise ``PlanError``)."""
