@@ -9,11 +9,11 @@ under the entry-point group ``cinescale_post``::
 
 and implement any of the hooks below with :data:`hookimpl`::
 
-    from cinescale_post import hookimpl
+    from cinescale_post.api import hookimpl
 
     @hookimpl
     def register_backends(register):
-        register(MyBackend())
+        register(MyModelAdapter())
 
 Rules every hook follows:
 
@@ -51,10 +51,18 @@ def register_backends(register):
     Called once, the first time the host needs a backend (planning a render,
     ``cinescale plugins``). Registration must be cheap: do not load weights.
 
-    :param register: ``register(backend)``, where ``backend`` is an instance of
-        :class:`cinescale_post.contracts.engine.Backend` with a unique ``id``
-        (kebab-case, e.g. ``"sdxl-base"``), a ``family`` ("classical", "unet",
-        "dit"), ``capabilities`` and a ``frame_rule``.
+    :param register: ``register(obj)``, where ``obj`` is either
+
+        * a :class:`cinescale_post.api.ModelAdapter` (a diffusion model family:
+          unique ``id``, declared ``capabilities``); the host checks the
+          declaration and wraps it in a fresh core render driver for every
+          render, or
+        * a :class:`cinescale_post.api.Backend` (an engine that renders whole
+          windows itself: ``id``, ``family``, ``frame_rule``, ``load``,
+          ``render``), such as the classical draft engine.
+
+        ``contracts/engine.py`` says how the two relate. An incomplete object is
+        refused, naming the plugin.
     :return: nothing.
     """
 
@@ -65,9 +73,9 @@ def register_upscalers(register):
 
     Called once, when an upscaler is first looked up.
 
-    :param register: ``register(upscaler)``, an object satisfying
-        :class:`cinescale_post.contracts.engine.Upscaler` (``name``, ``space`` =
-        "pixel" or "latent", callable ``(x, size) -> x``).
+    :param register: ``register(upscaler)``, an instance of
+        :class:`cinescale_post.api.Upscaler` (declared ``name``, ``space`` =
+        "pixel" or "latent", ``via_pixels``; callable ``(x, size) -> x``).
     :return: nothing.
     """
 
@@ -92,7 +100,7 @@ def register_readers(register):
     Called once, when an input is first opened or probed.
 
     :param register: ``register(factory)`` with a
-        :class:`cinescale_post.contracts.media.ReaderFactory`; the highest
+        :class:`cinescale_post.api.ReaderFactory`; the highest
         ``priority`` factory whose ``accepts(path)`` is true opens the input.
     :return: nothing.
     """
@@ -105,7 +113,7 @@ def register_writers(register):
     Called once, when a plan resolves its output codec.
 
     :param register: ``register(factory)`` with a
-        :class:`cinescale_post.contracts.media.WriterFactory`; each codec name may
+        :class:`cinescale_post.api.WriterFactory`; each codec name may
         be claimed by one factory only (a duplicate is reported).
     :return: nothing.
     """
