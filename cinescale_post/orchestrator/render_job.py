@@ -8,7 +8,7 @@ Flow for one render (values down, results up, progress through the sink):
 2. Lay out windows over the *whole* source and group the requested frames
    into chunks on a global grid (``windows.py``), so any sub-range renders
    the same pixels as a full render.
-3. The executor runs each chunk: read the frames its windows need (a small
+3. The executor runs each chunk (``render_loop.py``; farm and Ray tasks: ``chunk_task.py``): read the frames its windows need (a small
    cache, never the clip), render each window, blend overlaps, place the
    result in the output frame, write it, log the unit.
 4. A movie render that owns the whole range is assembled from its chunks by
@@ -23,7 +23,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from cinescale_post.orchestrator.backend_calls import load_backend, open_reader, plugin_versions, record_substitutions
 from cinescale_post.orchestrator.chunk_task import render_chunk_task
@@ -61,41 +60,6 @@ class Summary:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def place(image: np.ndarray, geometry) -> np.ndarray:
-    """Put a rendered (scale_h, scale_w, 3) image into the output frame
-    (pad with black or crop, per the plan's geometry)."""
-    g = geometry
-    if (g.scale_w, g.scale_h, g.x, g.y) == (g.width, g.height, 0, 0):
-        return image
-    canvas = np.zeros((g.height, g.width, 3), dtype=np.float32)
-    sx0, sy0 = max(0, -g.x), max(0, -g.y)
-    dx0, dy0 = max(0, g.x), max(0, g.y)
-    w = min(g.scale_w - sx0, g.width - dx0)
-    h = min(g.scale_h - sy0, g.height - dy0)
-    canvas[dy0:dy0 + h, dx0:dx0 + w] = image[sy0:sy0 + h, sx0:sx0 + w]
-    return canvas
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, executor: str = "local",
@@ -240,17 +204,5 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                   outputs=outputs if status == "finished" else summary.outputs)
     summary.outputs = outputs
     return summary
-
-
-
-
-
-
-
-
-
-
-
-
 
 
