@@ -7,7 +7,6 @@ path check both use. No torch, no implementation imports.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
 
 from cinescale_post.contracts.errors import PlanError
 
