@@ -1,4 +1,4 @@
-"""Frame-, image- and window-level entry points built on :func:`.loop.run_ladder`,
+"""Frame-, image- and window-level entry points built on :func:`.ladder.run_ladder`,
 shared by every diffusion backend: numpy images in, numpy images out
 (:func:`refine_video`: a pixel window in, decoded pixels out).
 

@@ -137,7 +137,7 @@ class MemoryProfile:
     """What a model declares so the core can estimate and choose memory
     settings before loading anything (``cinescale_post.ops.memory_estimate``).
 
-    ``components``: ``memory_model.Component`` list (weights). ``base_size``
+    ``components``: ``ops.memory_estimate.Component`` list (weights). ``base_size``
     and ``size_multiple`` size the ladder; ``stage(size, resolved_stage) ->
     MemoryStage`` gives each stage's demand. ``tiles``/``offloads``/``windows``:
     the settings the model can switch to. ``denoisers``: component names of

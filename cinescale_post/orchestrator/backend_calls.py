@@ -25,7 +25,7 @@ def call_plugin(host, backend, what: str, fn, *args, **kwargs):
 
 def load_backend(host, backend, plan, warn) -> dict:
     """Load weights, then adopt the memory plan's VAE tiles and offload.
-    Library bars and warnings go to our log (``library_output``); returns
+    Library bars and warnings go to our log (``orchestrator.third_party_output``; the manifest key ``library_output``); returns
     their counts for the manifest."""
     from cinescale_post.orchestrator.third_party_output import routed
 

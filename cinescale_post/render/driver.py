@@ -8,9 +8,9 @@ method and the pipeline:
 
 * plan time (no torch): stage tables with the adapter's declared keys, the
   driver's options (:mod:`.options`), the model dtype, the memory estimate
-  from the adapter's declared profile (``memory_model``);
+  from the adapter's declared profile (``ops.memory_estimate``);
 * run time: stage-ladder resolution, the conditioning cache, noise policies
-  (:mod:`.noise`), temporal post-ops (cross-frame attention, low-frequency
+  (:mod:`cinescale_post.cascade.noise`; the paths in :mod:`.image_path` and :mod:`.video_path`), temporal post-ops (cross-frame attention, low-frequency
   anchoring), out-of-memory back-off over the steps the model declares, the
   smoke test.
 
