@@ -8,7 +8,8 @@ it. What is here:
 * the model-adapter contract (:mod:`cinescale_post.contracts.model`):
   :class:`ModelAdapter`, :class:`Model`, :class:`Capabilities`,
   :class:`ModelInfo`, :class:`PatchPoints`, :class:`MemoryProfile`,
-  :class:`MemoryStage`; and the engine/fusion/media contracts of
+  :class:`MemoryStage`, the typed plan view :class:`ModelPlan` and the base
+  of an adapter's declared options :class:`AdapterOptions`; and the engine/fusion/media contracts of
   :mod:`cinescale_post.contracts.media` (:class:`Backend`, :class:`Fusion`,
   :class:`Frame`, :class:`FrameRule`, :class:`WindowJob`, readers and writers);
 * errors (:mod:`cinescale_post.contracts.errors`), each carrying its exit code and fix;
@@ -16,7 +17,8 @@ it. What is here:
   (:func:`packaged`);
 * ops a model may call: removable handles, FreeU, NTK-RoPE, attention
   temperature, LoRA, the flow-matching sigma grid, video pixel fitting,
-  image reading, the memory model (``memory``), ``empty_cache`` and context
+  image reading, the weight-path checks and loader-error wrapper
+  (:func:`local_weights`, :func:`loader_errors`), the memory model (``memory``), ``empty_cache`` and context
   parallelism (``enable_context_parallel``...).
 
 Importing this module does not import torch: names whose modules need torch
@@ -28,8 +30,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cinescale_post.contracts.model import (Capabilities, MemoryProfile, MemoryStage, Model, ModelAdapter, ModelInfo, PatchPoints,
-                      adapter_problems)
+from cinescale_post.contracts.model import (AdapterOptions, Capabilities, MemoryProfile, MemoryStage, Model,
+                                            ModelAdapter, ModelInfo, ModelPlan, NoOptions, PatchPoints,
+                                            adapter_problems)
 from cinescale_post.contracts.options import IMAGE_KEYS, VIDEO_KEYS, check_path_option
 from cinescale_post.contracts.stages import ResolvedStage, StageSpec, parse_stages
 from cinescale_post.ops.devices import empty_cache
@@ -39,6 +42,7 @@ from cinescale_post.contracts.hookspecs import hookimpl
 from cinescale_post.contracts.media import Colour, Frame, OutputTarget, Reader, ReaderFactory, SourceInfo, Writer, WriterFactory
 from cinescale_post.contracts.engine import Backend, FrameRule, Fusion, Upscaler, WindowJob
 from cinescale_post.ops.handles import Handle, HandleGroup, apply_each, patch_attributes, set_attributes
+from cinescale_post.ops.weights import loader_errors, local_weights
 from cinescale_post.contracts.presets import packaged
 
 # name -> (module, attribute); imported on first use (these modules import torch or heavy media code)
@@ -74,7 +78,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "IMAGE_KEYS", "VIDEO_KEYS", "Backend", "Capabilities", "CinescaleError", "Colour", "Frame", "FrameRule", "Fusion", "Handle", "HandleGroup",
+    "AdapterOptions", "ModelPlan", "NoOptions", "loader_errors", "local_weights", "IMAGE_KEYS", "VIDEO_KEYS", "Backend", "Capabilities", "CinescaleError", "Colour", "Frame", "FrameRule", "Fusion", "Handle", "HandleGroup",
     "InputError", "MemoryProfile", "MemoryStage", "Model", "ModelAdapter", "ModelInfo", "OutOfMemoryError",
     "OutputError", "OutputTarget", "PatchPoints", "PlanError", "PluginError", "Reader", "ReaderFactory",
     "ResolvedStage", "SourceInfo", "StageSpec", "UnknownNameError", "Upscaler", "WeightsError", "WindowJob", "Writer",

@@ -86,7 +86,7 @@ def test_sdxl_backend_conforms(models):
 def test_example_backend_conforms(models):
     pytest.importorskip("cinescale_example")
     from cinescale_example import plugin
-    from cinescale_post.testing.models import save_tiny_sd15
+    from cinescale_post.testing.tiny import save_tiny_sd15
 
     b = fresh_host(plugin).backend("example-sd15")
     plan = make_test_plan(b, model=str(save_tiny_sd15(models / "sd15")), stages=REFINE, size=(128, 128))

@@ -43,7 +43,7 @@ pytest.importorskip("diffusers")
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from cinescale_post.testing.models import save_tiny_sd15
+    from cinescale_post.testing.tiny import save_tiny_sd15
     from cinescale_sdxl.tiny import save_tiny_sdxl
     from cinescale_wan.tiny import save_tiny_wan
 

@@ -263,7 +263,7 @@ def _pickled_folder(kind: str, path: Path) -> Path:
     else:
         from diffusers import StableDiffusionPipeline
 
-        from cinescale_post.testing.models import build_tiny_sd15
+        from cinescale_post.testing.tiny import build_tiny_sd15
 
         StableDiffusionPipeline(**build_tiny_sd15(0)).save_pretrained(path, safe_serialization=False)
     assert list(path.rglob("*.bin")), "the fixture should hold pickled weights"

@@ -20,10 +20,12 @@ Nothing here imports torch: values are described, not constructed.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from cinescale_post.contracts.engine import FrameRule
+from cinescale_post.contracts.options import DRIVER_KEYS
 
 TASKS = ("t2i", "t2v", "i2v", "v2v")
 LAYOUTS = ("image", "video")
@@ -155,6 +157,69 @@ class MemoryProfile:
     facts: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AdapterOptions:
+    """Base of a model adapter's own ``[backend_options]``: a frozen dataclass
+    whose fields are the keys it declares (:attr:`ModelAdapter.options_type`).
+
+    The driver assigns each key of a ``[backend_options]`` table to whoever
+    declared it — its own :data:`~cinescale_post.contracts.options.DRIVER_KEYS`
+    or the adapter's :meth:`keys` — and refuses undeclared ones, naming both
+    lists; so :meth:`from_dict` sees only the adapter's keys. It checks and
+    normalises their values (raise ``PlanError`` naming the key) and must
+    accept its own :meth:`to_dict` again: plans record that form, and the
+    driver rebuilds the typed options from it for :class:`ModelPlan`.
+    """
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The declared keys (default: every field)."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AdapterOptions":
+        """Checked options from the adapter's part of ``backend_options``."""
+        return cls(**dict(d))
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form (what the plan records)."""
+        return {k: getattr(self, k) for k in self.keys()}
+
+
+@dataclass(frozen=True)
+class NoOptions(AdapterOptions):
+    """An adapter without options of its own (the default)."""
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """The part of a render plan a model adapter reads, typed: what
+    :meth:`ModelAdapter.load`, :meth:`~ModelAdapter.weight_files` and
+    :meth:`~ModelAdapter.memory_profile` receive (the driver builds it from
+    the plan; the adapter never sees the plan itself).
+
+    ``model``: the ``--model`` path (None when not given). ``device``: where to
+    load (this rank's device under context parallelism). ``dtype``: a name of
+    ``Capabilities.dtypes``. ``stages``: the validated stage tables.
+    ``options``: the adapter's own options, an instance of its
+    ``options_type``. ``driver_options``: the driver's validated keys, read
+    only (a memory profile reads ``cross_frame``, ``num_frames``,
+    ``context_parallel``). ``mode``: "render" or "generate"; ``window``:
+    source frames per render window; ``prompt``/``negative_prompt``.
+    """
+
+    model: str | None
+    device: str
+    dtype: str
+    stages: tuple[Mapping[str, Any], ...] = ()
+    options: AdapterOptions = NoOptions()
+    driver_options: Mapping[str, Any] = field(default_factory=dict)
+    mode: str = "render"
+    window: int = 1
+    prompt: str = ""
+    negative_prompt: str = ""
+
+
 class Model(abc.ABC):
     """A loaded model: the object :meth:`ModelAdapter.load` returns, holding
     the weights and the state of one render. The driver calls only these
@@ -274,8 +339,9 @@ class ModelAdapter(abc.ABC):
     """A model family, registered through ``register_backends``.
 
     Registration must be cheap (no torch import, no weights): the class
-    attributes describe it. ``parse_options`` and ``weight_files`` run at
-    plan time without torch; ``load`` returns a fresh :class:`Model`.
+    attributes describe it. ``parse_options``, ``weight_files`` and
+    ``memory_profile`` run at plan time without torch; ``load`` returns a
+    fresh :class:`Model`. Each of them receives a :class:`ModelPlan`.
     """
 
     id: str = ""
@@ -283,17 +349,16 @@ class ModelAdapter(abc.ABC):
     capabilities: Capabilities | None = None
     #: The fix an out-of-memory error names for this model ("" : the driver's generic advice).
     oom_advice: str = ""
+    #: The adapter's own ``backend_options``, declared (an :class:`AdapterOptions` subclass).
+    options_type: type[AdapterOptions] = NoOptions
 
     def parse_options(self, options: Mapping[str, Any], source: Any = None) -> dict:
-        """Check the model's own ``backend_options`` (the driver has removed
-        its keys); raise ``PlanError`` naming the key. Return them normalised
-        and JSON-serialisable. Default: no options."""
-        if options:
-            from cinescale_post.contracts.errors import PlanError
-
-            raise PlanError(f"backend_options: unknown key(s) {', '.join(sorted(options))} for backend {self.id!r}",
-                            fix="remove them")
-        return {}
+        """Check the adapter's part of ``backend_options`` (only keys of
+        :attr:`options_type`; the driver refused undeclared ones) at plan
+        time, without torch; ``source``: the probed input, when there is one.
+        Return them normalised and JSON-serialisable. Default:
+        ``options_type.from_dict(options).to_dict()``."""
+        return self.options_type.from_dict(options).to_dict()
 
     def parse_stages(self, stages: Sequence[Mapping[str, Any]]) -> list:
         """Stage specs with the declared keys and defaults; an adapter may
@@ -303,17 +368,17 @@ class ModelAdapter(abc.ABC):
         caps = self.capabilities
         return parse_stages(list(stages), extra_keys=caps.stage_keys, defaults=dict(caps.stage_defaults) or None)
 
-    def weight_files(self, plan: Any) -> list[str]:
+    def weight_files(self, plan: ModelPlan) -> list[str]:
         """Files whose hashes the manifest records."""
         return []
 
-    def memory_profile(self, plan: Any) -> MemoryProfile | str:
+    def memory_profile(self, plan: ModelPlan) -> MemoryProfile | str:
         """The model's memory profile from its configs (no weights), or a
         string saying why none is available."""
         return "this backend declares no memory profile"
 
     @abc.abstractmethod
-    def load(self, plan: Any) -> Model:
+    def load(self, plan: ModelPlan) -> Model:
         """Load weights for ``plan.device``/``plan.dtype`` and return a new Model."""
 
     def tiny_model(self, device: str = "cpu") -> dict | None:
@@ -337,8 +402,15 @@ def adapter_problems(obj: Any) -> list[str]:
         out.append("capabilities: not declared (a cinescale_post.api.Capabilities)")
     else:
         out += [f"capabilities.{p}" for p in caps.problems()]
+    opts = obj.options_type
+    if not (isinstance(opts, type) and issubclass(opts, AdapterOptions) and dataclasses.is_dataclass(opts)):
+        out.append("options_type: not an AdapterOptions dataclass (subclass cinescale_post.api.AdapterOptions)")
+    elif isinstance(caps, Capabilities) and caps.latent_layout in DRIVER_KEYS:
+        taken = sorted(set(opts.keys()) & set(DRIVER_KEYS[caps.latent_layout]))
+        if taken:
+            out.append(f"options_type declares the driver's key(s) {', '.join(taken)} (rename them)")
     return out
 
 
-__all__ = ["Capabilities", "DTYPES", "LAYOUTS", "MemoryProfile", "MemoryStage", "Model", "ModelAdapter", "ModelInfo",
-           "PatchPoints", "TASKS", "adapter_problems"]
+__all__ = ["AdapterOptions", "Capabilities", "DTYPES", "LAYOUTS", "MemoryProfile", "MemoryStage", "Model",
+           "ModelAdapter", "ModelInfo", "ModelPlan", "NoOptions", "PatchPoints", "TASKS", "adapter_problems"]

@@ -29,12 +29,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 from cinescale_post.contracts.engine import Backend, WindowJob
 from cinescale_post.contracts.errors import PlanError
-from cinescale_post.contracts.model import ModelAdapter
+from cinescale_post.contracts.model import ModelAdapter, ModelPlan
 import cinescale_post.render.image_path as image_path
 import cinescale_post.render.smoke as smoke_test
 import cinescale_post.render.video_path as video_path
 from cinescale_post.render.loading import OOMGuard, load_detail_mask, on_rank_device, read_rgb, require_diffusion
-from cinescale_post.render.options import CROSS_FRAME_FUSION, DriverOptions, split_options
+from cinescale_post.render.options import CROSS_FRAME_FUSION, DriverOptions, assign_options
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,26 @@ class RenderDriver(Backend):
 
     def validate(self, *, stages, options, size, source):
         specs = self.adapter.parse_stages(list(stages))
-        mine, theirs = split_options(dict(options), self.caps.latent_layout)
+        mine, theirs = self._assign(options)
         opts = DriverOptions.from_dict(mine, self.caps, source)
         own = self.adapter.parse_options(theirs, source)
         return tuple(s.to_dict() for s in specs), {**opts.to_dict(self.caps.latent_layout), **own}
 
+    def _assign(self, options: Mapping[str, Any]) -> tuple[dict, dict]:
+        return assign_options(dict(options), self.caps.latent_layout, self.adapter.options_type.keys(), self.id)
+
     def model_options(self, options: Mapping[str, Any]) -> dict:
         """The adapter's part of validated ``backend_options``."""
-        return split_options(dict(options), self.caps.latent_layout)[1]
+        return self._assign(options)[1]
+
+    def model_plan(self, plan: Any, device: str | None = None) -> ModelPlan:
+        """The typed view of ``plan`` the adapter receives (``device``: instead
+        of ``plan.device``, e.g. this rank's)."""
+        mine, theirs = self._assign(plan.backend_options)
+        return ModelPlan(model=plan.model, device=str(device or plan.device), dtype=plan.dtype,
+                         stages=tuple(plan.stages), options=self.adapter.options_type.from_dict(theirs),
+                         driver_options=mine, mode=plan.mode, window=max(int(plan.window.size), 1),
+                         prompt=plan.prompt or "", negative_prompt=plan.negative_prompt or "")
 
     def lookbehind_frames(self, options: Mapping[str, Any], stages: Sequence[Mapping[str, Any]] = ()) -> int:
         """Source frames before a window the driver reads (not renders) so
@@ -83,12 +95,12 @@ class RenderDriver(Backend):
         or cross-frame attention (image layout), else 0."""
         if self.caps.latent_layout != "image":
             return 0
-        o = DriverOptions.from_dict(split_options(dict(options), "image")[0], self.caps)
+        o = DriverOptions.from_dict(self._assign(options)[0], self.caps)
         cross = o.cross_frame or any(dict(s).get("fusion") == CROSS_FRAME_FUSION for s in stages)
         return o.key_every - 1 if (o.noise == "flow" or cross) else 0
 
     def weight_files(self, plan) -> list[str]:
-        files = list(self.adapter.weight_files(plan))
+        files = list(self.adapter.weight_files(self.model_plan(plan)))
         opts = dict(plan.backend_options)
         for k in ("noise_file", "image", "detail_mask"):
             if opts.get(k) and str(opts[k]) not in files:
@@ -102,11 +114,11 @@ class RenderDriver(Backend):
         import cinescale_post.ops.memory_estimate as mm
         from cinescale_post.contracts.stages import resolve_ladder
 
-        prof = self.adapter.memory_profile(plan)
+        prof = self.adapter.memory_profile(self.model_plan(plan))
         if isinstance(prof, str):
             return {"available": False, "reason": prof}
         out = (int(plan.output.width), int(plan.output.height))
-        mode = "render" if getattr(plan, "mode", "render") == "render" else "generate"
+        mode = "render" if plan.mode == "render" else "generate"
         ladder = resolve_ladder(self.adapter.parse_stages(list(plan.stages)), mode=mode, base_size=prof.base_size,
                                 output=out, multiple=prof.size_multiple)
         stages = []
@@ -130,10 +142,10 @@ class RenderDriver(Backend):
         if plan.dtype not in self.dtypes:
             raise PlanError(f"dtype {plan.dtype!r}", fix=f"use one of: {', '.join(self.dtypes)}")
         self.plan = plan
-        self.options = DriverOptions.from_dict(split_options(dict(plan.backend_options),
-                                                             self.caps.latent_layout)[0], self.caps)
+        self.options = DriverOptions.from_dict(self._assign(plan.backend_options)[0], self.caps)
         self.specs = self.adapter.parse_stages(list(plan.stages))
-        self.model = self.adapter.load(on_rank_device(plan, self.options.context_parallel))
+        self.model = self.adapter.load(self.model_plan(plan, on_rank_device(plan.device,
+                                                                            self.options.context_parallel)))
         self._parallelize(self.model)
         self.mask = load_detail_mask(self.options.detail_mask, self.options.detail_mask_soft)
         self._cond_cache = {}
@@ -145,7 +157,7 @@ class RenderDriver(Backend):
         self.model = model
         self.plan = plan
         opts = dict(options if options is not None else (plan.backend_options if plan is not None else {}))
-        self.options = DriverOptions.from_dict(split_options(opts, self.caps.latent_layout)[0], self.caps)
+        self.options = DriverOptions.from_dict(self._assign(opts)[0], self.caps)
         if stages is not None or plan is not None:
             self.specs = self.adapter.parse_stages(list(stages if stages is not None else plan.stages))
         self._parallelize(model)
@@ -179,6 +191,13 @@ class RenderDriver(Backend):
             self.model.unload()
         self.model = None
         self._cond_cache = {}
+
+    def prompts(self) -> tuple[str, str]:
+        """The plan's (prompt, negative prompt); empty when driven without a
+        plan (``use(model)`` in tests)."""
+        if self.plan is None:
+            return "", ""
+        return self.plan.prompt or "", self.plan.negative_prompt or ""
 
     def _need(self):
         if self.model is None:
@@ -247,7 +266,7 @@ class RenderDriver(Backend):
         out = (plan.output.width, plan.output.height)
         stages = self.ladder("generate", out)
         guidance = max(s.spec.guidance for s in stages)
-        numbers = tuple(getattr(plan, "frames", ()) or (1001,))
+        numbers = tuple(plan.frames) or (1001,)
         opts = self.options
         with self._guard(), torch.inference_mode():
             if self.caps.latent_layout == "image":

@@ -21,7 +21,7 @@ log = logging.getLogger("cinescale_post.render.driver")
 def shot_seed_frame(driver, job: WindowJob) -> int:
     key = driver.options.shot_frame
     if key is None:  # no source at plan time: the first frame of the render
-        selected = tuple(getattr(driver.plan, "frames", ()) or ())
+        selected = tuple(driver.plan.frames) if driver.plan is not None else ()
         key = selected[0] if selected else job.frames[0].number
     return key
 
@@ -31,14 +31,12 @@ def render_images(driver, job: WindowJob) -> list:
     from cinescale_post.cascade.frames import refine_frames
 
     model = driver.model
-    plan = driver.plan
     opts = driver.options
     stages = driver.ladder("render", tuple(job.size))
     frames = [f.rgb for f in job.frames]
     h0, w0 = frames[0].shape[:2]
     guidance = max(s.spec.guidance for s in stages)
-    cond = driver.condition(getattr(plan, "prompt", "") or "", getattr(plan, "negative_prompt", "") or "",
-                            size=(w0, h0), guidance=guidance)
+    cond = driver.condition(*driver.prompts(), size=(w0, h0), guidance=guidance)
     shot_key = shot_seed_frame(driver, job)
     cross = opts.cross_frame or any(s.fusion == CROSS_FRAME_FUSION for s in stages)
     from cinescale_post.cascade.noise import policy

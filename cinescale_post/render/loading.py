@@ -85,22 +85,15 @@ def padded_length(n: int, rule: Any) -> int:
     return k
 
 
-def on_rank_device(plan: Any, spec: Mapping[str, Any]) -> Any:
-    """The plan the adapter loads with: under context parallelism the process
+def on_rank_device(device: str, spec: Mapping[str, Any]) -> str:
+    """The device the adapter loads on: under context parallelism the process
     group exists and the device is this rank's (``cuda:LOCAL_RANK``) before
     any weight moves (``ops.context_parallel.init_distributed``)."""
     if not spec:
-        return plan
-    import copy
-
+        return str(device)
     from cinescale_post.ops.context_parallel import init_distributed
 
-    dev = str(init_distributed(spec, plan.device))
-    if dev == str(plan.device):
-        return plan
-    plan = copy.copy(plan)
-    object.__setattr__(plan, "device", dev)  # a frozen Plan: this copy only, for the adapter's load
-    return plan
+    return str(init_distributed(spec, device))
 
 
 __all__ = ["DIFFUSION_LIBRARIES", "OOMGuard", "load_detail_mask", "on_rank_device", "padded_length", "read_rgb",

@@ -2,7 +2,8 @@
 every model adapter shares (noise policy, temporal post-ops, posterior...),
 validated here once, at plan time, without torch. An adapter declares which
 noise policies it takes and its defaults (``Capabilities``); the remaining
-keys of ``[backend_options]`` are the adapter's own (``parse_options``).
+keys of ``[backend_options]`` are the adapter's own, declared by its
+``options_type`` (:func:`assign_options`).
 
 Image layout (frames refined one by one):
 
@@ -45,7 +46,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from cinescale_post.contracts.errors import PlanError
 from cinescale_post.contracts.options import DRIVER_KEYS, check_path_option
@@ -155,11 +156,20 @@ class DriverOptions:
         return out
 
 
-def split_options(options: Mapping[str, Any], layout: str) -> tuple[dict, dict]:
-    """(driver keys, adapter keys) of a ``[backend_options]`` table: the
-    driver's are the declared ``DRIVER_KEYS`` of ``layout``, the rest the adapter's."""
-    keys = set(DriverOptions.keys(layout))
-    return ({k: x for k, x in options.items() if k in keys}, {k: x for k, x in options.items() if k not in keys})
+def assign_options(options: Mapping[str, Any], layout: str, adapter_keys: Sequence[str],
+                   backend: str) -> tuple[dict, dict]:
+    """(driver's, adapter's) keys of a ``[backend_options]`` table, each key
+    going to whoever declared it: the driver's ``DRIVER_KEYS`` of ``layout``
+    or the adapter's ``options_type.keys()``. An undeclared key raises
+    :class:`PlanError` naming both lists."""
+    driver = DRIVER_KEYS[layout]
+    unknown = sorted(k for k in options if k not in driver and k not in adapter_keys)
+    if unknown:
+        own = ", ".join(sorted(adapter_keys)) or "(none)"
+        raise PlanError(f"backend_options: unknown key(s) {', '.join(unknown)} for backend {backend!r}",
+                        fix=f"use only its options ({own}) or the driver's ({', '.join(sorted(driver))}); "
+                            "docs/plugins.md lists them")
+    return ({k: x for k, x in options.items() if k in driver}, {k: x for k, x in options.items() if k not in driver})
 
 
-__all__ = ["CROSS_FRAME_FUSION", "DriverOptions", "split_options"]
+__all__ = ["CROSS_FRAME_FUSION", "DriverOptions", "assign_options"]

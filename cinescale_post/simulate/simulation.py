@@ -121,8 +121,9 @@ def _attach(backend_id: str, pipe, plan, dtype):
     else:
         from cinescale_wan.backend import WanAdapter as Adapter, WanModel as ModelCls
     adapter = Adapter()
-    model = ModelCls(pipe, device="meta", dtype=dtype, options=adapter._options(plan))
-    return model, RenderDriver(adapter, resolve=builtin_resolve).use(model, plan)
+    driver = RenderDriver(adapter, resolve=builtin_resolve)
+    model = ModelCls(pipe, device="meta", dtype=dtype, options=driver.model_plan(plan).options)
+    return model, driver.use(model, plan)
 
 
 def _opt(plan, key: str, default):

@@ -510,7 +510,7 @@ def _main(argv: list[str] | None = None) -> None:
 #
 # A fresh, isolated plugin host; a plan-like object for driving a backend
 # without the CLI; and the backend conformance suite (module
-# ``testing.conformance``). ``testing.models`` builds the tiny SD 1.5-layout
+# ``testing.conformance``). ``testing.tiny`` builds the tiny SD 1.5-layout
 # model of the template plugin; the SDXL and Wan plugins ship theirs
 # (``cinescale_sdxl.tiny``, ``cinescale_wan.tiny``); deterministic stand-in
 # backends are in ``testing.backends``; pytest fixtures in ``testing.pytest_plugin``.

@@ -6,10 +6,16 @@ Everything a model plugin needs is here, and it imports ``cinescale_post.api``
 only:
 
 * two hook implementations, ``register_backends`` and ``register_presets``;
+* :class:`ExampleOptions`, the adapter's own ``[backend_options]`` declared
+  as a dataclass (the core assigns each key to the driver or to it, refuses
+  the rest, and calls ``from_dict`` at plan time, without torch);
 * :class:`ExampleAdapter`, a :class:`~cinescale_post.api.ModelAdapter`: its
-  capabilities as declared data, ``parse_options`` at plan time (no torch)
-  and ``load``, which reads a local diffusers folder (safetensors only, never
-  a download) and returns a fresh :class:`ExampleModel`;
+  capabilities as declared data; ``load``, which reads a local diffusers
+  folder (safetensors only, never a download) and returns a fresh
+  :class:`ExampleModel`; ``memory_profile`` from the folder's configs (memory
+  planning and ``--dry-run`` estimates without loading weights); and
+  ``tiny_model``, a random-weight model for ``cinescale doctor --smoke``.
+  Each receives a typed :class:`~cinescale_post.api.ModelPlan`;
 * :class:`ExampleModel`, a :class:`~cinescale_post.api.Model`: the model's
   own work — ``encode``, ``decode``, ``condition``, one guided ``predict``,
   ``make_scheduler`` and ``patch_points`` naming where the core may apply
@@ -23,12 +29,14 @@ at import time (the host imports it to list plugins).
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cinescale_post.api import (Capabilities, Model, ModelAdapter, ModelInfo, PatchPoints, PlanError, WeightsError,
-                                hookimpl, packaged)
+from cinescale_post.api import (AdapterOptions, Capabilities, MemoryProfile, MemoryStage, Model, ModelAdapter,
+                                ModelInfo, ModelPlan, PatchPoints, PlanError, WeightsError, hookimpl, loader_errors,
+                                packaged)
 
 SCHEDULERS = ("ddim", "euler")
 # Self-attention of every BasicTransformerBlock (cross-attention is attn2).
@@ -148,27 +156,34 @@ class ExampleModel(Model):
         self.unet = self.vae = self.text_encoder = None
 
 
+@dataclass(frozen=True)
+class ExampleOptions(AdapterOptions):
+    """The template's own ``[backend_options]``: ``scheduler`` "ddim"
+    (default) or "euler" (the driver's keys are documented in docs/plugins.md)."""
+
+    scheduler: str = "ddim"
+
+    @classmethod
+    def from_dict(cls, d) -> "ExampleOptions":
+        v = dict(d)
+        if v.get("scheduler", "ddim") not in SCHEDULERS:
+            raise PlanError(f"backend_options.scheduler = {v['scheduler']!r}",
+                            fix=f"use one of: {', '.join(SCHEDULERS)}")
+        return cls(**v)
+
+
 class ExampleAdapter(ModelAdapter):
     id = "example-sd15"
     description = "template backend: Stable Diffusion 1.5-style UNet (self-cascade, dilation, scale fusion)"
     # Frames are refined one by one with per-frame seeds, no low-frequency anchoring.
     capabilities = Capabilities(tasks=frozenset({"v2v", "t2i"}), family="unet", latent_layout="image",
                                 noise=("frame", "shot", "flow"), option_defaults={"anchor_lowfreq": 0.0})
+    options_type = ExampleOptions
 
-    def parse_options(self, options, source=None) -> dict:
-        unknown = sorted(set(options) - {"scheduler"})
-        if unknown:
-            raise PlanError(f"backend_options: unknown key(s) {', '.join(unknown)} for backend {self.id!r}",
-                            fix="allowed: scheduler (and the driver's keys, docs/plugins.md)")
-        scheduler = options.get("scheduler", "ddim")
-        if scheduler not in SCHEDULERS:
-            raise PlanError(f"backend_options.scheduler = {scheduler!r}", fix=f"use one of: {', '.join(SCHEDULERS)}")
-        return {"scheduler": scheduler}
-
-    def weight_files(self, plan) -> list[str]:
+    def weight_files(self, plan: ModelPlan) -> list[str]:
         return sorted(str(f) for f in Path(plan.model).rglob("*.safetensors")) if plan.model else []
 
-    def load(self, plan) -> ExampleModel:
+    def load(self, plan: ModelPlan) -> ExampleModel:
         """Load the folder ``plan.model`` (diffusers layout: unet/, vae/,
         text_encoder/, tokenizer/, scheduler/) for ``plan.device``/``plan.dtype``."""
         import torch
@@ -177,20 +192,63 @@ class ExampleAdapter(ModelAdapter):
 
         folder = str(model_folder(plan.model))
         safe = dict(local_files_only=True, use_safetensors=True)  # never unpickle, never download
-        scheduler_cls = DDIMScheduler if plan.backend_options["scheduler"] == "ddim" else EulerDiscreteScheduler
+        scheduler_cls = DDIMScheduler if plan.options.scheduler == "ddim" else EulerDiscreteScheduler
         device, dtype = torch.device(plan.device), getattr(torch, plan.dtype)
-        try:
+        with loader_errors(self.id, folder, "give a diffusers SD 1.5 folder whose weights are .safetensors"):
             unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", dtype=dtype, **safe)
             vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", dtype=torch.float32, **safe)
             text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **safe)
             tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
             scheduler = scheduler_cls.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
-        except Exception as exc:  # every loader failure is a weights problem for the user
-            raise WeightsError(f"cannot load {self.id} weights from {folder}: {type(exc).__name__}: {exc}",
-                               fix="give a diffusers SD 1.5 folder whose weights are .safetensors") from exc
         for model in (unet, vae, text_encoder):
             model.to(device)
         return ExampleModel(unet, vae, text_encoder, tokenizer, scheduler, device=device, dtype=dtype)
+
+    def memory_profile(self, plan: ModelPlan) -> MemoryProfile | str:
+        """Weights and per-stage UNet/VAE demand from the folder's configs, no
+        weights loaded (the core picks the settings that fit and ``--dry-run``
+        shows them). The VAE runs in float32 and is not tiled."""
+        from cinescale_post.api import memory as mm
+
+        folder = Path(plan.model or "")
+        if not (folder / "unet" / "config.json").is_file() or not (folder / "vae" / "config.json").is_file():
+            return f"no diffusers configs at {str(folder) or '(no model)'}"
+        unet_cfg = json.loads((folder / "unet" / "config.json").read_text())
+        vae_cfg = json.loads((folder / "vae" / "config.json").read_text())
+        elem, f = mm.dtype_bytes(plan.dtype), 2 ** (len(vae_cfg["block_out_channels"]) - 1)
+        comps = [c for c in (mm.component_from_folder("unet", folder / "unet", plan.dtype),
+                             mm.component_from_folder("vae", folder / "vae", "float32"),
+                             mm.component_from_folder("text_encoder", folder / "text_encoder", "float32"))
+                 if c is not None]
+        cross = plan.driver_options.get("cross_frame", False)
+
+        def stage(size, st):
+            w, h = size
+            batch = (2 if st.spec.guidance > 1.0 else 1) * (2 if cross else 1)
+            lat = (h // f, w // f)
+            return MemoryStage(lambda window: mm.unet_activation_bytes(unet_cfg, lat, batch, elem),
+                               lambda tile, window: mm.vae_bytes((w, h), list(vae_cfg["block_out_channels"]), 4,
+                                                                 latent_factor=f),
+                               {"latent": [lat[1], lat[0]], "unet_batch": batch})
+
+        base = int(unet_cfg["sample_size"]) * f
+        return MemoryProfile(comps, (base, base), f, stage, denoisers=("unet",),
+                             facts={"vae_dtype": "float32", "note": "frames are refined one by one"})
+
+    def tiny_model(self, device: str = "cpu") -> dict:
+        """A random-weight model of this layout for ``doctor --smoke`` (it
+        proves wiring, not pictures)."""
+        import torch
+
+        from cinescale_post.testing.tiny import build_tiny_sd15
+
+        c = build_tiny_sd15(0)
+        model = ExampleModel(c["unet"], c["vae"], c["text_encoder"], c["tokenizer"], c["scheduler"],
+                             device=torch.device(device), dtype=torch.float32)
+        for m in (model.unet, model.vae, model.text_encoder):
+            m.to(device)
+        return {"model": model, "size": (64, 64), "prompt": "a photo of the cat",
+                "stages": [{"scale": 1, "steps": 3}, {"scale": 2, "steps": 3, "restart_step": 1, "dilate_tau": 2}]}
 
 
 def model_folder(model: str | None) -> Path:

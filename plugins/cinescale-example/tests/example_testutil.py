@@ -21,7 +21,7 @@ TINY_LADDER = ({"scale": 1, "steps": 2, "guidance": 5.0},
 
 def save_model(tmp_path_factory, name: str = "tiny-sd15") -> str:
     """A tiny random SD 1.5-layout diffusers folder (safetensors), for one test module."""
-    from cinescale_post.testing.models import save_tiny_sd15
+    from cinescale_post.testing.tiny import save_tiny_sd15
 
     return str(save_tiny_sd15(tmp_path_factory.mktemp("models") / name))
 

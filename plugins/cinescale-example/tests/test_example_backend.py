@@ -50,7 +50,7 @@ def test_weights_come_only_from_a_local_safetensors_folder(tmp_path, monkeypatch
     with pytest.raises(WeightsError, match="single checkpoint files are not loaded"):
         b.load(plan_for(str(ckpt)))
     # a folder with pickled .bin weights is refused without ever unpickling
-    from cinescale_post.testing.models import build_tiny_sd15
+    from cinescale_post.testing.tiny import build_tiny_sd15
 
     build_tiny_sd15(0, text_encoder=False)["unet"].save_pretrained(tmp_path / "bin" / "unet", safe_serialization=False)
     (tmp_path / "bin" / "model_index.json").write_text("{}")

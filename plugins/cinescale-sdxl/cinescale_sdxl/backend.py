@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cinescale_post.api import (Capabilities, MemoryProfile, Model, ModelAdapter, ModelInfo, PatchPoints, WeightsError,
-                                empty_cache)
+from cinescale_post.api import (Capabilities, MemoryProfile, Model, ModelAdapter, ModelInfo, ModelPlan, PatchPoints,
+                                WeightsError, empty_cache)
 
 from .loading import load_pipeline, memory_profile
 from .options import SDXL_SELF_ATTENTION, TURBO_SAMPLE_SIZE, SDXLOptions
@@ -244,24 +244,18 @@ class SDXLAdapter(ModelAdapter):
     description = "SDXL-family UNet (FreeScale: self-cascade, restrained dilation, scale fusion, FreeU)"
     capabilities = Capabilities(tasks=frozenset({"v2v", "t2i"}), family="unet", latent_layout="image")
     oom_advice = "use fusion fast_mode = true, window_batch = 4, a smaller last stage, or dtype float16"
+    options_type = SDXLOptions
 
-    def parse_options(self, options, source=None) -> dict:
-        return SDXLOptions.from_dict(dict(options)).to_dict()
-
-    def weight_files(self, plan) -> list[str]:
+    def weight_files(self, plan: ModelPlan) -> list[str]:
         if not plan.model:
             return []
         p = Path(plan.model)
         return [str(p)] if p.is_file() else sorted(str(f) for f in p.rglob("*.safetensors"))
 
-    def _options(self, plan) -> SDXLOptions:
-        keys = SDXLOptions.__dataclass_fields__
-        return SDXLOptions.from_dict({k: v for k, v in dict(plan.backend_options).items() if k in keys})
-
-    def load(self, plan) -> SDXLModel:
+    def load(self, plan: ModelPlan) -> SDXLModel:
         import torch
 
-        opts = self._options(plan)
+        opts = plan.options
         dtype = getattr(torch, plan.dtype)
         return SDXLModel(load_pipeline(plan.model, dtype, config=opts.config), device=plan.device, dtype=dtype,
                          options=opts)
@@ -277,8 +271,8 @@ class SDXLAdapter(ModelAdapter):
                 "stages": [{"scale": 1, "steps": 4}, {"scale": 2, "steps": 4, "restart_step": 1, "dilate_tau": 3}],
                 "prompt": "a photo of the cat"}
 
-    def memory_profile(self, plan) -> MemoryProfile | str:
+    def memory_profile(self, plan: ModelPlan) -> MemoryProfile | str:
         """Components and per-stage demand from the model folder's configs (loading.py)."""
-        return memory_profile(plan, self._options(plan))
+        return memory_profile(plan)
 
 __all__ = ["SDXLAdapter", "SDXLModel", "SDXLOptions", "load_pipeline"]

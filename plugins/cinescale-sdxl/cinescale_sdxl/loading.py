@@ -8,13 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cinescale_post.api import MemoryProfile, MemoryStage, WeightsError
+from cinescale_post.api import MemoryProfile, MemoryStage, ModelPlan, loader_errors, local_weights
 
 from .options import SDXLOptions
 
 
-def memory_profile(plan, opts: SDXLOptions) -> MemoryProfile | str:
+def memory_profile(plan: ModelPlan) -> MemoryProfile | str:
     """Components and per-stage demand from the model folder's configs."""
+    opts: SDXLOptions = plan.options
     from cinescale_post.api import memory as mm
 
     folder = Path(opts.config or plan.model or "")
@@ -34,8 +35,7 @@ def memory_profile(plan, opts: SDXLOptions) -> MemoryProfile | str:
              if c is not None]
     f = 2 ** (len(vae_cfg["block_out_channels"]) - 1)
     base = int(unet_cfg["sample_size"]) * f
-    bo = dict(plan.backend_options)
-    cross = bo.get("cross_frame", False) or any(dict(s).get("fusion") == "cross-frame" for s in plan.stages)
+    cross = plan.driver_options.get("cross_frame", False) or any(dict(s).get("fusion") == "cross-frame" for s in plan.stages)
     kernel = "efficient"  # diffusers' AttnProcessor2_0: SDPA flash / memory-efficient
     chans = list(vae_cfg["block_out_channels"])
 
@@ -67,36 +67,19 @@ def memory_profile(plan, opts: SDXLOptions) -> MemoryProfile | str:
 def load_pipeline(model: str | None, dtype: Any, *, config: str | None = None):
     """Load an SDXL pipeline from a local diffusers folder (safetensors only)
     or a single ``.safetensors`` file. Never unpickles, never downloads."""
-    if not model:
-        raise WeightsError("the sdxl backend needs model weights",
-                           fix="pass --model PATH (a diffusers SDXL folder or a .safetensors file)")
-    p = Path(model).expanduser()
-    if not p.exists():
-        raise WeightsError(f"model weights {model} not found",
-                           fix="give a local diffusers folder or a .safetensors file (nothing is downloaded)")
+    p = local_weights(model, "sdxl", kinds="a diffusers SDXL folder or a .safetensors file",
+                      folder_holds="unet/ and vae/")
     from diffusers import StableDiffusionXLPipeline
 
-    try:
+    with loader_errors("SDXL", p, "for a single file, set backend_options.config to a diffusers SDXL folder with the "
+                                  "configs; check the files are complete safetensors"):
         if p.is_dir():
-            if not (p / "model_index.json").is_file():
-                raise WeightsError(f"{p} is not a diffusers pipeline folder (no model_index.json)",
-                                   fix="point --model at the folder holding model_index.json, unet/ and vae/")
             return StableDiffusionXLPipeline.from_pretrained(str(p), dtype=dtype, local_files_only=True,
                                                              use_safetensors=True)
-        if p.suffix.lower() != ".safetensors":
-            raise WeightsError(f"{p.name}: only .safetensors single files are loaded (pickled "
-                               f"{p.suffix} checkpoints can run code and are refused)",
-                               fix="convert the checkpoint to .safetensors or use a diffusers folder")
         kw: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
         if config:
             kw["config"] = config
         return StableDiffusionXLPipeline.from_single_file(str(p), **kw)
-    except WeightsError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every loader failure is a weights problem for the user
-        raise WeightsError(f"cannot load SDXL weights from {p}: {type(exc).__name__}: {exc}",
-                           fix=("for a single file, set backend_options.config to a diffusers SDXL folder "
-                                "with the configs; check the files are complete safetensors")) from exc
 
 
 __all__ = ["load_pipeline", "memory_profile"]

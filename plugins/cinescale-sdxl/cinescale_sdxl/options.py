@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cinescale_post.api import IMAGE_KEYS, PlanError
+from cinescale_post.api import AdapterOptions, PlanError
 
 # FreeScale's restrained-dilation list (ALGORITHM.md section 2.1) and the
 # self-attention layers of every BasicTransformerBlock (section 3.1).
@@ -22,7 +22,7 @@ FREEU_DEFAULT = {"b1": 1.1, "b2": 1.2, "s1": 0.6, "s2": 0.4}
 
 
 @dataclass(frozen=True)
-class SDXLOptions:
+class SDXLOptions(AdapterOptions):
     """SDXL's own ``[backend_options]`` (the driver's keys — noise, anchoring,
     cross_frame, detail_mask... — are documented in docs/plugins.md).
 
@@ -45,12 +45,7 @@ class SDXLOptions:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SDXLOptions":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise PlanError(f"backend_options: unknown key(s) {', '.join(unknown)} for backend 'sdxl'",
-                            fix=f"use only: {', '.join(sorted(known | set(IMAGE_KEYS)))}")
-        v = dict(d)
+        v = dict(d)  # only declared keys: the driver refused the others
         f = v.get("freeu", True)
         if f is True:
             v["freeu"] = dict(FREEU_DEFAULT)

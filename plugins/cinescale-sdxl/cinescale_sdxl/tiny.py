@@ -2,7 +2,8 @@
 model (``SDXLAdapter.tiny_model``) and the plugin's tests.
 
 Everything is built from config dicts in code (no downloads, no weights in
-the repository); :func:`save_tiny_sdxl` writes a real diffusers folder
+the repository; the VAE and CLIP text configs and the tokenizer are the test
+kit's, ``cinescale_post.testing.tiny``); :func:`save_tiny_sdxl` writes a real diffusers folder
 (``model_index.json``, ``unet/``, ``vae/``...) that the adapter loads with
 ``from_pretrained(local_files_only=True)``.
 
@@ -25,6 +26,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cinescale_post.testing.tiny import (TINY_TEXT_CONFIG, TINY_VAE_CONFIG, tiny_clip_text_config, tiny_clip_vocab,
+                                         tiny_tokenizer)
+
 TINY_UNET_CONFIG: dict[str, Any] = dict(
     sample_size=8,
     in_channels=4,
@@ -44,20 +48,6 @@ TINY_UNET_CONFIG: dict[str, Any] = dict(
     norm_num_groups=8,
 )
 
-TINY_VAE_CONFIG: dict[str, Any] = dict(
-    in_channels=3,
-    out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(8, 16, 32, 32),
-    layers_per_block=1,
-    latent_channels=4,
-    norm_num_groups=8,
-    sample_size=64,
-    scaling_factor=0.13025,
-    force_upcast=True,
-)
-
 # SDXL base 1.0's scheduler settings (EulerDiscrete, leading spacing, offset 1).
 SDXL_SCHEDULER_CONFIG: dict[str, Any] = dict(
     num_train_timesteps=1000,
@@ -70,53 +60,6 @@ SDXL_SCHEDULER_CONFIG: dict[str, Any] = dict(
     timestep_spacing="leading",
     use_karras_sigmas=False,
 )
-
-TINY_TEXT_CONFIG: dict[str, Any] = dict(
-    hidden_size=32,
-    intermediate_size=37,
-    num_hidden_layers=3,
-    num_attention_heads=4,
-    projection_dim=32,
-    max_position_embeddings=77,
-    hidden_act="gelu",
-)
-
-_MERGES = ["t h", "th e</w>", "c a", "ca t</w>", "o f</w>", "p h", "ph o", "pho t", "phot o</w>",
-           "d o", "do g</w>", "a </w>".replace(" </w>", "</w>")]
-
-
-def _bytes_to_unicode() -> list[str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-def tiny_clip_vocab() -> tuple[dict[str, int], list[str]]:
-    """A CLIP-format BPE vocabulary (byte symbols, their ``</w>`` forms, a few
-    merges, then ``<|startoftext|>``/``<|endoftext|>``) and its merges."""
-    symbols = _bytes_to_unicode()
-    tokens = symbols + [s + "</w>" for s in symbols]
-    merges = [m for m in _MERGES if " " in m]
-    for m in merges:
-        a, b = m.split(" ")
-        if a + b not in tokens:
-            tokens.append(a + b)
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return {t: i for i, t in enumerate(tokens)}, merges
-
-
-def tiny_tokenizer():
-    from transformers import CLIPTokenizer
-
-    vocab, merges = tiny_clip_vocab()
-    return CLIPTokenizer(vocab=vocab, merges=[tuple(m.split(" ")) for m in merges], model_max_length=77)
-
 
 def build_tiny_sdxl(seed: int = 0, *, text_encoders: bool = True, dtype=None) -> dict[str, Any]:
     """Components for ``StableDiffusionXLPipeline(**components)``, random
@@ -131,11 +74,10 @@ def build_tiny_sdxl(seed: int = 0, *, text_encoders: bool = True, dtype=None) ->
     comps: dict[str, Any] = dict(unet=unet, vae=vae, scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER_CONFIG),
                                  tokenizer=None, tokenizer_2=None, text_encoder=None, text_encoder_2=None)
     if text_encoders:
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
         tok = tiny_tokenizer()
-        cfg = CLIPTextConfig(vocab_size=len(tok), eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
-                             pad_token_id=tok.pad_token_id, **TINY_TEXT_CONFIG)
+        cfg = tiny_clip_text_config(tok)
         torch.manual_seed(seed + 2)
         te1 = CLIPTextModel(cfg).eval()
         torch.manual_seed(seed + 3)

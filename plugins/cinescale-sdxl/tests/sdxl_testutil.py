@@ -1,8 +1,6 @@
 """Helpers shared by the SDXL plugin's tests (a uniquely named module, so
 test folders of several plugins can be collected in one pytest run)."""
 
-from types import SimpleNamespace
-
 import numpy as np
 
 
@@ -22,10 +20,10 @@ def driver():
 
 def make_plan(model, *, stages=TINY_STAGES, options=None, mode="generate", size=(128, 128), dtype="float32",
               prompt="a photo of the cat", frames=(1001,), source=None):
-    st, opts = driver().validate(stages=tuple(stages), options=dict(options or {}), size=size, source=source)
-    return SimpleNamespace(backend="sdxl", model=model, device="cpu", dtype=dtype, seed=7, stages=st,
-                           backend_options=opts, output=SimpleNamespace(width=size[0], height=size[1]),
-                           prompt=prompt, negative_prompt="blurry", mode=mode, frames=frames, source=source)
+    from cinescale_post.testing import make_test_plan
+
+    return make_test_plan(driver(), model=model, stages=stages, options=options, size=size, mode=mode, prompt=prompt,
+                          dtype=dtype, frames=frames, source=source)
 
 
 def seed_for(number, tile=0):

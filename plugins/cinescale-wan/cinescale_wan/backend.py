@@ -17,8 +17,8 @@ import copy
 import logging
 from typing import Any
 
-from cinescale_post.api import (Capabilities, FrameRule, MemoryProfile, Model, ModelAdapter, ModelInfo, PatchPoints,
-                                PlanError, empty_cache)
+from cinescale_post.api import (Capabilities, FrameRule, MemoryProfile, Model, ModelAdapter, ModelInfo, ModelPlan,
+                                PatchPoints, PlanError, empty_cache)
 
 from . import memory
 from .conditioning import WanCond, image_latent, wan_condition
@@ -296,28 +296,22 @@ class WanAdapter(ModelAdapter):
                                 option_defaults={"posterior": "mean", "num_frames": 81}, attention=SELF_ATTENTION)
     oom_advice = ("use dtype bfloat16, backend_options.offload = \"model\", smaller vae_tile, fewer frames per "
                   "window, or a smaller last stage")
+    options_type = WanOptions
 
     def parse_stages(self, stages):
         return parse_wan_stages(stages)[0]
 
-    def parse_options(self, options, source=None) -> dict:
-        return WanOptions.from_dict(dict(options)).to_dict()
-
-    def _options(self, plan) -> WanOptions:
-        keys = WanOptions.__dataclass_fields__
-        return WanOptions.from_dict({k: v for k, v in dict(plan.backend_options).items() if k in keys})
-
-    def weight_files(self, plan) -> list[str]:
+    def weight_files(self, plan: ModelPlan) -> list[str]:
         from .loading import weight_files
 
         return weight_files(plan)
 
-    def load(self, plan) -> WanModel:
+    def load(self, plan: ModelPlan) -> WanModel:
         import torch
 
         from .loading import load_wan_pipeline
 
-        opts = self._options(plan)
+        opts = plan.options
         dtype = getattr(torch, plan.dtype)
         vae_dtype = dtype if in_model_dtype(opts.vae_dtype, plan.device) else torch.float32
         pipe = load_wan_pipeline(plan.model, dtype, vae_dtype=vae_dtype, config=opts.config or None)
@@ -335,8 +329,8 @@ class WanAdapter(ModelAdapter):
                 "stages": [{"size": [32, 32], "steps": 4, "shift": 7.0},
                            {"size": [64, 64], "steps": 4, "restart_step": 1, "shift": 11.0, "attention_scale": 1.5}]}
 
-    def memory_profile(self, plan) -> MemoryProfile | str:
-        return memory.memory_profile(plan, self._options(plan))
+    def memory_profile(self, plan: ModelPlan) -> MemoryProfile | str:
+        return memory.memory_profile(plan)
 
 
 __all__ = ["WanAdapter", "WanCond", "WanModel", "latent_frames"]

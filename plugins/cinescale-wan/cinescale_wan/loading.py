@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cinescale_post.api import WeightsError
+from cinescale_post.api import ModelPlan, WeightsError, loader_errors, local_weights
 
 log = logging.getLogger(__name__)
 
@@ -84,27 +84,16 @@ def load_wan_pipeline(model: str | None, dtype: Any, *, vae_dtype: Any = None, c
     (default float32, as the Wan pipelines run it)."""
     import torch
 
-    if not model:
-        raise WeightsError("the wan backend needs model weights",
-                           fix="pass --model PATH (a diffusers Wan folder or a .safetensors transformer)")
-    p = Path(model).expanduser()
-    if not p.exists():
-        raise WeightsError(f"model weights {model} not found",
-                           fix="give a local diffusers Wan folder or a .safetensors file (nothing is downloaded)")
+    p = local_weights(model, "wan", kinds="a diffusers Wan folder or a .safetensors transformer",
+                      folder_holds="transformer/ and vae/")
     from diffusers import DiffusionPipeline, WanTransformer3DModel
 
     dtypes = {"default": dtype, "vae": vae_dtype or torch.float32, "image_encoder": torch.float32}
-    try:
+    with loader_errors("Wan", p, "check the folder is a complete diffusers Wan pipeline with safetensors; for a "
+                                 "single file set backend_options.config"):
         if p.is_dir():
-            if not (p / "model_index.json").is_file():
-                raise WeightsError(f"{p} is not a diffusers pipeline folder (no model_index.json)",
-                                   fix="point --model at the folder holding model_index.json, transformer/ and vae/")
             return DiffusionPipeline.from_pretrained(str(p), dtype=dtypes, local_files_only=True,
                                                      use_safetensors=True, **_null_components(p))
-        if p.suffix.lower() != ".safetensors":
-            raise WeightsError(f"{p.name}: only .safetensors single files are loaded (pickled {p.suffix} "
-                               "checkpoints can run code and are refused)",
-                               fix="convert the checkpoint to .safetensors or use a diffusers folder")
         if not config:
             raise WeightsError(f"{p.name} is a single transformer file: the VAE, text encoder and configs "
                                "must come from a diffusers Wan folder",
@@ -115,26 +104,20 @@ def load_wan_pipeline(model: str | None, dtype: Any, *, vae_dtype: Any = None, c
         return DiffusionPipeline.from_pretrained(str(cfg), dtype=dtypes, local_files_only=True,
                                                  use_safetensors=True, transformer=transformer,
                                                  **_null_components(cfg))
-    except WeightsError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every loader failure is a weights problem for the user
-        raise WeightsError(f"cannot load Wan weights from {p}: {type(exc).__name__}: {exc}",
-                           fix="check the folder is a complete diffusers Wan pipeline with safetensors; for a "
-                               "single file set backend_options.config") from exc
 
 
-def weight_files(plan: Any) -> list[str]:
+def weight_files(plan: ModelPlan) -> list[str]:
     """Files whose hashes the manifest records: the model (every safetensors of a
     folder), the config folder of a single file, the LoRA."""
     files: list[str] = []
     if plan.model:
         p = Path(plan.model)
         files += [str(p)] if p.is_file() else sorted(str(f) for f in p.rglob("*.safetensors"))
-    opts = dict(plan.backend_options)
-    if opts.get("config") and plan.model and Path(plan.model).is_file():
-        files += sorted(str(f) for f in Path(opts["config"]).rglob("*.safetensors"))
-    if opts.get("lora"):
-        files.append(str(Path(opts["lora"])))
+    opts = plan.options
+    if opts.config and plan.model and Path(plan.model).is_file():
+        files += sorted(str(f) for f in Path(opts.config).rglob("*.safetensors"))
+    if opts.lora:
+        files.append(str(Path(opts.lora)))
     return files
 
 

@@ -9,15 +9,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cinescale_post.api import MemoryProfile, MemoryStage
+from cinescale_post.api import MemoryProfile, MemoryStage, ModelPlan
 
 from .options import WanOptions, in_model_dtype
 
 COMPONENTS = ("transformer", "transformer_2", "vae", "text_encoder", "image_encoder")
 
 
-def memory_profile(plan: Any, opts: WanOptions) -> MemoryProfile | str:
+def memory_profile(plan: ModelPlan) -> MemoryProfile | str:
     """Components and per-stage DiT/VAE demand from the folder's configs."""
+    opts: WanOptions = plan.options
     from cinescale_post.api import memory as mm
 
     folder = Path(opts.config or plan.model or "")
@@ -39,18 +40,16 @@ def memory_profile(plan: Any, opts: WanOptions) -> MemoryProfile | str:
     patch = tuple(tcfg["patch_size"])
     heads, hd = int(tcfg["num_attention_heads"]), int(tcfg["attention_head_dim"])
     dim = heads * hd
-    if getattr(plan, "mode", "render") == "render":
-        win = getattr(plan, "window", None)
-        size = win.get("size") if isinstance(win, dict) else getattr(win, "size", 1)
-        k = max(int(size or 1), 1)
+    if plan.mode == "render":
+        k = max(int(plan.window), 1)
         while (k - 1) % 4:
             k += 1
         full = k
         windows = sorted({full} | {n for n in (41, 21, 9, 5) if n < full}, reverse=True)
     else:
-        full = int(dict(plan.backend_options).get("num_frames", 81))
+        full = int(plan.driver_options.get("num_frames", 81))
         windows = [full]
-    cp = dict(plan.backend_options).get("context_parallel") or {}  # the driver's option, validated
+    cp = plan.driver_options.get("context_parallel") or {}
     world = max(1, int(cp.get("ulysses", 1) or 1)) * max(1, int(cp.get("ring", 1) or 1))
     batch = 2 if opts.cfg_batch else 1
     kernel = "efficient"

@@ -28,11 +28,11 @@ none (no skip-residual blend on the video path).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cinescale_post.api import VIDEO_KEYS, PlanError, StageSpec, check_path_option, parse_stages
+from cinescale_post.api import AdapterOptions, PlanError, StageSpec, check_path_option, parse_stages
 
 WAN_KEYS = ("shift", "ntk", "ntk_rule", "attention_scale")
 CORE_DEFAULTS = {"steps": 50, "guidance": 5.0, "restart": 0.3, "upscaler": "latent-trilinear", "fusion": None,
@@ -130,7 +130,7 @@ def wan_stage(spec: StageSpec) -> WanStage:
 
 
 @dataclass(frozen=True)
-class WanOptions:
+class WanOptions(AdapterOptions):
     """Wan's own ``[backend_options]`` (defaults: the CineScale reference). The
     driver's keys are validated by the core (docs/plugins.md): ``num_frames``
     (frames ``generate`` makes, 4n+1; Wan default 81), ``image`` (first frame
@@ -180,16 +180,10 @@ class WanOptions:
     guidance_2: float | None = None
     fit: str = "crop"
     config: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_dict(cls, d: dict) -> "WanOptions":
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise PlanError(f"backend_options: unknown key(s) {', '.join(unknown)} for backend 'wan'",
-                            fix=f"use only: {', '.join(sorted(known | set(VIDEO_KEYS)))}")
-        v = dict(d)
+        v = dict(d)  # only declared keys: the driver refused the others
 
         def choice(k, allowed):
             if k in v and v[k] not in allowed:
@@ -242,7 +236,6 @@ class WanOptions:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.pop("extra")
         d["vae_tile"], d["vae_stride"] = list(self.vae_tile), list(self.vae_stride)
         return d
 

@@ -1,18 +1,22 @@
-"""Tiny, randomly initialised models for tests: the SD 1.5 layout of the
-template plugin (``plugins/cinescale-example``), and the tiny CLIP tokenizer
-and text/VAE configs it is built from. The SDXL and Wan factories live in
-their plugins (``cinescale_sdxl.tiny``, ``cinescale_wan.tiny``), which their
-smoke tests use; the core's own tests import those.
-
-Importable by plugin authors. Everything is built from config dicts in code
-(no downloads, no weights in the repository); :func:`save_tiny_sd15` writes a
-real diffusers folder (``model_index.json``, ``unet/``, ``vae/``...) that the
-example backend loads with ``from_pretrained(local_files_only=True)``.
+"""Tiny, randomly initialised models for tests, written once: the tiny VAE
+and CLIP text configs and the tiny CLIP tokenizer (the SDXL plugin's
+``cinescale_sdxl.tiny`` builds on them too), and the SD 1.5 layout of the
+template plugin (``plugins/cinescale-example``): :func:`build_tiny_sd15`,
+and :func:`save_tiny_sd15`, which writes a real diffusers folder
+(``model_index.json``, ``unet/``, ``vae/``...) that the example backend loads
+with ``from_pretrained(local_files_only=True)``. Everything is built from
+config dicts in code (no downloads, no weights in the repository).
 
 Example::
 
-    from cinescale_post.testing.models import save_tiny_sd15
+    from cinescale_post.testing.tiny import save_tiny_sd15
     path = save_tiny_sd15(tmp_path / "tiny-sd15")   # ~6 MB, < 1 s
+
+Public: plugins may import this module (the one ``cinescale_post`` module
+besides ``cinescale_post.api`` their code may import) for the tiny models of
+their tests and of ``ModelAdapter.tiny_model``. It imports nothing of the
+core and no torch at import time. Random weights prove wiring and
+arithmetic, never picture quality.
 """
 
 from __future__ import annotations
@@ -82,6 +86,15 @@ def tiny_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[tuple(m.split(" ")) for m in merges], model_max_length=77)
 
 
+def tiny_clip_text_config(tokenizer: Any):
+    """A ``CLIPTextConfig`` of :data:`TINY_TEXT_CONFIG` sized to ``tokenizer``."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                          bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
+                          **TINY_TEXT_CONFIG)
+
+
 # ------------------------------------------------------------------ SD 1.5 layout (template plugin)
 #
 # A tiny Stable Diffusion 1.5-style model: one CLIP text encoder whose hidden
@@ -136,11 +149,10 @@ def build_tiny_sd15(seed: int = 0, *, text_encoder: bool = True) -> dict[str, An
                                  tokenizer=None, text_encoder=None, safety_checker=None, feature_extractor=None,
                                  requires_safety_checker=False)
     if text_encoder:
-        from transformers import CLIPTextConfig, CLIPTextModel
+        from transformers import CLIPTextModel
 
         tok = tiny_tokenizer()
-        cfg = CLIPTextConfig(vocab_size=len(tok), eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
-                             pad_token_id=tok.pad_token_id, **TINY_TEXT_CONFIG)
+        cfg = tiny_clip_text_config(tok)
         torch.manual_seed(seed + 2)
         comps.update(tokenizer=tok, text_encoder=CLIPTextModel(cfg).eval())
     return comps
@@ -160,5 +172,4 @@ def save_tiny_sd15(path: str | Path, seed: int = 0, *, text_encoder: bool = True
 
 
 __all__ = ["SD15_SCHEDULER_CONFIG", "TINY_SD15_UNET_CONFIG", "TINY_SD15_VAE_CONFIG", "TINY_TEXT_CONFIG", "TINY_VAE_CONFIG",
-           "build_tiny_sd15", "tiny_clip_vocab", "tiny_tokenizer",
-            "save_tiny_sd15"]
+           "build_tiny_sd15", "save_tiny_sd15", "tiny_clip_text_config", "tiny_clip_vocab", "tiny_tokenizer"]
