@@ -365,3 +365,27 @@ def test_a_model_render_on_a_core_only_install_names_the_extra(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "pip install 'cinescale-post[diffusion]'" in r.stderr and "torch" in r.stderr, r.stderr
+
+
+def test_an_adapter_may_not_declare_the_drivers_keys():
+    """Each ``backend_options`` key has one declarer: an options type that
+    takes a driver key is refused at registration, naming it."""
+    from dataclasses import dataclass
+
+    from cinescale_post.contracts.model import AdapterOptions, Capabilities, ModelAdapter, adapter_problems
+
+    @dataclass(frozen=True)
+    class Clash(AdapterOptions):
+        noise: str = "mine"
+
+    class A(ModelAdapter):
+        id = "clash"
+        capabilities = Capabilities(tasks=frozenset({"t2i"}), family="unet", latent_layout="image")
+        options_type = Clash
+
+        def load(self, plan):
+            raise AssertionError
+
+    assert any("driver's key(s) noise" in p for p in adapter_problems(A()))
+    A.options_type = dict
+    assert any("options_type" in p for p in adapter_problems(A()))

@@ -111,3 +111,24 @@ def test_render_refines_each_frame_at_the_window_size(tiny_model, scheduler):
 def test_backend_passes_the_conformance_suite(tiny_model):
     report = run_backend_conformance(ExampleAdapter(), plan=plan_for(tiny_model, stages=TINY_REFINE), max_frames=3)
     assert report.ok and report.seeded
+
+
+def test_the_template_declares_memory_and_a_smoke_model(tiny_model):
+    """A copied plugin gets memory planning and ``doctor --smoke``: the
+    estimate comes from the folder's configs, the smoke test runs the
+    adapter's tiny model through a two-stage cascade."""
+    est = driver().estimate_memory(plan_for(tiny_model))
+    assert est["available"] is True, est
+    assert est["stages"], est
+    assert driver().estimate_memory(plan_for(None))["available"] is False
+    report = driver().smoke("cpu")
+    assert report is not None and report["ok"] is True, report
+
+
+def test_undeclared_keys_are_refused_and_the_declared_ones_are_typed(tiny_model):
+    with pytest.raises(PlanError, match="unknown key.*sheduler") as e:
+        driver().validate(stages=(), options={"sheduler": "ddim"}, size=(64, 64), source=None)
+    assert "scheduler" in e.value.fix and "noise" in e.value.fix  # both declared lists
+    view = driver().model_plan(plan_for(tiny_model, options={"scheduler": "euler"}))
+    assert view.options.scheduler == "euler" and "scheduler" not in view.driver_options
+    assert view.driver_options["noise"] == "frame" and view.model == tiny_model
