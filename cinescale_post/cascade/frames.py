@@ -19,7 +19,7 @@ from cinescale_post.contracts.stages import ResolvedStage
 from cinescale_post.ops.pixels import to_images, to_pixels
 
 
-def refine_frames(backend: Any, frames: Sequence[np.ndarray], stages: Sequence[ResolvedStage], cond: Any,
+def refine_frames(model: Any, frames: Sequence[np.ndarray], stages: Sequence[ResolvedStage], cond: Any,
                   rng_for: Callable[[int], RandomSources], *, out_size: tuple[int, int] | None = None,
                   freeu: Any = None, mask: Any = None, resolve: Callable | None = None,
                   progress: Callable[[float], None] | None = None) -> list[np.ndarray]:
@@ -29,40 +29,40 @@ def refine_frames(backend: Any, frames: Sequence[np.ndarray], stages: Sequence[R
     outs = []
     n = len(frames)
     for i, frame in enumerate(frames):
-        px = to_pixels([frame], backend.device, _vae_dtype(backend))
+        px = to_pixels([frame], model.device, _vae_dtype(model))
         init = StageResult(size=(px.shape[-1], px.shape[-2]), pixels=px)
 
         def prog(f: float, _i=i) -> None:
             if progress is not None:
                 progress((_i + f) / n)
 
-        res = run_ladder(backend, stages, cond, rng_for(i), init=init, resolve=resolve, freeu=freeu,
+        res = run_ladder(model, stages, cond, rng_for(i), init=init, resolve=resolve, freeu=freeu,
                          mask=mask, progress=prog)[-1]
-        outs.extend(to_images(backend.decode(res.latent), out_size))
+        outs.extend(to_images(model.decode(res.latent), out_size))
     return outs
 
 
-def refine_video(backend: Any, frames: torch.Tensor, stages: Sequence[ResolvedStage], cond: Any,
+def refine_video(model: Any, frames: torch.Tensor, stages: Sequence[ResolvedStage], cond: Any,
                  rng: RandomSources, *, freeu: Any = None, mask: Any = None, resolve: Callable | None = None,
                  progress: Callable[[float], None] | None = None) -> torch.Tensor:
     """Render mode for one video window denoised as a whole (a video model).
 
-    ``frames``: (B, 3, F, H, W) in [-1, 1], F a length the backend's VAE takes
+    ``frames``: (B, 3, F, H, W) in [-1, 1], F a length the model's VAE takes
     (pad before calling); it is the base, each stage refines it. Returns the
-    decoded last stage, (B, 3, F, H', W') in about [-1, 1], for the backend to
+    decoded last stage, (B, 3, F, H', W') in about [-1, 1], for the model to
     fit to the output (crop or resize) and turn into frames.
     """
     if frames.ndim != 5:
         raise ValueError(f"refine_video takes a (B, 3, F, H, W) window, got shape {tuple(frames.shape)}")
-    temporal = int(backend.model_info.temporal_factor)
+    temporal = int(model.model_info.temporal_factor)
     latent_frames = (int(frames.shape[2]) - 1) // temporal + 1
     init = StageResult(size=(frames.shape[-1], frames.shape[-2]), pixels=frames)
-    res = run_ladder(backend, stages, cond, rng, init=init, resolve=resolve, freeu=freeu, mask=mask,
+    res = run_ladder(model, stages, cond, rng, init=init, resolve=resolve, freeu=freeu, mask=mask,
                      frames=latent_frames, progress=progress)[-1]
-    return backend.decode(res.latent)
+    return model.decode(res.latent)
 
 
-def generate_images(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rngs: Sequence[RandomSources], *,
+def generate_images(model: Any, stages: Sequence[ResolvedStage], cond: Any, rngs: Sequence[RandomSources], *,
                     out_size: tuple[int, int] | None = None, freeu: Any = None, mask: Any = None,
                     resolve: Callable | None = None, keep: str = "last",
                     progress: Callable[[float], None] | None = None) -> list[np.ndarray]:
@@ -74,15 +74,15 @@ def generate_images(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rn
             if progress is not None:
                 progress((_i + f) / len(rngs))
 
-        results = run_ladder(backend, stages, cond, rng, init=None, resolve=resolve, freeu=freeu, mask=mask,
+        results = run_ladder(model, stages, cond, rng, init=None, resolve=resolve, freeu=freeu, mask=mask,
                              keep=keep, progress=prog)
         for r in results:
-            outs.extend(to_images(backend.decode(r.latent), out_size if keep == "last" else None))
+            outs.extend(to_images(model.decode(r.latent), out_size if keep == "last" else None))
     return outs
 
 
-def _vae_dtype(backend: Any) -> Any:
-    return backend.vae_dtype or backend.dtype or torch.float32
+def _vae_dtype(model: Any) -> Any:
+    return model.vae_dtype or model.dtype or torch.float32
 
 
 __all__ = ["generate_images", "refine_frames", "refine_video"]

@@ -18,7 +18,7 @@ Per stage the model takes part through the methods of
 ``stage_sigmas(stage)`` set the stage's schedule (a DiT's flow shift),
 ``stage_patches(stage)`` yields handles held for the whole stage, base stage
 included (NTK-RoPE, attention temperature), and ``denoisers`` lists every
-model that dilation and FreeU go on (two-expert models). The "backend" of
+model that dilation and FreeU go on (two-expert models). The ``model`` of
 the functions below is such a model.
 
 Random sources are injectable through :class:`RandomSources`, which also
@@ -46,7 +46,7 @@ def _step_kwargs(scheduler: Any, generator: Any) -> dict:
     return {"generator": generator} if "generator" in params else {}
 
 
-def denoise(backend: Any, scheduler: Any, z: torch.Tensor, cond: Any, *, start: int = 0,
+def denoise(model: Any, scheduler: Any, z: torch.Tensor, cond: Any, *, start: int = 0,
             guidance: float = 7.5, ref: Callable[[int], torch.Tensor] | None = None,
             cosine_scale: Any = None, step_patch: Callable[[int], Any] | None = None,
             generator: Any = None, callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
@@ -55,7 +55,7 @@ def denoise(backend: Any, scheduler: Any, z: torch.Tensor, cond: Any, *, start: 
 
     Per step i: optional blend ``z <- (1 - c1) z + c1 ref(i)`` with
     ``c1 = phi(t_i) ** cosine_scale``; ``step_patch(i)`` is entered around the
-    model call (dilation); ``backend.predict`` on ``scale_model_input(z, t)``;
+    model call (dilation); ``model.predict`` on ``scale_model_input(z, t)``;
     ``scheduler.step``. z: (B, C, [F,] H, W); returns the same shape.
     """
     ts = scheduler.timesteps
@@ -72,19 +72,19 @@ def denoise(backend: Any, scheduler: Any, z: torch.Tensor, cond: Any, *, start: 
         ctx = step_patch(i) if step_patch is not None else contextlib.nullcontext()
         with ctx:
             x = scale_in(z, t) if scale_in is not None else z
-            out = backend.predict(x, t, cond, guidance=guidance)
+            out = model.predict(x, t, cond, guidance=guidance)
         z = scheduler.step(out, t, z, return_dict=False, **kwargs)[0]
         if callback is not None:
             callback(i - start + 1, n - start)
     return z
 
 
-def denoisers(backend: Any) -> list:
+def denoisers(model: Any) -> list:
     """Every model a patch must reach (``Model.denoisers``)."""
-    return list(backend.denoisers)
+    return list(model.denoisers)
 
 
-def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources, prev: StageResult | None, *,
+def run_stage(model: Any, stage: ResolvedStage, cond: Any, rng: RandomSources, prev: StageResult | None, *,
               upscaler: Any = None, fusion: Any = None, mask: Any = None, frames: int | None = None,
               callback: Callable[[int, int], None] | None = None, group: tuple[int, int] = (1, 0)) -> StageResult:
     """Run one resolved stage (see module docstring) and return its latent.
@@ -92,7 +92,7 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
     ``group``: (frames per group, anchor index) of the batch rows, for group
     fusions such as cross-frame attention."""
     spec = stage.spec
-    sched = stage_scheduler(backend, stage)
+    sched = stage_scheduler(model, stage)
     ts = sched.timesteps
     order = int(getattr(sched, "order", 1))
     info: dict[str, Any] = {"size": stage.size, "steps": spec.steps}
@@ -100,16 +100,16 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
     if stage.base or prev is None:
         if not stage.base:
             raise ValueError(f"stage {stage.index} refines a previous result but none was given")
-        shape = backend.latent_shape(stage.size, frames=frames)
+        shape = model.latent_shape(stage.size, frames=frames)
         gen = rng.generator_for(stage.index, "noise")
-        noise = rng.base_noise if rng.base_noise is not None else randn(shape, gen, backend.device, backend.dtype)
+        noise = rng.base_noise if rng.base_noise is not None else randn(shape, gen, model.device, model.dtype)
         # Flow-matching schedulers have no init_noise_sigma: they start from pure noise.
-        z = noise.to(backend.device, backend.dtype) * getattr(sched, "init_noise_sigma", 1.0)
+        z = noise.to(model.device, model.dtype) * getattr(sched, "init_noise_sigma", 1.0)
         start = 0
     else:
         if upscaler is None:
             raise ValueError(f"stage {stage.index} needs an upscaler")
-        z0 = upscale_to(backend, prev, stage.size, upscaler, rng, stage=stage.index)
+        z0 = upscale_to(model, prev, stage.size, upscaler, rng, stage=stage.index)
         eps = rng.renoise_for(stage.index)
         if eps is None:
             eps = randn(z0.shape, rng.generator_for(stage.index, "renoise"), z0.device, z0.dtype)
@@ -141,16 +141,16 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
     with HandleGroup(f"stage {stage.index}") as patches:
         fusion_name = stage.fusion
         if fusion_name is not None and fusion is not None:
-            patches.add(fusion.apply(backend, stage, latent_hw=latent_hw, jitter=rng.jitter, group=group))
+            patches.add(fusion.apply(model, stage, latent_hw=latent_hw, jitter=rng.jitter, group=group))
             info["fusion"] = fusion_name
         step_patch = None
-        points = backend.patch_points
+        points = model.patch_points
         if stage.dilation > 1 and points.dilate_convs:
             from cinescale_post.ops.dilation import DilationSpec, apply_dilation
 
             dspec = DilationSpec(tuple(points.dilate_convs), int(stage.dilation))
             tau = spec.dilate_tau * order
-            models = denoisers(backend)
+            models = denoisers(model)
 
             def step_patch(i: int, _d=dspec, _ms=models, _tau=tau):
                 if i >= _tau:
@@ -158,20 +158,20 @@ def run_stage(backend: Any, stage: ResolvedStage, cond: Any, rng: RandomSources,
                 return apply_each(f"dilation x{_d.factor}", _ms, lambda m: apply_dilation(m, _d))
 
             info["dilation"] = stage.dilation
-        z = denoise(backend, sched, z, cond, start=start, guidance=spec.guidance, ref=ref, cosine_scale=cos,
+        z = denoise(model, sched, z, cond, start=start, guidance=spec.guidance, ref=ref, cosine_scale=cos,
                     step_patch=step_patch, generator=rng.generator_for(stage.index, "step"), callback=callback)
     return StageResult(size=stage.size, latent=z, stage=stage.index, info=info)
 
 
-def upscale_to(backend: Any, prev: StageResult, size: tuple[int, int], upscaler: Any,
+def upscale_to(model: Any, prev: StageResult, size: tuple[int, int], upscaler: Any,
                rng: RandomSources, stage: int = 0) -> torch.Tensor:
     from cinescale_post.cascade.upscale import upscale_latent
 
-    return upscale_latent(backend, prev, size, upscaler, generator=rng.generator_for(stage, "posterior"),
+    return upscale_latent(model, prev, size, upscaler, generator=rng.generator_for(stage, "posterior"),
                           sample=rng.posterior == "sample")
 
 
-def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: RandomSources, *,
+def run_ladder(model: Any, stages: Sequence[ResolvedStage], cond: Any, rng: RandomSources, *,
                init: StageResult | None = None, resolve: Callable[[str, str], Any] | None = None,
                freeu: Any = None, mask: Any = None, keep: str = "last", frames: int | None = None,
                progress: Callable[[float], None] | None = None, group: tuple[int, int] = (1, 0)) -> list[StageResult]:
@@ -184,7 +184,7 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
     stages name none may leave it out. ``freeu``: an
     ``ops.freeu.FreeUSpec`` applied during all stages, or None. ``frames``:
     latent frames of the base stage (video backends; None: ``latent_shape``'s
-    default). Each stage runs inside the handles of ``backend.stage_patches(stage)``.
+    default). Each stage runs inside the handles of ``model.stage_patches(stage)``.
     ``group``: see :func:`run_stage`.
     """
     if resolve is None and any(not s.base or s.fusion for s in stages):
@@ -198,8 +198,8 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
         if freeu is not None:
             from cinescale_post.ops.freeu import apply_freeu
 
-            for model in denoisers(backend):
-                ladder.add(apply_freeu(model, freeu))
+            for net in denoisers(model):
+                ladder.add(apply_freeu(net, freeu))
         for stage in stages:
             up = None if stage.base else resolve("upscaler", stage.spec.upscaler)
             fu = resolve("fusion", stage.fusion) if stage.fusion else None
@@ -210,9 +210,9 @@ def run_ladder(backend: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Ra
 
             with HandleGroup(f"stage {stage.index} patches") as patches:
                 # Added one by one, so a generator's earlier handles are removed if a later one fails.
-                for handle in backend.stage_patches(stage):
+                for handle in model.stage_patches(stage):
                     patches.add(handle)
-                res = run_stage(backend, stage, cond, rng, prev, upscaler=up, fusion=fu, mask=mask, frames=frames,
+                res = run_stage(model, stage, cond, rng, prev, upscaler=up, fusion=fu, mask=mask, frames=frames,
                                 callback=cb, group=group)
             done[0] += stage.spec.steps - stage.restart_index
             results.append(res)
