@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from cinescale_post.contracts.errors import PlanError
+from cinescale_post.media.codec_options import with_defaults
 from cinescale_post.contracts.media import Frame, OutputTarget
 from cinescale_post.media.colour import CHROMATICITIES
 from cinescale_post.media.image_writer import SequenceFileWriter
@@ -51,12 +52,7 @@ def validate_exr_options(codec: str, options: Mapping[str, Any]) -> dict[str, An
     (auto|none|HH:MM:SS:FF). Returns the options with defaults filled."""
     from cinescale_post.media.movie_writer import validate_timecode_option
 
-    out = exr_option_defaults()
-    unknown = sorted(set(options) - set(out))
-    if unknown:
-        raise PlanError(f"codec {codec!r}: unknown option {unknown[0]!r}",
-                        fix=f"options of {codec} are: {', '.join(sorted(out))}")
-    out.update(options)
+    out = with_defaults(codec, exr_option_defaults(), options)
     if out["pixel"] not in PIXELS:
         raise PlanError(f"codec {codec!r}: option pixel={out['pixel']!r} is not allowed",
                         fix=f"pixel must be one of {', '.join(PIXELS)}")

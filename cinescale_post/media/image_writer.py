@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from cinescale_post.contracts.errors import OutputError, PlanError
+from cinescale_post.media.codec_options import bad_option, known_codec, with_defaults
 from cinescale_post.contracts.media import Frame, OutputTarget, Writer
 from cinescale_post.media.publish import output_error, prepare_folder, remove_quietly
 from cinescale_post.media.sequence import parse_pattern
@@ -113,22 +114,14 @@ def image_option_defaults(codec: str) -> dict[str, Any]:
 def validate_image_options(codec: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """``png16``: ``compression`` 0-9 (zlib level, default 3).
     ``tiff16``: ``compression`` none|lzw|deflate (default deflate)."""
-    if codec not in IMAGE_CODECS:
-        raise PlanError(f"unknown image codec {codec!r}", fix=f"use one of: {', '.join(IMAGE_CODECS)}")
-    out = image_option_defaults(codec)
-    unknown = sorted(set(options) - set(out))
-    if unknown:
-        raise PlanError(f"codec {codec!r}: unknown option {unknown[0]!r}",
-                        fix=f"options of {codec} are: {', '.join(sorted(out))}")
-    out.update(options)
+    known_codec(codec, IMAGE_CODECS, "image")
+    out = with_defaults(codec, image_option_defaults(codec), options)
     c = out["compression"]
     if codec == "png16":
         if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= 9:
-            raise PlanError(f"codec 'png16': option compression={c!r} is not allowed",
-                            fix="compression must be an integer from 0 to 9")
+            raise bad_option(codec, "compression", c, "an integer from 0 to 9")
     elif c not in _TIFF_COMPRESSION:
-        raise PlanError(f"codec 'tiff16': option compression={c!r} is not allowed",
-                        fix=f"compression must be one of {', '.join(_TIFF_COMPRESSION)}")
+        raise bad_option(codec, "compression", c, f"one of {', '.join(_TIFF_COMPRESSION)}")
     return out
 
 

@@ -63,6 +63,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from cinescale_post.contracts.errors import PlanError
+from cinescale_post.media.codec_options import bad_option, known_codec, with_defaults
 from cinescale_post.contracts.media import Frame, OutputTarget, Writer
 import cinescale_post.media.alpha as alpha_mod
 import cinescale_post.media.colour as colour_mod
@@ -146,11 +147,6 @@ def movie_option_defaults(codec: str) -> dict[str, Any]:
     return d
 
 
-def _bad(codec: str, key: str, value: Any, allowed: str) -> PlanError:
-    return PlanError(f"codec {codec!r}: option {key}={value!r} is not allowed",
-                     fix=f"{key} must be {allowed}")
-
-
 def validate_movie_options(codec: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """Normalise movie options (defaults filled) or raise :class:`PlanError`.
 
@@ -161,37 +157,31 @@ def validate_movie_options(codec: str, options: Mapping[str, Any]) -> dict[str, 
     ``preset``. A ``pix_fmt`` that does not match the profile or the chroma
     is refused rather than written as a non-standard file.
     """
-    if codec not in MOVIE_CODECS:
-        raise PlanError(f"unknown movie codec {codec!r}", fix=f"use one of: {', '.join(MOVIE_CODECS)}")
+    known_codec(codec, MOVIE_CODECS, "movie")
     spec = MOVIE_CODECS[codec]
-    out = movie_option_defaults(codec)
-    unknown = sorted(set(options) - set(out))
-    if unknown:
-        raise PlanError(f"codec {codec!r}: unknown option {unknown[0]!r}",
-                        fix=f"options of {codec} are: {', '.join(sorted(out))}")
-    out.update(options)
+    out = with_defaults(codec, movie_option_defaults(codec), options)
     if spec.family == "h26x":
         chroma = str(out["chroma"])
         if chroma not in ("420", "422"):
-            raise _bad(codec, "chroma", out["chroma"], "one of 420, 422")
+            raise bad_option(codec, "chroma", out["chroma"], "one of 420, 422")
         out["chroma"] = chroma
         if "pix_fmt" not in options:
             out["pix_fmt"] = f"yuv{chroma}p10le"
         elif _CHROMA.get(out["pix_fmt"]) != chroma:
-            raise _bad(codec, "pix_fmt", out["pix_fmt"], f"yuv{chroma}p10le with chroma={chroma}")
+            raise bad_option(codec, "pix_fmt", out["pix_fmt"], f"yuv{chroma}p10le with chroma={chroma}")
         crf = out["crf"]
         if isinstance(crf, bool) or not isinstance(crf, (int, float)) or not 0 <= crf <= 51:
-            raise _bad(codec, "crf", crf, "a number from 0 to 51")
+            raise bad_option(codec, "crf", crf, "a number from 0 to 51")
         if out["preset"] not in _PRESETS:
-            raise _bad(codec, "preset", out["preset"], f"one of {', '.join(_PRESETS)}")
+            raise bad_option(codec, "preset", out["preset"], f"one of {', '.join(_PRESETS)}")
     if out["pix_fmt"] not in spec.pix_fmts:
-        raise _bad(codec, "pix_fmt", out["pix_fmt"], f"one of {', '.join(spec.pix_fmts)}")
+        raise bad_option(codec, "pix_fmt", out["pix_fmt"], f"one of {', '.join(spec.pix_fmts)}")
     threads = out["threads"]
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise _bad(codec, "threads", threads, "an integer >= 0 (0 = automatic)")
+        raise bad_option(codec, "threads", threads, "an integer >= 0 (0 = automatic)")
     fs = out["fragment_seconds"]
     if isinstance(fs, bool) or not isinstance(fs, (int, float)) or not fs > 0:
-        raise _bad(codec, "fragment_seconds", fs, "a number of seconds > 0")
+        raise bad_option(codec, "fragment_seconds", fs, "a number of seconds > 0")
     out["fragment_seconds"] = float(fs)
     out["timecode"] = validate_timecode_option(codec, out["timecode"])
     return out
@@ -205,7 +195,7 @@ def validate_timecode_option(codec: str, value: Any) -> str:
         return value
     if isinstance(value, str) and re.fullmatch(r"\d\d:\d\d:\d\d[:;.]\d\d", value):
         return value
-    raise _bad(codec, "timecode", value, "auto, none, or HH:MM:SS:FF (HH:MM:SS;FF for drop-frame)")
+    raise bad_option(codec, "timecode", value, "auto, none, or HH:MM:SS:FF (HH:MM:SS;FF for drop-frame)")
 
 
 # ----------------------------------------------------------------- planes
