@@ -142,7 +142,7 @@ def main() -> None:
         print(child(json.loads(a.child)))
         return
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
-    print(f"| case | size | estimate MiB | measured MiB | estimate / measured |\n|---|---|---|---|---|")
+    print("| case | size | estimate MiB | measured MiB | estimate / measured |\n|---|---|---|---|---|")
     for c in cases(a.device):
         c["device"] = a.device
         r = subprocess.run([sys.executable, __file__, "--child", json.dumps(c)], capture_output=True, text=True,

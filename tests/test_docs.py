@@ -173,10 +173,10 @@ def _schema_keys(schema: dict, prefix: str = "") -> list[str]:
 
 def test_every_preset_and_stage_key_is_documented():
     from cinescale_post.contracts.stages import StageSpec
-    from cinescale_post.pipeline.plan import _SCHEMA
+    from cinescale_post.pipeline.preset_schema import PRESET_SCHEMA
 
     text = section(7)
-    missing = [k for k in _schema_keys(_SCHEMA) if f"`{k}`" not in text]
+    missing = [k for k in _schema_keys(PRESET_SCHEMA) if f"`{k}`" not in text]
     assert not missing, f"preset keys missing from docs/plugins.md section 7: {missing}"
     missing = [f.name for f in dataclasses.fields(StageSpec) if f"| `{f.name}` |" not in text]
     assert not missing, f"stage keys missing from docs/plugins.md section 7: {missing}"

@@ -15,7 +15,7 @@
 * Decoders: EXR through the ``OpenEXR`` module (never OpenCV: some builds
   lack EXR, others write broken DWA files -- MEDIA_IO.md section 4.3), PNG
   and TIFF through OpenCV (8/16-bit and float TIFF), DPX and anything else
-  through PyAV, converted exactly (``movie_reader.frame_to_rgb``).
+  through PyAV, converted exactly (``frame_rgb.frame_to_rgb``).
 * Values: ``(H, W, 3)`` float32; integers are scaled to [0, 1] by their full
   code range; EXR values are kept as stored (scene-linear, may exceed 1.0).
 * Rate: the first EXR's ``framesPerSecond`` when present, else
@@ -169,7 +169,7 @@ def _read_av(path: str) -> _Image:
     """DPX (and other single images FFmpeg reads) through PyAV."""
     import av
 
-    from cinescale_post.media.movie_reader import frame_to_rgb, is_ycbcr
+    from cinescale_post.media.frame_rgb import frame_to_rgb, is_ycbcr
 
     with av.open(path) as container:
         stream = container.streams.video[0]

@@ -201,7 +201,7 @@ def _placement_for(setup: Setup, src_info, out_size: tuple[int, int]) -> Placeme
             raise InputError(f"{setup.output} has {out_size[0]}x{out_size[1]} frames but its manifest says "
                              f"{p.width}x{p.height}", fix="pass the output this manifest belongs to")
         return p
-    from cinescale_post.pipeline.plan import fit_geometry
+    from cinescale_post.pipeline.geometry import fit_geometry
 
     g, _ = fit_geometry(src_info, out_size[0], out_size[1], setup.fit)
     return Placement(g.width, g.height, g.scale_w, g.scale_h, g.x, g.y, g.rotate)

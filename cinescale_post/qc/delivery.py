@@ -118,7 +118,7 @@ class Codec(Delivery):
         return col.ycbcr_to_rgb(y, cb, cr, matrix=self.matrix, range=self.range, bits=10)
 
     def _decoded(self, packets) -> list[tuple[int, np.ndarray]]:
-        from cinescale_post.media.movie_reader import frame_to_rgb
+        from cinescale_post.media.frame_rgb import frame_to_rgb
 
         frames = [f for pkt in packets for f in self._dec.decode(pkt)]
         return [(self._pending.popleft(), frame_to_rgb(f, matrix=self.matrix, range=self.range)) for f in frames]

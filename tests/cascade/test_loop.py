@@ -6,7 +6,7 @@ import torch
 
 from cinescale_post.cascade.ladder import denoise, run_ladder as _run_ladder, run_stage
 from cinescale_post.cascade.sources import RandomSources, StageResult
-from cinescale_post.contracts.stages import StageSpec, parse_stages, resolve_ladder
+from cinescale_post.contracts.stages import parse_stages, resolve_ladder
 from cinescale_post.ops.dilation import select_convs
 from cinescale_post.ops.freeu import FreeUSpec
 

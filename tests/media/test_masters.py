@@ -11,10 +11,10 @@ import av
 import numpy as np
 import pytest
 
-from cinescale_post.contracts.media import Colour, Frame
+from cinescale_post.contracts.media import Colour
 
 from . import ffjudge
-from .test_writers import grey, make_clip, probe_clip, write_movie
+from .test_writers import make_clip, probe_clip, write_movie
 
 # ----------------------------------------------------------------- 1. colour tags in the bitstream
 

@@ -17,7 +17,9 @@ import pytest
 from cinescale_post.contracts.errors import InputError
 from cinescale_post.pipeline.host import Host
 import cinescale_post.media.colour as col
-from cinescale_post.media.movie_reader import MovieReader, frame_to_rgb, rate_and_vfr
+from cinescale_post.media.frame_rate import rate_and_vfr
+from cinescale_post.media.frame_rgb import frame_to_rgb
+from cinescale_post.media.movie_reader import MovieReader
 from cinescale_post.media.probe import open_input, probe
 from cinescale_post.media.sequence_reader import SequenceReader, image_number
 from cinescale_post.testing import (

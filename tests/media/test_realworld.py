@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from cinescale_post.contracts.media import ReadPolicy
-from cinescale_post.media.movie_reader import MovieReader, exact_rate
+from cinescale_post.media.frame_rate import exact_rate
+from cinescale_post.media.movie_reader import MovieReader
 from cinescale_post.testing import make_sequence
 from tests.helpers import cli_env, run_cli
 from tests.media import realworld as rw

@@ -27,8 +27,8 @@ def _px(path):
 def test_generate_still_is_deterministic_and_published_atomically(tmp_path, host):
     preset = write_preset(tmp_path / "g.toml", backend="test-noise", codec="exr", width=128, height=96)
     a = _gen(host, preset, tmp_path / "a.exr")
-    b = _gen(host, preset, tmp_path / "b.exr")
-    c = _gen(host, preset, tmp_path / "c.exr", seed=4)
+    assert _gen(host, preset, tmp_path / "b.exr") == [str(tmp_path / "b.exr")]
+    assert _gen(host, preset, tmp_path / "c.exr", seed=4) == [str(tmp_path / "c.exr")]
     assert a == [str(tmp_path / "a.exr")]
     assert _px(tmp_path / "a.exr").shape == (48, 64, 3)
     assert np.array_equal(_px(tmp_path / "a.exr"), _px(tmp_path / "b.exr"))

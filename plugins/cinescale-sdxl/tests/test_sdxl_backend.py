@@ -1,9 +1,8 @@
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from sdxl_testutil import TINY_STAGES, driver, frames_of, make_plan, seed_for, still
+from sdxl_testutil import driver, frames_of, make_plan, seed_for, still
 
 from cinescale_post.contracts.errors import PlanError, WeightsError
 from cinescale_post.contracts.media import SourceInfo

@@ -1,0 +1,165 @@
+"""A movie's frame table: the presentation time of every frame and its key frames.
+
+Built at open, without decoding: from the demuxer's sample index where the
+container keeps a complete one (MOV/MP4 moov tables, AVI idx1), else from one
+demux pass that sorts the packets' pts. MKV has no frame count in its header,
+so the count comes from the packets; a file with fewer frames than it declares
+is refused, or (``--on-bad-frame hold``/``black``) rendered with a note.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from cinescale_post.contracts.errors import InputError
+from cinescale_post.contracts.media import FrameTable, ReadPolicy
+from cinescale_post.media.stream_facts import FIX_DAMAGED, declared_end
+
+# Containers whose demuxer builds a complete sample index at open (MOV/MP4:
+# the moov tables; AVI: idx1), so the frame table needs no pass over the data.
+_INDEXED = {"mov", "mp4", "avi"}
+# Packets probed at open to learn the pts-dts offset of an indexed stream.
+_HEAD_PACKETS = 64
+
+
+def build_frame_table(container, vs, path: str, policy: ReadPolicy) -> tuple[FrameTable, tuple[str, ...]]:
+    """The frame table of video stream ``vs`` and the notes a plan records
+    (frames missing but accepted under ``policy``). Leaves the demuxer at the
+    first frame."""
+    scan = _TableScan(container, vs, path, policy)
+    return scan.build(), tuple(scan.notes)
+
+
+class _TableScan:
+    def __init__(self, container, vs, path: str, policy: ReadPolicy):
+        self.container, self.vs, self.path, self.policy = container, vs, path, policy
+        self.notes: list[str] = []
+
+    def build(self) -> FrameTable:
+        fmt_names = set(self.container.format.name.split(","))
+        table = self._from_index() if fmt_names & _INDEXED else None
+        return table or self._from_scan()
+
+    def _by_count(self) -> bool:
+        # AVI stores no presentation times: what the demuxer calls pts is a
+        # parser's guess, and packed B-frames (DivX/Xvid) come out of the
+        # decoder labelled out of order. The decoder's output order is right.
+        return "avi" in self.container.format.name.split(",")
+
+    def _from_index(self) -> FrameTable | None:
+        """Frame table from the demuxer's sample index (no pass over the data).
+
+        Index stamps are decode times; presentation times are decode times
+        plus the stream's reorder offset, learnt from the first packets, when
+        the decode steps are uniform (CFR) or nothing is reordered. Anything
+        else (VFR with B-frames, an incomplete index) returns None: a scan.
+        """
+        vs = self.vs
+        entries = [e for e in vs.index_entries if not e.is_discard]
+        if len(entries) < 2 or (vs.frames and len(entries) < vs.frames):
+            return None
+        dts = np.fromiter((e.timestamp for e in entries), dtype=np.int64, count=len(entries))
+        if np.any(np.diff(dts) <= 0):
+            return None
+        head_pts, head_dts = [], []
+        for packet in self.container.demux(vs):
+            if packet.dts is None or packet.is_discard:
+                continue
+            head_pts.append(packet.pts if packet.pts is not None else packet.dts)
+            head_dts.append(packet.dts)
+            if len(head_pts) >= min(_HEAD_PACKETS, len(entries)):
+                break
+        if not head_pts:
+            return None
+        uniform = np.ptp(np.diff(dts)) == 0
+        reordered = any(p != d for p, d in zip(head_pts, head_dts))
+        if reordered and not uniform:
+            return None
+        shift = min(head_pts) - min(head_dts)
+        size = os.path.getsize(self.path)
+        present = sum(1 for e in entries if e.pos < 0 or e.pos + e.size <= size)
+        if present < len(entries):
+            self._truncated(len(entries), present, "its index lists")
+            entries, dts = entries[:present], dts[:present]
+        pts = tuple(int(t) + shift for t in dts)
+        keys = tuple(i for i, e in enumerate(entries) if e.is_keyframe) or (0,)
+        self.container.seek(pts[0], stream=vs, backward=True, any_frame=False)
+        by_count = self._by_count()
+        return FrameTable(Fraction(vs.time_base), pts, keys, by_count=by_count, built_from="index",
+                          seek_offset=shift if by_count else 0)
+
+    def _from_scan(self) -> FrameTable:
+        """Sorted pts of every video packet (one demux pass, no decoding)."""
+        vs = self.vs
+        pts, keys, listed, head = [], [], 0, []
+        try:
+            self.container.seek(0, stream=vs, backward=True, any_frame=True)  # after a look at the index
+        except av.FFmpegError:
+            pass  # nothing to seek in (an empty file): the scan below says so
+        try:
+            for packet in self.container.demux(vs):
+                if packet.size == 0 and packet.pts is None:
+                    continue  # the demuxer's end-of-stream marker
+                listed += 1
+                if packet.is_discard:  # cut by an edit list: never shown
+                    continue
+                t = packet.pts if packet.pts is not None else packet.dts
+                if t is None:
+                    continue
+                pts.append(t)
+                if len(head) < _HEAD_PACKETS and packet.dts is not None:
+                    head.append(t - packet.dts)
+                if packet.is_keyframe:
+                    keys.append(t)
+        except av.FFmpegError as exc:
+            if not pts:
+                raise InputError(f"{self.path} cannot be read: {exc}", fix=FIX_DAMAGED) from exc
+            self._truncated(None, len(pts), f"reading stopped ({exc}) after")
+        if not pts:
+            raise InputError(f"{self.path} has no video frames",
+                             fix="the clip is empty; export it again with picture")
+        if vs.frames and listed < vs.frames:
+            self._truncated(vs.frames, listed, "its index lists")
+        pts.sort()
+        if not vs.frames:  # MKV, MXF...: no count, so compare with the declared duration
+            self._check_duration(pts)
+        index_of = {t: i for i, t in enumerate(pts)}
+        key_index = tuple(sorted(index_of[k] for k in set(keys) if k in index_of)) or (0,)
+        self.container.seek(pts[0], stream=vs, backward=True, any_frame=False)
+        by_count = self._by_count()
+        return FrameTable(Fraction(vs.time_base), tuple(pts), key_index, by_count=by_count, built_from="scan",
+                          seek_offset=max(head, default=0) if by_count else 0)
+
+    def _truncated(self, declared: int | None, present: int, what: str) -> None:
+        """A file with fewer frames than it declares: refuse, or (``--on-bad-frame``
+        hold/black) render the frames present and say so in the plan."""
+        if declared is None:
+            message = f"{self.path} is truncated or incomplete: {what} {present} frames"
+        else:
+            message = (f"{self.path} is truncated or incomplete: {what} {declared} frames "
+                       f"but only {present} are in the file")
+        if self.policy.on_bad_frame == "error":
+            raise InputError(message, fix=f"re-export it or copy it again; or render the {present} frames "
+                                          f"that exist with --on-bad-frame hold (or black)")
+        self.notes.append(f"{message}; rendering the {present} frames present "
+                           f"(--on-bad-frame {self.policy.on_bad_frame})")
+
+    def _check_duration(self, pts: list[int]) -> None:
+        declared = declared_end(self.vs)
+        if declared is None:
+            return
+        tb = Fraction(self.vs.time_base)
+        if len(pts) > 1:
+            longest = max(b - a for a, b in zip(pts, pts[1:])) * tb
+        else:
+            longest = 1 / Fraction(self.vs.average_rate or self.vs.guessed_rate or 24)
+        present = pts[-1] * tb + longest
+        # More than two of the longest frames absent: data was cut off (a
+        # copy stopped early). Smaller differences are container rounding.
+        if declared - present > 2 * longest:
+            self._truncated(None, len(pts), f"it declares {float(declared):.3f} s of video but the data "
+                                            f"ends at {float(present):.3f} s:")
