@@ -79,7 +79,8 @@ def source(n: int, w: int, h: int) -> SourceInfo:
 
 
 def bench_writer(frames, w, h, out: Path) -> tuple[float, float]:
-    from cinescale_post.media.movie_writer import MovieWriter, validate_movie_options
+    from cinescale_post.media.movie_codecs import validate_movie_options
+    from cinescale_post.media.movie_writer import MovieWriter
 
     src = source(len(frames), w, h)
     tgt = OutputTarget(path=str(out), codec="prores_hq", width=w, height=h, source=src,
@@ -100,7 +101,7 @@ def bench_pyav_planes(planes, n, w, h, out: Path) -> tuple[float, float]:
     """The same encoder fed ready planes (our writer minus the matrix)."""
     import av
 
-    from cinescale_post.media.movie_writer import fill_planes
+    from cinescale_post.media.yuv_planes import fill_planes
 
     c0, t0 = cpu_self(), time.perf_counter()
     with av.open(str(out), "w", format="mov") as c:

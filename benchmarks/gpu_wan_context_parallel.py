@@ -98,7 +98,8 @@ def main(argv=None) -> int:
     from cinescale_post.ops.attention_scale import AttentionScaleSpec, apply_attention_scale, attention_scale_factor
     from cinescale_post.ops.handles import HandleGroup
     from cinescale_post.ops.rope import RopeSpec, apply_ntk_rope
-    from cinescale_post.ops.context_parallel import enable_context_parallel, init_distributed
+    from cinescale_post.ops.context_parallel import enable_context_parallel
+    from cinescale_post.ops.distributed import init_distributed
 
     dev = torch.device("cpu" if a.cpu_selftest else "cuda")
     dtype = torch.float32 if a.cpu_selftest else torch.bfloat16

@@ -179,7 +179,7 @@ def run_case(case: Case, host: Any = None, workdir: str | Path | None = None, *,
         workdir = tmp.name
     try:
         plan = build_case_plan(case, host, workdir, free_bytes=free_bytes)
-        sim = simulate_plan(plan, arch=case.arch, source_size=case.source)
+        sim = simulate_plan(plan, host, arch=case.arch, source_size=case.source)
     finally:
         if tmp is not None:
             tmp.cleanup()

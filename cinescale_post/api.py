@@ -44,6 +44,7 @@ from cinescale_post.contracts.engine import Backend, FrameRule, Fusion, Upscaler
 from cinescale_post.ops.handles import Handle, HandleGroup, apply_each, patch_attributes, set_attributes
 from cinescale_post.ops.weights import loader_errors, local_weights
 from cinescale_post.contracts.presets import packaged
+from cinescale_post.contracts.simulation import MetaBuild
 
 # name -> (module, attribute); imported on first use (these modules import torch or heavy media code)
 _LAZY = {
@@ -79,7 +80,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AdapterOptions", "ModelPlan", "NoOptions", "loader_errors", "local_weights", "IMAGE_KEYS", "VIDEO_KEYS", "Backend", "Capabilities", "CinescaleError", "Colour", "Frame", "FrameRule", "Fusion", "Handle", "HandleGroup",
-    "InputError", "MemoryProfile", "MemoryStage", "Model", "ModelAdapter", "ModelInfo", "OutOfMemoryError",
+    "InputError", "MemoryProfile", "MetaBuild", "MemoryStage", "Model", "ModelAdapter", "ModelInfo", "OutOfMemoryError",
     "OutputError", "OutputTarget", "PatchPoints", "PlanError", "PluginError", "Reader", "ReaderFactory",
     "ResolvedStage", "SourceInfo", "StageSpec", "UnknownNameError", "Upscaler", "WeightsError", "WindowJob", "Writer",
     "WriterFactory", "adapter_problems", "apply_each", "check_path_option", "empty_cache", "hookimpl", "packaged", "parse_stages",

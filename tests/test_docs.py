@@ -154,7 +154,7 @@ def test_value_type_fields_are_documented():
 
 
 def test_the_patch_kinds_the_kit_knows_are_documented():
-    src = (REPO / "cinescale_post" / "testing" / "conformance.py").read_text()
+    src = (REPO / "cinescale_post" / "testing" / "model_checks.py").read_text()
     kinds = set(re.findall(r'kind == "([a-z]+)"', src))
     assert kinds == {"rope", "temperature"}
     for k in kinds:

@@ -21,7 +21,7 @@ from cinescale_post import hookimpl
 from cinescale_post.contracts.media import OutputTarget, WriterFactory
 from cinescale_post.media.exr import validate_exr_options
 from cinescale_post.media.image_writer import validate_image_options
-from cinescale_post.media.movie_writer import MOVIE_CODECS, validate_movie_options
+from cinescale_post.media.movie_codecs import MOVIE_CODECS, validate_movie_options
 
 
 def _open_movie(target: OutputTarget):

@@ -84,7 +84,7 @@ def _free_memory_of(card):
             os.environ["CINESCALE_FREE_MEMORY"] = old
 
 
-def _dry_run(plan, card, as_json, simulate):
+def _dry_run(plan, host, card, as_json, simulate):
     """--dry-run: the plan JSON on stdout and the estimate on stderr, or with
     --json one object {plan, estimate}; --simulate adds the real-size simulation."""
     from cinescale_post.simulate.report import estimate, format_estimate
@@ -93,7 +93,7 @@ def _dry_run(plan, card, as_json, simulate):
     if simulate:
         from cinescale_post.simulate.simulation import simulate_plan
 
-        sim = simulate_plan(plan)
+        sim = simulate_plan(plan, host)
     est = estimate(plan, card, sim)
     if as_json:
         click.echo(json.dumps({"plan": json.loads(plan.to_json()), "estimate": est}, indent=2, default=str))
@@ -197,7 +197,7 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
                               on_bad_frame=on_bad_frame, missing=missing)
         job = plan_mod.select_frames(plan.source, frames=job_frames, start=None, end=None)[0] if job_frames else None
     if dry_run:
-        _dry_run(plan, card, as_json, simulate)
+        _dry_run(plan, host, card, as_json, simulate)
         return
     from cinescale_post.orchestrator.progress import summary_line
     from cinescale_post.orchestrator.spelling import respell_error
@@ -240,7 +240,7 @@ def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, 
         plan = plan_mod.build(preset, host=host, output=output, overrides=overrides, model=model, seed=seed,
                               device=device or ("cuda" if card else None), prompt=prompt, mode="generate", size=wh)
     if dry_run:
-        _dry_run(plan, card, as_json, simulate)
+        _dry_run(plan, host, card, as_json, simulate)
         return
     from cinescale_post.orchestrator.spelling import respell_error
 

@@ -389,6 +389,12 @@ class ModelAdapter(abc.ABC):
         None when the adapter offers no smoke test (default)."""
         return None
 
+    def meta_build(self) -> Any:
+        """How ``--dry-run --simulate`` builds this model at real size on the
+        meta device: a :class:`~cinescale_post.contracts.simulation.MetaBuild`,
+        or None when the family cannot be simulated (default)."""
+        return None
+
 
 def adapter_problems(obj: Any) -> list[str]:
     """Why ``obj`` is not a complete adapter (empty when it is)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from cinescale_post.media.movie_writer import MOVIE_CODECS
+from cinescale_post.media.movie_codecs import MOVIE_CODECS
 from cinescale_post.media.sequence import parse_pattern
 
 SUFFIX_CODECS: dict[str, str] = {

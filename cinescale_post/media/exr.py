@@ -50,7 +50,7 @@ def validate_exr_options(codec: str, options: Mapping[str, Any]) -> dict[str, An
     """``pixel`` half|float, ``compression`` (see :data:`COMPRESSIONS`),
     ``dwa_level`` (> 0, DWA quality; lower is better), ``timecode``
     (auto|none|HH:MM:SS:FF). Returns the options with defaults filled."""
-    from cinescale_post.media.movie_writer import validate_timecode_option
+    from cinescale_post.media.movie_codecs import validate_timecode_option
 
     out = with_defaults(codec, exr_option_defaults(), options)
     if out["pixel"] not in PIXELS:

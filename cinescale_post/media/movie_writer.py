@@ -56,72 +56,20 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping
 
 import numpy as np
 
 from cinescale_post.contracts.errors import PlanError
-from cinescale_post.media.codec_options import bad_option, known_codec, with_defaults
 from cinescale_post.contracts.media import Frame, OutputTarget, Writer
-import cinescale_post.media.alpha as alpha_mod
 import cinescale_post.media.colour as colour_mod
+from cinescale_post.media.movie_codecs import CHROMA, CONTAINERS, MOVIE_CODECS, validate_movie_options
+from cinescale_post.media.yuv_planes import encode_into
 from cinescale_post.media.audio import AudioPassThrough, audio_mode
 from cinescale_post.media.publish import output_error, prepare_folder, remove_quietly, temp_name
 from cinescale_post.media.timecode import source_duration, source_offset, source_pts, start_timecode
 
 log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------- codec table
-
-
-@dataclass(frozen=True)
-class MovieCodec:
-    """One codec name of ours and how FFmpeg makes it.
-
-    ``pix_fmts``: the pixel formats allowed with this profile (first = default);
-    the encoders accept mismatched pairs (``hq`` with 4:4:4 still tags
-    ``apch``), which makes non-standard files, so the table is enforced here.
-    """
-
-    name: str
-    encoder: str
-    profile: str | None
-    pix_fmts: tuple[str, ...]
-    suffixes: tuple[str, ...]
-    compressor: str
-    family: str  # "prores" | "dnxhr" | "h26x"
-    tag: str | None = None
-
-
-_P422 = ("yuv422p10le",)
-_P444 = ("yuv444p10le", "yuva444p10le")  # yuva: with alpha (chosen by the writer when target.alpha)
-MOVIE_CODECS: dict[str, MovieCodec] = {
-    c.name: c
-    for c in (
-        MovieCodec("prores_proxy", "prores_ks", "proxy", _P422, (".mov",), "Apple ProRes 422 Proxy", "prores"),
-        MovieCodec("prores_lt", "prores_ks", "lt", _P422, (".mov",), "Apple ProRes 422 LT", "prores"),
-        MovieCodec("prores_standard", "prores_ks", "standard", _P422, (".mov",), "Apple ProRes 422", "prores"),
-        MovieCodec("prores_hq", "prores_ks", "hq", _P422, (".mov",), "Apple ProRes 422 HQ", "prores"),
-        MovieCodec("prores_4444", "prores_ks", "4444", _P444, (".mov",), "Apple ProRes 4444", "prores"),
-        MovieCodec("prores_4444xq", "prores_ks", "4444xq", _P444, (".mov",), "Apple ProRes 4444 XQ", "prores"),
-        MovieCodec("dnxhr_hqx", "dnxhd", "dnxhr_hqx", _P422, (".mov", ".mxf"), "Avid DNxHR HQX", "dnxhr"),
-        MovieCodec("h264_10", "libx264", None, ("yuv420p10le", "yuv422p10le"), (".mp4", ".mov"), "H.264 10-bit",
-                   "h26x"),
-        MovieCodec("h265_10", "libx265", None, ("yuv420p10le", "yuv422p10le"), (".mp4", ".mov"), "HEVC 10-bit",
-                   "h26x", tag="hvc1"),
-    )
-}
-
-_CONTAINERS = {".mov": "mov", ".mp4": "mp4", ".mxf": "mxf"}
-_CHROMA = {"yuv420p10le": "420", "yuv422p10le": "422", "yuv444p10le": "444", "yuva444p10le": "444"}
-_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-# Audio codecs each container takes by packet copy (MXF OP1a: PCM only).
-
-
-# ----------------------------------------------------------------- options
 
 
 # The MOV muxer holds a whole fragment in memory (a doubling buffer) until it is
@@ -130,141 +78,6 @@ _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "s
 # 11: 262 of a 501 MB peak). Fragments also end at this size, so a UHD master's
 # memory no longer grows with fragment_seconds and a crash loses at most this much.
 _FRAGMENT_BYTES = 8 << 20
-
-
-def _common_defaults() -> dict[str, Any]:
-    # threads 0 = FFmpeg's automatic choice; fragment_seconds bounds what a
-    # crash can lose (one fragment is buffered in memory before it is written).
-    return {"threads": 0, "timecode": "auto", "fragment_seconds": 1.0}
-
-
-def movie_option_defaults(codec: str) -> dict[str, Any]:
-    """Default options of a movie codec (what ``validate_options`` fills in)."""
-    spec = MOVIE_CODECS[codec]
-    d = {"pix_fmt": spec.pix_fmts[0], **_common_defaults()}
-    if spec.family == "h26x":
-        d.update(chroma=_CHROMA[spec.pix_fmts[0]], crf=16 if spec.encoder == "libx264" else 18, preset="medium")
-    return d
-
-
-def validate_movie_options(codec: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Normalise movie options (defaults filled) or raise :class:`PlanError`.
-
-    Keys: ``pix_fmt``; ``threads`` (int >= 0, 0 = auto); ``timecode``
-    ("auto" = the source's, "none", or ``HH:MM:SS:FF`` for the source's first
-    frame, ``;`` for drop-frame); ``fragment_seconds`` (> 0); and for
-    ``h264_10``/``h265_10`` also ``chroma`` (420|422), ``crf`` (0-51) and
-    ``preset``. A ``pix_fmt`` that does not match the profile or the chroma
-    is refused rather than written as a non-standard file.
-    """
-    known_codec(codec, MOVIE_CODECS, "movie")
-    spec = MOVIE_CODECS[codec]
-    out = with_defaults(codec, movie_option_defaults(codec), options)
-    if spec.family == "h26x":
-        chroma = str(out["chroma"])
-        if chroma not in ("420", "422"):
-            raise bad_option(codec, "chroma", out["chroma"], "one of 420, 422")
-        out["chroma"] = chroma
-        if "pix_fmt" not in options:
-            out["pix_fmt"] = f"yuv{chroma}p10le"
-        elif _CHROMA.get(out["pix_fmt"]) != chroma:
-            raise bad_option(codec, "pix_fmt", out["pix_fmt"], f"yuv{chroma}p10le with chroma={chroma}")
-        crf = out["crf"]
-        if isinstance(crf, bool) or not isinstance(crf, (int, float)) or not 0 <= crf <= 51:
-            raise bad_option(codec, "crf", crf, "a number from 0 to 51")
-        if out["preset"] not in _PRESETS:
-            raise bad_option(codec, "preset", out["preset"], f"one of {', '.join(_PRESETS)}")
-    if out["pix_fmt"] not in spec.pix_fmts:
-        raise bad_option(codec, "pix_fmt", out["pix_fmt"], f"one of {', '.join(spec.pix_fmts)}")
-    threads = out["threads"]
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise bad_option(codec, "threads", threads, "an integer >= 0 (0 = automatic)")
-    fs = out["fragment_seconds"]
-    if isinstance(fs, bool) or not isinstance(fs, (int, float)) or not fs > 0:
-        raise bad_option(codec, "fragment_seconds", fs, "a number of seconds > 0")
-    out["fragment_seconds"] = float(fs)
-    out["timecode"] = validate_timecode_option(codec, out["timecode"])
-    return out
-
-
-def validate_timecode_option(codec: str, value: Any) -> str:
-    """``auto`` | ``none`` | ``HH:MM:SS:FF`` (``;`` before FF: drop-frame)."""
-    import re
-
-    if value in ("auto", "none"):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\d\d:\d\d:\d\d[:;.]\d\d", value):
-        return value
-    raise bad_option(codec, "timecode", value, "auto, none, or HH:MM:SS:FF (HH:MM:SS;FF for drop-frame)")
-
-
-# ----------------------------------------------------------------- planes
-
-
-def fill_planes(frame, planes: tuple[np.ndarray, ...]) -> None:
-    """Copy (h, w) uint16 planes into an ``av.VideoFrame``.
-
-    FFmpeg pads each line to ``line_size`` bytes (e.g. 144 for a 66-pixel
-    10-bit line), and ``plane.update`` wants exactly ``line_size * height``
-    bytes, so narrow planes are copied into a padded buffer.
-    """
-    for plane, data in zip(frame.planes, planes):
-        h, w = data.shape
-        stride = plane.line_size // 2
-        if stride == w:
-            plane.update(np.ascontiguousarray(data, dtype="<u2"))
-        else:
-            buf = np.zeros((h, stride), dtype="<u2")
-            buf[:, :w] = data
-            plane.update(buf)
-
-
-#: Rows converted per step by :func:`encode_into`. Bands keep every temporary
-#: of the conversion in cache (3x less CPU than a whole UHD frame at once,
-#: measured: 0.038 vs 0.109 CPU s) and keep the writer's memory flat.
-BAND_ROWS = 64
-
-
-def _plane_view(plane, height: int, width: int) -> np.ndarray:
-    """Writable (height, width) uint16 view of an FFmpeg plane (stride cut off)."""
-    rows = np.frombuffer(plane, np.dtype("<u2"), count=plane.height * (plane.line_size // 2))
-    return rows.reshape(plane.height, plane.line_size // 2)[:height, :width]
-
-
-def encode_into(frame, rgb: np.ndarray, pix_fmt: str, matrix: int, rng: int,
-                alpha: np.ndarray | None = None) -> None:
-    """(H, W, 3) float32 R'G'B' (+ (H, W) alpha) -> the 10-bit planes of ``frame``,
-    written in place, band by band. Bit-identical to :func:`rgb_to_planes` +
-    :func:`fill_planes` (the same per-pixel arithmetic on row slices; bands
-    have an even height, so 4:2:0 row pairs never straddle two bands)."""
-    sub = _CHROMA[pix_fmt]
-    h, w = rgb.shape[:2]
-    ch = -(-h // 2) if sub == "420" else h
-    cw = w if sub == "444" else -(-w // 2)
-    views = [_plane_view(frame.planes[0], h, w)] + [_plane_view(frame.planes[i], ch, cw) for i in (1, 2)]
-    if alpha is not None:
-        views.append(_plane_view(frame.planes[3], h, w))
-    for y0 in range(0, h, BAND_ROWS):
-        y1 = min(h, y0 + BAND_ROWS)
-        y, cb, cr = colour_mod.rgb_to_ycbcr(rgb[y0:y1], matrix=matrix, range=rng, bits=10, subsampling=sub)
-        views[0][y0:y1] = y
-        c0 = y0 // 2 if sub == "420" else y0
-        views[1][c0:c0 + cb.shape[0]] = cb
-        views[2][c0:c0 + cr.shape[0]] = cr
-        if alpha is not None:
-            views[3][y0:y1] = alpha_mod.to_codes(alpha[y0:y1], bits=10)
-
-
-def rgb_to_planes(rgb: np.ndarray, pix_fmt: str, matrix: int, rng: int) -> tuple[np.ndarray, ...]:
-    """(H, W, 3) float32 R'G'B' -> 10-bit (y, cb, cr) code-value planes."""
-    y, cb, cr = colour_mod.rgb_to_ycbcr(rgb, matrix=matrix, range=rng, bits=10, subsampling=_CHROMA[pix_fmt])
-    return y, cb, cr
-
-
-# ----------------------------------------------------------------- audio
-
-
-# ----------------------------------------------------------------- writer
 
 
 class MovieWriter(Writer):
@@ -287,7 +100,7 @@ class MovieWriter(Writer):
         if suffix not in spec.suffixes:
             raise PlanError(f"codec {target.codec!r} cannot be written to a {suffix or 'suffix-less'} file "
                             f"({target.path})", fix=f"use a file ending in {' or '.join(spec.suffixes)}")
-        chroma = _CHROMA[opts["pix_fmt"]]
+        chroma = CHROMA[opts["pix_fmt"]]
         w, h = target.width, target.height
         if (chroma != "444" and w % 2) or (chroma == "420" and h % 2):
             raise PlanError(f"{target.codec} with {chroma} chroma needs even dimensions, got {w}x{h}",
@@ -296,10 +109,10 @@ class MovieWriter(Writer):
             # dnxhdenc refuses smaller DNxHR frames at open with a bare EINVAL.
             raise PlanError(f"{target.codec} needs at least 256x120, got {w}x{h}",
                             fix="use a larger output size or a ProRes codec")
-        self.fmt = _CONTAINERS[suffix]
+        self.fmt = CONTAINERS[suffix]
         # ProRes 4444 holds alpha (straight, as QuickTime stores it); other codecs cannot
         # (the plan has already warned that it is dropped).
-        self.alpha = bool(target.alpha) and spec.family == "prores" and _CHROMA.get(opts["pix_fmt"]) == "444"
+        self.alpha = bool(target.alpha) and spec.family == "prores" and CHROMA.get(opts["pix_fmt"]) == "444"
         if target.alpha and not self.alpha:
             log.warning("%s: %s cannot hold alpha; it is dropped", self.final, target.codec)
         self.pix_fmt = "yuva444p10le" if self.alpha else opts["pix_fmt"]

@@ -11,10 +11,10 @@ self-attention). The user asks for it with a driver-owned option::
 
 ``backend_options.context_parallel = {ulysses = N}`` (or ``{ring = N}``, or
 both with ``ulysses * ring = N``) is validated at plan time by
-:func:`parse_context_parallel` (no torch). The render driver
+:func:`~cinescale_post.ops.context_parallel_spec.parse_context_parallel` (no torch). The render driver
 (:class:`cinescale_post.render.driver.RenderDriver`) then, once per load:
 
-1. :func:`init_distributed` before the adapter loads (no weight has moved):
+1. :func:`~cinescale_post.ops.distributed.init_distributed` before the adapter loads (no weight has moved):
    the process group from the torchrun environment (NCCL for CUDA tensors
    with gloo for CPU ones, gloo on CPU) and this rank's device
    (``cuda:LOCAL_RANK``, made current);
@@ -64,189 +64,14 @@ Importing this module does not import torch or diffusers.
 
 from __future__ import annotations
 
-import atexit
 import fnmatch
 import logging
-import os
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from cinescale_post.contracts.errors import PlanError
+from cinescale_post.ops.context_parallel_spec import WHERE, ContextParallelSpec, parse_context_parallel
 
 log = logging.getLogger(__name__)
-
-WHERE = "backend_options.context_parallel"
-CP_KEYS = ("ulysses", "ring", "attention_backend", "anything")
-# diffusers 0.42 attention backends that support context parallelism, minus the
-# ``*_hub`` ones (they download kernels at run time; this tool never downloads).
-CP_BACKENDS = ("native", "_native_cudnn", "_native_flash", "flash", "sage", "_native_npu")
-# Those whose kernel returns the log-sum-exp (needed by ring attention).
-LSE_BACKENDS = ("_native_cudnn", "_native_flash", "flash", "sage", "_native_npu")
-MAX_DEGREE = 1024
-
-
-@dataclass(frozen=True)
-class ContextParallelSpec:
-    """Validated ``backend_options.context_parallel``.
-
-    ``ulysses``/``ring``: degrees (>= 1; their product is the number of
-    processes). ``attention_backend``: "auto" or a diffusers backend name from
-    :data:`CP_BACKENDS`. ``anything``: diffusers' uneven split ("Ulysses
-    anything" / "Ring anything") for token counts or head counts that do not
-    divide.
-    """
-
-    ulysses: int = 1
-    ring: int = 1
-    attention_backend: str = "auto"
-    anything: bool = False
-
-    @property
-    def degree(self) -> int:
-        return self.ulysses * self.ring
-
-    @property
-    def enabled(self) -> bool:
-        return self.degree > 1
-
-    def to_dict(self) -> dict:
-        d: dict = {}
-        if self.ulysses > 1:
-            d["ulysses"] = self.ulysses
-        if self.ring > 1:
-            d["ring"] = self.ring
-        if self.attention_backend != "auto":
-            d["attention_backend"] = self.attention_backend
-        if self.anything:
-            d["anything"] = True
-        return d
-
-    def describe(self) -> str:
-        parts = [f"{k} {v}" for k, v in (("ulysses", self.ulysses), ("ring", self.ring)) if v > 1]
-        return " x ".join(parts) or "off"
-
-
-def parse_context_parallel(value: Any, where: str = WHERE) -> ContextParallelSpec:
-    """Validate the option (a table, or ``{}`` for off); raise PlanError
-    naming the key, the value and what is allowed. No torch import.
-
-    >>> parse_context_parallel({"ulysses": 8}).degree
-    8
-    >>> parse_context_parallel({}).enabled
-    False
-    """
-    if isinstance(value, ContextParallelSpec):
-        return value
-    if value is None:
-        return ContextParallelSpec()
-    if not isinstance(value, Mapping):
-        raise PlanError(f"{where} = {value!r} must be a table",
-                        fix='e.g. {ulysses = 8} or {ring = 8} (or --set backend_options.context_parallel.ulysses=8)')
-    unknown = sorted(set(value) - set(CP_KEYS))
-    if unknown:
-        raise PlanError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}",
-                        fix=f"use only: {', '.join(CP_KEYS)}")
-    deg = {}
-    for k in ("ulysses", "ring"):
-        v = value.get(k, 1)
-        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_DEGREE:
-            raise PlanError(f"{where}.{k} = {v!r}", fix=f"use an integer in 1..{MAX_DEGREE} (processes along {k})")
-        deg[k] = v
-    be = value.get("attention_backend", "auto")
-    if be != "auto" and be not in CP_BACKENDS:
-        raise PlanError(f"{where}.attention_backend = {be!r}",
-                        fix=f"use one of: auto, {', '.join(CP_BACKENDS)}")
-    anything = value.get("anything", False)
-    if not isinstance(anything, bool):
-        raise PlanError(f"{where}.anything = {anything!r} must be true or false")
-    spec = ContextParallelSpec(ulysses=deg["ulysses"], ring=deg["ring"], attention_backend=be, anything=anything)
-    if value and not spec.enabled:
-        raise PlanError(f"{where} = {dict(value)!r} splits over 1 process",
-                        fix="give ulysses and/or ring > 1, or leave context_parallel out")
-    if spec.anything and spec.ulysses > 1 and spec.ring > 1:
-        raise PlanError(f"{where}.anything = true with ulysses {spec.ulysses} and ring {spec.ring}",
-                        fix="uneven splits work with one kind only: use ulysses or ring, not both")
-    if spec.ring > 1 and be != "auto" and be not in LSE_BACKENDS:
-        raise PlanError(f"{where}.attention_backend = {be!r} cannot run ring attention (no log-sum-exp)",
-                        fix=f"use one of: auto, {', '.join(LSE_BACKENDS)}; or ulysses instead of ring")
-    return spec
-
-
-# ---------------------------------------------------------------- processes
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size): from torch.distributed when initialised, else
-    from the torchrun environment, else (0, 1)."""
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except ImportError:  # pragma: no cover
-        pass
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _local_rank() -> int:
-    import torch
-
-    if "LOCAL_RANK" in os.environ:
-        return int(os.environ["LOCAL_RANK"])
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return world()[0] % n if n else 0
-
-
-_CREATED_GROUP = False
-
-
-def _destroy_group() -> None:  # pragma: no cover - runs at interpreter exit
-    try:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def init_distributed(spec: Any, device: Any):
-    """Make sure the process group exists (``torchrun`` sets RANK/WORLD_SIZE;
-    NCCL for CUDA with gloo for CPU tensors, gloo on CPU), that its size is
-    ``ulysses * ring``, and return this rank's device (``cuda`` ->
-    ``cuda:LOCAL_RANK``, made current). Call before moving any module."""
-    import torch
-    import torch.distributed as dist
-
-    global _CREATED_GROUP
-    spec = parse_context_parallel(spec)
-    dev = torch.device(device)
-    if not dist.is_available():
-        raise PlanError(f"{WHERE}: this torch build has no torch.distributed")
-    if not dist.is_initialized():
-        if "WORLD_SIZE" not in os.environ or "MASTER_ADDR" not in os.environ:
-            raise PlanError(f"{WHERE} = {spec.to_dict()} needs {spec.degree} processes, but this is a plain "
-                            "single process (no torchrun environment)",
-                            fix=f"launch with: torchrun --standalone --nproc_per_node {spec.degree} "
-                                "-m cinescale_post render ...; or remove context_parallel")
-        if dev.type == "cuda":
-            torch.cuda.set_device(_local_rank())
-        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo")
-        if not _CREATED_GROUP:
-            atexit.register(_destroy_group)
-        _CREATED_GROUP = True
-    rank, size = dist.get_rank(), dist.get_world_size()
-    if size != spec.degree:
-        raise PlanError(f"{WHERE} = {spec.to_dict()} splits over {spec.degree} processes but torchrun started "
-                        f"{size}", fix=f"use --nproc_per_node {spec.degree}, or set ulysses * ring = {size}")
-    if dev.type == "cuda":
-        local = _local_rank()
-        if dev.index is not None and dev.index != local:
-            log.warning("context parallel: device %s on local rank %d; using cuda:%d", dev, local, local)
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
-    log.info("context parallel: rank %d of %d on %s (%s)", rank, size, dev, spec.describe())
-    return dev
 
 
 # ---------------------------------------------------------------- the model change
@@ -499,5 +324,4 @@ def enable_context_parallel(models: Sequence[Any], spec: Any, *, device: Any, dt
     return group
 
 
-__all__ = ["CP_BACKENDS", "CP_KEYS", "ContextParallelSpec", "LSE_BACKENDS", "check_model", "choose_backend",
-           "enable_context_parallel", "init_distributed", "parse_context_parallel", "world"]
+__all__ = ["check_model", "choose_backend", "enable_context_parallel"]

@@ -53,6 +53,7 @@ from typing import Any
 
 from cinescale_post.contracts.errors import CinescaleError, TemporaryFailure, UsageError
 from cinescale_post.orchestrator.executors import Executor
+from cinescale_post.orchestrator.ray_worker import ChunkActor, worker_args, complete_chunk_info
 
 log = logging.getLogger(__name__)
 
@@ -68,58 +69,6 @@ def import_ray():
         raise UsageError("the ray executor needs Ray, which is not installed",
                          fix="pip install 'cinescale-post[ray]' (or use --executor local)") from exc
     return ray
-
-
-# ------------------------------------------------------------------ worker side
-
-
-def _stdout_to_stderr() -> None:
-    """Send this worker's stdout (fd 1, so C libraries too) to its stderr.
-    Ray forwards worker stdout to the *driver's stdout*, which carries the
-    JSON progress protocol; a plugin's stray print must not corrupt it."""
-    global _REDIRECTED
-    if not _REDIRECTED:
-        try:
-            import sys
-
-            sys.stdout.flush()
-            os.dup2(2, 1)
-        except OSError:
-            pass
-        _REDIRECTED = True
-
-
-_REDIRECTED = False
-
-
-def run_chunk(task, chunk) -> dict:
-    """Body of one Ray task: render ``chunk`` with ``task`` and report the
-    whole chunk, counting frames an earlier (lost) attempt published."""
-    _stdout_to_stderr()
-    info = task(chunk)
-    return complete_chunk_info(task, chunk, info)
-
-
-def complete_chunk_info(task, chunk, info: dict) -> dict:
-    """A retried task skips frames its lost predecessor already published and
-    returns only the rest; the driver needs every frame and file of the chunk
-    (frame events, outputs), so add those found in the manifest."""
-    if set(info["frames"]) >= set(chunk.frames):
-        return info
-    plan = (getattr(task, "args", None) or (None,))[0]
-    output = getattr(getattr(plan, "output", None), "path", None)
-    if output is None:
-        return info
-    from cinescale_post.orchestrator.manifest import Manifest
-
-    manifest = Manifest(output)
-    mine = set(chunk.frames)
-    files = set(info["files"])
-    for u in manifest.verified_units().values():
-        if u.first in mine and u.last in mine:
-            files.add(str(manifest.root / u.file))  # the path the local executor reports
-    return {**info, "frames": list(chunk.frames), "files": sorted(files),
-            "resumed": sorted(mine - set(info["frames"]))}
 
 
 # ------------------------------------------------------------------ driver side
@@ -294,7 +243,7 @@ class RayExecutor(Executor):
             opts.pop("max_retries", None)
             opts.pop("retry_exceptions", None)
             actor_cls = ray.remote(ChunkActor).options(max_concurrency=2, max_restarts=0, **opts)
-            args, kwargs = _worker_args(task)
+            args, kwargs = worker_args(task)
             from ray.util.queue import Queue
 
             # frames stream to the driver through a queue actor (polling the chunk actors would
@@ -403,56 +352,7 @@ class RayExecutor(Executor):
         busy.clear()
 
 
-def _worker_args(task) -> tuple[tuple, dict]:
-    """The ``ChunkWorker`` arguments of ``task`` (``functools.partial(
-    run.render_chunk_task, plan, **options)``): the actor keeps what the
-    task would build for every chunk."""
-    args = tuple(getattr(task, "args", ()) or ())
-    kwargs = dict(getattr(task, "keywords", {}) or {})
-    if not args:
-        raise UsageError("the ray executor needs the render's chunk task (functools.partial of "
-                         "run.render_chunk_task with the plan)")
-    return args[:1], kwargs
-
-
-class ChunkActor:
-    """A Ray actor holding one :class:`~cinescale_post.orchestrator.chunk_task.ChunkWorker`
-    (the backend loaded once, kept across chunks). Its process title names
-    the chunk it is rendering (``ray::cinescale-chunk-A-B``), as the task
-    executor's did, so operators can see (and kill) what runs where."""
-
-    def __init__(self, plan, progress=None, **options):
-        _stdout_to_stderr()
-        from cinescale_post.orchestrator.chunk_task import ChunkWorker
-
-        self.worker = ChunkWorker(plan, **options)
-        if progress is not None:  # a ray.util.queue.Queue the driver drains while chunks run
-            self.worker.events.forward = progress.put_nowait
-
-    def run_chunk(self, chunk) -> dict:
-        _set_title(f"ray::cinescale-chunk-{chunk.id}")
-        try:
-            return self.worker.run_chunk(chunk)
-        finally:
-            _set_title("ray::cinescale-worker")
-
-    def poll(self) -> list[int]:
-        return self.worker.poll()
-
-    def stop(self) -> None:
-        self.worker.stop()
-
-
-def _set_title(title: str) -> None:
-    try:
-        import ray._raylet
-
-        ray._raylet.setproctitle(title)
-    except Exception:  # noqa: BLE001 - a title is a convenience
-        pass
-
-
 # The core never imports ray: registering the class costs nothing, and
 # ``import_ray`` runs only when a render picks this executor.
 
-__all__ = ["RayExecutor", "ChunkActor", "run_chunk", "complete_chunk_info", "import_ray", "PERMANENT_EXIT_CODES"]
+__all__ = ["RayExecutor", "import_ray", "PERMANENT_EXIT_CODES"]

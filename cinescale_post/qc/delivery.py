@@ -82,7 +82,7 @@ class Codec(Delivery):
     def _open(self, codec: str, options: dict, rate: Fraction) -> None:
         import av
 
-        from cinescale_post.media.movie_writer import MOVIE_CODECS
+        from cinescale_post.media.movie_codecs import MOVIE_CODECS
 
         spec = MOVIE_CODECS[codec]
         if spec.family == "prores":
@@ -111,10 +111,10 @@ class Codec(Delivery):
     def _planes_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """Round trip through quantised planes only (no codec)."""
         import cinescale_post.media.colour as col
-        from cinescale_post.media.movie_writer import _CHROMA
+        from cinescale_post.media.movie_codecs import CHROMA
 
         y, cb, cr = col.rgb_to_ycbcr(rgb, matrix=self.matrix, range=self.range, bits=10,
-                                     subsampling=_CHROMA[self.pix_fmt])
+                                     subsampling=CHROMA[self.pix_fmt])
         return col.ycbcr_to_rgb(y, cb, cr, matrix=self.matrix, range=self.range, bits=10)
 
     def _decoded(self, packets) -> list[tuple[int, np.ndarray]]:
@@ -129,11 +129,12 @@ class Codec(Delivery):
         import av
 
         import cinescale_post.media.colour as col
-        from cinescale_post.media.movie_writer import _CHROMA, fill_planes
+        from cinescale_post.media.movie_codecs import CHROMA
+        from cinescale_post.media.yuv_planes import fill_planes
 
         vf = av.VideoFrame(self.size[0], self.size[1], self.pix_fmt)
         fill_planes(vf, col.rgb_to_ycbcr(rgb, matrix=self.matrix, range=self.range, bits=10,
-                                         subsampling=_CHROMA[self.pix_fmt]))
+                                         subsampling=CHROMA[self.pix_fmt]))
         vf.pts = self._pts
         vf.time_base = self._enc.time_base
         vf.colorspace, vf.color_range = self.matrix, self.range
@@ -175,7 +176,7 @@ def for_output(path: str, info, plan: dict | None = None) -> Delivery:
     and options win (H.264/H.265 quality is not in the file). Without one
     the codec is recognised from the stream (ProRes by its sample entry).
     """
-    from cinescale_post.media.movie_writer import MOVIE_CODECS
+    from cinescale_post.media.movie_codecs import MOVIE_CODECS
 
     if info.kind != "movie":
         if "f16" in info.pix_fmt or "f32" in info.pix_fmt or info.format == "exr":

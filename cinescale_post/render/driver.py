@@ -177,7 +177,8 @@ class RenderDriver(Backend):
         spec = self.options.context_parallel
         if not spec:
             return
-        from cinescale_post.ops.context_parallel import enable_context_parallel, init_distributed
+        from cinescale_post.ops.context_parallel import enable_context_parallel
+        from cinescale_post.ops.distributed import init_distributed
 
         init_distributed(spec, model.device)  # no-op once the group exists (load made it)
         self._parallel = enable_context_parallel(model.denoisers, spec, device=model.device,

@@ -88,10 +88,10 @@ def padded_length(n: int, rule: Any) -> int:
 def on_rank_device(device: str, spec: Mapping[str, Any]) -> str:
     """The device the adapter loads on: under context parallelism the process
     group exists and the device is this rank's (``cuda:LOCAL_RANK``) before
-    any weight moves (``ops.context_parallel.init_distributed``)."""
+    any weight moves (``ops.distributed.init_distributed``)."""
     if not spec:
         return str(device)
-    from cinescale_post.ops.context_parallel import init_distributed
+    from cinescale_post.ops.distributed import init_distributed
 
     return str(init_distributed(spec, device))
 

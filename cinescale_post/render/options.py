@@ -139,7 +139,7 @@ class DriverOptions:
         for k, what in (("image", "an image file"), ("noise_file", "a .safetensors file")):
             check_path_option(v, k, what)
         if "context_parallel" in v:
-            from cinescale_post.ops.context_parallel import parse_context_parallel
+            from cinescale_post.ops.context_parallel_spec import parse_context_parallel
 
             v["context_parallel"] = parse_context_parallel(v["context_parallel"]).to_dict()
             if v["context_parallel"] and not caps.attention:

@@ -155,7 +155,7 @@ def test_one_gpu_per_task_where_the_cluster_has_gpus():
 def test_resumed_chunk_reports_frames_its_lost_attempt_published(tmp_path, host):
     """What a retried Ray task returns: the whole chunk, files included, even
     though it rendered only what the killed attempt had not published."""
-    from cinescale_post.orchestrator.ray_executor import complete_chunk_info
+    from cinescale_post.orchestrator.ray_worker import complete_chunk_info
 
     clip = make_clip(tmp_path / "in.mov", frames=8, size=(32, 24), content="index")
     preset = write_preset(tmp_path / "p.toml", backend="test-noise", codec="exr", width=64, height=48)

@@ -352,7 +352,7 @@ def test_primaries_matrix_smpte_c_to_bt709():
 def test_banded_encode_is_bit_identical(pix_fmt, size):
     """The writer's banded conversion (faster, flat memory) gives the very codes
     of the whole-frame reference conversion, odd sizes and over-range included."""
-    from cinescale_post.media.movie_writer import BAND_ROWS, encode_into, fill_planes, rgb_to_planes
+    from cinescale_post.media.yuv_planes import BAND_ROWS, encode_into, fill_planes, rgb_to_planes
 
     w, h = size
     assert h > BAND_ROWS  # several bands

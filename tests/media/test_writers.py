@@ -22,7 +22,8 @@ import pytest
 
 from cinescale_post.contracts.errors import OutputError, PlanError
 from cinescale_post.contracts.media import AudioStreamInfo, Colour, Frame, OutputTarget, SourceInfo
-from cinescale_post.media.movie_writer import MovieWriter, validate_movie_options
+from cinescale_post.media.movie_codecs import validate_movie_options
+from cinescale_post.media.movie_writer import MovieWriter
 from cinescale_post.media.timecode import offset_timecode
 
 NTSC_FILM = Fraction(24000, 1001)
@@ -410,7 +411,8 @@ _KILL_SCRIPT = textwrap.dedent("""
     from fractions import Fraction
     import numpy as np
     from cinescale_post.contracts.media import Frame, OutputTarget, SourceInfo
-    from cinescale_post.media.movie_writer import MovieWriter, validate_movie_options
+    from cinescale_post.media.movie_codecs import validate_movie_options
+    from cinescale_post.media.movie_writer import MovieWriter
     out, n_kill = sys.argv[1], int(sys.argv[2])
     src = SourceInfo(path="gen", kind="movie", format="mov", codec="prores", width=64, height=48,
                      pix_fmt="yuv422p10le", bit_depth=10, rate=Fraction(24000, 1001),
@@ -508,7 +510,8 @@ _FSIZE_SCRIPT = textwrap.dedent("""
     import numpy as np
     from cinescale_post.contracts.errors import OutputError
     from cinescale_post.contracts.media import Frame, OutputTarget, SourceInfo
-    from cinescale_post.media.movie_writer import MovieWriter, validate_movie_options
+    from cinescale_post.media.movie_codecs import validate_movie_options
+    from cinescale_post.media.movie_writer import MovieWriter
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
     src = SourceInfo(path="gen", kind="movie", format="mov", codec="prores", width=64, height=48,
                      pix_fmt="yuv422p10le", bit_depth=10, rate=Fraction(24),

@@ -286,7 +286,7 @@ def _validate(options):
 
 
 def test_option_validation_names_key_value_and_allowed():
-    from cinescale_post.ops.context_parallel import parse_context_parallel
+    from cinescale_post.ops.context_parallel_spec import parse_context_parallel
 
     assert parse_context_parallel({"ulysses": 8}).degree == 8
     assert parse_context_parallel({"ulysses": 2, "ring": 4}).describe() == "ulysses 2 x ring 4"
@@ -354,7 +354,8 @@ def test_declared_attention_must_match_the_model(cp_folder):
 
 
 def test_heads_and_backend_rules(cp_folder):
-    from cinescale_post.ops.context_parallel import check_model, choose_backend, parse_context_parallel
+    from cinescale_post.ops.context_parallel import check_model, choose_backend
+    from cinescale_post.ops.context_parallel_spec import parse_context_parallel
 
     model = _transformer(cp_folder)  # 2 heads
     check_model(model, parse_context_parallel({"ulysses": 2}))

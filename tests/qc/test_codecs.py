@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cinescale_post.pipeline.host import Host
-from cinescale_post.media.movie_writer import MOVIE_CODECS
+from cinescale_post.media.movie_codecs import MOVIE_CODECS
 from cinescale_post.qc.pipeline import run_qc
 from cinescale_post.testing import make_clip
 

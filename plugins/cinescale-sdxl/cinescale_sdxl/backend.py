@@ -260,6 +260,11 @@ class SDXLAdapter(ModelAdapter):
         return SDXLModel(load_pipeline(plan.model, dtype, config=opts.config), device=plan.device, dtype=dtype,
                          options=opts)
 
+    def meta_build(self):
+        from .meta import SDXLMetaBuild
+
+        return SDXLMetaBuild()
+
     def tiny_model(self, device="cpu") -> dict:
         import torch
         from diffusers import StableDiffusionXLPipeline

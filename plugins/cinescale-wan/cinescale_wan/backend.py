@@ -317,6 +317,11 @@ class WanAdapter(ModelAdapter):
         pipe = load_wan_pipeline(plan.model, dtype, vae_dtype=vae_dtype, config=opts.config or None)
         return WanModel(pipe, device=plan.device, dtype=dtype, options=opts)
 
+    def meta_build(self):
+        from .meta import WanMetaBuild
+
+        return WanMetaBuild()
+
     def tiny_model(self, device="cpu") -> dict:
         import torch
 
