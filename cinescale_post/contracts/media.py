@@ -95,7 +95,10 @@ class FrameTable:
     keys: tuple[int, ...]
     by_count: bool = False
     built_from: str = "index"  # "index" | "scan"
-    #: ``by_count``: subtract from a key's pts to get the stamp the demuxer seeks by.
+    #: Subtract from a key's pts to get the stamp the demuxer seeks by: with ``by_count``
+    #: the reorder delay; in MPEG program/transport streams (no index: the demuxer
+    #: seeks by a binary search on decode stamps) the delay plus a margin, so the seek
+    #: lands at or before the key frame and decoding runs forward to it.
     seek_offset: int = 0
 
 

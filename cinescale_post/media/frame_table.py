@@ -24,6 +24,12 @@ from cinescale_post.media.stream_facts import FIX_DAMAGED, declared_end
 _INDEXED = {"mov", "mp4", "avi"}
 # Packets probed at open to learn the pts-dts offset of an indexed stream.
 _HEAD_PACKETS = 64
+# Containers without an index, whose demuxer seeks by a binary search on stamps (MPEG
+# transport and program streams: .ts/.m2ts/.mts, .mpg/.vob). A seek to a key frame's pts
+# lands after it (the search reads decode stamps, and every packet counts as a key); one
+# second earlier plus the reorder delay lands at or before it (MEDIA_IO.md addendum).
+_STAMP_SEEK = {"mpegts", "mpeg", "mpegtsraw", "mpegvideo"}
+_STAMP_MARGIN_S = Fraction(1)
 
 
 def build_frame_table(container, vs, path: str, policy: ReadPolicy) -> tuple[FrameTable, tuple[str, ...]]:
@@ -97,7 +103,12 @@ class _TableScan:
         vs = self.vs
         pts, keys, listed, head = [], [], 0, []
         try:
-            self.container.seek(0, stream=vs, backward=True, any_frame=True)  # after a look at the index
+            # back to the start after a look at the index; transport streams whose clock
+            # wrapped (2^33 ticks) start at a negative stamp once FFmpeg unwraps it
+            start = min(0, vs.start_time or 0)
+            if self._stamp_seek():
+                start -= int(_STAMP_MARGIN_S / Fraction(vs.time_base))
+            self.container.seek(start, stream=vs, backward=True, any_frame=True)
         except av.FFmpegError:
             pass  # nothing to seek in (an empty file): the scan below says so
         try:
@@ -127,12 +138,31 @@ class _TableScan:
         pts.sort()
         if not vs.frames:  # MKV, MXF...: no count, so compare with the declared duration
             self._check_duration(pts)
+        by_count = self._by_count()
+        if keys and not by_count:
+            pts = self._from_first_key(pts, min(keys))
         index_of = {t: i for i, t in enumerate(pts)}
         key_index = tuple(sorted(index_of[k] for k in set(keys) if k in index_of)) or (0,)
-        self.container.seek(pts[0], stream=vs, backward=True, any_frame=False)
-        by_count = self._by_count()
+        offset = max(head, default=0) if by_count else 0
+        if self._stamp_seek():
+            offset = max(0, max(head, default=0)) + int(_STAMP_MARGIN_S / Fraction(vs.time_base))
+        self.container.seek(pts[0] - offset, stream=vs, backward=True, any_frame=False)
         return FrameTable(Fraction(vs.time_base), tuple(pts), key_index, by_count=by_count, built_from="scan",
-                          seek_offset=max(head, default=0) if by_count else 0)
+                          seek_offset=offset)
+
+    def _stamp_seek(self) -> bool:
+        return bool(set(self.container.format.name.split(",")) & _STAMP_SEEK)
+
+    def _from_first_key(self, pts: list[int], first_key: int) -> list[int]:
+        """Drop the frames shown before the first key frame: a stream cut mid-GOP
+        (a capture, a broadcast recording) starts with pictures whose references
+        are not in the file, and FFmpeg's decoders give none of them out."""
+        kept = [t for t in pts if t >= first_key]
+        if len(kept) < len(pts):
+            self.notes.append(f"{self.path}: the first {len(pts) - len(kept)} frame(s) come before the stream's "
+                              "first key frame (it was cut mid-GOP) and cannot be decoded; the clip starts at "
+                              "the key frame")
+        return kept
 
     def _truncated(self, declared: int | None, present: int, what: str) -> None:
         """A file with fewer frames than it declares: refuse, or (``--on-bad-frame``

@@ -294,15 +294,16 @@ class MovieReader(Reader):
                 return frame
         attempts = ([None] if self._can_continue(index) else []) + self._seek_points(index)
         overshoot = None
+        ended = False
         for seek_index in attempts:
             if seek_index is not None:
                 self._seek(seek_index)
-            retry = True  # an overshoot on the first frame is the seek's fault
+            retry = True  # an overshoot on the first frame, or the end with no frame, is the seek's fault
             while True:
                 frame = self._pull(index)
                 if frame is None:  # end of stream before the target
-                    raise _BadFrame(index, "the decoder returned no picture for it: the data is damaged "
-                                           "or cut short")
+                    ended = True
+                    break
                 if frame is _LOST:
                     if not self.table.by_count or self._pos is None or self._order is not None:
                         continue  # frames are placed by their pts: the gap shows by itself
@@ -332,6 +333,8 @@ class MovieReader(Reader):
                 break
             if not retry:
                 break
+        if ended and overshoot is None:
+            raise _BadFrame(index, "the decoder returned no picture for it: the data is damaged or cut short")
         if overshoot is not None and self._decoder is not None:
             self._pending = overshoot  # the next frame is already decoded
         raise _BadFrame(index, "the decoder skipped it: its data is damaged")
@@ -371,16 +374,15 @@ class MovieReader(Reader):
             if self._order is not None:
                 self._order.reset()
         else:
-            self._container.seek(self._pts[key_index], stream=self._vs, backward=True, any_frame=False)
+            self._container.seek(self._pts[key_index] - self.table.seek_offset, stream=self._vs, backward=True,
+                                 any_frame=False)
             self._pos = None
         self._decoder = self._frames()
 
     def _frames(self) -> Iterator:
-        """Decoded frames, packet by packet. A packet the decoder rejects is
-        skipped, as the ``ffmpeg`` command line does: one damaged frame must
-        not end the clip (its frame is then missing and ``policy`` decides).
-        In its place comes ``_LOST``: tables that count frames (AVI) must
-        count it, or every later frame would take its predecessor's number."""
+        """Decoded frames, packet by packet; a packet the decoder rejects is skipped, as
+        ``ffmpeg`` does (``policy`` decides about its frame), and ``_LOST`` comes in its
+        place: tables that count frames (AVI) must count it."""
         for packet in self._container.demux(self._vs):
             if self._order is not None:  # stamped with its chunk index: the picture it codes carries it
                 if packet.size:
@@ -443,7 +445,6 @@ class MovieReader(Reader):
                              "cannot help here: they fill frames whose place is known, and this one is not)")
 
     def close(self) -> None:
-        self._decoder = None
+        self._decoder, self._pending = None, None
         self._ahead.clear()
-        self._pending = None
         self._container.close()
