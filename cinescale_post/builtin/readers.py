@@ -39,9 +39,7 @@ def accepts_sequence(path: str) -> bool:
 
 
 def open_movie(path: str, first_frame: int = 1001):
-    from cinescale_post.media.movie_reader import MovieReader
-
-    return MovieReader(path, first_frame=first_frame)
+    return open_movie_planned(path, first_frame, None, None)
 
 
 def open_sequence(path: str, first_frame: int = 1001):
@@ -51,9 +49,17 @@ def open_sequence(path: str, first_frame: int = 1001):
 
 
 def open_movie_planned(path: str, first_frame: int, policy, planned):
+    """The movie, through FFmpeg's deinterlacer or inverse telecine where its
+    fields ask for it (``media.field_reader``; the plan records the choice)."""
+    from cinescale_post.media.field_reader import open_fields
     from cinescale_post.media.movie_reader import MovieReader
 
-    return MovieReader(path, first_frame=first_frame, policy=policy, planned=planned)
+    movie = MovieReader(path, first_frame=first_frame, policy=policy, planned=planned)
+    try:
+        return open_fields(movie, planned)
+    except BaseException:
+        movie.close()
+        raise
 
 
 def open_sequence_planned(path: str, first_frame: int, policy, planned):

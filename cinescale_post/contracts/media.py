@@ -69,12 +69,18 @@ class ReadPolicy:
     the frames a truncated file lost): ``error`` refuses naming the frame and
     the option; ``hold`` repeats the nearest earlier good frame; ``black``
     gives black. ``missing`` (sequences: holes in the numbering): ``error``,
-    ``black``, ``hold`` or ``checkerboard``. Frame counts and numbering stay
-    the source's; readers list what they substituted (``Reader.substitutions``).
+    ``black``, ``hold`` or ``checkerboard``. Frame numbering stays the
+    source's (except where fields become frames, below); readers list what
+    they substituted (``Reader.substitutions``).
     """
 
     on_bad_frame: str = "error"
     missing: str = "error"
+    #: movies with interlaced or telecined fields (``media.fields``): ``deinterlace`` auto | off |
+    #: bwdif | yadif; ``field_rate`` frame | field (double rate); ``ivtc`` auto | off | on.
+    deinterlace: str = "auto"
+    field_rate: str = "frame"
+    ivtc: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,13 @@ class SourceInfo:
     pixel_aspect: Fraction = Fraction(1)
     #: the source's alpha: "" (none), "premultiplied" or "straight" (as the format stores it).
     alpha: str = ""
+    #: movies whose fields were made progressive (``media.fields.FieldPlan.spec``), else "";
+    #: frames, rate, pts and timecode are then the delivered frames', not the coded ones'.
+    fields: str = ""
+    #: FFmpeg's AVFieldOrder of the coded stream (0 unknown, 1 progressive, 2-5 interlaced:
+    #: ``media.fields``); ``interlaced``: that order or the first frame's own flag says so.
+    field_order: int = 0
+    interlaced: bool = False
 
     @property
     def frame_count(self) -> int:
@@ -199,6 +212,10 @@ class SourceInfo:
             d["pixel_aspect"] = fraction_str(Fraction(self.pixel_aspect))
         if self.alpha:
             d["alpha"] = self.alpha
+        if self.fields:
+            d["fields"] = self.fields
+        if self.interlaced:
+            d["field_order"] = self.field_order
         if self.pts:
             d["pts_sha1"] = hashlib.sha1(",".join(map(str, self.pts)).encode()).hexdigest()
         return d

@@ -54,8 +54,8 @@ _PICT_B = 3  # AVPictureType AV_PICTURE_TYPE_B (PyAV's frame.pict_type)
 _AHEAD = 8  # pictures kept while waiting for one the decoder gives out of order (B-frame runs + threads)
 
 
-class _BadFrame(Exception):
-    """Internal: the frame at ``index`` has no picture (the reason says why)."""
+class BadFrame(Exception):
+    """The frame at ``index`` has no picture (the reason says why); ``decoded`` raises it."""
 
     def __init__(self, index: int, reason: str):
         self.index, self.reason = index, reason
@@ -151,15 +151,12 @@ class MovieReader(Reader):
             rate, vfr = rate_and_vfr((vs.average_rate, vs.base_rate, vs.guessed_rate), self._pts, time_base)
             out_tb, out_pts = time_base, tuple(self._pts)
         try:
-            first = self._decode_index(0)
-        except _BadFrame as exc:
+            first = self.decoded(0)
+        except BadFrame as exc:
             raise InputError(f"{self.path}: the first frame cannot be decoded ({exc.reason})",
                              fix=FIX_DAMAGED) from None
         self._pending = (0, first)  # the first read(first_frame) needs no seek
         self._colour = resolve_colour(first, ctx, first.height)
-        if getattr(ctx, "field_order", 1) not in (0, 1):
-            log.warning("%s is interlaced (field order %s); frames are decoded as coded",
-                        self.path, ctx.field_order)
         audio = tuple(
             AudioStreamInfo(index=s.index, codec=s.codec_context.name,
                             sample_rate=s.codec_context.sample_rate or 0,
@@ -192,6 +189,8 @@ class MovieReader(Reader):
             # issue 11: non-square pixels (PAL/NTSC, HDV, anamorphic) and alpha (straight in video files)
             pixel_aspect=Fraction(vs.sample_aspect_ratio or ctx.sample_aspect_ratio or 1) or Fraction(1),
             alpha="straight" if frame_alpha(first) is not None else "",
+            field_order=int(getattr(ctx, "field_order", 0) or 0),
+            interlaced=int(getattr(ctx, "field_order", 0) or 0) > 1 or bool(first.interlaced_frame),
         )
 
     # ------------------------------------------------------------ reading
@@ -225,8 +224,8 @@ class MovieReader(Reader):
         number = self.first_frame + index
         self._alpha = None  # substituted frames are opaque
         try:
-            av_frame = self._decode_index(index)
-        except _BadFrame as exc:
+            av_frame = self.decoded(index)
+        except BadFrame as exc:
             if self.policy.on_bad_frame == "error":
                 raise InputError(f"{self.path}: frame {number} cannot be decoded ({exc.reason})",
                                  fix=_FIX_BAD) from None
@@ -234,13 +233,13 @@ class MovieReader(Reader):
             log.warning("%s: frame %d cannot be decoded (%s); %s", self.path, number, exc.reason,
                         "held from the nearest earlier frame" if self._subs[number] == "hold" else "black")
             return rgb
-        rgb = self._to_rgb(av_frame, number)
+        rgb = self.to_rgb(av_frame, number)
         self._alpha = frame_alpha(av_frame)  # ProRes 4444 / yuva / rgba: the alpha plane, else None
         del av_frame  # release the decoder's buffer before the consumer runs
         self._last_good = (index, rgb)
         return rgb
 
-    def _to_rgb(self, av_frame, number: int) -> np.ndarray:
+    def to_rgb(self, av_frame, number: int) -> np.ndarray:
         try:
             return frame_to_rgb(av_frame, matrix=self._colour.matrix if is_ycbcr(av_frame.format) else None,
                                 range=self._colour.range if is_ycbcr(av_frame.format) else None)
@@ -262,9 +261,9 @@ class MovieReader(Reader):
                     if self.first_frame + j in self._subs:
                         continue
                     try:
-                        held = self._to_rgb(self._decode_index(j), self.first_frame + j)
+                        held = self.to_rgb(self.decoded(j), self.first_frame + j)
                         break
-                    except _BadFrame:
+                    except BadFrame:
                         self._subs[self.first_frame + j] = "skipped while holding"
                 self._decoder, self._pos = None, None  # continue from a fresh seek
         if held is None:
@@ -274,9 +273,9 @@ class MovieReader(Reader):
         self._last_good = (index, held)
         return held.copy()
 
-    def _decode_index(self, index: int):
+    def decoded(self, index: int):
         """The decoded ``av.VideoFrame`` at table position ``index``; raises
-        :class:`_BadFrame` when the decoder gives no picture for it."""
+        :class:`BadFrame` when the decoder gives no picture for it."""
         if self._pending is not None:
             pending_index, frame = self._pending
             self._pending = None
@@ -290,7 +289,7 @@ class MovieReader(Reader):
                 del self._ahead[k]
             if frame is not None:
                 if frame.is_corrupt:
-                    raise _BadFrame(index, "the decoder reports a corrupt picture")
+                    raise BadFrame(index, "the decoder reports a corrupt picture")
                 return frame
         attempts = ([None] if self._can_continue(index) else []) + self._seek_points(index)
         overshoot = None
@@ -309,7 +308,7 @@ class MovieReader(Reader):
                         continue  # frames are placed by their pts: the gap shows by itself
                     self._pos += 1  # the rejected packet's frame, in the count
                     if self._pos == index:
-                        raise _BadFrame(index, "the decoder rejected its packet: its data is damaged")
+                        raise BadFrame(index, "the decoder rejected its packet: its data is damaged")
                     if self._pos > index:
                         break
                     continue
@@ -322,7 +321,7 @@ class MovieReader(Reader):
                     continue
                 if at == index:
                     if frame.is_corrupt:
-                        raise _BadFrame(index, "the decoder reports a corrupt picture")
+                        raise BadFrame(index, "the decoder reports a corrupt picture")
                     return frame
                 if self._order is not None and len(self._ahead) < _AHEAD:
                     # a lost anchor lets the B-pictures shown before it out ahead of the
@@ -334,10 +333,10 @@ class MovieReader(Reader):
             if not retry:
                 break
         if ended and overshoot is None:
-            raise _BadFrame(index, "the decoder returned no picture for it: the data is damaged or cut short")
+            raise BadFrame(index, "the decoder returned no picture for it: the data is damaged or cut short")
         if overshoot is not None and self._decoder is not None:
             self._pending = overshoot  # the next frame is already decoded
-        raise _BadFrame(index, "the decoder skipped it: its data is damaged")
+        raise BadFrame(index, "the decoder skipped it: its data is damaged")
 
     def _key_at_or_before(self, index: int) -> int:
         k = bisect.bisect_right(self._key_index, index) - 1
@@ -409,7 +408,7 @@ class MovieReader(Reader):
             return None
         except av.FFmpegError as exc:  # the demuxer itself failed (the data ends mid-packet...)
             self._decoder = None
-            raise _BadFrame(index, f"reading failed: {exc}") from exc
+            raise BadFrame(index, f"reading failed: {exc}") from exc
 
     def _locate(self, frame) -> int | None:
         """Table index of a decoded frame: by count after the key frame sought

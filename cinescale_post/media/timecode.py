@@ -36,6 +36,27 @@ def offset_timecode(tc: str, rate: Fraction, frames: int) -> str | None:
         return None
 
 
+def timecode_at_rate(tc: str, rate: Fraction, new_rate: Fraction) -> str | None:
+    """``tc`` at ``rate`` as the timecode of the same running time at
+    ``new_rate`` (deinterlacing to fields, inverse telecine); drop-frame where
+    ``new_rate`` is a 29.97/59.94 rate and ``tc`` is drop-frame, else non-drop.
+
+    >>> timecode_at_rate("10:00:00:12", Fraction(25), Fraction(50))
+    '10:00:00:24'
+    >>> timecode_at_rate("01:00:00:00", Fraction(30000, 1001), Fraction(24000, 1001))
+    '01:00:00:00'
+    """
+    from opentimelineio import opentime
+
+    drop = ";" in tc and (Fraction(new_rate) * 1001) % 30000 == 0
+    try:
+        t = opentime.from_timecode(tc.replace(".", ";"), float(rate))
+        return opentime.to_timecode(t.rescaled_to(float(new_rate)), float(new_rate), drop_frame=drop)
+    except (ValueError, RuntimeError) as exc:
+        log.info("no timecode at rate %s: %s", new_rate, exc)
+        return None
+
+
 def start_timecode(source: SourceInfo, option: str, offset: int) -> str | None:
     """The timecode of the frame ``offset`` frames after the source's first."""
     base = source.timecode if option == "auto" else (None if option == "none" else option)

@@ -143,6 +143,11 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
                 raise PlanError(f"{flag} {value}: not allowed", fix=f"use one of: {', '.join(allowed)}")
             reading[key] = value
         choice(origin, f"input.{key}", reading[key], allowed)
+    from cinescale_post.media.fields import DEINTERLACE, FIELD_RATES, IVTC
+
+    for key, allowed in (("deinterlace", DEINTERLACE), ("field_rate", FIELD_RATES), ("ivtc", IVTC)):
+        choice(origin, f"input.{key}", cfg["input"][key], allowed)
+        reading[key] = cfg["input"][key]
     source = None
     selected: tuple[int, ...] = (1001,) if mode == "generate" else ()
     geometry = None

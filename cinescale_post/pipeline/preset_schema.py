@@ -42,6 +42,10 @@ PRESET_SCHEMA: dict[str, Any] = {
         "alpha": (str, "auto"),
         "on_bad_frame": (str, "error"),  # movies: error | hold | black (media.movie_reader)
         "missing": (str, "error"),  # sequences: error | black | hold | checkerboard
+        # movies with fields (media.fields): auto | off | bwdif | yadif; frame | field; auto | off | on
+        "deinterlace": (str, "auto"),
+        "field_rate": (str, "frame"),
+        "ivtc": (str, "auto"),
     },
     "window": {
         "size": (int, 1),

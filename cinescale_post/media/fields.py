@@ -1,0 +1,179 @@
+"""Interlaced and telecined movies made progressive by FFmpeg's own filters.
+
+Deinterlacing is ``bwdif`` (default) or ``yadif``; inverse telecine (3:2
+pulldown, 23.976 film carried as 29.97i) is ``fieldmatch,decimate``. Both run
+through PyAV's filter graph (MEDIA_IO.md addendum), frame-accurate for any
+chunking: an output frame is computed in a fresh graph from exactly the
+source frames its filter looks at, which gives what one run over the whole
+clip gives (measured: identical planes to ``ffmpeg -vf bwdif`` and ``-vf
+fieldmatch,decimate``):
+
+* ``bwdif``/``yadif``: source frame i from frames i-1, i, i+1;
+* ``fieldmatch,decimate``: the 4 output frames of cycle c (source frames
+  5c..5c+4) from source frames 5c-5 .. 5c+5; a last cycle of r < 5 frames
+  gives r frames (FFmpeg's count: 4 * (N // 5) + N % 5).
+
+Field order: FFmpeg's ``AVFieldOrder`` (``codec_context.field_order``) 2 "tt"
+and 4 "tb" are top field first (FFmpeg's encoders write "tb" for TFF), 3 "bb"
+and 5 "bt" bottom field first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Sequence
+
+import av
+
+DEINTERLACE = ("auto", "off", "bwdif", "yadif")
+FIELD_RATES = ("frame", "field")
+IVTC = ("auto", "off", "on")
+FIELD_ORDER_WORDS = {0: "unknown field order", 1: "progressive", 2: "top field first", 3: "bottom field first",
+                     4: "top field first", 5: "bottom field first"}
+_PARITY = {2: "tff", 3: "bff", 4: "tff", 5: "bff"}
+#: repeated-field share (idet) above which an interlaced 29.97 stream is taken for 3:2 pulldown:
+#: 2 of every 5 frames repeat a field (0.4); plain interlaced video repeats none
+TELECINE_SHARE = 0.3
+#: frames idet looks at to detect the cadence (12 pulldown cycles)
+CADENCE_SAMPLE = 60
+TELECINE_RATES = (Fraction(30000, 1001), Fraction(30))
+
+
+def field_words(field_order: int | None) -> str:
+    return FIELD_ORDER_WORDS.get(int(field_order or 0), f"field order {field_order}")
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    """What is done to a movie's fields. ``kind``: "deinterlace" | "ivtc";
+    ``filter``: "bwdif" | "yadif" | "fieldmatch,decimate"; ``parity``: "tff" |
+    "bff" | "auto" (the frames' own flags); ``per_field``: one output frame
+    per field (double rate)."""
+
+    kind: str
+    filter: str
+    parity: str = "auto"
+    per_field: bool = False
+
+    @property
+    def spec(self) -> str:
+        """The plan's and the manifest's record (``SourceInfo.fields``)."""
+        return f"{self.kind}:{self.filter}:{self.parity}:{'field' if self.per_field else 'frame'}"
+
+    @classmethod
+    def parse(cls, spec: str) -> "FieldPlan":
+        kind, filt, parity, rate = spec.split(":")
+        return cls(kind, filt, parity, rate == "field")
+
+    def describe(self) -> str:
+        order = {"tff": "top field first", "bff": "bottom field first"}.get(self.parity, "field order per frame")
+        if self.kind == "ivtc":
+            return f"inverse telecine ({self.filter}, {order}): 3:2 pulldown removed, film frames at 4/5 the rate"
+        rate = "one frame per field (double rate)" if self.per_field else "one frame per frame"
+        return f"deinterlaced with {self.filter} ({order}), {rate}"
+
+    def chain(self) -> str:
+        if self.kind == "ivtc":
+            order = {"tff": "=order=tff", "bff": "=order=bff"}.get(self.parity, "")
+            return f"fieldmatch{order},decimate"
+        mode = "send_field" if self.per_field else "send_frame"
+        return f"{self.filter}=mode={mode}:parity={self.parity}:deint=all"
+
+    # --------------------------------------------------------------- windows
+
+    def needs(self, out_index: int, n_source: int) -> tuple[range, int, int]:
+        """(source frames to push, outputs to skip, outputs to keep) for output
+        frame ``out_index``'s group: a source frame (deinterlace) or a cycle (ivtc)."""
+        if self.kind == "ivtc":
+            c = out_index // 4
+            lo, hi = max(0, 5 * c - 5), min(n_source, 5 * c + 6)
+            return range(lo, hi), 4 if c else 0, min(4, n_source - 5 * c)
+        k = 2 if self.per_field else 1
+        i = out_index // k
+        lo = max(0, i - 1)
+        return range(lo, min(n_source, i + 2)), (i - lo) * k, k
+
+    def group(self, out_index: int) -> tuple[int, int]:
+        """(group, position in it) of an output frame."""
+        per = 4 if self.kind == "ivtc" else (2 if self.per_field else 1)
+        return divmod(out_index, per)
+
+    def coded_rate(self, rate: Fraction) -> Fraction:
+        """The coded stream's rate, from the delivered ``rate``."""
+        if self.kind == "ivtc":
+            return rate * Fraction(5, 4)
+        return rate / 2 if self.per_field else rate
+
+    def count(self, n_source: int) -> int:
+        if self.kind == "ivtc":
+            return 4 * (n_source // 5) + n_source % 5
+        return n_source * (2 if self.per_field else 1)
+
+
+def decide(policy, field_order: int | None, interlaced: bool, rate: Fraction,
+           sample: Callable[[], Sequence[av.VideoFrame]], time_base: Fraction) -> tuple[FieldPlan | None, str]:
+    """The plan for a movie (None: frames are used as coded) and a note on
+    what was seen. ``policy``: ``ReadPolicy`` (deinterlace, field_rate, ivtc);
+    ``sample()``: the first decoded frames, for the cadence check (called
+    only for an interlaced 29.97 stream under ``ivtc = "auto"``)."""
+    order = int(field_order or 0)
+    flagged = order in _PARITY or bool(interlaced)
+    parity = _PARITY.get(order, "auto")
+    words = field_words(order) if order in _PARITY else "interlaced frames"
+    if policy.ivtc == "on" or (policy.ivtc == "auto" and flagged and policy.deinterlace == "auto"
+                               and rate in TELECINE_RATES and repeated_share(sample(), time_base) >= TELECINE_SHARE):
+        return FieldPlan("ivtc", "fieldmatch,decimate", parity), f"telecined ({words}, 3:2 cadence)"
+    if policy.deinterlace == "off" or (policy.deinterlace == "auto" and not flagged):
+        return None, (f"interlaced ({words}); decoded as coded (input.deinterlace = \"off\")" if flagged else "")
+    filt = "bwdif" if policy.deinterlace == "auto" else policy.deinterlace
+    return FieldPlan("deinterlace", filt, parity, policy.field_rate == "field"), f"interlaced ({words})"
+
+
+def repeated_share(frames: Sequence[av.VideoFrame], time_base: Fraction) -> float:
+    """Share of frames in which ``idet`` finds a field repeated from the frame before."""
+    if len(frames) < 10:
+        return 0.0
+    out = run_chain("idet", frames, time_base, None)
+    hits = sum(1 for f in out if f.metadata.get("lavfi.idet.repeated.current_frame", "neither") != "neither")
+    return hits / max(1, len(out))
+
+
+def run_chain(chain: str, frames: Sequence[av.VideoFrame], time_base: Fraction,
+              rate: Fraction | None) -> list[av.VideoFrame]:
+    """``frames`` through a fresh FFmpeg filter graph ``chain`` (``a=x,b=y``),
+    flushed: every output frame, in order."""
+    g = av.filter.Graph()
+    f0 = frames[0]
+    # the pixel aspect is the reader's business (SourceInfo): these filters do not use it
+    args = f"video_size={f0.width}x{f0.height}:pix_fmt={f0.format.name}:time_base={time_base}:pixel_aspect=1/1"
+    if rate:
+        args += f":frame_rate={Fraction(rate)}"
+    node = g.add("buffer", args)
+    for part in chain.split(","):
+        name, _, opts = part.partition("=")
+        nxt = g.add(name, opts or None)
+        node.link_to(nxt)
+        node = nxt
+    sink = g.add("buffersink")
+    node.link_to(sink)
+    g.configure()
+    out: list[av.VideoFrame] = []
+
+    def drain():
+        while True:
+            try:
+                out.append(g.pull())
+            except (av.BlockingIOError, av.EOFError):
+                return
+
+    for f in frames:
+        g.push(f)
+        drain()
+    g.push(None)
+    drain()
+    return out
+
+
+__all__ = ["DEINTERLACE", "FIELD_RATES", "FieldPlan", "IVTC", "decide", "field_words", "repeated_share",
+           "run_chain"]
