@@ -21,7 +21,7 @@ import numpy as np
 from cinescale_post.contracts.errors import InputError
 from cinescale_post.contracts.media import Frame, Reader, SourceInfo
 from cinescale_post.media.alpha import frame_alpha
-from cinescale_post.media.fields import CADENCE_SAMPLE, FieldPlan, decide, run_chain
+from cinescale_post.media.fields import CADENCE_SAMPLE, FieldPlan, decide, frame_field_order, run_chain
 from cinescale_post.media.movie_reader import BadFrame, MovieReader
 from cinescale_post.media.timecode import timecode_at_rate
 
@@ -41,7 +41,13 @@ def open_fields(movie: MovieReader, planned: SourceInfo | None = None) -> Reader
         except BadFrame:
             return []  # a damaged head: no cadence check (the render meets the frame later)
 
-    plan, note = decide(movie.policy, src.field_order, src.interlaced, src.rate, sample, movie.table.time_base)
+    order = None
+    if src.interlaced:
+        try:
+            order = frame_field_order(movie.decoded(0), movie.table.time_base)
+        except BadFrame:
+            pass
+    plan, note = decide(movie.policy, src.interlaced, order, src.rate, sample, movie.table.time_base)
     if plan is None:
         if note:
             movie.info = dataclasses.replace(src, notes=src.notes + (f"{src.path}: {note}",))

@@ -13,9 +13,12 @@ fieldmatch,decimate``):
   5c..5c+4) from source frames 5c-5 .. 5c+5; a last cycle of r < 5 frames
   gives r frames (FFmpeg's count: 4 * (N // 5) + N % 5).
 
-Field order: FFmpeg's ``AVFieldOrder`` (``codec_context.field_order``) 2 "tt"
-and 4 "tb" are top field first (FFmpeg's encoders write "tb" for TFF), 3 "bb"
-and 5 "bt" bottom field first.
+Field order: each decoded frame carries its own (from the bitstream), and the
+filters read it there (``parity=auto``, FFmpeg's default); the stream-level
+``AVFieldOrder`` is not trusted (a telecined ProRes written by FFmpeg says
+"bt" for top-field-first frames, measured). PyAV does not expose the frame's
+flag, so :func:`frame_field_order` asks FFmpeg: ``bwdif`` following the flag
+gives the picture of the parity the flag names.
 """
 
 from __future__ import annotations
@@ -25,13 +28,12 @@ from fractions import Fraction
 from typing import Callable, Sequence
 
 import av
+import numpy as np
 
 DEINTERLACE = ("auto", "off", "bwdif", "yadif")
 FIELD_RATES = ("frame", "field")
 IVTC = ("auto", "off", "on")
-FIELD_ORDER_WORDS = {0: "unknown field order", 1: "progressive", 2: "top field first", 3: "bottom field first",
-                     4: "top field first", 5: "bottom field first"}
-_PARITY = {2: "tff", 3: "bff", 4: "tff", 5: "bff"}
+ORDER_WORDS = {"tff": "top field first", "bff": "bottom field first"}
 #: repeated-field share (idet) above which an interlaced 29.97 stream is taken for 3:2 pulldown:
 #: 2 of every 5 frames repeat a field (0.4); plain interlaced video repeats none
 TELECINE_SHARE = 0.3
@@ -40,16 +42,12 @@ CADENCE_SAMPLE = 60
 TELECINE_RATES = (Fraction(30000, 1001), Fraction(30))
 
 
-def field_words(field_order: int | None) -> str:
-    return FIELD_ORDER_WORDS.get(int(field_order or 0), f"field order {field_order}")
-
-
 @dataclass(frozen=True)
 class FieldPlan:
     """What is done to a movie's fields. ``kind``: "deinterlace" | "ivtc";
-    ``filter``: "bwdif" | "yadif" | "fieldmatch,decimate"; ``parity``: "tff" |
-    "bff" | "auto" (the frames' own flags); ``per_field``: one output frame
-    per field (double rate)."""
+    ``filter``: "bwdif" | "yadif" | "fieldmatch,decimate"; ``parity``: the
+    first frame's field order, "tff" | "bff" (the filters follow every frame's
+    own); ``per_field``: one output frame per field (double rate)."""
 
     kind: str
     filter: str
@@ -67,7 +65,7 @@ class FieldPlan:
         return cls(kind, filt, parity, rate == "field")
 
     def describe(self) -> str:
-        order = {"tff": "top field first", "bff": "bottom field first"}.get(self.parity, "field order per frame")
+        order = ORDER_WORDS.get(self.parity, "field order per frame")
         if self.kind == "ivtc":
             return f"inverse telecine ({self.filter}, {order}): 3:2 pulldown removed, film frames at 4/5 the rate"
         rate = "one frame per field (double rate)" if self.per_field else "one frame per frame"
@@ -75,10 +73,9 @@ class FieldPlan:
 
     def chain(self) -> str:
         if self.kind == "ivtc":
-            order = {"tff": "=order=tff", "bff": "=order=bff"}.get(self.parity, "")
-            return f"fieldmatch{order},decimate"
+            return "fieldmatch,decimate"
         mode = "send_field" if self.per_field else "send_frame"
-        return f"{self.filter}=mode={mode}:parity={self.parity}:deint=all"
+        return f"{self.filter}=mode={mode}:parity=auto:deint=all"
 
     # --------------------------------------------------------------- windows
 
@@ -111,23 +108,46 @@ class FieldPlan:
         return n_source * (2 if self.per_field else 1)
 
 
-def decide(policy, field_order: int | None, interlaced: bool, rate: Fraction,
+def decide(policy, interlaced: bool, order: str | None, rate: Fraction,
            sample: Callable[[], Sequence[av.VideoFrame]], time_base: Fraction) -> tuple[FieldPlan | None, str]:
     """The plan for a movie (None: frames are used as coded) and a note on
     what was seen. ``policy``: ``ReadPolicy`` (deinterlace, field_rate, ivtc);
-    ``sample()``: the first decoded frames, for the cadence check (called
-    only for an interlaced 29.97 stream under ``ivtc = "auto"``)."""
-    order = int(field_order or 0)
-    flagged = order in _PARITY or bool(interlaced)
-    parity = _PARITY.get(order, "auto")
-    words = field_words(order) if order in _PARITY else "interlaced frames"
-    if policy.ivtc == "on" or (policy.ivtc == "auto" and flagged and policy.deinterlace == "auto"
+    ``interlaced``: the stream or its first frame says so; ``order``: the first
+    frame's (:func:`frame_field_order`); ``sample()``: the first decoded frames,
+    for the cadence check (called only for an interlaced 29.97 stream under
+    ``ivtc = "auto"``)."""
+    parity = order or "auto"
+    words = ORDER_WORDS.get(order or "", "interlaced frames")
+    if policy.ivtc == "on" or (policy.ivtc == "auto" and interlaced and policy.deinterlace == "auto"
                                and rate in TELECINE_RATES and repeated_share(sample(), time_base) >= TELECINE_SHARE):
         return FieldPlan("ivtc", "fieldmatch,decimate", parity), f"telecined ({words}, 3:2 cadence)"
-    if policy.deinterlace == "off" or (policy.deinterlace == "auto" and not flagged):
-        return None, (f"interlaced ({words}); decoded as coded (input.deinterlace = \"off\")" if flagged else "")
+    if policy.deinterlace == "off" or (policy.deinterlace == "auto" and not interlaced):
+        return None, (f"interlaced ({words}); decoded as coded (input.deinterlace = \"off\")" if interlaced else "")
     filt = "bwdif" if policy.deinterlace == "auto" else policy.deinterlace
     return FieldPlan("deinterlace", filt, parity, policy.field_rate == "field"), f"interlaced ({words})"
+
+
+def frame_field_order(frame: av.VideoFrame, time_base: Fraction) -> str | None:
+    """"tff" | "bff" from a decoded frame's own flag; None for a progressive frame.
+    PyAV does not expose the flag: ``bwdif`` with ``parity=auto`` (the flag)
+    gives the picture of the parity it names (the frame twice, so that it is
+    filtered at all). A picture both parities filter alike is called "tff"."""
+    if not frame.interlaced_frame:
+        return None
+
+    def pic(parity):
+        return _picture(run_chain(f"bwdif=mode=send_frame:parity={parity}:deint=all", [frame, frame],
+                                  time_base, None)[0])
+
+    auto = pic("auto")
+    return "bff" if auto == pic("bff") and auto != pic("tff") else "tff"
+
+
+def _picture(frame: av.VideoFrame) -> list[bytes]:
+    """Each plane's samples without the line padding."""
+    bpp = -(-frame.format.components[0].bits // 8)
+    return [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width * bpp].tobytes()
+            for p in frame.planes]
 
 
 def repeated_share(frames: Sequence[av.VideoFrame], time_base: Fraction) -> float:
@@ -175,5 +195,5 @@ def run_chain(chain: str, frames: Sequence[av.VideoFrame], time_base: Fraction,
     return out
 
 
-__all__ = ["DEINTERLACE", "FIELD_RATES", "FieldPlan", "IVTC", "decide", "field_words", "repeated_share",
-           "run_chain"]
+__all__ = ["DEINTERLACE", "FIELD_RATES", "FieldPlan", "IVTC", "ORDER_WORDS", "decide", "frame_field_order",
+           "repeated_share", "run_chain"]
