@@ -6,16 +6,20 @@ SMPTE 170M, primaries EBU 3213 / SMPTE C, transfer SMPTE 170M). Decoded to
 R'G'B' the matrix is gone, so writing the master with the BT.709 matrix is
 exact and free; the transfer curve of BT.601 *is* BT.709's (same formula), so
 it is retagged. The primaries differ slightly (SMPTE C and EBU vs BT.709):
-converting them changes pixels, so it happens only where the preset asks
-(``output.primaries = "bt709"``), through linear light (BT.1886 display gamma
-2.4, so what a monitor shows is preserved) and a 3x3 matrix.
+converting them changes pixels, through linear light (BT.1886 display gamma
+2.4, so what a monitor shows is preserved) and an exact 3x3 matrix.
 
 Plan keys (``[output]``):
 
 * ``matrix = "auto"`` (default): BT.601 sources written taller than 576 lines
   get the BT.709 matrix (and transfer tag); ``"source"`` keeps the source's.
-* ``primaries = "source"`` (default) keeps the source's primaries;
-  ``"bt709"`` converts SD primaries (BT.470BG, SMPTE 170M/240M) to BT.709.
+* ``primaries = "auto"`` (default): an HD/UHD master (taller than 576 lines)
+  is BT.709 throughout, as delivery specs want: SD primaries (BT.470BG, SMPTE
+  170M/240M) are converted to BT.709, and an image sequence's sRGB transfer
+  into a video master is tagged BT.709 (its code values are taken as video,
+  unconverted, and the plan says so); an SD master keeps the source's.
+  ``"bt709"`` converts SD primaries at any size; ``"source"`` keeps the
+  source's primaries and transfer.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import numpy as np
 from cinescale_post.contracts.media import Colour
 
 MATRIX_MODES = ("auto", "source")
-PRIMARIES_MODES = ("source", "bt709")
+PRIMARIES_MODES = ("auto", "source", "bt709")
 SD_LINES = 576
 SD_MATRICES = (5, 6)  # BT.470BG (PAL), SMPTE 170M (NTSC)
 SD_PRIMARIES = (5, 6, 7)  # BT.470BG, SMPTE 170M, SMPTE 240M (same as 170M)
 SD_TRC = 6  # SMPTE 170M: the BT.709 OETF under another number
+SRGB_TRC = 13  # IEC 61966-2-1, what PNG/TIFF/DPX sequences are read as
 
 # (x, y) of R, G, B and white, per AVCOL_PRI code.
 _XY = {
@@ -41,9 +46,10 @@ _XY = {
 _NAMES = {1: "BT.709", 5: "BT.470BG", 6: "SMPTE 170M", 7: "SMPTE 240M"}
 
 
-def output_colour(source: Colour, *, height: int, matrix: str = "auto",
-                  primaries: str = "source") -> tuple[Colour, list[str]]:
+def output_colour(source: Colour, *, height: int, matrix: str = "auto", primaries: str = "auto",
+                  video: bool = True) -> tuple[Colour, list[str]]:
     """The output's colour tags for a source tagged ``source``, and notes.
+    ``video``: the master is a movie (Y'CbCr video), not an image sequence.
 
     Raises ValueError for an unknown mode (the plan names the key).
     """
@@ -60,16 +66,23 @@ def output_colour(source: Colour, *, height: int, matrix: str = "auto",
             out_t = 1
         notes.append(f"SD source (BT.601 matrix) written with the BT.709 matrix for a {height}-line master "
                      "(--set output.matrix=source keeps BT.601)")
-    if primaries == "bt709" and source.primaries != 1:
+    convert = primaries == "bt709" or (primaries == "auto" and hd)
+    if convert and source.primaries != 1:
+        assumed = " (assumed: the source is untagged)" if source.assumed else ""
         if source.primaries in SD_PRIMARIES:
-            notes.append(f"primaries converted from {_NAMES[source.primaries]} to BT.709 "
-                         "(output.primaries = bt709)")
+            why = "output.primaries = bt709" if primaries == "bt709" else f"a {height}-line master is BT.709"
+            notes.append(f"primaries converted from {_NAMES[source.primaries]}{assumed} to BT.709 ({why}; "
+                         "--set output.primaries=source keeps them)")
             out_p = 1
             if out_t == SD_TRC:
                 out_t = 1
-        else:
+        elif primaries == "bt709":
             notes.append(f"output.primaries = bt709 converts SD primaries only; the source's primaries "
                          f"(code {source.primaries}) are kept (use [colour] mode = \"ocio\" for other gamuts)")
+    if primaries == "auto" and hd and video and source.trc == SRGB_TRC:
+        out_t = 1
+        notes.append("the image sequence's sRGB code values are written as BT.709 video, not converted "
+                     "(display-referred images taken as video; --set output.primaries=source keeps the sRGB tag)")
     return Colour(out_p, out_t, out_m, source.range, source.assumed), notes
 
 

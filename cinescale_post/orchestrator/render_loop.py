@@ -364,7 +364,7 @@ class ChunkRender:
         rgb, alpha = place(image, self.plan.output.geometry), None
         if self.carry is not None:
             rgb, alpha = self.carry.finish(f, rgb)
-        rgb = output_colour.convert(rgb, src.colour, self.plan.output.colour)  # SD primaries -> BT.709 if asked
+        rgb = output_colour.convert(rgb, src.colour, self.plan.output.colour)  # SD primaries -> BT.709 (output.primaries)
         frame = Frame(number=f, index=i, rgb=rgb, pts=pts,
                       time_base=src.time_base if pts is not None else None, alpha=alpha)
         try:

@@ -172,7 +172,7 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
             warnings.append(f"{input}: no colour matrix tag; decoded as "
                             f"{'BT.709' if source.colour.matrix == 1 else 'BT.601'}")
         colour, alpha_read, alpha_write = output_colour_and_alpha(source, o, cfg["input"]["alpha"], origin,
-                                                                   warnings)
+                                                                   warnings, kind)
     elif frames or start is not None or end is not None:
         raise PlanError("--frames/--start/--end apply to render, not generate")
     if gop_note and len(selected) > asked_chunk:

@@ -52,7 +52,7 @@ def input_overrides(source: SourceInfo, cfg: Mapping[str, Any], origin: str) -> 
 
 
 def output_colour_and_alpha(source: SourceInfo, o: Mapping[str, Any], input_alpha: str, origin: str,
-                             warnings: list[str]) -> tuple[Colour, str, str]:
+                             warnings: list[str], kind: str = "movie") -> tuple[Colour, str, str]:
     """Output colour tags (SD BT.601 -> BT.709 for HD/UHD, ``media.output_colour``)
     and the alpha decision (``media.alpha.resolve``); notes go to ``warnings``."""
     import cinescale_post.media.alpha as alpha_mod
@@ -62,7 +62,7 @@ def output_colour_and_alpha(source: SourceInfo, o: Mapping[str, Any], input_alph
     choice(origin, "output.primaries", o["primaries"], output_colour.PRIMARIES_MODES)
     choice(origin, "output.alpha", o["alpha"], alpha_mod.OUTPUT_MODES)
     colour, notes = output_colour.output_colour(source.colour, height=o["height"], matrix=o["matrix"],
-                                                primaries=o["primaries"])
+                                                primaries=o["primaries"], video=kind == "movie")
     warnings += notes
     try:
         read, write, note = alpha_mod.resolve(source.alpha, input_alpha, o["codec"], o["alpha"])

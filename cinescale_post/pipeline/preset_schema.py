@@ -35,7 +35,7 @@ PRESET_SCHEMA: dict[str, Any] = {
         "squeeze": (str, "desqueeze"),
         "alpha": (str, "auto"),
         "matrix": (str, "auto"),
-        "primaries": (str, "source"),
+        "primaries": (str, "auto"),
     },
     "input": {
         "pixel_aspect": (object, "auto"),  # "auto" (the file's), a number, or "16:15"

@@ -307,12 +307,14 @@ def test_png_tiff_rgba_keeps_alpha_in_exr(tmp_path, host, suffix):
 # ----------------------------------------------------------------- 7. SD sources in HD/UHD masters
 
 
-@pytest.mark.parametrize("overrides,want", [
-    ((), ("bt470bg", "bt709", "bt709")),  # matrix converted; primaries kept by default
-    (("output.primaries=bt709",), ("bt709", "bt709", "bt709")),
-    (("output.matrix=source",), ("bt470bg", "smpte170m", "bt470bg")),
+@pytest.mark.parametrize("overrides,size,want", [
+    ((), (1280, 720), ("bt709", "bt709", "bt709")),  # an HD master is BT.709 throughout (issue 23)
+    (("output.primaries=source",), (1280, 720), ("bt470bg", "bt709", "bt709")),  # matrix only, as before
+    (("output.matrix=source", "output.primaries=source"), (1280, 720), ("bt470bg", "smpte170m", "bt470bg")),
+    ((), (720, 576), ("bt470bg", "smpte170m", "bt470bg")),  # an SD master keeps the source's
+    (("output.primaries=bt709",), (720, 576), ("bt709", "bt709", "bt470bg")),
 ])
-def test_sd_source_in_hd_master(tmp_path, host, overrides, want):
+def test_sd_source_in_hd_master(tmp_path, host, overrides, size, want):
     """A PAL (BT.601: BT.470BG matrix and primaries) source rendered to a
     1280x720 ProRes master: the frames say BT.709 (matrix, and primaries
     where asked), and ffmpeg decoding them with those tags shows the source's
@@ -322,10 +324,61 @@ def test_sd_source_in_hd_master(tmp_path, host, overrides, want):
     src = make_movie(tmp_path / "pal.mov", size=(720, 576), sar=Fraction(16, 15), colour=(5, 6, 5),
                      codec="prores_ks", profile="hq", pix_fmt="yuv422p10le")
     out = tmp_path / "o" / "m.mov"
-    p = render(host, tmp_path, src, out, codec="prores_hq", size=(1280, 720), overrides=overrides)
+    p = render(host, tmp_path, src, out, codec="prores_hq", size=size, overrides=overrides)
     assert (p.source.colour.matrix, p.source.colour.primaries) == (5, 5)
     fr = ffjudge.frame_info(out)[0]
     assert (fr["color_primaries"], fr["color_trc"], fr["color_space"]) == want
+
+
+def _ffmpeg_rgb_at(path, x: int, y: int) -> np.ndarray:
+    """R'G'B' ffmpeg decodes at (x, y) of the first frame, by the file's own tags."""
+    p = subprocess.run([ffjudge.FFMPEG, "-v", "error", "-i", str(path), "-map", "0:v:0", "-frames:v", "1",
+                        "-vf", f"crop=2:2:{x}:{y}", "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"],
+                       capture_output=True, timeout=120, check=True)  # 2x2: 4:2:2 crops whole chroma pairs
+    return np.frombuffer(p.stdout, "<u2").reshape(4, 3).astype(np.float32).mean(0) / 65535
+
+
+def test_ntsc_green_in_an_hd_master_is_converted_to_bt709_primaries(tmp_path, host):
+    """SMPTE-C green is not BT.709 green: in an HD master it becomes the BT.709
+    colour a monitor showed (linear light, 3x3), which ffmpeg decodes back."""
+    from cinescale_post.media.output_colour import convert
+    from cinescale_post.testing import make_clip
+
+    patch = np.array([0.15, 0.75, 0.15], np.float32)
+
+    def green(_, size):
+        w, h = size
+        rgb = np.full((h, w, 3), 0.5, np.float32)
+        rgb[:, : w // 2] = patch
+        return rgb
+
+    src = make_clip(tmp_path / "ntsc.mov", frames=2, size=(720, 480), rate=Fraction(30000, 1001),
+                    codec="prores_ks", profile="hq", colour="bt601", content=green)
+    out = tmp_path / "o" / "m.mov"
+    p = render(host, tmp_path, src, out, codec="prores_hq", size=(1280, 720))
+    assert any("primaries converted from SMPTE 170M to BT.709" in w for w in p.warnings), p.warnings
+    fr = ffjudge.frame_info(out)[0]
+    assert (fr["color_primaries"], fr["color_trc"], fr["color_space"]) == ("bt709",) * 3
+    want = convert(patch[None, None], Colour(6, 6, 6, 1), Colour(1, 1, 1, 1))[0, 0]
+    got = _ffmpeg_rgb_at(out, 300, 360)  # inside the patch: 720x480 is fitted to 1080x720, centred
+    assert np.abs(got - want).max() < 0.01, (got, want)
+    assert np.abs(want - patch).max() > 0.05  # the conversion is visible, not a rounding
+
+
+@pytest.mark.parametrize("primaries,trc", [("auto", "bt709"), ("source", "iec61966-2-1")])
+def test_an_srgb_tiff_sequence_into_a_video_master_is_bt709(tmp_path, host, primaries, trc):
+    import cv2
+
+    for n in (1001, 1002):
+        cv2.imwrite(str(tmp_path / f"s.{n}.tif"), np.rint(_source_picture(64, 48) * 65535).astype(np.uint16))
+    out = tmp_path / "o" / "m.mov"
+    p = render(host, tmp_path, tmp_path / "s.####.tif", out, codec="prores_hq", size=(1280, 720),
+               overrides=(f"output.primaries={primaries}",))
+    assert p.source.colour.trc == 13
+    fr = ffjudge.frame_info(out)[0]
+    assert (fr["color_primaries"], fr["color_trc"], fr["color_space"]) == ("bt709", trc, "bt709")
+    said = any("sRGB code values are written as BT.709 video" in w for w in p.warnings)
+    assert said == (primaries == "auto")
 
 
 def test_primaries_matrix_smpte_c_to_bt709():

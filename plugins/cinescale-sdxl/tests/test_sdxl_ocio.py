@@ -67,3 +67,31 @@ def test_aces_plate_survives_the_tiny_sdxl(tmp_path, tiny_model):
     # The same plate in video mode: the backend's clamp takes every highlight to 1.0.
     video, _ = _render(src, tmp_path / "video" / "o.####.exr", tiny_model)
     assert float(video.max()) <= 1.0 + HALF and float(out.max()) > 99.0
+
+
+def test_sd_primaries_converted_after_the_tiny_sdxl_clamps(tmp_path, tiny_model):
+    """SMPTE-C (NTSC) primaries to BT.709 happen on the model's clamped output:
+    the bt709 render is exactly the conversion of the source-primaries render
+    (same seeds, same model output), within half-float precision."""
+    from fractions import Fraction
+
+    from cinescale_post.contracts.media import Colour
+    from cinescale_post.media.output_colour import convert
+    from cinescale_post.testing import make_clip
+
+    def saturated(_, size):
+        w, h = size
+        rgb = np.full((h, w, 3), 0.5, np.float32)
+        rgb[:, : w // 2] = (0.1, 0.85, 0.1)
+        return rgb
+
+    src = make_clip(tmp_path / "ntsc.mov", frames=1, size=(64, 48), rate=Fraction(30000, 1001),
+                    codec="prores_ks", profile="hq", colour="bt601", content=saturated)
+    kept, hdr_kept = _render(src, tmp_path / "kept" / "o.####.exr", tiny_model, "--set", "output.primaries=source")
+    conv, hdr_conv = _render(src, tmp_path / "conv" / "o.####.exr", tiny_model, "--set", "output.primaries=bt709")
+    assert float(kept.max()) <= 1.0 + HALF  # what the clamping model gave
+    want = convert(kept, Colour(6, 6, 6, 1), Colour(1, 1, 1, 1))
+    assert np.abs(conv - want).max() <= 4 * HALF * max(1.0, float(np.abs(want).max()))
+    assert np.abs(conv - kept).max() > 0.05  # the conversion is visible
+    assert abs(hdr_conv["chromaticities"][2] - 0.30) < 1e-6  # BT.709 green x
+    assert abs(hdr_kept["chromaticities"][2] - 0.31) < 1e-6  # SMPTE-C green x
