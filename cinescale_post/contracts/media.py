@@ -106,6 +106,11 @@ class FrameTable:
     #: seeks by a binary search on decode stamps) the delay plus a margin, so the seek
     #: lands at or before the key frame and decoding runs forward to it.
     seek_offset: int = 0
+    #: AVI drop frames: table indices of empty chunks (a capture's dropped frames), shown as
+    #: the picture before them, as players and ffmpeg show them.
+    drops: tuple[int, ...] = ()
+    #: the stamp the demuxer seeks by for each of ``keys`` where ``seek_offset`` cannot say it.
+    key_stamps: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ is refused, or (``--on-bad-frame hold``/``black``) rendered with a note.
 
 from __future__ import annotations
 
+import bisect
 import os
 from fractions import Fraction
 
@@ -38,6 +39,24 @@ def build_frame_table(container, vs, path: str, policy: ReadPolicy) -> tuple[Fra
     first frame."""
     scan = _TableScan(container, vs, path, policy)
     return scan.build(), tuple(scan.notes)
+
+
+def key_at_or_before(keys, index: int) -> int:
+    """The key frame at or before table index ``index`` (``keys`` sorted)."""
+    k = bisect.bisect_right(keys, index) - 1
+    return keys[k] if k >= 0 else 0
+
+
+def seek_points(keys, index: int) -> list[int]:
+    """Table indices to seek to for ``index``: its key frame, then the one
+    before (an open GOP's leading frames need it), then the start."""
+    key = key_at_or_before(keys, index)
+    points = [key]
+    k = bisect.bisect_left(keys, key)
+    if k >= 1:
+        points.append(keys[k - 1])
+    points.append(0)
+    return list(dict.fromkeys(points))
 
 
 class _TableScan:
@@ -101,7 +120,7 @@ class _TableScan:
     def _from_scan(self) -> FrameTable:
         """Sorted pts of every video packet (one demux pass, no decoding)."""
         vs = self.vs
-        pts, keys, listed, head = [], [], 0, []
+        pts, keys, listed, head, dts, key_dts = [], [], 0, [], [], []
         try:
             # back to the start after a look at the index; transport streams whose clock
             # wrapped (2^33 ticks) start at a negative stamp once FFmpeg unwraps it
@@ -122,10 +141,12 @@ class _TableScan:
                 if t is None:
                     continue
                 pts.append(t)
+                dts.append(packet.dts)
                 if len(head) < _HEAD_PACKETS and packet.dts is not None:
                     head.append(t - packet.dts)
                 if packet.is_keyframe:
                     keys.append(t)
+                    key_dts.append(packet.dts)
         except av.FFmpegError as exc:
             if not pts:
                 raise InputError(f"{self.path} cannot be read: {exc}", fix=FIX_DAMAGED) from exc
@@ -133,12 +154,15 @@ class _TableScan:
         if not pts:
             raise InputError(f"{self.path} has no video frames",
                              fix="the clip is empty; export it again with picture")
-        if vs.frames and listed < vs.frames:
-            self._truncated(vs.frames, listed, "its index lists")
         pts.sort()
+        by_count = self._by_count()
+        drops, stamps = (), ()
+        if by_count and vs.frames and listed < vs.frames and None not in dts:
+            pts, keys, drops, stamps = self._with_drops(pts, dts, keys, key_dts, vs.frames)
+        if vs.frames and listed + len(drops) < vs.frames:
+            self._truncated(vs.frames, listed, "its index lists")
         if not vs.frames:  # MKV, MXF...: no count, so compare with the declared duration
             self._check_duration(pts)
-        by_count = self._by_count()
         if keys and not by_count:
             pts = self._from_first_key(pts, min(keys))
         index_of = {t: i for i, t in enumerate(pts)}
@@ -146,9 +170,27 @@ class _TableScan:
         offset = max(head, default=0) if by_count else 0
         if self._stamp_seek():
             offset = max(0, max(head, default=0)) + int(_STAMP_MARGIN_S / Fraction(vs.time_base))
-        self.container.seek(pts[0] - offset, stream=vs, backward=True, any_frame=False)
+        self.container.seek(stamps[0] if stamps else pts[0] - offset, stream=vs, backward=True, any_frame=False)
         return FrameTable(Fraction(vs.time_base), tuple(pts), key_index, by_count=by_count, built_from="scan",
-                          seek_offset=offset)
+                          seek_offset=offset, drops=drops, key_stamps=stamps)
+
+    def _with_drops(self, pts, dts, keys, key_dts, listed_in_index: int):
+        """(pts, keys, drops, key stamps) of an AVI whose index lists more chunks
+        than the demuxer gives, where the missing ones are empty chunks between
+        others (a capture's dropped frames): they are frames showing the picture
+        before them. AVI's dts is the chunk index (its pts a parser's guess, which
+        a gap throws off), so the table is the chunk indices, shifted to the pts;
+        keys are sought by their dts. Else the table as it was."""
+        gaps = sorted(set(range(dts[0], max(dts) + 1)) - set(dts))
+        if not gaps or len(dts) + len(gaps) != listed_in_index:
+            return pts, keys, (), ()
+        shift = min(pts) - min(dts)
+        full = sorted(dts + gaps)
+        at = {d: i for i, d in enumerate(full)}
+        self.notes.append(f"{self.path}: {len(gaps)} drop frame(s) (empty AVI chunks, frames a capture dropped) "
+                          "repeat the picture before them, as players and ffmpeg show them")
+        order = sorted(key_dts)
+        return [d + shift for d in full], [d + shift for d in order], tuple(at[g] for g in gaps), tuple(order)
 
     def _stamp_seek(self) -> bool:
         return bool(set(self.container.format.name.split(",")) & _STAMP_SEEK)

@@ -35,10 +35,10 @@ import numpy as np
 from cinescale_post.contracts.errors import InputError
 from cinescale_post.contracts.media import AudioStreamInfo, Frame, FrameTable, Reader, ReadPolicy, SourceInfo
 from cinescale_post.media.alpha import frame_alpha
-from cinescale_post.media.avi_order import DecodeOrder
+from cinescale_post.media.avi_order import DecodeOrder, unplaceable
 from cinescale_post.media.frame_rate import exact_rate, rate_and_vfr
 from cinescale_post.media.frame_rgb import frame_to_rgb, is_ycbcr
-from cinescale_post.media.frame_table import build_frame_table
+from cinescale_post.media.frame_table import build_frame_table, key_at_or_before, seek_points
 from cinescale_post.media.stream_facts import (FIX_DAMAGED, TEXT_FORMATS, open_error, pick_video_stream,
                                                resolve_colour, timecode)
 
@@ -115,10 +115,14 @@ class MovieReader(Reader):
         # _locate bisects instead (pts are sorted).
         self._pts = table.pts if isinstance(table.pts, tuple) else tuple(table.pts)
         self._key_index = list(table.keys)
+        self._drops = frozenset(table.drops)
+        self._key_stamp = dict(zip(table.keys, table.key_stamps))
         # MPEG-4 Part 2 in AVI: pictures placed by their decode order (avi_order), so
         # B-frames a damaged anchor takes with it leave gaps instead of shifting numbers
-        self._order = DecodeOrder() if table.by_count and self._vs.codec_context.name == "mpeg4" else None
+        self._order = (DecodeOrder(table.drops, header=self._vs.codec_context.extradata or b"")
+                       if table.by_count and self._vs.codec_context.name == "mpeg4" else None)
         self._chunk = 0  # stamp of the next packet demuxed (its chunk index), with _order
+        self._damaged = False  # since the last seek: a packet rejected or a picture flagged corrupt
         self._ahead: dict = {}  # with _order: pictures decoded before the one asked for (index -> frame)
 
     def _adopt(self, planned: SourceInfo) -> None:
@@ -274,8 +278,19 @@ class MovieReader(Reader):
         return held.copy()
 
     def decoded(self, index: int):
-        """The decoded ``av.VideoFrame`` at table position ``index``; raises
+        """The decoded ``av.VideoFrame`` at table position ``index`` (a drop frame: an
+        empty AVI chunk or a not-coded VOP, the picture before it); raises
         :class:`BadFrame` when the decoder gives no picture for it."""
+        while index in self._drops:
+            index -= 1
+        try:
+            return self._picture(index)
+        except BadFrame:
+            if index and self._order is not None and self._order.not_coded(index):
+                return self.decoded(index - 1)
+            raise
+
+    def _picture(self, index: int):
         if self._pending is not None:
             pending_index, frame = self._pending
             self._pending = None
@@ -291,7 +306,7 @@ class MovieReader(Reader):
                 if frame.is_corrupt:
                     raise BadFrame(index, "the decoder reports a corrupt picture")
                 return frame
-        attempts = ([None] if self._can_continue(index) else []) + self._seek_points(index)
+        attempts = ([None] if self._can_continue(index) else []) + seek_points(self._key_index, index)
         overshoot = None
         ended = False
         for seek_index in attempts:
@@ -303,10 +318,12 @@ class MovieReader(Reader):
                 if frame is None:  # end of stream before the target
                     ended = True
                     break
+                if frame is _LOST or frame.is_corrupt:
+                    self._damaged = True  # FFmpeg reports damage: from here the stamps decide
                 if frame is _LOST:
                     if not self.table.by_count or self._pos is None or self._order is not None:
                         continue  # frames are placed by their pts: the gap shows by itself
-                    self._pos += 1  # the rejected packet's frame, in the count
+                    self._pos = self._after(self._pos)  # the rejected packet's frame, in the count
                     if self._pos == index:
                         raise BadFrame(index, "the decoder rejected its packet: its data is damaged")
                     if self._pos > index:
@@ -314,7 +331,8 @@ class MovieReader(Reader):
                     continue
                 at = self._locate(frame)
                 if at is None and self._order is not None:
-                    self._unplaceable(frame)
+                    raise unplaceable(self.path, self.first_frame, len(self._pts),
+                                      frame.pts if frame.pts is not None else self._chunk)
                 self._pos = at
                 if at is None or at < index:
                     retry = seek_index is None
@@ -338,37 +356,27 @@ class MovieReader(Reader):
             self._pending = overshoot  # the next frame is already decoded
         raise BadFrame(index, "the decoder skipped it: its data is damaged")
 
-    def _key_at_or_before(self, index: int) -> int:
-        k = bisect.bisect_right(self._key_index, index) - 1
-        return self._key_index[k] if k >= 0 else 0
+    def _after(self, pos: int) -> int:
+        """The table index of the next picture the decoder gives (drop frames have none)."""
+        return next(i for i in range(pos + 1, pos + 2 + len(self._drops)) if i not in self._drops)
 
     def _can_continue(self, index: int) -> bool:
         """Decode forward instead of seeking: the target is ahead and no key frame
         lies between the next frame and the target (same GOP, or just after)."""
         if self._decoder is None or self._pos is None or index <= self._pos:
             return False
-        return self._key_at_or_before(index) <= self._pos + 1
-
-    def _seek_points(self, index: int) -> list[int]:
-        """Table indices to seek to for ``index``: its key frame, then the one
-        before (an open GOP's leading frames need it), then the start."""
-        key = self._key_at_or_before(index)
-        points = [key]
-        k = bisect.bisect_left(self._key_index, key)
-        if k >= 1:
-            points.append(self._key_index[k - 1])
-        points.append(0)
-        return list(dict.fromkeys(points))
+        return key_at_or_before(self._key_index, index) <= self._pos + 1
 
     def _seek(self, key_index: int) -> None:
         # PyAV flushes the decoder on seek; a fresh decode generator follows it.
         if self.table.by_count:
             # Seek by the key frame's own stamp, so the demuxer lands on it and
             # counting starts there.
-            stamp = self._pts[key_index] - self.table.seek_offset
+            stamp = self._key_stamp.get(key_index, self._pts[key_index] - self.table.seek_offset)
             self._container.seek(stamp, stream=self._vs, backward=True, any_frame=False)
             self._pos = key_index - 1
             self._chunk = key_index
+            self._damaged = False
             self._ahead.clear()
             if self._order is not None:
                 self._order.reset()
@@ -387,7 +395,7 @@ class MovieReader(Reader):
                 if packet.size:
                     self._order.see(self._chunk, bytes(packet))
                     packet.pts = packet.dts = self._chunk
-                    self._chunk += 1
+                    self._chunk = self._after(self._chunk)
                 else:
                     self._order.ended = True  # the flush: the last anchor comes out
             try:
@@ -411,16 +419,18 @@ class MovieReader(Reader):
             raise BadFrame(index, f"reading failed: {exc}") from exc
 
     def _locate(self, frame) -> int | None:
-        """Table index of a decoded frame: by count after the key frame sought
-        (``by_count`` tables), else by pts (within one tick, for clocks that
-        round), else the one after the previous frame, else unknown."""
+        """Table index of a decoded frame: by count after the key frame sought (``by_count``), else
+        by pts (within a tick: clocks round), else the one after the previous frame, else None."""
         if self.table.by_count:
             if self._order is not None:
                 if frame.pts is None:
                     return None
-                return self._order.display(frame.pts, low_delay=not self._vs.codec_context.has_b_frames,
-                                           is_b=int(frame.pict_type) == _PICT_B)
-            return None if self._pos is None else self._pos + 1
+                at = self._order.display(frame.pts, low_delay=not self._vs.codec_context.has_b_frames,
+                                         is_b=int(frame.pict_type) == _PICT_B)
+                if at is None and not (self._damaged or self._order.damaged) and self._pos is not None:
+                    return self._after(self._pos)  # nothing damaged: FFmpeg's output order is the order
+                return at
+            return None if self._pos is None else self._after(self._pos)
         t = frame.pts if frame.pts is not None else frame.dts
         if t is not None:
             hit = bisect.bisect_right(self._pts, t) - 1  # the last index with this pts, as the dict gave
@@ -431,17 +441,6 @@ class MovieReader(Reader):
                 if 0 <= j < len(self._pts) and abs(self._pts[j] - t) <= 1:
                     return j
         return None if self._pos is None else self._pos + 1
-
-    def _unplaceable(self, frame) -> None:
-        """A picture whose place the decode order cannot tell (a VOP header
-        near it is damaged): refuse rather than guess a number."""
-        stamp = frame.pts if frame.pts is not None else self._chunk
-        lo = self.first_frame + max(0, stamp - 2)
-        hi = self.first_frame + min(len(self._pts) - 1, stamp + 2)
-        raise InputError(f"{self.path}: frames {lo}-{hi} cannot be placed: a damaged MPEG-4 picture header there "
-                         "hides which picture the decoder gives for which frame (B-frames reorder them)",
-                         fix="re-export the clip from its original, or copy it again (--on-bad-frame hold/black "
-                             "cannot help here: they fill frames whose place is known, and this one is not)")
 
     def close(self) -> None:
         self._decoder, self._pending = None, None
