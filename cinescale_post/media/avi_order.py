@@ -18,7 +18,12 @@ order of picture types, read from each packet's VOP header:
   B-pictures between them), or at ``c`` in a low-delay stream (no B-frames);
 * DivX packed B-frames: a chunk holding an anchor and a B-picture gives the
   B-picture to the next chunk (the not-coded placeholder the decoder uses
-  to output it).
+  to output it);
+* a not-coded VOP on its own (``vop_coded = 0``, read with the VOL's
+  ``vop_time_increment`` width: an Xvid/DivX drop frame) gives no picture:
+  its frame shows the picture before it, and as a P-VOP it ends the run of
+  the anchor before it. Empty chunks (VirtualDub drop frames) never reach
+  the decoder (``FrameTable.drops``).
 
 Lost pictures then leave gaps at their own numbers, which ``--on-bad-frame``
 fills. Where a VOP header itself is unreadable the order around it is
@@ -129,11 +134,6 @@ class DecodeOrder:
         """After a seek: the decoder starts afresh (the kinds stay true)."""
         self._packed_b = None
         self.ended = False
-        self.damaged = False
-
-    #: a packet seen since the last reset has a VOP header that breaks the syntax
-    #: (FFmpeg says "header damaged"): the damage FFmpeg itself reports
-    damaged = False
 
     def see(self, stamp: int, data: bytes) -> None:
         if self.time_bits is None:
@@ -144,7 +144,6 @@ class DecodeOrder:
         types = vop_types(data, self.time_bits)
         if not types or types[0] is None:
             self.kinds[stamp] = None
-            self.damaged = True
             return
         (first, coded) = types[0]
         if not coded and len(types) == 1:

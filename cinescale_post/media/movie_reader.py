@@ -122,7 +122,6 @@ class MovieReader(Reader):
         self._order = (DecodeOrder(table.drops, header=self._vs.codec_context.extradata or b"")
                        if table.by_count and self._vs.codec_context.name == "mpeg4" else None)
         self._chunk = 0  # stamp of the next packet demuxed (its chunk index), with _order
-        self._damaged = False  # since the last seek: a packet rejected or a picture flagged corrupt
         self._ahead: dict = {}  # with _order: pictures decoded before the one asked for (index -> frame)
 
     def _adopt(self, planned: SourceInfo) -> None:
@@ -318,8 +317,6 @@ class MovieReader(Reader):
                 if frame is None:  # end of stream before the target
                     ended = True
                     break
-                if frame is _LOST or frame.is_corrupt:
-                    self._damaged = True  # FFmpeg reports damage: from here the stamps decide
                 if frame is _LOST:
                     if not self.table.by_count or self._pos is None or self._order is not None:
                         continue  # frames are placed by their pts: the gap shows by itself
@@ -376,7 +373,6 @@ class MovieReader(Reader):
             self._container.seek(stamp, stream=self._vs, backward=True, any_frame=False)
             self._pos = key_index - 1
             self._chunk = key_index
-            self._damaged = False
             self._ahead.clear()
             if self._order is not None:
                 self._order.reset()
@@ -425,11 +421,8 @@ class MovieReader(Reader):
             if self._order is not None:
                 if frame.pts is None:
                     return None
-                at = self._order.display(frame.pts, low_delay=not self._vs.codec_context.has_b_frames,
-                                         is_b=int(frame.pict_type) == _PICT_B)
-                if at is None and not (self._damaged or self._order.damaged) and self._pos is not None:
-                    return self._after(self._pos)  # nothing damaged: FFmpeg's output order is the order
-                return at
+                return self._order.display(frame.pts, low_delay=not self._vs.codec_context.has_b_frames,
+                                           is_b=int(frame.pict_type) == _PICT_B)
             return None if self._pos is None else self._after(self._pos)
         t = frame.pts if frame.pts is not None else frame.dts
         if t is not None:
