@@ -214,6 +214,12 @@ def format_probe(info: SourceInfo) -> str:
     if info.rotation:
         w, h = info.display_size
         rows.append(("rotation", f"{info.rotation} deg (shown as {w}x{h}; pixels decoded as coded)"))
+    if info.fields:
+        from cinescale_post.media.fields import FieldPlan
+
+        rows.append(("fields", FieldPlan.parse(info.fields).describe()))
+    for note in info.notes:
+        rows.append(("note", note))
     for a in info.audio:
         rows.append(("audio", f"#{a.index} {a.codec} {a.sample_rate} Hz {a.channels} ch"))
     rows.append(("size", _size_str(info.size_bytes)))
