@@ -22,7 +22,7 @@ from cinescale_post.contracts.errors import InputError
 from cinescale_post.contracts.media import Frame, Reader, SourceInfo
 from cinescale_post.media.alpha import frame_alpha
 from cinescale_post.media.fields import CADENCE_SAMPLE, FieldPlan, decide, frame_field_order, run_chain
-from cinescale_post.media.movie_reader import BadFrame, MovieReader
+from cinescale_post.media.movie_reader import BadFrame, MovieReader, checked_indices
 from cinescale_post.media.timecode import timecode_at_rate
 
 _FIX_BAD = ("--on-bad-frame hold feeds the nearest good frame to the filter in its place; or re-export "
@@ -95,16 +95,7 @@ class FieldReader(Reader):
         return dict(self._subs)
 
     def read(self, numbers: Iterable[int]) -> Iterator[Frame]:
-        last = None
-        for number in numbers:
-            index = number - self.info.first_frame
-            if not 0 <= index < self.info.frame_count:
-                raise InputError(f"frame {number} is not in {self.info.path} "
-                                 f"(frames {self.info.first_frame}-{self.info.last_frame})",
-                                 fix="choose frames inside the clip's range (see `cinescale probe`)")
-            if last is not None and number <= last:
-                raise ValueError(f"read() takes ascending frame numbers; {number} came after {last}")
-            last = number
+        for number, index in checked_indices(numbers, self.info):
             av_frame = self._output(index)
             rgb = self.movie.to_rgb(av_frame, number)
             yield Frame(number=number, index=index, rgb=rgb, pts=self.info.pts[index],

@@ -54,6 +54,20 @@ _PICT_B = 3  # AVPictureType AV_PICTURE_TYPE_B (PyAV's frame.pict_type)
 _AHEAD = 8  # pictures kept while waiting for one the decoder gives out of order (B-frame runs + threads)
 
 
+def checked_indices(numbers: Iterable[int], info: SourceInfo) -> Iterator[tuple[int, int]]:
+    """(plate number, index) for ascending ``numbers`` inside the clip ``info``."""
+    last = None
+    for number in numbers:
+        index = number - info.first_frame
+        if not 0 <= index < info.frame_count:
+            raise InputError(f"frame {number} is not in {info.path} (frames {info.first_frame}-{info.last_frame})",
+                             fix="choose frames inside the clip's range (see `cinescale probe`)")
+        if last is not None and number <= last:
+            raise ValueError(f"read() takes ascending frame numbers; {number} came after {last}")
+        last = number
+        yield number, index
+
+
 class BadFrame(Exception):
     """The frame at ``index`` has no picture (the reason says why); ``decoded`` raises it."""
 
@@ -209,16 +223,7 @@ class MovieReader(Reader):
         forward; a jump past a key frame seeks. A frame without a picture
         raises (``policy.on_bad_frame`` error) or is held / black.
         """
-        last = None
-        for number in numbers:
-            index = number - self.first_frame
-            if not 0 <= index < len(self._pts):
-                raise InputError(
-                    f"frame {number} is not in {self.path} (frames {self.info.first_frame}-{self.info.last_frame})",
-                    fix="choose frames inside the clip's range (see `cinescale probe`)")
-            if last is not None and number <= last:
-                raise ValueError(f"read() takes ascending frame numbers; {number} came after {last}")
-            last = number
+        for number, index in checked_indices(numbers, self.info):
             rgb = self._rgb_at(index)
             yield Frame(number=number, index=index, rgb=rgb, pts=self.info.pts[index],
                         time_base=self.info.time_base, alpha=self._alpha)
