@@ -19,6 +19,6 @@ plugins=()
 for p in plugins/*/; do
   [ -f "$p/pyproject.toml" ] && plugins+=(-e "$p")
 done
-# ray: the Ray executor's tests run on a real local cluster
-.venv/bin/python -m pip install -q -e ".[test,diffusion,ray]" "${plugins[@]}"
+# ray: the Ray executor's tests run on a real local cluster; editorial: conform's OTIO adapters
+.venv/bin/python -m pip install -q -e ".[test,diffusion,ray,editorial]" "${plugins[@]}"
 echo "$want" > "$stamp"

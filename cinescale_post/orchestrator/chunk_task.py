@@ -10,7 +10,7 @@ from cinescale_post.orchestrator.resume import finished_frames
 from cinescale_post.orchestrator.manifest import Manifest
 from cinescale_post.orchestrator.assembly import assemble_movie  # noqa: F401 - assemble_movie: public API
 from cinescale_post.orchestrator.progress import NullSink
-from cinescale_post.pipeline.windows import Chunk, layout
+from cinescale_post.pipeline.windows import Chunk, plan_layout
 
 
 class _NoStop:
@@ -37,8 +37,7 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
     todo = tuple(f for f in chunk.frames if f not in done)
     if not todo:
         return {"id": chunk.id, "frames": [], "files": [], "seconds": 0.0}
-    windows = layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap,
-                     rule=backend.frame_rule, blend=plan.window.blend, handles=plan.handles)
+    windows = plan_layout(plan, backend.frame_rule)
     load_backend(host, backend, plan, lambda m: None)
     reader = open_reader(plan, host)
     try:
@@ -122,8 +121,7 @@ class ChunkWorker:
         plan = self.plan
         host = Host(load_entrypoints=self.load_entrypoints, extra_plugins=self.extra_plugins)
         backend = host.backend(plan.backend)
-        windows = layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap,
-                         rule=backend.frame_rule, blend=plan.window.blend, handles=plan.handles)
+        windows = plan_layout(plan, backend.frame_rule)
         manifest = Manifest(plan.output.path)
         load_backend(host, backend, plan, lambda m: None)
         self.loads += 1

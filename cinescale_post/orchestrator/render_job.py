@@ -41,7 +41,7 @@ from cinescale_post.orchestrator.progress import NullSink
 from cinescale_post.orchestrator.seams import clear_seams, seams_dir
 from cinescale_post.orchestrator.ranks import is_main_process
 from cinescale_post.orchestrator.signals import StopFlag
-from cinescale_post.pipeline.windows import assign_windows, chunks as make_chunks, layout
+from cinescale_post.pipeline.windows import assign_windows, chunks as make_chunks, plan_layout
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,7 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
 
     done_frames = finished_frames(manifest, plan.source, full=verify)
     todo_frames = [f for f in plan.frames if f not in done_frames]
-    windows = layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap,
-                     rule=backend.frame_rule, blend=plan.window.blend, handles=plan.handles)
+    windows = plan_layout(plan, backend.frame_rule)
     chunk_list = make_chunks(plan.source.frame_numbers, todo_frames, windows, plan.output.chunk)
     job = frozenset(job_frames or ()) | frozenset(plan.frames)
     owners = assign_windows(windows, chunk_list, plan.source.frame_numbers, run_frames=plan.frames, job_frames=job)

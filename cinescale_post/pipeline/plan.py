@@ -28,14 +28,17 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
           start: int | None = None, end: int | None = None, handles: int = 0,
           model: str | None = None, seed: int | None = None, device: str | None = None,
           prompt: str | None = None, mode: str = "render", size: tuple[int, int] | None = None,
-          audio: str | None = None, on_bad_frame: str | None = None, missing: str | None = None) -> Plan:
+          audio: str | None = None, on_bad_frame: str | None = None, missing: str | None = None,
+          cuts: tuple[int, ...] = ()) -> Plan:
     """Resolve and validate everything; raise a CinescaleError subclass.
 
     ``input`` is probed through the host's readers (``mode="render"``);
     ``generate`` has no input. ``overrides`` are ``--set KEY=VALUE`` strings.
     ``audio`` (``--audio``) replaces ``output.audio``: copy, pcm or none.
     ``on_bad_frame`` / ``missing`` (``--on-bad-frame``, ``--missing``) replace
-    ``input.on_bad_frame`` / ``input.missing``. ``preset=None``: generate
+    ``input.on_bad_frame`` / ``input.missing``. ``cuts``: frame numbers where
+    a new shot starts (conform's edit points), beside those ``window.cuts =
+    "detect"`` finds. ``preset=None``: generate
     chooses one from the model folder (``presets.for_model``), render uses
     uhd-draft.
     """
@@ -182,6 +185,13 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
     if o["audio"] != "none" and source is not None and source.audio and kind == "movie":
         warnings += audio_warnings(source, out_path, o["audio"])
 
+    choice(origin, "window.cuts", w["cuts"], ("none", "detect"))
+    shot_cuts = tuple(sorted(set(cuts)))
+    if w["cuts"] == "detect" and source is not None and source.kind == "movie" and selected:
+        shot_cuts = tuple(sorted(set(shot_cuts) | set(_detect(source, selected, w["size"], host, reading))))
+        warnings.append(f"window.cuts = detect: {len(shot_cuts)} cut(s) in the source"
+                        + (f" at {', '.join(map(str, shot_cuts))}" if shot_cuts else ""))
+
     # -- model and device
     model_path = _resolve_model(model or cfg["model"] or None, host, backend)
     dev = cfg["device"]
@@ -208,10 +218,24 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
     plan = Plan(preset=src.name, preset_origin=origin, mode=mode, input=input, source=source, output=out,
                 backend=backend.id, backend_options=boptions, stages=tuple(stages), model=model_path,
                 device=dev, dtype=dtype, seed=cfg["seed"], frames=selected, handles=handles,
-                window=WindowPlan(w["size"], w["overlap"], w["blend"]), prompt=cfg["prompt"],
+                window=WindowPlan(w["size"], w["overlap"], w["blend"], shot_cuts), prompt=cfg["prompt"],
                 negative_prompt=cfg["negative_prompt"], description=cfg["description"],
                 colour=colour_mgmt, warnings=tuple(warnings), reading=dict(reading))
     return _snap_chunk(_plan_memory(plan, backend))
+
+
+def _detect(source, selected, size: int, host, reading) -> tuple[int, ...]:
+    """Scene cuts (PySceneDetect) in the selected frames and the window around them."""
+    import cinescale_post.media.probe as probe_mod
+    from cinescale_post.contracts.media import ReadPolicy
+    from cinescale_post.media.scene_cuts import detect_cuts
+
+    nums = source.frame_numbers
+    lo = max(0, nums.index(min(selected)) - size)
+    hi = min(len(nums), nums.index(max(selected)) + size + 1)
+    with probe_mod.open_input(source.path, first_frame=nums[0], host=host, policy=ReadPolicy(**reading),
+                              planned=source) as reader:
+        return detect_cuts(reader, nums[lo:hi], source.rate)
 
 
 def _snap_chunk(plan: Plan) -> Plan:
@@ -254,7 +278,7 @@ def _plan_memory(plan: Plan, backend) -> Plan:
         choice = mem.get("choice") or {}
         n = choice.get("window")
         if plan.mode == "render" and backend.temporal and n and n < window.size:
-            window = WindowPlan(n, min(window.overlap, n - 1), window.blend)
+            window = WindowPlan(n, min(window.overlap, n - 1), window.blend, window.cuts)
             notes.append(f"memory: window reduced from {plan.window.size} to {n} frames to fit "
                          f"{mem.get('usable_gib')} GiB usable (peak {mem.get('peak_gib')} GiB)")
         if mem.get("fits") is False:

@@ -44,6 +44,9 @@ class WindowPlan:
     size: int
     overlap: int
     blend: str
+    #: frame numbers where a new shot starts (``window.cuts``, conform's edit points):
+    #: windows never span one (``pipeline.windows.layout``)
+    cuts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ class Plan:
             "frames": compress_ranges(list(self.frames)),
             "frame_count": len(self.frames),
             "handles": self.handles,
-            "window": asdict(self.window),
+            "window": {k: (list(v) if k == "cuts" else v) for k, v in asdict(self.window).items()
+                       if k != "cuts" or v},  # no cuts: the digest of a plan as before
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
             "description": self.description,

@@ -59,16 +59,28 @@ def _ramp(i: int, n: int, blend: str) -> float:
 
 
 def layout(source_frames: tuple[int, ...] | list[int], *, size: int, overlap: int,
-           rule: FrameRule = FrameRule(), blend: str = "linear", handles: int = 0) -> list[Window]:
+           rule: FrameRule = FrameRule(), blend: str = "linear", handles: int = 0,
+           cuts: tuple[int, ...] | list[int] = ()) -> list[Window]:
     """Cut the source into windows of ``size`` frames overlapping by at least
     ``overlap``; the last window is aligned to the end of the source. A source
     shorter than ``size`` becomes one window padded (repeating its last frame)
-    to the smallest length the rule accepts.
+    to the smallest length the rule accepts. ``cuts``: frame numbers where a
+    new shot starts; each shot is laid out on its own, so no window, context
+    frame or blend ever spans a cut.
 
     >>> [w.frames for w in layout(range(1, 8), size=3, overlap=1)]
     [(1, 2, 3), (3, 4, 5), (5, 6, 7)]
+    >>> [w.frames for w in layout(range(1, 8), size=3, overlap=1, cuts=[5])]
+    [(1, 2, 3), (2, 3, 4), (5, 6, 7)]
     """
     src = list(source_frames)
+    inside = sorted({c for c in cuts if src and src[0] < c <= src[-1]})
+    if inside:
+        out: list[Window] = []
+        for shot in _shots(src, inside):
+            for w in layout(shot, size=size, overlap=overlap, rule=rule, blend=blend, handles=handles):
+                out.append(Window(len(out), w.frames, w.context_before, w.context_after, w.weights))
+        return out
     n = len(src)
     if n == 0:
         return []
@@ -102,6 +114,24 @@ def layout(source_frames: tuple[int, ...] | list[int], *, size: int, overlap: in
         after = tuple(src[b:b + handles])
         windows.append(Window(k, frames, before, after, weights))
     return windows
+
+
+def _shots(src: list[int], cuts: list[int]) -> list[list[int]]:
+    """``src`` split before every cut frame."""
+    out, cur = [], []
+    marks = set(cuts)
+    for f in src:
+        if f in marks and cur:
+            out.append(cur)
+            cur = []
+        cur.append(f)
+    return out + [cur]
+
+
+def plan_layout(plan, rule: FrameRule) -> list[Window]:
+    """The windows of ``plan`` (its source, window settings, handles and cuts)."""
+    return layout(plan.source.frame_numbers, size=plan.window.size, overlap=plan.window.overlap, rule=rule,
+                  blend=plan.window.blend, handles=plan.handles, cuts=plan.window.cuts)
 
 
 def _smallest_accepted(n: int, rule: FrameRule) -> int:
