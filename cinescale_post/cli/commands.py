@@ -380,9 +380,10 @@ def doctor(ctx, smoke, device):
         ctx.exit(1)
 
 
+from cinescale_post.cli.conform_command import CONFORM_COMMANDS  # noqa: E402 - heavy imports only when it runs
 from cinescale_post.cli.qc_commands import QC_COMMANDS  # noqa: E402 - qc imports cli helpers only when a command runs
 
-for _command in QC_COMMANDS:
+for _command in QC_COMMANDS + CONFORM_COMMANDS:
     cli.add_command(_command)
 
 

@@ -12,6 +12,25 @@ from cinescale_post.orchestrator.resume import remove_chunks
 log = logging.getLogger(__name__)
 
 
+def assemble_range(manifest: Manifest, source, frames, out_path: str) -> str:
+    """Join the chunk movies of the contiguous ``frames`` (a conform shot) into
+    ``out_path``: video only (packet copy cannot trim audio to a range sample-
+    accurately; the relinked timeline keeps the source's audio), its timecode
+    the source's at its first frame. The chunks stay (a rerun finds them)."""
+    from cinescale_post.media.assemble import concat_movies
+
+    idx = {n: i for i, n in enumerate(source.frame_numbers)}
+    wanted = sorted(frames)
+    units = sorted((u for u in manifest.verified_units().values() if u.first in idx and u.last in idx
+                    and wanted[0] <= u.first and u.last <= wanted[-1]), key=lambda u: u.first)
+    covered = [n for u in units for n in source.frame_numbers[idx[u.first]: idx[u.last] + 1]]
+    if covered != wanted:
+        raise OutputError(f"cannot assemble {out_path}: the chunks of frames {wanted[0]}-{wanted[-1]} are "
+                          "incomplete", fix="run the same command again (it renders what is missing)")
+    return concat_movies([str(manifest.root / u.file) for u in units], out_path, source=source, audio=False,
+                         timecode_offset_frames=idx[wanted[0]])
+
+
 def assemble_movie(manifest: Manifest, source, out_path: str, *, audio: bool | str = True) -> str:
     """Join the logged chunk movies covering every source frame into
     ``out_path`` (packet copy, audio and timecode from the source)."""

@@ -1,0 +1,193 @@
+"""``cinescale conform``: render what an editor's cut uses, and relink the cut.
+
+1. The cut is read with its OTIO adapter (``editorial.cut``); every clip's
+   media is found (``target_url``, or a reel/clip name in ``--search-path``);
+   all missing media are listed in one error before anything renders.
+2. The frames each clip uses (retimes, transitions, ``handles``) are merged
+   per source and per-shot settings (``editorial.shots``); each merged range
+   is one render, with the timeline's edit points inside it as window cuts.
+3. Every shot is planned before the first renders (a bad preset or setting
+   stops the conform with nothing rendered), then rendered in turn through
+   the usual orchestrator (resume: a second run renders only what is
+   missing), movies assembled per shot with the source's timecode at the
+   shot's first frame.
+4. The cut is written again, in its own format and as ``.otio``: every clip
+   keeps its record range and points at its render, whose available range
+   is the shot's (source range + handles, in the source's timecode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from fractions import Fraction
+from pathlib import Path
+
+from cinescale_post.contracts.errors import InputError
+from cinescale_post.editorial.cut import read_cut, write_cut
+from cinescale_post.editorial.shots import Shot, clip_uses, media_finder, merge, missing_error
+from cinescale_post.orchestrator.progress import NullSink, Sink
+
+
+def conform(cut, out_dir, *, preset: str, host, handles: int = 0, search_paths=(), rate: Fraction | None = None,
+            overrides: tuple[str, ...] = (), model: str | None = None, seed: int | None = None,
+            device: str | None = None, executor: str = "local", executor_options: dict | None = None,
+            overwrite: bool = False, sink: Sink | None = None, dry_run: bool = False, card=None) -> dict:
+    """Conform ``cut`` into ``out_dir``; returns a JSON-ready report (the
+    shots; with ``dry_run`` their frames and estimates, nothing rendered)."""
+    import cinescale_post.media.probe as probe_mod
+
+    sink = sink or NullSink()
+    timeline = read_cut(cut, rate)
+    uses, missing = clip_uses(timeline, handles=handles, find_media=media_finder(cut, search_paths))
+    if missing:
+        raise missing_error(missing, search_paths)
+    if not uses:
+        raise InputError(f"{cut}: the cut has no video clips with media", fix="export the timeline with its clips")
+    sources = {u.media: probe_mod.probe(u.media, host=host) for u in uses}
+    shots = merge(uses, lambda media: _media_span(sources[media]))
+    out_dir = Path(out_dir)
+    planned = [(shot, _plan(shot, sources[shot.media], out_dir, preset=preset, host=host, overrides=overrides,
+                            model=model, seed=seed, device=device)) for shot in shots]
+    report = {"cut": str(cut), "output": str(out_dir), "shots": [_describe(s, p, card) for s, p in planned]}
+    if dry_run:
+        return report
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = sum(len(p.frames) for _, p in planned)
+    progress = ShotSink(sink, total, str(out_dir))
+    t0 = time.monotonic()
+    renders = {}
+    for shot, plan in planned:
+        progress.shot = shot.name
+        renders[shot.name] = _render(plan, host, progress, overwrite=overwrite, executor=executor,
+                                     executor_options=executor_options)
+    relinked = relink(timeline, uses, shots, {s.name: (renders[s.name], p) for s, p in planned})
+    stem = Path(cut).stem
+    written = [write_cut(relinked, out_dir / f"{stem}.conformed{Path(cut).suffix.lower()}")]
+    if Path(cut).suffix.lower() != ".otio":
+        written.append(write_cut(relinked, out_dir / f"{stem}.conformed.otio"))
+    report["timelines"] = written
+    sink.emit("finished", status="finished", done=total, total=total, seconds=round(time.monotonic() - t0, 2),
+              outputs=[renders[s.name] for s in shots] + written)
+    return report
+
+
+def _media_span(source) -> tuple[int, int]:
+    """(first, last) media frames of ``source``: its timecode, else 0, on."""
+    start = timecode_frames(source.timecode, source.rate) if source.timecode else 0
+    return start, start + source.frame_count - 1
+
+
+def timecode_frames(tc: str, rate: Fraction) -> int:
+    from opentimelineio import opentime
+
+    return int(round(opentime.from_timecode(tc.replace(".", ";"), float(rate)).value))
+
+
+def _plate(shot_frame: int, source) -> int:
+    return source.first_frame + shot_frame - _media_span(source)[0]
+
+
+def _plan(shot: Shot, source, out_dir: Path, *, preset, host, overrides, model, seed, device):
+    import cinescale_post.pipeline.plan as plan_mod
+    import cinescale_post.pipeline.presets as presets_mod
+
+    s = dict(shot.settings)
+    chosen = s.get("preset", preset)
+    sets = tuple(overrides) + tuple(s.get("set", ()))
+    if s.get("negative_prompt"):
+        sets += (f"negative_prompt={json.dumps(s['negative_prompt'])}",)
+    data = presets_mod.load(chosen, host).data
+    codec = dict(plan_mod.parse_override(o) for o in sets).get("output.codec") or \
+        (data.get("output") or {}).get("codec", "prores_hq")
+    from cinescale_post.media.codec_choice import codec_suffixes
+
+    writer = host.writer(codec)
+    suffix = codec_suffixes(writer, codec)[0]
+    out = out_dir / shot.name / f"{shot.name}.####{suffix}" if writer.per_frame else out_dir / f"{shot.name}{suffix}"
+    a, b = _plate(shot.first, source), _plate(shot.last, source)
+    return plan_mod.build(chosen, host=host, input=shot.media, output=str(out), overrides=sets,
+                          frames=f"{a}-{b}", model=model, seed=s.get("seed", seed), prompt=s.get("prompt"),
+                          device=device, cuts=tuple(_plate(c, source) for c in shot.cuts))
+
+
+def _describe(shot: Shot, plan, card) -> dict:
+    from cinescale_post.simulate.report import estimate
+
+    est = estimate(plan, card, None)
+    return {"shot": shot.name, "source": shot.media, "clips": list(shot.clips),
+            "frames": f"{plan.frames[0]}-{plan.frames[-1]}", "frame_count": len(plan.frames),
+            "source_range": [shot.first, shot.last], "cuts": list(plan.window.cuts), "preset": plan.preset,
+            "output": plan.output.path, "settings": dict(shot.settings),
+            "estimate": {k: est[k] for k in ("device", "total_seconds", "fits", "peak_gib", "reason") if k in est}}
+
+
+def _render(plan, host, sink, *, overwrite, executor, executor_options) -> str:
+    from cinescale_post.orchestrator.assembly import assemble_range
+    from cinescale_post.orchestrator.manifest import Manifest
+    from cinescale_post.orchestrator.render_job import run
+
+    summary = run(plan, host, sink, overwrite=overwrite, executor=executor, executor_options=executor_options,
+                  assemble=False)
+    if plan.output.kind != "movie":
+        return plan.output.path
+    if summary.frames_done > summary.skipped or not os.path.exists(plan.output.path):
+        assemble_range(Manifest(plan.output.path), plan.source, plan.frames, plan.output.path)
+    return plan.output.path
+
+
+def relink(timeline, uses, shots, renders: dict):
+    """A copy of ``timeline`` whose clips point at their shots' renders."""
+    import copy
+
+    import opentimelineio as otio
+
+    new = copy.deepcopy(timeline)
+    clips = [c for t in new.video_tracks() for c in t if isinstance(c, otio.schema.Clip)
+             and not isinstance(c.media_reference, otio.schema.GeneratorReference)]
+    for clip, use in zip(clips, uses):
+        mine = [s for s in shots if s.media == use.media and s.settings == use.settings]
+        shot = min(mine, key=lambda s: 0 if s.first <= use.shown_first <= s.last
+                   else min(abs(use.shown_first - s.first), abs(use.shown_first - s.last)))
+        path, plan = renders[shot.name]
+        rate = float(shot.rate)
+        available = otio.opentime.TimeRange(otio.opentime.RationalTime(shot.first, rate),
+                                            otio.opentime.RationalTime(shot.frames, rate))
+        if plan.output.kind == "movie":
+            ref = otio.schema.ExternalReference(target_url=Path(path).resolve().as_uri(), available_range=available)
+        else:
+            folder, name = os.path.split(path)
+            prefix, _, rest = name.partition("%")
+            ref = otio.schema.ImageSequenceReference(
+                target_url_base=Path(folder).resolve().as_uri() + "/", name_prefix=prefix,
+                name_suffix=rest.split("d", 1)[1], start_frame=plan.frames[0], frame_zero_padding=4, rate=rate,
+                available_range=available)
+        ref.name = shot.name
+        clip.media_reference = ref
+    return new
+
+
+class ShotSink(Sink):
+    """One progress over every shot of a conform: one ``start``, ``frame``
+    events carrying the shot's name, and the conform's own ``finished``."""
+
+    def __init__(self, inner: Sink, total: int, output: str):
+        super().__init__(inner.stream)
+        self.inner, self.total_all, self.output = inner, total, output
+        self.shot = ""
+        self.started = False
+
+    def emit(self, event: str, **fields) -> None:
+        if event == "start":
+            if not self.started:
+                self.started = True
+                self.inner.emit("start", total=self.total_all, done=0, output=self.output, backend=fields.get("backend"))
+            self.inner.done += fields.get("done", 0)
+            return
+        if event == "finished":
+            return
+        self.inner.emit(event, shot=self.shot, **fields)
+
+
+__all__ = ["ShotSink", "conform", "relink", "timecode_frames"]

@@ -1,0 +1,183 @@
+"""Issue 24: `cinescale conform` renders what an editor's cut uses and relinks
+the cut. Timelines are built with OpenTimelineIO in the tests and written by
+its adapters (OTIO, CMX 3600 EDL, FCP 7 XML); renders are judged with the
+ffmpeg binary; relinked cuts are read back by the same adapters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from fractions import Fraction
+
+import numpy as np
+import opentimelineio as otio
+import pytest
+
+from cinescale_post.testing import make_clip
+from tests.helpers import cli_env, run_cli
+from tests.media import ffjudge
+from tests.media import realworld as rw
+
+RATE = 24
+SIZE = ["--set", "output.width=128", "--set", "output.height=96"]
+
+
+def rt(frames):
+    return otio.opentime.RationalTime(frames, RATE)
+
+
+def tr(start, dur):
+    return otio.opentime.TimeRange(rt(start), rt(dur))
+
+
+@pytest.fixture(scope="module")
+def env():
+    return cli_env(CINESCALE_LOAD_PLUGINS="")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """Two 48-frame sources with timecode, every frame burned with its index."""
+    root = tmp_path_factory.mktemp("conform-media")
+    a = make_clip(root / "A001.mov", frames=48, size=(64, 48), rate=Fraction(RATE), codec="prores_ks",
+                  profile="hq", content="index", timecode="01:00:00:00")
+    b = make_clip(root / "B002.mov", frames=48, size=(64, 48), rate=Fraction(RATE), codec="prores_ks",
+                  profile="hq", content="index", timecode="02:00:00:00")
+    return root, a, b
+
+
+TC_A, TC_B = 86400, 172800  # 01:00:00:00 and 02:00:00:00 at 24 fps, in frames
+
+
+def ext(path, start, dur):
+    return otio.schema.ExternalReference(target_url=str(path), available_range=tr(start, dur))
+
+
+def cut_timeline(a, b):
+    """Overlapping uses of A, a 2x retime and a freeze of B, a dissolve, a gap."""
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    c1 = otio.schema.Clip("A_one", media_reference=ext(a, TC_A, 48), source_range=tr(TC_A + 4, 10))
+    c2 = otio.schema.Clip("A_two", media_reference=ext(a, TC_A, 48), source_range=tr(TC_A + 10, 8))
+    fast = otio.schema.Clip("B_fast", media_reference=ext(b, TC_B, 48), source_range=tr(TC_B + 30, 5))
+    fast.effects.append(otio.schema.LinearTimeWarp(time_scalar=2.0))
+    freeze = otio.schema.Clip("B_hold", media_reference=ext(b, TC_B, 48), source_range=tr(TC_B + 5, 6))
+    freeze.effects.append(otio.schema.FreezeFrame())
+    track.extend([c1, otio.schema.Gap(source_range=tr(0, 3)), c2,
+                  otio.schema.Transition(in_offset=rt(2), out_offset=rt(2)), fast, freeze])
+    tl = otio.schema.Timeline("cut", global_start_time=rt(TC_A))
+    tl.tracks.append(track)
+    return tl
+
+
+def record_ranges(tl):
+    return [(c.name, c.range_in_parent()) for c in tl.find_clips()]
+
+
+def test_conform_an_otio_cut(env, media, tmp_path):
+    root, a, b = media
+    cut = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(cut_timeline(a, b), str(cut))
+    out = tmp_path / "out"
+    args = ["conform", str(cut), "-o", str(out), *SIZE, "--handles", "2", "--progress", "none"]
+    dry = run_cli([*args, "--dry-run"], env=env)
+    assert dry.returncode == 0, dry.stderr
+    shots = {s["shot"]: s for s in json.loads(dry.stdout)["shots"]}
+    # A: one_ uses 4..13, two_ 10..17 (+2 for the dissolve after it) -> merged 2..21 with handles
+    a_shot = next(s for s in shots.values() if s["source"].endswith("A001.mov"))
+    assert a_shot["frames"] == "1003-1022" and a_shot["clips"] == ["A_one", "A_two"]
+    # B: the dissolve's 2 frames before B_fast, 5 frames at 2x = 10 source frames, handles 2
+    b_fast = next(s for s in shots.values() if s["clips"] == ["B_fast"])
+    assert b_fast["frames"] == f"{1001 + 30 - 4 - 2}-{1001 + 30 + 10 - 1 + 2}"
+    hold = next(s for s in shots.values() if s["clips"] == ["B_hold"])
+    assert hold["frames"] == f"{1001 + 5 - 2}-{1001 + 5 + 6 - 1 + 2}"  # a freeze still spans its 6 frames
+    assert not (out / "cut.conformed.otio").exists()  # a dry run renders nothing
+
+    r = run_cli(args, env=env)
+    assert r.returncode == 0, r.stderr
+    relinked = otio.adapters.read_from_file(str(out / "cut.conformed.otio"))
+    assert record_ranges(relinked) == record_ranges(otio.adapters.read_from_file(str(cut)))
+    for clip in relinked.find_clips():
+        ref = clip.media_reference
+        path = ref.target_url.removeprefix("file://")
+        n = ffjudge.frame_count(path)
+        assert n == ref.available_range.duration.to_frames()
+        avail = ref.available_range
+        sr = clip.source_range
+        assert avail.start_time <= sr.start_time and sr.end_time_exclusive() <= avail.end_time_exclusive()
+        # the render's own timecode is its first source frame's
+        assert ffjudge.stream_line(path)
+        tc = _timecode(path)
+        assert otio.opentime.from_timecode(tc, RATE).to_frames() == avail.start_time.to_frames()
+        # pixels at a named source frame: the render shows the source frame burned in it
+        k = sr.start_time.to_frames() - avail.start_time.to_frames()
+        src_index = sr.start_time.to_frames() - (TC_A if "A001" in clip.name or clip.name.startswith("A")
+                                                 else TC_B)
+        assert _burned_index(path, k) == src_index
+    again = run_cli(args, env=env)  # a second run renders nothing new
+    assert again.returncode == 0, again.stderr
+
+
+def _timecode(path) -> str:
+    import av
+
+    with av.open(str(path)) as c:
+        for s in [c.streams.video[0], *c.streams.data]:
+            if s.metadata.get("timecode"):
+                return s.metadata["timecode"]
+    raise AssertionError(f"{path} has no timecode")
+
+
+def _burned_index(path, k: int) -> int:
+    """The frame index burned into frame ``k`` of a render (the grid of
+    ``testing.pixels.index_rgb``, read back after ffmpeg scales it down)."""
+    from cinescale_post.testing import read_index
+
+    data = subprocess.run([rw.ffmpeg(), "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{k}),scale=64:48",
+                           "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"],
+                          capture_output=True, check=True).stdout
+    rgb = np.frombuffer(data, "<u2").reshape(48, 64, 3).astype(np.float32) / 65535
+    return read_index(rgb)
+
+
+def test_missing_media_are_listed_in_one_error_before_anything_renders(env, media, tmp_path):
+    root, a, b = media
+    tl = cut_timeline(tmp_path / "nowhere" / "A001.mov", tmp_path / "gone.mov")
+    cut = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(tl, str(cut))
+    r = run_cli(["conform", str(cut), "-o", str(tmp_path / "o"), *SIZE, "--progress", "none"], env=env)
+    assert r.returncode == 3, r.stderr
+    assert "4 clip(s) of the cut have no media" in r.stderr and "gone.mov" in r.stderr and "--search-path" in r.stderr
+    assert not (tmp_path / "o").exists()
+    # the same cut with --search-path finds A001 by name; B's file still does not exist
+    r = run_cli(["conform", str(cut), "-o", str(tmp_path / "o"), "--search-path", str(root), "--dry-run"], env=env)
+    assert r.returncode == 3 and "2 clip(s)" in r.stderr, r.stderr
+
+
+def test_an_edl_and_an_fcp7_xml_round_trip(env, media, tmp_path):
+    root, a, b = media
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    for name, src, start in (("A001", a, TC_A + 6), ("B002", b, TC_B + 20)):
+        track.append(otio.schema.Clip(name, media_reference=ext(src, TC_A if name == "A001" else TC_B, 48),
+                                      source_range=tr(start, 8)))
+    tl = otio.schema.Timeline("edl", global_start_time=rt(TC_A))
+    tl.tracks.append(track)
+    for suffix in (".edl", ".xml"):
+        cut = tmp_path / f"cut{suffix}"
+        otio.adapters.write_to_file(tl, str(cut))
+        out = tmp_path / f"out{suffix[1:]}"
+        extra = ["--search-path", str(root), "--rate", "24"] if suffix == ".edl" else []
+        r = run_cli(["conform", str(cut), "-o", str(out), *SIZE, *extra, "--progress", "none"], env=env)
+        assert r.returncode == 0, r.stderr
+        back = otio.adapters.read_from_file(str(out / f"cut.conformed{suffix}"),
+                                            **({"rate": 24} if suffix == ".edl" else {}))
+        src = otio.adapters.read_from_file(str(cut), **({"rate": 24} if suffix == ".edl" else {}))
+        assert [r for _, r in record_ranges(back)] == [r for _, r in record_ranges(src)]
+        assert [c.source_range for c in back.find_clips()] == [c.source_range for c in src.find_clips()]
+        assert (out / "cut.conformed.otio").is_file()
+
+
+def test_an_unknown_or_uninstalled_format_is_a_usage_error(env, tmp_path):
+    cut = tmp_path / "cut.mxf"
+    cut.write_text("x")
+    r = run_cli(["conform", str(cut), "-o", str(tmp_path / "o")], env=env)
+    assert r.returncode == 2 and ".otio" in r.stderr, r.stderr
