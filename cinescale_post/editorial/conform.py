@@ -14,6 +14,7 @@
 4. The cut is written again, in its own format and as ``.otio``: every clip
    keeps its record range and points at its render, whose available range
    is the shot's (source range + handles, in the source's timecode).
+   ``<cut>.conform.json`` lists the shots, their clips, frames, cuts and renders.
 """
 
 from __future__ import annotations
@@ -68,9 +69,18 @@ def conform(cut, out_dir, *, preset: str, host, handles: int = 0, search_paths=(
     if Path(cut).suffix.lower() != ".otio":
         written.append(write_cut(relinked, out_dir / f"{stem}.conformed.otio"))
     report["timelines"] = written
+    for row in report["shots"]:
+        row["render"] = renders[row["shot"]]
+    _write_json(out_dir / f"{stem}.conform.json", report)  # the conform's manifest: its shots and their cuts
     sink.emit("finished", status="finished", done=total, total=total, seconds=round(time.monotonic() - t0, 2),
               outputs=[renders[s.name] for s in shots] + written)
     return report
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
 
 
 def _media_span(source) -> tuple[int, int]:
@@ -119,7 +129,8 @@ def _describe(shot: Shot, plan, card) -> dict:
     return {"shot": shot.name, "source": shot.media, "clips": list(shot.clips),
             "frames": f"{plan.frames[0]}-{plan.frames[-1]}", "frame_count": len(plan.frames),
             "source_range": [shot.first, shot.last], "cuts": list(plan.window.cuts), "preset": plan.preset,
-            "output": plan.output.path, "settings": dict(shot.settings),
+            "output": plan.output.path,
+            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in shot.settings},
             "estimate": {k: est[k] for k in ("device", "total_seconds", "fits", "peak_gib", "reason") if k in est}}
 
 

@@ -181,3 +181,86 @@ def test_an_unknown_or_uninstalled_format_is_a_usage_error(env, tmp_path):
     cut.write_text("x")
     r = run_cli(["conform", str(cut), "-o", str(tmp_path / "o")], env=env)
     assert r.returncode == 2 and ".otio" in r.stderr, r.stderr
+
+
+def test_per_shot_settings_split_and_reach_their_render(host, media, tmp_path):
+    """A clip's metadata and a 'cinescale' marker give it its own seed and
+    overrides: two uses of one range with other settings are two shots."""
+    from cinescale_post.editorial.conform import conform
+
+    root, a, b = media
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    plain = otio.schema.Clip("plain", media_reference=ext(a, TC_A, 48), source_range=tr(TC_A + 2, 6))
+    seeded = otio.schema.Clip("seeded", media_reference=ext(a, TC_A, 48), source_range=tr(TC_A + 4, 6),
+                              metadata={"cinescale": {"seed": 9, "set": ["output.width=64"]}})
+    marked = otio.schema.Clip("marked", media_reference=ext(b, TC_B, 48), source_range=tr(TC_B + 1, 4))
+    marked.markers.append(otio.schema.Marker(name="cinescale", marked_range=tr(TC_B + 1, 1),
+                                             comment="seed=4\noutput.height=48\nprompt=a wet street"))
+    track.extend([plain, seeded, marked])
+    tl = otio.schema.Timeline("s")
+    tl.tracks.append(track)
+    cut = tmp_path / "s.otio"
+    otio.adapters.write_to_file(tl, str(cut))
+    events = []
+
+    class Sink(__import__("cinescale_post.orchestrator.progress", fromlist=["Sink"]).Sink):
+        def show(self, event, fields):
+            events.append((event, dict(fields)))
+
+    preset = str(__import__("tests.helpers", fromlist=["write_preset"]).write_preset(
+        tmp_path / "p.toml", backend="test-noise", codec="exr", width=128, height=96, chunk=0))
+    report = conform(cut, tmp_path / "out", preset=preset, host=host, sink=Sink())
+    shots = {tuple(s["clips"]): s for s in report["shots"]}
+    assert set(shots) == {("plain",), ("seeded",), ("marked",)}  # same range, other settings: not merged
+    assert shots[("seeded",)]["settings"] == {"seed": 9, "set": ["output.width=64"]}
+    assert shots[("marked",)]["settings"]["prompt"] == "a wet street"
+    manifest = json.loads((tmp_path / "out" / "s.conform.json").read_text())
+    assert [s["shot"] for s in manifest["shots"]] == [s["shot"] for s in report["shots"]]
+    import OpenEXR
+
+    def size(shot):
+        first = sorted((tmp_path / "out" / shot["shot"]).glob("*.exr"))[0]
+        with OpenEXR.File(str(first)) as f:
+            return f.channels()["RGB"].pixels.shape[:2]
+
+    assert size(shots[("seeded",)]) == (96, 64) and size(shots[("marked",)]) == (48, 128)
+    # one progress over every shot; each frame event names its shot
+    starts = [f for e, f in events if e == "start"]
+    assert len(starts) == 1 and starts[0]["total"] == 6 + 6 + 4
+    frames = [f for e, f in events if e == "frame"]
+    assert len(frames) == 16 and {f["shot"] for f in frames} == {s["shot"] for s in report["shots"]}
+    assert frames[-1]["done"] == 16 and [e for e, _ in events].count("finished") == 1
+
+
+def test_edit_points_of_a_flattened_reel_are_cuts_no_window_crosses(host, tmp_path):
+    """A flattened export: two shots in one file, cut at frame 10 of the reel.
+    The timeline's edit point there becomes a window cut: the temporal test
+    backend shows no window mean mixing the two shots."""
+    import OpenEXR
+
+    from cinescale_post.editorial.conform import conform
+    from tests.helpers import write_preset
+
+    def content(i, size):
+        w, h = size
+        return np.full((h, w, 3), 0.1 if i < 10 else 0.9, np.float32)
+
+    reel = make_clip(tmp_path / "flat.mov", frames=20, size=(64, 48), rate=Fraction(RATE), codec="prores_ks",
+                     profile="hq", content=content, timecode="01:00:00:00")
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.extend([otio.schema.Clip("sh010", media_reference=ext(reel, TC_A, 20), source_range=tr(TC_A, 10)),
+                  otio.schema.Clip("sh020", media_reference=ext(reel, TC_A, 20), source_range=tr(TC_A + 10, 10))])
+    tl = otio.schema.Timeline("flat")
+    tl.tracks.append(track)
+    cut = tmp_path / "flat.otio"
+    otio.adapters.write_to_file(tl, str(cut))
+    preset = write_preset(tmp_path / "t.toml", backend="test-temporal", codec="exr", width=32, height=24,
+                          window=(5, 2), chunk=0)
+    report = conform(cut, tmp_path / "out", preset=str(preset), host=host)
+    (shot,) = report["shots"]
+    assert shot["clips"] == ["sh010", "sh020"] and shot["cuts"] == [1011]
+    for p in sorted((tmp_path / "out" / shot["shot"]).glob("*.exr")):
+        n = int(p.name.split(".")[-2])
+        with OpenEXR.File(str(p)) as f:
+            mean = float(f.channels()["RGB"].pixels.astype(np.float32).mean())
+        assert abs(mean - (0.1 if n < 1011 else 0.9) * 1.1) < 0.01, (n, mean)
