@@ -47,23 +47,39 @@ def conform(cut, out_dir, *, preset: str, host, handles: int = 0, search_paths=(
     if not uses:
         raise InputError(f"{cut}: the cut has no video clips with media", fix="export the timeline with its clips")
     sources = {u.media: probe_mod.probe(u.media, host=host) for u in uses}
+    outside = [u for u in uses if u.shown_last < _media_span(sources[u.media])[0]
+               or u.shown_first > _media_span(sources[u.media])[1]]
+    if outside:
+        listed = "\n  ".join(f"clip {u.clip!r}: source frames {u.shown_first}-{u.shown_last}, the media has "
+                             "{}-{}".format(*_media_span(sources[u.media])) + f" ({u.media})" for u in outside)
+        raise InputError(f"{len(outside)} clip(s) use frames their media does not have:\n  {listed}",
+                         fix="relink them to the right media in the editor (source timecode must match)")
     shots = merge(uses, lambda media: _media_span(sources[media]))
     out_dir = Path(out_dir)
-    planned = [(shot, _plan(shot, sources[shot.media], out_dir, preset=preset, host=host, overrides=overrides,
-                            model=model, seed=seed, device=device)) for shot in shots]
-    report = {"cut": str(cut), "output": str(out_dir), "shots": [_describe(s, p, card) for s, p in planned]}
+    planned = [(shot, *_plan(shot, sources[shot.media], out_dir, preset=preset, host=host, overrides=overrides,
+                             model=model, seed=seed, device=device)) for shot in shots]
+    again = ["conform", str(cut), "-o", str(out_dir), "--preset", preset, "--handles", str(handles)]
+    for flag, values in (("--search-path", search_paths), ("--set", overrides)):
+        for v in values:
+            again += [flag, str(v)]
+    for flag, value in (("--rate", rate), ("--model", model), ("--seed", seed), ("--device", device)):
+        if value is not None:
+            again += [flag, str(value)]
+    # "command": this conform again, the farm's last job (assembles and relinks what the shots' jobs rendered)
+    report = {"cut": str(cut), "output": str(out_dir), "command": again,
+              "shots": [_describe(*row, card) for row in planned]}
     if dry_run:
         return report
     out_dir.mkdir(parents=True, exist_ok=True)
-    total = sum(len(p.frames) for _, p in planned)
+    total = sum(len(p.frames) for _, p, _ in planned)
     progress = ShotSink(sink, total, str(out_dir))
     t0 = time.monotonic()
     renders = {}
-    for shot, plan in planned:
+    for shot, plan, _ in planned:
         progress.shot = shot.name
         renders[shot.name] = _render(plan, host, progress, overwrite=overwrite, executor=executor,
                                      executor_options=executor_options)
-    relinked = relink(timeline, uses, shots, {s.name: (renders[s.name], p) for s, p in planned})
+    relinked = relink(timeline, uses, shots, {s.name: (renders[s.name], p) for s, p, _ in planned})
     stem = Path(cut).stem
     written = [write_cut(relinked, out_dir / f"{stem}.conformed{Path(cut).suffix.lower()}")]
     if Path(cut).suffix.lower() != ".otio":
@@ -117,16 +133,30 @@ def _plan(shot: Shot, source, out_dir: Path, *, preset, host, overrides, model, 
     suffix = codec_suffixes(writer, codec)[0]
     out = out_dir / shot.name / f"{shot.name}.####{suffix}" if writer.per_frame else out_dir / f"{shot.name}{suffix}"
     a, b = _plate(shot.first, source), _plate(shot.last, source)
-    return plan_mod.build(chosen, host=host, input=shot.media, output=str(out), overrides=sets,
+    plan = plan_mod.build(chosen, host=host, input=shot.media, output=str(out), overrides=sets,
                           frames=f"{a}-{b}", model=model, seed=s.get("seed", seed), prompt=s.get("prompt"),
                           device=device, cuts=tuple(_plate(c, source) for c in shot.cuts))
+    # the shot as one render job: "command" runs it whole; a farm recipe submits input, output,
+    # frames and args (its tasks add --start/--end --job-frames); `conform` again then relinks
+    argv = ["--preset", chosen, "--seed", str(plan.seed)]
+    for item in sets:
+        argv += ["--set", item]
+    if plan.window.cuts:
+        argv += ["--set", f"window.cuts={json.dumps(list(plan.window.cuts))}"]
+    if plan.prompt:
+        argv += ["--prompt", plan.prompt]
+    for flag, value in (("--model", model), ("--device", device)):
+        if value:
+            argv += [flag, value]
+    return plan, {"input": shot.media, "output": str(out), "frames": f"{a}-{b}", "args": argv,
+                  "command": ["render", shot.media, "-o", str(out), "--frames", f"{a}-{b}", *argv]}
 
 
-def _describe(shot: Shot, plan, card) -> dict:
+def _describe(shot: Shot, plan, job: dict, card) -> dict:
     from cinescale_post.simulate.report import estimate
 
     est = estimate(plan, card, None)
-    return {"shot": shot.name, "source": shot.media, "clips": list(shot.clips),
+    return {"shot": shot.name, "render": job, "source": shot.media, "clips": list(shot.clips),
             "frames": f"{plan.frames[0]}-{plan.frames[-1]}", "frame_count": len(plan.frames),
             "source_range": [shot.first, shot.last], "cuts": list(plan.window.cuts), "preset": plan.preset,
             "output": plan.output.path,

@@ -185,8 +185,7 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
     if o["audio"] != "none" and source is not None and source.audio and kind == "movie":
         warnings += audio_warnings(source, out_path, o["audio"])
 
-    choice(origin, "window.cuts", w["cuts"], ("none", "detect"))
-    shot_cuts = tuple(sorted(set(cuts)))
+    shot_cuts = tuple(sorted(set(cuts) | set(_given_cuts(w["cuts"], origin))))
     if w["cuts"] == "detect" and source is not None and source.kind == "movie" and selected:
         shot_cuts = tuple(sorted(set(shot_cuts) | set(_detect(source, selected, w["size"], host, reading))))
         warnings.append(f"window.cuts = detect: {len(shot_cuts)} cut(s) in the source"
@@ -222,6 +221,17 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
                 negative_prompt=cfg["negative_prompt"], description=cfg["description"],
                 colour=colour_mgmt, warnings=tuple(warnings), reading=dict(reading))
     return _snap_chunk(_plan_memory(plan, backend))
+
+
+def _given_cuts(value, origin: str) -> tuple[int, ...]:
+    """``window.cuts``: "none", "detect" (found at plan time) or frame numbers."""
+    if value in ("none", "detect"):
+        return ()
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise PlanError(f"preset {origin}: window.cuts = {value!r} is not allowed",
+                    fix='use "none", "detect" (scene cuts found with PySceneDetect) or frame numbers where a '
+                        "new shot starts, e.g. --set 'window.cuts=[1011, 1040]'")
 
 
 def _detect(source, selected, size: int, host, reading) -> tuple[int, ...]:

@@ -51,7 +51,7 @@ PRESET_SCHEMA: dict[str, Any] = {
         "size": (int, 1),
         "overlap": (int, 0),
         "blend": (str, "linear"),
-        "cuts": (str, "none"),  # "none" | "detect" (PySceneDetect, media.scene_cuts)
+        "cuts": (object, "none"),  # "none" | "detect" (PySceneDetect, media.scene_cuts) | [frame numbers]
     },
     "backend_options": (dict, {}),
     "stages": (list, []),

@@ -27,6 +27,11 @@ record frame, keeping source timecode:
 The project's render format, codec and mode are restored afterwards and the
 temporary render job is removed from the queue.
 
+"Upscale the current timeline" (``upscale_timeline``; the Scripts entry
+"Cinescale Upscale Timeline") exports the whole timeline as OpenTimelineIO,
+runs ``cinescale conform`` on it and imports the relinked timeline beside
+the original.
+
 Install: copy this file to Fusion/Scripts/Edit (Linux: ~/.local/share/
 DaVinciResolve/Fusion/Scripts/Edit; macOS: ~/Library/Application Support/
 Blackmagic Design/DaVinci Resolve/Fusion/Scripts/Edit; Windows:
@@ -378,9 +383,43 @@ def upscale_marked_range(resolve, preset=None, folder=None, log=print, poll_s=1.
             "timeline_item": timeline_item, "media_pool_item": item, "colour": colour}
 
 
-def main():
+def upscale_timeline(resolve, preset=None, folder=None, log=print, env=None):
+    """Upscale the current timeline: export it as OTIO (``Timeline.Export``
+    with ``resolve.EXPORT_OTIO``, Resolve 18.5+), run ``cinescale conform``
+    on it (each clip's used frames, with their handles, rendered once), and
+    import the relinked cut as a new timeline "<name> (cinescale)" with
+    ``MediaPool.ImportTimelineFromFile``. Returns what was done."""
+    project = resolve.GetProjectManager().GetCurrentProject()
+    if project is None:
+        raise CinescaleResolveError("open a project first")
+    timeline = project.GetCurrentTimeline()
+    if timeline is None:
+        raise CinescaleResolveError("open the timeline to upscale first")
+    preset = preset or os.environ.get("CINESCALE_RESOLVE_PRESET", DEFAULT_PRESET)
+    folder = folder or os.environ.get("CINESCALE_RESOLVE_DIR") or os.path.join(os.path.expanduser("~"), "cinescale")
+    os.makedirs(folder, exist_ok=True)
+    name = _safe(timeline.GetName())
+    cut = os.path.join(folder, f"{name}.otio")
+    kind = getattr(resolve, "EXPORT_OTIO", None)
+    if kind is None or not timeline.Export(cut, kind):
+        raise CinescaleResolveError("Resolve did not export the timeline as OpenTimelineIO (Resolve 18.5 or later "
+                                    "does: File > Export > Timeline); export it by hand and run "
+                                    f"`cinescale conform CUT.otio -o {folder}`")
+    out = os.path.join(folder, f"{name}_conform")
+    log(f"conforming {cut} -> {out} (preset {preset})")
+    run_cli([*cli_command(), "conform", cut, "-o", out, "--preset", preset, "--progress", "json"], log, env)
+    relinked = os.path.join(out, f"{name}.conformed.otio")
+    new_name = f"{timeline.GetName()} (cinescale)"
+    imported = project.GetMediaPool().ImportTimelineFromFile(relinked, {"timelineName": new_name})
+    if not imported:
+        raise CinescaleResolveError(f"Resolve did not import {relinked}: import it with File > Import > Timeline")
+    log(f"imported {relinked} as timeline {new_name!r}")
+    return {"cut": cut, "relinked": relinked, "timeline": imported}
+
+
+def main(action=None):
     try:
-        upscale_marked_range(get_resolve())
+        (action or upscale_marked_range)(get_resolve())
     except CinescaleResolveError as exc:
         print(f"Cinescale: {exc}")
         return 1

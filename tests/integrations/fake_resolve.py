@@ -58,8 +58,9 @@ class MediaPoolItem:
 
 
 class TimelineItem:
-    def __init__(self, name, start, end, media_pool_item=None):
+    def __init__(self, name, start, end, media_pool_item=None, left_offset=0):
         self.name, self.start, self.end, self.mpi = name, start, end, media_pool_item
+        self.left_offset = left_offset  # media frames trimmed off the clip's head
 
     def GetStart(self):
         return self.start
@@ -129,6 +130,39 @@ class Timeline:
         self.tracks.append([])
         return True
 
+    def Export(self, path, kind, subtype=None):
+        """``resolve.EXPORT_OTIO``: the video tracks as OpenTimelineIO, each item
+        a clip of its media pool item's file from the media's own timecode, as
+        Resolve writes them (items without media are skipped)."""
+        import opentimelineio as otio
+
+        self.rec.log("Export", path, kind)
+        if kind != Resolve.EXPORT_OTIO:
+            return False
+        tl = otio.schema.Timeline(self.name, global_start_time=otio.opentime.RationalTime(self.start, self.fps))
+        for items in self.tracks:
+            track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+            at = self.start
+            for item in sorted(items, key=lambda i: i.GetStart()):
+                mpi = item.GetMediaPoolItem()
+                if mpi is None:
+                    continue
+                if item.GetStart() > at:
+                    track.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(
+                        duration=otio.opentime.RationalTime(item.GetStart() - at, self.fps))))
+                props = mpi.GetClipProperty()
+                media_start = otio.opentime.from_timecode(props["Start TC"], self.fps)
+                frames = int(props["Frames"])
+                ref = otio.schema.ExternalReference(target_url=mpi.path, available_range=otio.opentime.TimeRange(
+                    media_start, otio.opentime.RationalTime(frames, self.fps)))
+                src = otio.opentime.TimeRange(media_start + otio.opentime.RationalTime(item.left_offset, self.fps),
+                                              otio.opentime.RationalTime(item.GetEnd() - item.GetStart(), self.fps))
+                track.append(otio.schema.Clip(item.GetName(), media_reference=ref, source_range=src))
+                at = item.GetEnd()
+            tl.tracks.append(track)
+        otio.adapters.write_to_file(tl, path)
+        return True
+
 
 class MediaPool:
     def __init__(self, rec, project):
@@ -173,6 +207,24 @@ class MediaPool:
             out.append(item)
         return out
 
+    def ImportTimelineFromFile(self, path, options=None):
+        """A timeline from an exported file (OTIO here), named ``timelineName``."""
+        import opentimelineio as otio
+
+        self.rec.log("ImportTimelineFromFile", path, dict(options or {}))
+        if not os.path.isfile(path):
+            return None
+        src = otio.adapters.read_from_file(path)
+        tl = Timeline(self.rec, name=(options or {}).get("timelineName", src.name), fps=self.project.timeline.fps,
+                      start_tc_frames=self.project.timeline.start, duration=self.project.timeline.duration)
+        tl.tracks = [[TimelineItem(c.name, tl.start + c.range_in_parent().start_time.to_frames(),
+                                   tl.start + c.range_in_parent().end_time_exclusive().to_frames(),
+                                   MediaPoolItem(c.media_reference.target_url, {}))
+                      for c in track.find_clips()] for track in src.video_tracks()]
+        tl.source = src
+        self.project.timelines.append(tl)
+        return tl
+
     def AppendToTimeline(self, infos):
         self.rec.log("AppendToTimeline", infos)
         tl = self.project.timeline
@@ -200,6 +252,7 @@ class Project:
 
     def __init__(self, rec, timeline):
         self.rec, self.timeline = rec, timeline
+        self.timelines = [timeline]
         self.format_codec = {"format": "mp4", "codec": "H264"}
         self.mode = 0
         self.settings: dict = {}
@@ -308,6 +361,8 @@ class ProjectManager:
 
 
 class Resolve:
+    EXPORT_OTIO = 27  # an opaque constant, as Resolve's are
+
     def __init__(self, **timeline_kw):
         self.rec = Recorder()
         self.timeline = Timeline(self.rec, **timeline_kw)

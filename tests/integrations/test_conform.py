@@ -264,3 +264,32 @@ def test_edit_points_of_a_flattened_reel_are_cuts_no_window_crosses(host, tmp_pa
         with OpenEXR.File(str(p)) as f:
             mean = float(f.channels()["RGB"].pixels.astype(np.float32).mean())
         assert abs(mean - (0.1 if n < 1011 else 0.9) * 1.1) < 0.01, (n, mean)
+
+
+def test_each_shot_is_a_farm_render_job_and_conform_then_only_relinks(env, media, tmp_path):
+    """The dry run gives every shot as one `cinescale render` (what the farm
+    recipes submit, their tasks adding --start/--end); after the farm ran them,
+    the same conform renders nothing and writes the relinked cut."""
+    root, a, b = media
+    cut = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(cut_timeline(a, b), str(cut))
+    args = ["conform", str(cut), "-o", str(tmp_path / "out"), *SIZE, "--handles", "1"]
+    dry = run_cli([*args, "--dry-run"], env=env)
+    assert dry.returncode == 0, dry.stderr
+    for shot in json.loads(dry.stdout)["shots"]:
+        job = shot["render"]
+        first, last = map(int, job["frames"].split("-"))
+        mid = (first + last) // 2
+        for lo, hi in ((first, mid), (mid + 1, last)):  # two farm tasks per shot, as the recipes run them
+            r = run_cli(["render", job["input"], "-o", job["output"], *job["args"], "--start", str(lo), "--end",
+                         str(hi), "--job-frames", job["frames"], "--no-assemble", "--progress", "none"], env=env)
+            assert r.returncode == 0, r.stderr
+    r = run_cli([*args, "--progress", "json"], env=env)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert not [e for e in events if e["event"] == "frame"]  # nothing left to render
+    assert events[-1]["event"] == "finished" and events[-1]["done"] == events[-1]["total"] > 0
+    relinked = otio.adapters.read_from_file(str(tmp_path / "out" / "cut.conformed.otio"))
+    for clip in relinked.find_clips():
+        path = clip.media_reference.target_url.removeprefix("file://")
+        assert ffjudge.frame_count(path) == clip.media_reference.available_range.duration.to_frames()

@@ -415,3 +415,47 @@ def test_openjd_template_carries_the_settings_through(tmp_path):
     assert argv[:2] == ["render", "/shots/a plate.####.exr"]
     got = [plan_mod.parse_override(argv[i + 1]) for i, a in enumerate(argv) if a == "--set"]
     assert got == [("colour.mode", "ocio"), ("colour.input", "ARRI LogC4"), ("colour.output", "ACES2065-1")]
+
+
+def test_deadline_takes_a_conform_as_one_job_per_shot(farm, tmp_path):
+    """`cinescale conform --dry-run` JSON -> one Deadline render job per shot
+    and a conform job after them all; run as Deadline would, the conform job
+    renders nothing left and writes the relinked cut."""
+    preset = write_preset(tmp_path / "p.toml", backend="test-noise", codec="prores_hq", width=96, height=64,
+                          chunk=4, audio=False)
+    rate = otio.opentime.RationalTime
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    tc = 86400  # 01:00:00:00 counts 24 frames a second at 23.976 (non-drop)
+    ref = otio.schema.ExternalReference(target_url=str(farm["clip"]), available_range=otio.opentime.TimeRange(
+        rate(tc, 24000 / 1001), rate(FRAMES, 24000 / 1001)))
+    for name, start in (("sh010a", 1), ("sh010b", 7)):
+        track.append(otio.schema.Clip(name, media_reference=ref, source_range=otio.opentime.TimeRange(
+            rate(tc + start, 24000 / 1001), rate(4, 24000 / 1001))))
+    tl = otio.schema.Timeline("cut")
+    tl.tracks.append(track)
+    cut = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(tl, str(cut))
+    out = tmp_path / "conform out"
+    dry = run_cli(["conform", str(cut), "-o", str(out), "--preset", str(preset), "--dry-run"], env=farm["env"])
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    files = deadline.conform_job_files(report, chunk=3, cinescale=[farm["exe"]], pool="gpu")
+    assert sorted(files) == ["conform", *sorted(f"render-{s['shot']}" for s in report["shots"])]
+    written = deadline.write_job_files(str(tmp_path / "jobs"), files)
+    for role in [r for r in written if r != "conform"]:
+        job, plugin = (deadline.read_info(p) for p in written[role])
+        assert job["Pool"] == "gpu"
+        _run_all([deadline_argv(plugin, a, b) for a, b in deadline_tasks(job)], farm["env"])
+    job, plugin = (deadline.read_info(p) for p in written["conform"])
+    (r,) = _run_all([deadline_argv(plugin, 0, 0)], farm["env"])
+    assert "FINISHED finished" in r.stdout
+    relinked = otio.adapters.read_from_file(str(out / "cut.conformed.otio"))
+    assert [c.range_in_parent() for c in relinked.find_clips()] == [c.range_in_parent() for c in tl.find_clips()]
+    for clip in relinked.find_clips():
+        import urllib.parse
+        import urllib.request
+
+        local = urllib.request.url2pathname(urllib.parse.urlparse(clip.media_reference.target_url).path)
+        with __import__("av").open(local) as c:
+            n = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+        assert n == clip.media_reference.available_range.duration.to_frames()

@@ -204,3 +204,40 @@ def test_dialog_text_names_the_assumption_and_the_setting(script, monkeypatch):
     assert script.tell(resolve, said) is True
     text = ui.shown[0][0]
     assert "Rec.709" in text and "CINESCALE_RESOLVE_COLOUR" in text and ui.shown[0][1] == "OK"
+
+
+def test_upscale_the_current_timeline_conforms_and_imports_it(script, preset, tmp_path):
+    """"Upscale the current timeline": the fake exports the timeline as OTIO
+    (two clips of a real source with timecode), the real CLI conforms it, and
+    the relinked timeline comes back into the media pool beside the original."""
+    from fractions import Fraction
+
+    import opentimelineio as otio
+
+    from cinescale_post.testing import make_clip
+
+    src = make_clip(tmp_path / "A001.mov", frames=48, size=(64, 48), rate=Fraction(24), codec="prores_ks",
+                    profile="hq", timecode="01:00:00:00")
+    resolve = fake_resolve.Resolve(marks=None)
+    tl = resolve.timeline
+    mpi = fake_resolve.MediaPoolItem(str(src), {"Start TC": "01:00:00:00", "Frames": "48"})
+    tl.tracks = [[fake_resolve.TimelineItem("A001", 86400, 86410, mpi, left_offset=4),
+                  fake_resolve.TimelineItem("A001", 86412, 86420, mpi, left_offset=30)]]
+    log = []
+    res = script.upscale_timeline(resolve, preset=str(preset), folder=str(tmp_path / "work"), log=log.append)
+    calls = resolve.rec.calls
+    assert ("Export", res["cut"], fake_resolve.Resolve.EXPORT_OTIO) in calls
+    (imported,) = [c for c in calls if c[0] == "ImportTimelineFromFile"]
+    assert imported[1] == res["relinked"] and imported[2] == {"timelineName": "Reel 1 (cinescale)"}
+    new = res["timeline"]
+    assert new.GetName() == "Reel 1 (cinescale)" and new in resolve.project.timelines
+    # the same record ranges, each clip now on its render
+    ranges = [(i.GetStart(), i.GetEnd()) for i in new.tracks[0]]
+    assert ranges == [(86400, 86410), (86412, 86420)]
+    relinked = otio.adapters.read_from_file(res["relinked"])
+    for clip in relinked.find_clips():
+        path = clip.media_reference.target_url.removeprefix("file://")
+        with av.open(path) as c:
+            assert sum(1 for p in c.demux(c.streams.video[0]) if p.size) == \
+                clip.media_reference.available_range.duration.to_frames()
+    assert any("cinescale" in line for line in log)

@@ -133,6 +133,32 @@ def job_files(input_path: str, output: str, *, frames: str, chunk: int, cinescal
     return {"render": (render_job, render_plugin), "finalize": (finalize_job, finalize_plugin)}
 
 
+def conform_job_files(report: dict, *, chunk: int, cinescale: list[str], name: str | None = None,
+                      pool: str | None = None, group: str | None = None, priority: int | None = None,
+                      environment: dict[str, str] | None = None) -> dict[str, tuple[dict, dict]]:
+    """A conform as Deadline jobs, from ``cinescale conform CUT -o DIR --dry-run``
+    JSON: one render job per shot (``render-<shot>``, chunked as any render) and
+    a ``conform`` job depending on all of them that runs the conform again,
+    which renders nothing left, assembles each shot's movie and relinks the cut."""
+    name = name or os.path.splitext(os.path.basename(report["cut"]))[0]
+    files = {}
+    for shot in report["shots"]:
+        job = shot["render"]
+        one = job_files(job["input"], job["output"], frames=job["frames"], chunk=chunk, cinescale=cinescale,
+                        python="", extra=job["args"], name=f"{name} {shot['shot']}", pool=pool, group=group,
+                        priority=priority, environment=environment)
+        files[f"render-{shot['shot']}"] = one["render"]
+    common = {k: v for k, v in next(iter(files.values()))[0].items()
+              if k in ("Pool", "Group", "Priority") or k.startswith("EnvironmentKeyValue")} if files else {}
+    conform_job = {"Plugin": "CommandLine", "Name": f"{name} conform", "BatchName": name, **common,
+                   "Frames": "0", "ChunkSize": "1", "OutputDirectory0": report["output"]}
+    args = list(cinescale[1:]) + list(report["command"]) + ["--progress", "plain"]
+    conform_plugin = {"Executable": cinescale[0], "Arguments": " ".join(map(_quoted, args)), "Shell": "default",
+                      "ShellExecute": "False", "SingleFramesOnly": "False", "StartupDirectory": ""}
+    files["conform"] = (conform_job, conform_plugin)
+    return files
+
+
 def write_info(path: str, values: dict) -> str:
     # Deadline reads job files as key=value lines; UTF-8 works for 10.1+
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
@@ -179,12 +205,27 @@ def submit(files: dict[str, tuple[dict, dict]], folder: str, deadlinecommand: st
     return {"render": render_id, "finalize": _submit(exe, *paths["finalize"])}
 
 
+def submit_conform(files: dict[str, tuple[dict, dict]], folder: str, deadlinecommand: str = "deadlinecommand") -> dict:
+    """Submit every shot's render job, then the conform job depending on them all."""
+    exe = shutil.which(deadlinecommand) or deadlinecommand
+    ids = {}
+    for role in [r for r in files if r != "conform"]:
+        ids[role] = _submit(exe, *write_job_files(folder, {role: files[role]})[role])
+    job, plugin = files["conform"]
+    paths = write_job_files(folder, {"conform": ({**job, "JobDependencies": ",".join(ids.values())}, plugin)})
+    ids["conform"] = _submit(exe, *paths["conform"])
+    return ids
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("input", help="movie file or frame pattern, absolute, readable by every node")
-    ap.add_argument("-o", "--output", required=True, help="movie file or frame pattern, absolute")
-    ap.add_argument("--frames", required=True, help="contiguous range, e.g. 1001-1100")
+    ap.add_argument("input", nargs="?", help="movie file or frame pattern, absolute, readable by every node")
+    ap.add_argument("-o", "--output", help="movie file or frame pattern, absolute")
+    ap.add_argument("--frames", help="contiguous range, e.g. 1001-1100")
+    ap.add_argument("--conform", metavar="DRYRUN.json",
+                    help="submit a conform instead: the JSON of `cinescale conform CUT -o DIR --dry-run` (one "
+                         "render job per shot, then the conform job that relinks the cut)")
     ap.add_argument("--chunk", type=int, default=10, help="frames per task (default 10)")
     ap.add_argument("--preset")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
@@ -201,6 +242,24 @@ def main(argv=None) -> int:
     ap.add_argument("--write-only", metavar="DIR", help="write the job files to DIR and do not submit")
     ap.add_argument("--deadlinecommand", default="deadlinecommand")
     args = ap.parse_args(argv)
+    if args.conform:
+        import json
+        import tempfile
+
+        with open(args.conform, encoding="utf-8") as fh:
+            report = json.load(fh)
+        files = conform_job_files(report, chunk=args.chunk, cinescale=shlex.split(args.cinescale), name=args.name,
+                                  pool=args.pool, group=args.group, priority=args.priority,
+                                  environment=dict(e.split("=", 1) for e in args.env))
+        if args.write_only:
+            for role, (job, plugin) in write_job_files(args.write_only, files).items():
+                print(f"{role}: {job} {plugin}")
+            return 0
+        ids = submit_conform(files, tempfile.mkdtemp(prefix="cinescale-deadline-"), args.deadlinecommand)
+        print("jobs " + ", ".join(f"{k} {v}" for k, v in ids.items()))
+        return 0
+    if not (args.input and args.output and args.frames):
+        ap.error("give INPUT, -o OUTPUT and --frames (or --conform DRYRUN.json)")
     try:
         files = job_files(args.input, args.output, frames=args.frames, chunk=args.chunk,
                           cinescale=shlex.split(args.cinescale), python=args.python, preset=args.preset,
