@@ -417,17 +417,15 @@ def test_openjd_template_carries_the_settings_through(tmp_path):
     assert got == [("colour.mode", "ocio"), ("colour.input", "ARRI LogC4"), ("colour.output", "ACES2065-1")]
 
 
-def test_deadline_takes_a_conform_as_one_job_per_shot(farm, tmp_path):
-    """`cinescale conform --dry-run` JSON -> one Deadline render job per shot
-    and a conform job after them all; run as Deadline would, the conform job
-    renders nothing left and writes the relinked cut."""
+def _conform_report(farm, tmp_path):
+    """A two-clip cut of the farm's plate and its `conform --dry-run` JSON."""
     preset = write_preset(tmp_path / "p.toml", backend="test-noise", codec="prores_hq", width=96, height=64,
                           chunk=4, audio=False)
     rate = otio.opentime.RationalTime
-    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
     tc = 86400  # 01:00:00:00 counts 24 frames a second at 23.976 (non-drop)
     ref = otio.schema.ExternalReference(target_url=str(farm["clip"]), available_range=otio.opentime.TimeRange(
         rate(tc, 24000 / 1001), rate(FRAMES, 24000 / 1001)))
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
     for name, start in (("sh010a", 1), ("sh010b", 7)):
         track.append(otio.schema.Clip(name, media_reference=ref, source_range=otio.opentime.TimeRange(
             rate(tc + start, 24000 / 1001), rate(4, 24000 / 1001))))
@@ -438,7 +436,29 @@ def test_deadline_takes_a_conform_as_one_job_per_shot(farm, tmp_path):
     out = tmp_path / "conform out"
     dry = run_cli(["conform", str(cut), "-o", str(out), "--preset", str(preset), "--dry-run"], env=farm["env"])
     assert dry.returncode == 0, dry.stderr
-    report = json.loads(dry.stdout)
+    return json.loads(dry.stdout), tl, out
+
+
+def _assert_relinked(tl, out):
+    import urllib.parse
+    import urllib.request
+
+    import av
+
+    relinked = otio.adapters.read_from_file(str(out / "cut.conformed.otio"))
+    assert [c.range_in_parent() for c in relinked.find_clips()] == [c.range_in_parent() for c in tl.find_clips()]
+    for clip in relinked.find_clips():
+        local = urllib.request.url2pathname(urllib.parse.urlparse(clip.media_reference.target_url).path)
+        with av.open(local) as c:
+            n = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+        assert n == clip.media_reference.available_range.duration.to_frames()
+
+
+def test_deadline_takes_a_conform_as_one_job_per_shot(farm, tmp_path):
+    """`cinescale conform --dry-run` JSON -> one Deadline render job per shot
+    and a conform job after them all; run as Deadline would, the conform job
+    renders nothing left and writes the relinked cut."""
+    report, tl, out = _conform_report(farm, tmp_path)
     files = deadline.conform_job_files(report, chunk=3, cinescale=[farm["exe"]], pool="gpu")
     assert sorted(files) == ["conform", *sorted(f"render-{s['shot']}" for s in report["shots"])]
     written = deadline.write_job_files(str(tmp_path / "jobs"), files)
@@ -449,13 +469,41 @@ def test_deadline_takes_a_conform_as_one_job_per_shot(farm, tmp_path):
     job, plugin = (deadline.read_info(p) for p in written["conform"])
     (r,) = _run_all([deadline_argv(plugin, 0, 0)], farm["env"])
     assert "FINISHED finished" in r.stdout
-    relinked = otio.adapters.read_from_file(str(out / "cut.conformed.otio"))
-    assert [c.range_in_parent() for c in relinked.find_clips()] == [c.range_in_parent() for c in tl.find_clips()]
-    for clip in relinked.find_clips():
-        import urllib.parse
-        import urllib.request
+    _assert_relinked(tl, out)
 
-        local = urllib.request.url2pathname(urllib.parse.urlparse(clip.media_reference.target_url).path)
-        with __import__("av").open(local) as c:
-            n = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
-        assert n == clip.media_reference.available_range.duration.to_frames()
+
+def test_opencue_takes_a_conform_as_layers_per_shot(farm, tmp_path):
+    report, tl, out = _conform_report(farm, tmp_path)
+    specs = opencue.conform_layers(report, chunk=3, cinescale=[farm["exe"]])
+    assert specs[-1]["name"] == "conform" and specs[-1]["depends"] == [s["name"] for s in specs[:-1]]
+    assert {s["name"].split("_")[0] for s in specs[:-1]} == {s["shot"].split("_")[0] for s in report["shots"]}
+    _run_all([cue_argv(s["command"], a, b) for s in specs[:-1] for a, b in cuebot_dispatch(s)], farm["env"])
+    (r,) = _run_all([specs[-1]["command"]], farm["env"])
+    assert "FINISHED finished" in r.stdout
+    _assert_relinked(tl, out)
+
+
+def test_openjd_takes_a_conform_as_a_step_per_shot(farm, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    openjd = pytest.importorskip("openjd.model")
+    gen = _load("conform_template", FARM / "openjd" / "conform_template.py")
+    report, tl, out = _conform_report(farm, tmp_path)
+    written = tmp_path / "bundle" / "template.yaml"
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert gen.main([str(tmp_path / "report.json"), "-o", str(written), "--chunk", "3",
+                     "--cinescale", farm["exe"]]) == 0
+    template = openjd.decode_job_template(template=yaml.safe_load(written.read_text()),
+                                          supported_extensions=["TASK_CHUNKING"])
+    values = openjd.preprocess_job_parameters(job_template=template, job_parameter_values={},
+                                              job_template_dir=written.parent, current_working_dir=tmp_path)
+    job = openjd.create_job(job_template=template, job_parameter_values=values)
+    steps = {s.name: s for s in job.steps}
+    renders = [s for n, s in steps.items() if n.startswith("Render ")]
+    assert len(renders) == len(report["shots"])
+    assert sorted(d.dependsOn for d in steps["Conform"].dependencies) == sorted(s.name for s in renders)
+    for step in renders:
+        _run_all(list(openjd_commands(openjd, step, values, tmp_path / "session")), farm["env"])
+    (conform,) = list(openjd_commands(openjd, steps["Conform"], values, tmp_path / "session"))
+    (r,) = _run_all([conform], farm["env"])
+    assert "FINISHED finished" in r.stdout
+    _assert_relinked(tl, out)

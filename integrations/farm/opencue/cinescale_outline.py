@@ -105,6 +105,24 @@ def layers(input_path: str, output: str, *, frames: str, chunk: int, cinescale: 
     return out
 
 
+def conform_layers(report: dict, *, chunk: int, cinescale: list[str]) -> list[dict]:
+    """A conform as layers, from ``cinescale conform CUT -o DIR --dry-run`` JSON:
+    each shot's render layers (named after the shot) and one ``conform`` layer
+    after all of them, which runs the conform again: nothing is left to render,
+    each shot's movie is assembled and the cut relinked."""
+    out = []
+    for shot in report["shots"]:
+        job = shot["render"]
+        for spec in layers(job["input"], job["output"], frames=job["frames"], chunk=chunk, cinescale=cinescale,
+                           python="", extra=job["args"]):
+            if spec["name"] != "finalize":  # the conform layer assembles a shot's range
+                out.append({**spec, "name": f"{shot['shot']}_{spec['name']}"})
+    out.append({"name": "conform", "kind": "ShellCommand", "range": "1", "chunk": 1,
+                "command": [*cinescale, *report["command"], "--progress", "plain"],
+                "depends": [layer["name"] for layer in out]})
+    return out
+
+
 def build_outline(name: str, specs: list[dict], *, show: str, shot: str, user: str | None = None,
                   service: str | None = None, tags: list[str] | None = None, cores: float | None = None,
                   env: dict[str, str] | None = None):
@@ -146,9 +164,12 @@ def launch(ol, *, pause: bool = False):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("input")
-    ap.add_argument("-o", "--output", required=True)
-    ap.add_argument("--frames", required=True, help="contiguous range, e.g. 1001-1100")
+    ap.add_argument("input", nargs="?")
+    ap.add_argument("-o", "--output")
+    ap.add_argument("--frames", help="contiguous range, e.g. 1001-1100")
+    ap.add_argument("--conform", metavar="DRYRUN.json",
+                    help="launch a conform: the JSON of `cinescale conform CUT -o DIR --dry-run` (render layers "
+                         "per shot, then the conform layer that relinks the cut)")
     ap.add_argument("--chunk", type=int, default=10)
     ap.add_argument("--preset")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
@@ -164,10 +185,18 @@ def main(argv=None) -> int:
     ap.add_argument("--pause", action="store_true", help="launch paused")
     ap.add_argument("--print", dest="only_print", action="store_true", help="print the layers, do not launch")
     args = ap.parse_args(argv)
+    if not args.conform and not (args.input and args.output and args.frames):
+        ap.error("give INPUT, -o OUTPUT and --frames (or --conform DRYRUN.json)")
     try:
-        specs = layers(args.input, args.output, frames=args.frames, chunk=args.chunk,
-                       cinescale=shlex.split(args.cinescale), python=args.python, preset=args.preset,
-                       sets=args.sets, first_frame=args.first_frame)
+        if args.conform:
+            with open(args.conform, encoding="utf-8") as fh:
+                report = json.load(fh)
+            specs = conform_layers(report, chunk=args.chunk, cinescale=shlex.split(args.cinescale))
+            args.output = args.output or report["output"]
+        else:
+            specs = layers(args.input, args.output, frames=args.frames, chunk=args.chunk,
+                           cinescale=shlex.split(args.cinescale), python=args.python, preset=args.preset,
+                           sets=args.sets, first_frame=args.first_frame)
     except SubmitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
