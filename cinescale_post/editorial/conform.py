@@ -161,7 +161,7 @@ def _describe(shot: Shot, plan, job: dict, card) -> dict:
             "source_range": [shot.first, shot.last], "cuts": list(plan.window.cuts), "preset": plan.preset,
             "output": plan.output.path,
             "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in shot.settings},
-            "estimate": {k: est[k] for k in ("device", "total_seconds", "fits", "peak_gib", "reason") if k in est}}
+            "estimate": {k: est[k] for k in ("device", "seconds", "fits", "peak_gib", "reason") if k in est}}
 
 
 def _render(plan, host, sink, *, overwrite, executor, executor_options) -> str:

@@ -1,6 +1,7 @@
 """SDXL memory estimate (--dry-run) and OOM back-off steps (issue 6, part 1)."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,3 +51,33 @@ def test_reduce_memory_steps_through_tiles_and_ends_with_none(tiny_model):
     # on an accelerator the sequence goes on with model then sequential offload (plan only, no GPU here)
     model.device = torch.device("cuda")
     assert model.memory_steps()[-2:] == [("offload", "model"), ("offload", "sequential")]
+
+
+def test_conform_dry_run_estimates_every_shot_on_a_card(tmp_path, tiny_model):
+    """`cinescale conform --dry-run --gpu h100`: per shot the frames and the
+    estimated seconds on the card for the shot's own frames."""
+    from fractions import Fraction
+
+    import opentimelineio as otio
+
+    clip = make_clip(tmp_path / "A001.mov", frames=24, size=(64, 48), rate=Fraction(24), timecode="01:00:00:00")
+    rt = otio.opentime.RationalTime
+    ref = otio.schema.ExternalReference(target_url=str(clip),
+                                        available_range=otio.opentime.TimeRange(rt(86400, 24), rt(24, 24)))
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    for name, start, n in (("a", 2, 4), ("b", 14, 8)):
+        track.append(otio.schema.Clip(name, media_reference=ref,
+                                      source_range=otio.opentime.TimeRange(rt(86400 + start, 24), rt(n, 24))))
+    tl = otio.schema.Timeline("cut")
+    tl.tracks.append(track)
+    cut = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(tl, str(cut))
+    r = subprocess.run([sys.executable, "-m", "cinescale_post", "conform", str(cut), "-o", str(tmp_path / "o"),
+                        "--preset", "sdxl-uhd-refine", "--model", tiny_model, "--dry-run", "--gpu", "h100"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    shots = json.loads(r.stdout)["shots"]
+    assert [s["frame_count"] for s in shots] == [4, 8]
+    for s in shots:
+        assert s["estimate"]["device"].startswith("H100") and s["estimate"]["seconds"] > 0
+    assert shots[1]["estimate"]["seconds"] > shots[0]["estimate"]["seconds"]  # twice the frames
