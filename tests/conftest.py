@@ -36,3 +36,11 @@ def host():
     from cinescale_post.pipeline.host import Host
 
     return Host(load_entrypoints=False, extra_plugins=(tb,))
+
+
+@pytest.fixture(scope="module")
+def env():
+    """The environment of a `cinescale` subprocess that loads the built-ins only (no entry points)."""
+    from tests.helpers import cli_env
+
+    return cli_env(CINESCALE_LOAD_PLUGINS="")

@@ -351,18 +351,24 @@ def place(media_pool, timeline, item, first, last):
     return placed[0], track
 
 
-def upscale_marked_range(resolve, preset=None, folder=None, log=print, poll_s=1.0, env=None):
-    """The whole round trip; returns what was done (for logs and tests)."""
+def _current(resolve, preset, folder):
+    """(project, timeline, preset, folder) of this run: the open ones, the settings' defaults."""
     project = resolve.GetProjectManager().GetCurrentProject()
     if project is None:
         raise CinescaleResolveError("open a project first")
     timeline = project.GetCurrentTimeline()
     if timeline is None:
         raise CinescaleResolveError("open the timeline to upscale first")
-    first, last = marked_range(timeline)
     preset = preset or os.environ.get("CINESCALE_RESOLVE_PRESET", DEFAULT_PRESET)
     folder = folder or os.environ.get("CINESCALE_RESOLVE_DIR") or os.path.join(os.path.expanduser("~"), "cinescale")
     os.makedirs(folder, exist_ok=True)
+    return project, timeline, preset, folder
+
+
+def upscale_marked_range(resolve, preset=None, folder=None, log=print, poll_s=1.0, env=None):
+    """The whole round trip; returns what was done (for logs and tests)."""
+    project, timeline, preset, folder = _current(resolve, preset, folder)
+    first, last = marked_range(timeline)
     cli = cli_command()
     source = render_intermediate(project, timeline, first, last, folder, log, poll_s=poll_s)
     output = os.path.join(folder, f"{_safe(timeline.GetName())}_{first}-{last}_cinescale.mov")
@@ -389,15 +395,7 @@ def upscale_timeline(resolve, preset=None, folder=None, log=print, env=None):
     on it (each clip's used frames, with their handles, rendered once), and
     import the relinked cut as a new timeline "<name> (cinescale)" with
     ``MediaPool.ImportTimelineFromFile``. Returns what was done."""
-    project = resolve.GetProjectManager().GetCurrentProject()
-    if project is None:
-        raise CinescaleResolveError("open a project first")
-    timeline = project.GetCurrentTimeline()
-    if timeline is None:
-        raise CinescaleResolveError("open the timeline to upscale first")
-    preset = preset or os.environ.get("CINESCALE_RESOLVE_PRESET", DEFAULT_PRESET)
-    folder = folder or os.environ.get("CINESCALE_RESOLVE_DIR") or os.path.join(os.path.expanduser("~"), "cinescale")
-    os.makedirs(folder, exist_ok=True)
+    project, timeline, preset, folder = _current(resolve, preset, folder)
     name = _safe(timeline.GetName())
     cut = os.path.join(folder, f"{name}.otio")
     kind = getattr(resolve, "EXPORT_OTIO", None)

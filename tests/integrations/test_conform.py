@@ -14,7 +14,7 @@ import opentimelineio as otio
 import pytest
 
 from cinescale_post.testing import make_clip
-from tests.helpers import cli_env, run_cli
+from tests.helpers import run_cli
 from tests.media import ffjudge
 from tests.media import realworld as rw
 
@@ -28,11 +28,6 @@ def rt(frames):
 
 def tr(start, dur):
     return otio.opentime.TimeRange(rt(start), rt(dur))
-
-
-@pytest.fixture(scope="module")
-def env():
-    return cli_env(CINESCALE_LOAD_PLUGINS="")
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,13 @@ import pytest
 from cinescale_post.contracts.media import ReadPolicy
 from cinescale_post.media.probe import open_input
 from cinescale_post.pipeline.host import Host
-from tests.helpers import cli_env, run_cli
+from tests.helpers import run_cli
 from tests.media import ffjudge
 from tests.media import realworld as rw
 
 SIZE = (128, 96)
 # every frame different: luma shifted by 9 codes a frame
 MOVING = "geq=lum='mod(lum(X,Y)+N*9,220)+16':cb='cb(X,Y)':cr='cr(X,Y)'"
-
-
-@pytest.fixture(scope="module")
-def env():
-    return cli_env(CINESCALE_LOAD_PLUGINS="")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cinescale_post.media.movie_reader import MovieReader
-from tests.helpers import cli_env, run_cli
+from tests.helpers import run_cli
 from tests.media import ffjudge
 from tests.media import realworld as rw
 
@@ -26,11 +26,6 @@ KINDS = {
     "prog.mpg": (["-c:v", "mpeg2video", *_GOP], None, ["-f", "mpeg"]),
     "avchd.m2ts": (["-c:v", "libx264", "-pix_fmt", "yuv420p", *_GOP], ["-c:a", "ac3"], ["-mpegts_m2ts_mode", "1"]),
 }
-
-
-@pytest.fixture(scope="module")
-def env():
-    return cli_env(CINESCALE_LOAD_PLUGINS="")
 
 
 @pytest.fixture(scope="module")

@@ -217,6 +217,12 @@ def submit_conform(files: dict[str, tuple[dict, dict]], folder: str, deadlinecom
     return ids
 
 
+def _written(folder: str, files: dict) -> int:
+    for role, (job, plugin) in write_job_files(folder, files).items():
+        print(f"{role}: {job} {plugin}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -242,6 +248,7 @@ def main(argv=None) -> int:
     ap.add_argument("--write-only", metavar="DIR", help="write the job files to DIR and do not submit")
     ap.add_argument("--deadlinecommand", default="deadlinecommand")
     args = ap.parse_args(argv)
+    env = dict(e.split("=", 1) for e in args.env)
     if args.conform:
         import json
         import tempfile
@@ -249,12 +256,9 @@ def main(argv=None) -> int:
         with open(args.conform, encoding="utf-8") as fh:
             report = json.load(fh)
         files = conform_job_files(report, chunk=args.chunk, cinescale=shlex.split(args.cinescale), name=args.name,
-                                  pool=args.pool, group=args.group, priority=args.priority,
-                                  environment=dict(e.split("=", 1) for e in args.env))
+                                  pool=args.pool, group=args.group, priority=args.priority, environment=env)
         if args.write_only:
-            for role, (job, plugin) in write_job_files(args.write_only, files).items():
-                print(f"{role}: {job} {plugin}")
-            return 0
+            return _written(args.write_only, files)
         ids = submit_conform(files, tempfile.mkdtemp(prefix="cinescale-deadline-"), args.deadlinecommand)
         print("jobs " + ", ".join(f"{k} {v}" for k, v in ids.items()))
         return 0
@@ -264,12 +268,9 @@ def main(argv=None) -> int:
         files = job_files(args.input, args.output, frames=args.frames, chunk=args.chunk,
                           cinescale=shlex.split(args.cinescale), python=args.python, preset=args.preset,
                           sets=args.sets, first_frame=args.first_frame, name=args.name, pool=args.pool,
-                          group=args.group, priority=args.priority,
-                          environment=dict(e.split("=", 1) for e in args.env))
+                          group=args.group, priority=args.priority, environment=env)
         if args.write_only:
-            for role, (job, plugin) in write_job_files(args.write_only, files).items():
-                print(f"{role}: {job} {plugin}")
-            return 0
+            return _written(args.write_only, files)
         import tempfile
 
         ids = submit(files, tempfile.mkdtemp(prefix="cinescale-deadline-"), args.deadlinecommand)
