@@ -50,7 +50,7 @@ def open_fields(movie: MovieReader, planned: SourceInfo | None = None) -> Reader
     plan, note = decide(movie.policy, src.interlaced, order, src.rate, sample, movie.table.time_base)
     if plan is None:
         if note:
-            movie.info = dataclasses.replace(src, notes=src.notes + (f"{src.path}: {note}",))
+            movie.note(f"{src.path}: {note}")
         return movie
     return FieldReader(movie, plan, field_info(src, plan, note))
 

@@ -24,6 +24,7 @@ fails), with the fix.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import os
 from fractions import Fraction
@@ -124,9 +125,8 @@ class MovieReader(Reader):
 
     def _use(self, table: FrameTable) -> None:
         self.table = table
-        # The plan's sequence itself, and no pts -> index dict: a render task opening a
-        # long clip copied and hashed every pts (5 ms per 43k frames; issue 11 item 9).
-        # _locate bisects instead (pts are sorted).
+        # The plan's sequence itself, no pts -> index dict (copying and hashing every pts cost a
+        # render task 5 ms per 43k frames; issue 11 item 9): _locate bisects the sorted pts.
         self._pts = table.pts if isinstance(table.pts, tuple) else tuple(table.pts)
         self._key_index = list(table.keys)
         self._drops = frozenset(table.drops)
@@ -214,6 +214,10 @@ class MovieReader(Reader):
 
     def substitutions(self) -> dict[int, str]:
         return dict(self._subs)
+
+    def note(self, text: str) -> None:
+        """Add a note the plan says (``SourceInfo.notes``)."""
+        self.info = dataclasses.replace(self.info, notes=self.info.notes + (text,))
 
     def read(self, numbers: Iterable[int]) -> Iterator[Frame]:
         """Yield :class:`Frame` s for ascending plate ``numbers``.
