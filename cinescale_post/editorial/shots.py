@@ -175,15 +175,15 @@ def media_finder(cut_path: str | os.PathLike, search_paths=()):
     relative to the cut), else a file in ``search_paths`` named like the clip's
     reel or name (EDLs name reels, not files)."""
     base = Path(cut_path).resolve().parent
-    dirs = [Path(d) for d in search_paths]
+    index: dict[str, str] = {}  # file name and stem -> path; the first search path that has it wins
+    for d in (Path(d) for d in search_paths):
+        for p in sorted(d.rglob("*")) if d.is_dir() else []:
+            if p.is_file():
+                index.setdefault(p.name, str(p.resolve()))
+                index.setdefault(p.stem, str(p.resolve()))
 
     def in_search(names):
-        for d in dirs:
-            for name in names:
-                for p in sorted(d.rglob("*")) if d.is_dir() else []:
-                    if p.is_file() and (p.name == name or p.stem == name):
-                        return str(p.resolve())
-        return None
+        return next((index[n] for n in names if n in index), None)
 
     def find(clip):
         url = getattr(clip.media_reference, "target_url", None)
