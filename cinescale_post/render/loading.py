@@ -36,11 +36,23 @@ def read_rgb(path: str):
     return np.ascontiguousarray(np.asarray(read_image(path).rgb, np.float32)[..., :3])
 
 
+def mask_luma8(rgb):
+    """8-bit grey of (H, W, 3) R'G'B' in [0, 1] as PIL's ``convert("L")``
+    makes it (ITU-R 601-2 luma in 16.16 fixed point, rounded): the reference
+    (FreeScale imgen's ``process_image_to_bitensor``) reads the mask so."""
+    import numpy as np
+
+    c = np.rint(np.clip(np.asarray(rgb, np.float64), 0.0, 1.0) * 255.0).astype(np.int64)
+    return (c[..., 0] * 19595 + c[..., 1] * 38470 + c[..., 2] * 7471 + 0x8000) >> 16
+
+
 def load_detail_mask(path: str | None, soft: bool = False):
     """The detail mask of ``path`` as a ``DetailMask`` over a (1, 1, H, W)
-    float tensor, or None. Reference (FreeScale imgen): any non-zero pixel is
-    detail, so a grey 0.3 band counts; ``soft``: the grey level (mean RGB) is
-    the per-pixel weight between ``cosine_scale`` and ``cosine_scale_bg``."""
+    float tensor, or None. Reference (FreeScale imgen): the image in 8-bit
+    grey (:func:`mask_luma8`), every non-zero grey pixel detail, so a grey
+    0.3 band counts and a pixel too dark to reach grey 1 does not; ``soft``:
+    the grey level is the per-pixel weight between ``cosine_scale`` and
+    ``cosine_scale_bg``."""
     if not path:
         return None
     import numpy as np
@@ -49,8 +61,8 @@ def load_detail_mask(path: str | None, soft: bool = False):
     from cinescale_post.media.sequence_reader import read_image
     from cinescale_post.cascade.schedule import DetailMask
 
-    rgb = np.asarray(read_image(path).rgb, np.float32)
-    values = rgb.mean(axis=-1) if soft else (np.abs(rgb).max(axis=-1) != 0).astype(np.float32)
+    grey = mask_luma8(read_image(path).rgb)
+    values = grey / 255.0 if soft else (grey != 0)
     return DetailMask(torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None], soft=soft)
 
 
