@@ -38,7 +38,7 @@ import torch
 from cinescale_post.ops.handles import HandleGroup, apply_each
 from cinescale_post.cascade.schedule import add_noise_at, cosine_blend, mask_exponent, stage_scheduler
 from cinescale_post.contracts.stages import ResolvedStage
-from cinescale_post.cascade.sources import RandomSources, StageResult, randn
+from cinescale_post.cascade.sources import RandomSources, StageResult, randn, stage_condition
 
 
 def _step_kwargs(scheduler: Any, generator: Any) -> dict:
@@ -185,7 +185,8 @@ def run_ladder(model: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Rand
     ``ops.freeu.FreeUSpec`` applied during all stages, or None. ``frames``:
     latent frames of the base stage (video backends; None: ``latent_shape``'s
     default). Each stage runs inside the handles of ``model.stage_patches(stage)``.
-    ``group``: see :func:`run_stage`.
+    ``cond``: one conditioning, or a ``StageConditions`` (stages with prompts
+    of their own). ``group``: see :func:`run_stage`.
     """
     if resolve is None and any(not s.base or s.fusion for s in stages):
         raise ValueError("run_ladder: these stages name upscalers or fusions; pass resolve= (Host.resolve, or "
@@ -212,8 +213,8 @@ def run_ladder(model: Any, stages: Sequence[ResolvedStage], cond: Any, rng: Rand
                 # Added one by one, so a generator's earlier handles are removed if a later one fails.
                 for handle in model.stage_patches(stage):
                     patches.add(handle)
-                res = run_stage(model, stage, cond, rng, prev, upscaler=up, fusion=fu, mask=mask, frames=frames,
-                                callback=cb, group=group)
+                res = run_stage(model, stage, stage_condition(cond, stage.index), rng, prev, upscaler=up,
+                                fusion=fu, mask=mask, frames=frames, callback=cb, group=group)
             done[0] += stage.spec.steps - stage.restart_index
             results.append(res)
             prev = res

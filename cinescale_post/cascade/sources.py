@@ -5,7 +5,7 @@ Torch is imported here."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -75,6 +75,25 @@ class StageResult:
     info: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StageConditions:
+    """Conditioning per stage, where stages have prompts of their own
+    (``stages.N.prompt``): stage ``i`` is conditioned on ``by_stage[i]``,
+    every other stage on ``base``. The ladder takes it where it takes one
+    conditioning for all stages."""
+
+    base: Any
+    by_stage: Mapping[int, Any]
+
+    def for_stage(self, index: int) -> Any:
+        return self.by_stage.get(index, self.base)
+
+
+def stage_condition(cond: Any, index: int) -> Any:
+    """The conditioning of stage ``index``: ``cond`` itself, or its stage's."""
+    return cond.for_stage(index) if isinstance(cond, StageConditions) else cond
+
+
 def randn(shape: Sequence[int], generator: Any, device: Any, dtype: Any) -> torch.Tensor:
     """Gaussian noise drawn on the generator's device, then moved (like
     diffusers ``randn_tensor``), so CPU generators give the same bits on any device."""
@@ -82,4 +101,4 @@ def randn(shape: Sequence[int], generator: Any, device: Any, dtype: Any) -> torc
     return torch.randn(tuple(shape), generator=generator, device=gdev, dtype=dtype).to(device)
 
 
-__all__ = ["RandomSources", "StageResult", "randn"]
+__all__ = ["RandomSources", "StageConditions", "StageResult", "randn", "stage_condition"]

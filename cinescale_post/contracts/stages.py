@@ -70,6 +70,10 @@ class StageSpec:
     dilate_tau: int = 35
     cosine_scale: float | None = 2.0
     cosine_scale_bg: float | None = None
+    #: this stage's own prompt and negative prompt (None: the render's): local editing keeps the
+    #: structure of the stage before and changes what the upscaled stage adds (docs/method.md)
+    prompt: str | None = None
+    negative_prompt: str | None = None
     # Backend-declared keys as (key, value) pairs: a tuple keeps the spec frozen
     # and hashable; the backend validates the values, the core only carries them.
     extra: tuple[tuple[str, Any], ...] = ()
@@ -125,6 +129,9 @@ class StageSpec:
                 v["fusion"] = None
             elif not isinstance(f, str):
                 raise PlanError(f"{where}.fusion = {f!r}", fix='give a fusion name or "none"')
+        for k in ("prompt", "negative_prompt"):
+            if k in v and v[k] is not None and not isinstance(v[k], str):
+                raise PlanError(f"{where}.{k} = {v[k]!r} must be a string", fix=f'e.g. {where}.{k} = "a red coat"')
         for k in ("fast_mode", "jitter", "dilation"):
             if k in v and not isinstance(v[k], bool):
                 raise PlanError(f"{where}.{k} = {v[k]!r} must be true or false")
@@ -145,6 +152,9 @@ class StageSpec:
         (tuples as lists, so ``from_dict(to_dict())`` round-trips through JSON)."""
         d = asdict(self)
         d.pop("extra")
+        for k in ("prompt", "negative_prompt"):  # left out when unset: plans without them read as before
+            if d[k] is None:
+                d.pop(k)
         if isinstance(d["size"], tuple):
             d["size"] = list(d["size"])
         d.update((k, list(x) if isinstance(x, tuple) else x) for k, x in self.extra)

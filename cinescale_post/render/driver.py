@@ -224,6 +224,22 @@ class RenderDriver(Backend):
                                                            guidance=guidance, image=image)
         return self._cond_cache[key]
 
+    def conditions(self, stages, *, size: tuple[int, int], guidance: float, image: Any = None) -> Any:
+        """The conditioning of ``stages``: the render's prompts, or a
+        ``StageConditions`` where stages give their own (``stages.N.prompt``,
+        ``negative_prompt``); each distinct one computed once."""
+        prompt, negative = self.prompts()
+        base = self.condition(prompt, negative, size=size, guidance=guidance, image=image)
+        own = {s.index: (s.spec.prompt if s.spec.prompt is not None else prompt,
+                         s.spec.negative_prompt if s.spec.negative_prompt is not None else negative)
+               for s in stages if s.spec.prompt is not None or s.spec.negative_prompt is not None}
+        if not own:
+            return base
+        from cinescale_post.cascade.sources import StageConditions
+
+        return StageConditions(base, {i: self.condition(p, n, size=size, guidance=guidance, image=image)
+                                      for i, (p, n) in own.items()})
+
     def run_cascade(self, stages, cond, rng, *, init=None, frames: int | None = None, keep: str = "last",
                     progress: Callable[[float], None] | None = None, group: tuple[int, int] = (1, 0)):
         """The core ladder on the model; each result's ``info`` also gets the
@@ -274,8 +290,7 @@ class RenderDriver(Backend):
                 from cinescale_post.cascade.sources import RandomSources
                 from cinescale_post.cascade.frames import generate_images
 
-                cond = self.condition(plan.prompt or "", plan.negative_prompt or "", size=stages[0].size,
-                                      guidance=guidance)
+                cond = self.conditions(stages, size=stages[0].size, guidance=guidance)
                 rngs = [RandomSources.from_seed(seed_for(n), jitter=opts.jitter, posterior=opts.posterior)
                         for n in numbers]
                 model = self.model
@@ -290,8 +305,7 @@ class RenderDriver(Backend):
                 return every[n - 1::n]
             image = read_rgb(opts.image) if opts.image else None
             self.model.check_task("i2v" if image is not None else "t2v", image)
-            cond = self.condition(plan.prompt or "", plan.negative_prompt or "", size=stages[0].size,
-                                  guidance=guidance, image=image)
+            cond = self.conditions(stages, size=stages[0].size, guidance=guidance, image=image)
             f_lat = (int(opts.num_frames) - 1) // int(self.model.model_info.temporal_factor) + 1
             rng = video_path.video_sources(self, seed_for(numbers[0]), stages, f_lat)
             res = self.run_cascade(stages, cond, rng, frames=f_lat)[-1]

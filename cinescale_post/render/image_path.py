@@ -36,7 +36,7 @@ def render_images(driver, job: WindowJob) -> list:
     frames = [f.rgb for f in job.frames]
     h0, w0 = frames[0].shape[:2]
     guidance = max(s.spec.guidance for s in stages)
-    cond = driver.condition(*driver.prompts(), size=(w0, h0), guidance=guidance)
+    cond = driver.conditions(stages, size=(w0, h0), guidance=guidance)
     shot_key = shot_seed_frame(driver, job)
     cross = opts.cross_frame or any(s.fusion == CROSS_FRAME_FUSION for s in stages)
     from cinescale_post.cascade.noise import policy

@@ -48,7 +48,7 @@ def render_video(driver, job: WindowJob) -> list:
     src_size = (snap(w0, info.size_multiple), snap(h0, info.size_multiple))
     stages = driver.ladder("render", tuple(job.size))
     guidance = max(s.spec.guidance for s in stages)
-    cond = driver.condition(*driver.prompts(), size=src_size, guidance=guidance)
+    cond = driver.conditions(stages, size=src_size, guidance=guidance)
     seed = job.seed_for(job.frames[0].number)
     f_lat = (total - 1) // int(info.temporal_factor) + 1
     px = video_to_pixels(frames, src_size, model.device, torch.float32)
