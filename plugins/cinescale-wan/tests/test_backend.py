@@ -12,7 +12,7 @@ from cinescale_post.render.loading import padded_length
 from cinescale_wan.backend import WanAdapter, latent_frames
 from cinescale_wan.scheduler import make_flow_scheduler, reference_sigmas, shifted
 
-from wan_helpers import TINY_REFINE, clip_frames, driver, frames_of, make_plan, seed_for
+from wan_helpers import TINY_REFINE, TINY_STAGES, clip_frames, driver, frames_of, make_plan, seed_for
 
 
 def _gen(model, **kw):
@@ -249,3 +249,31 @@ def test_crop_fit_drops_rows_evenly():
 def test_smoke_reports_the_variant():
     r = driver().smoke("cpu")
     assert r["ok"] and r["output_shapes"] == [[9, 32, 32, 3], [9, 64, 64, 3]] and r["variant"].startswith("wan2.1")
+
+
+def test_a_stage_prompt_conditions_that_stage_only(tiny_model):
+    """Per-stage prompts (issue 25): the upscaled stage's denoiser calls, and
+    only those, get the conditioning of its own prompt."""
+    stages = (TINY_STAGES[0], {**TINY_STAGES[1], "prompt": "a white owl at dusk"})
+    plan = make_plan(tiny_model, stages=stages)
+    d = driver()
+    d.load(plan)
+    model = d.model
+    made, used = {}, []
+    condition, predict = model.condition, model.predict
+
+    def spy_condition(prompt, negative_prompt="", **kw):
+        cond = condition(prompt, negative_prompt, **kw)
+        made[id(cond)] = prompt
+        return cond
+
+    def spy_predict(x, t, cond, **kw):
+        used.append(made.get(id(cond)))
+        return predict(x, t, cond, **kw)
+
+    model.condition, model.predict = spy_condition, spy_predict  # this test's model only
+    try:
+        d.generate(plan, seed_for)
+    finally:
+        d.unload()
+    assert used == ["a brown owl in the snow"] * 3 + ["a white owl at dusk"] * 2
