@@ -20,10 +20,10 @@ The names below are the kit's public face.
 from cinescale_post.testing.clips import COLOUR_TAGS, make_clip
 from cinescale_post.testing.conformance import (ConformanceError, ConformanceReport, gradient_frames,
                                                 run_backend_conformance)
-from cinescale_post.testing.kit import adapter_driver, fresh_host, make_test_plan, model_driver
+from cinescale_post.testing.kit import adapter_driver, conditioning_spy, fresh_host, make_test_plan, model_driver
 from cinescale_post.testing.pixels import clip_rgb, index_rgb, read_index, sequence_rgb, vfr_pts
 from cinescale_post.testing.sequences import make_sequence
 
 __all__ = ["make_clip", "make_sequence", "clip_rgb", "index_rgb", "read_index", "sequence_rgb", "vfr_pts",
-           "COLOUR_TAGS", "adapter_driver", "model_driver", "ConformanceError", "ConformanceReport", "fresh_host",
+           "COLOUR_TAGS", "adapter_driver", "conditioning_spy", "model_driver", "ConformanceError", "ConformanceReport", "fresh_host",
            "gradient_frames", "make_test_plan", "run_backend_conformance"]

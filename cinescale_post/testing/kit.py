@@ -72,3 +72,35 @@ def adapter_driver(adapter, *, resolve=None):
     from cinescale_post.render.driver import RenderDriver
 
     return RenderDriver(adapter, resolve=resolve or builtin_resolve)
+
+
+class conditioning_spy:
+    """``with conditioning_spy(model) as spy:``, around a render of a loaded
+    :class:`~cinescale_post.api.Model`: ``spy.made`` maps each conditioning the
+    model made to its prompt, ``spy.used`` lists the prompt of every
+    ``predict`` call's conditioning, in order (per-stage prompts: which stage
+    saw which). The model's own methods are back on exit."""
+
+    def __init__(self, model):
+        self.model = model
+        self.made: dict[int, str] = {}
+        self.used: list[str | None] = []
+
+    def __enter__(self):
+        model, condition, predict = self.model, self.model.condition, self.model.predict
+
+        def spy_condition(prompt, negative_prompt="", **kw):
+            cond = condition(prompt, negative_prompt, **kw)
+            self.made[id(cond)] = prompt
+            return cond
+
+        def spy_predict(x, t, cond, **kw):
+            self.used.append(self.made.get(id(cond)))
+            return predict(x, t, cond, **kw)
+
+        model.condition, model.predict = spy_condition, spy_predict
+        return self
+
+    def __exit__(self, *exc):
+        del self.model.condition, self.model.predict  # the instance attributes: the class's methods again
+        return False

@@ -5,25 +5,7 @@ import numpy as np
 import torch
 from sdxl_testutil import TINY_STAGES, driver, make_plan, seed_for
 
-
-def _spied(b, plan):
-    """Load ``b`` for ``plan`` and record, per predict call, the prompt its conditioning came from."""
-    b.load(plan)
-    model = b.model
-    made, used = {}, []
-    condition, predict = model.condition, model.predict
-
-    def spy_condition(prompt, negative_prompt="", **kw):
-        cond = condition(prompt, negative_prompt, **kw)
-        made[id(cond)] = prompt
-        return cond
-
-    def spy_predict(x, t, cond, **kw):
-        used.append(made.get(id(cond)))
-        return predict(x, t, cond, **kw)
-
-    model.condition, model.predict = spy_condition, spy_predict  # instance attributes: this test's model only
-    return made, used
+from cinescale_post.testing import conditioning_spy
 
 
 def test_a_stage_prompt_conditions_that_stage_only(tiny_model):
@@ -31,12 +13,12 @@ def test_a_stage_prompt_conditions_that_stage_only(tiny_model):
     b = driver()
     plan = make_plan(tiny_model, stages=stages)
     assert [s.get("prompt") for s in plan.stages] == [None, "a red coat in the rain"]
-    made, used = _spied(b, plan)
-    with torch.no_grad():
+    b.load(plan)
+    with torch.no_grad(), conditioning_spy(b.model) as spy:
         edited = b.generate(plan, seed_for)[0]
     # stage 0: 3 steps on the render's prompt; stage 1 resumes at step 1: 2 steps on its own
-    assert used == ["a photo of the cat"] * 3 + ["a red coat in the rain"] * 2
-    assert sorted(set(made.values())) == ["a photo of the cat", "a red coat in the rain"]
+    assert spy.used == ["a photo of the cat"] * 3 + ["a red coat in the rain"] * 2
+    assert sorted(set(spy.made.values())) == ["a photo of the cat", "a red coat in the rain"]
     plain = driver()
     plain_plan = make_plan(tiny_model)
     plain.load(plain_plan)
@@ -49,7 +31,7 @@ def test_a_stage_negative_prompt_alone_keeps_the_render_prompt(tiny_model):
     stages = [dict(TINY_STAGES[0]), {**TINY_STAGES[1], "negative_prompt": "blurry, soft"}]
     b = driver()
     plan = make_plan(tiny_model, stages=stages)
-    made, used = _spied(b, plan)
-    with torch.no_grad():
+    b.load(plan)
+    with torch.no_grad(), conditioning_spy(b.model) as spy:
         b.generate(plan, seed_for)
-    assert used[-1] == "a photo of the cat" and len(made) == 2  # the same prompt, another conditioning
+    assert spy.used[-1] == "a photo of the cat" and len(spy.made) == 2  # the same prompt, another conditioning

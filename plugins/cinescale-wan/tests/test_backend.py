@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cinescale_post.api import PlanError, WeightsError, WindowJob, fit_frames
+from cinescale_post.testing import conditioning_spy
 from cinescale_post.render.loading import padded_length
 from cinescale_wan.backend import WanAdapter, latent_frames
 from cinescale_wan.scheduler import make_flow_scheduler, reference_sigmas, shifted
@@ -258,22 +259,9 @@ def test_a_stage_prompt_conditions_that_stage_only(tiny_model):
     plan = make_plan(tiny_model, stages=stages)
     d = driver()
     d.load(plan)
-    model = d.model
-    made, used = {}, []
-    condition, predict = model.condition, model.predict
-
-    def spy_condition(prompt, negative_prompt="", **kw):
-        cond = condition(prompt, negative_prompt, **kw)
-        made[id(cond)] = prompt
-        return cond
-
-    def spy_predict(x, t, cond, **kw):
-        used.append(made.get(id(cond)))
-        return predict(x, t, cond, **kw)
-
-    model.condition, model.predict = spy_condition, spy_predict  # this test's model only
     try:
-        d.generate(plan, seed_for)
+        with conditioning_spy(d.model) as spy:
+            d.generate(plan, seed_for)
     finally:
         d.unload()
-    assert used == ["a brown owl in the snow"] * 3 + ["a white owl at dusk"] * 2
+    assert spy.used == ["a brown owl in the snow"] * 3 + ["a white owl at dusk"] * 2
