@@ -1,6 +1,7 @@
 """Issue 13's proof for the golden entries that issue 12 changed on purpose.
 
-Issue 12 changed two things that reach these pictures: every random draw
+Issue 12 changed two things that reach these pictures (and issue 25 a third,
+FreeU's rule, pinned back to the stage rule here): every random draw
 from its own stream (``cascade.streams``, ``RandomSources.from_seed``) and
 anchoring off in the reference-named ``sdxl-uhd-refine`` preset. Put both
 back as they were (the old ``from_seed``: one CPU generator seeded with the
@@ -57,12 +58,15 @@ def pre_issue12_noise(monkeypatch):
     monkeypatch.setattr(RandomSources, "from_seed", classmethod(from_seed))
 
 
-ANCHOR_ON = ["backend_options.anchor_lowfreq=1.0"]  # the preset's value before issue 12
+# the stage-keyed FreeU of those days (issue 25 made the reference's 1280/640 rule the default; on the
+# tiny SDXL's 64/48 widths it is a no-op)
+FREEU_STAGE = ['backend_options.freeu={rule = "stage"}']
+ANCHOR_ON = ["backend_options.anchor_lowfreq=1.0", *FREEU_STAGE]  # the preset's value before issue 12
 
 
 @pytest.mark.parametrize("name, extra", [
     ("sdxl-refine", ANCHOR_ON),
-    ("sdxl-refine-anchor-off", ["backend_options.anchor_lowfreq=0.0"]),
+    ("sdxl-refine-anchor-off", ["backend_options.anchor_lowfreq=0.0", *FREEU_STAGE]),
     ("sdxl-refine-frame-noise", ANCHOR_ON + ["backend_options.noise=\"frame\""]),
     ("sdxl-refine-flow-crossframe", ANCHOR_ON + ["backend_options.noise=\"flow\"", "backend_options.cross_frame=true",
                                                  "backend_options.key_every=2"]),
@@ -80,7 +84,8 @@ def test_sdxl_chunked_still_and_example_before_issue12(tmp_path, models, media, 
     _same_as_before("sdxl-refine-prores-chunked", tmp_path / "m")
     g._generate(tmp_path / "s" / "still.exr", "sdxl-2k-still",
                 ["dtype=float32", "output.codec=exr", "stages.0.steps=2", "stages.1.steps=2",
-                 "stages.1.restart_step=1", "stages.1.dilate_tau=1"], model=models["sdxl"], size=(128, 128))
+                 "stages.1.restart_step=1", "stages.1.dilate_tau=1", *FREEU_STAGE], model=models["sdxl"],
+                size=(128, 128))
     _same_as_before("sdxl-still", tmp_path / "s")
     g._generate(tmp_path / "es" / "s.exr", "example-sd15-1k-still",
                 ["dtype=float32", "stages.0.steps=2", "stages.1.steps=2", "stages.1.restart_step=1",

@@ -9,13 +9,14 @@ feature ``s`` are concatenated. FreeU changes them first, keyed on the
 * ``h`` from stage 1: ``h[:, :C/2] *= b2`` and ``s = fourier_filter(s, threshold, s2)``;
 * later stages: unchanged.
 
-A decoder stage is a run of consecutive up-blocks with the same output width
-(FreeU's "stage"; the mid block feeds stage 0). On SDXL (up widths 1280, 640,
-320) this is exactly the reference's channel-count rule (1280 -> b1/s1, 640 ->
-b2/s2), so SDXL results are unchanged; on SD 1.5-style layouts whose last two
-widths repeat (1280, 1280, 640, 320) each input still gets one factor, the one
-the reference's rule gives it, where keys taken from ``block_out_channels[-1]``
-and ``[-2]`` (both 1280) would apply b1 *and* b2 to the same inputs.
+Which inputs get a factor: by default the reference's rule, keyed on the
+hidden's channel count (1280 -> b1/s1, 640 -> b2/s2, :data:`REFERENCE_CHANNELS`;
+a no-op on decoders of other widths, as in the reference). With ``channels =
+None`` it keys on the **decoder stage** instead: a run of consecutive up-blocks
+with the same output width (FreeU's "stage"; the mid block feeds stage 0). On
+SDXL (up widths 1280, 640, 320) both rules give the same inputs the same
+factors; the stage rule also fires on decoders of other widths (SD 1.5-style
+layouts whose last two widths repeat, tiny test UNets), one factor per input.
 
 This differs from diffusers' ``enable_freeu`` (keyed on the block index).
 """
@@ -30,21 +31,27 @@ import torch
 from cinescale_post.ops.handles import Handle, torch_hooks
 
 
+#: The reference's rule (FreeScale's ``free_lunch_utils``): b1/s1 where the hidden has 1280
+#: channels, b2/s2 where it has 640, nothing elsewhere.
+REFERENCE_CHANNELS = (1280, 640)
+
+
 @dataclass(frozen=True)
 class FreeUSpec:
     """FreeScale defaults: b1=1.1, b2=1.2, s1=0.6, s2=0.4.
 
-    ``channels``: None (default) keys on the decoder stage (module docstring);
-    a pair of distinct hidden channel counts keys on those instead (the
-    reference's literal 1280/640 rule, for models whose stages cannot be read
-    from ``up_blocks``).
+    ``channels``: the hidden channel counts b1/s1 and b2/s2 apply at
+    (default: the reference's 1280 and 640, so FreeU is a no-op on decoders
+    of other widths, as in the reference); None keys on the decoder stage
+    instead (module docstring: stage 0 and 1 of any width, e.g. SD 1.5-style
+    or tiny test UNets).
     """
 
     b1: float = 1.1
     b2: float = 1.2
     s1: float = 0.6
     s2: float = 0.4
-    channels: tuple[int, int] | None = None
+    channels: tuple[int, int] | None = REFERENCE_CHANNELS
     threshold: int = 1
 
     def __post_init__(self):
@@ -149,4 +156,4 @@ def apply_freeu(unet: Any, spec: FreeUSpec) -> Handle:
     return torch_hooks(hooks, f"FreeU b=({spec.b1},{spec.b2}) s=({spec.s1},{spec.s2}) on {len(hooks)} resnets")
 
 
-__all__ = ["FreeUSpec", "apply_freeu", "fourier_filter", "freeu_pair", "up_block_split", "up_block_stages"]
+__all__ = ["REFERENCE_CHANNELS", "FreeUSpec", "apply_freeu", "fourier_filter", "freeu_pair", "up_block_split", "up_block_stages"]

@@ -140,7 +140,7 @@ def _patches(b: Any, p: Probe) -> list[tuple[str, Callable[[], Any], str]]:
     if points.freeu:
         from cinescale_post.ops.freeu import FreeUSpec, apply_freeu
 
-        fspec = FreeUSpec()
+        fspec = FreeUSpec(channels=None)  # the stage rule fires at any width (the reference's needs 1280/640)
         out.append(("FreeU (keyed on the decoder stage)", lambda: apply_freeu(model, fspec), "output"))
     for kind, where in points.extra:
         if kind == "rope":

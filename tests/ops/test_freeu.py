@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cinescale_post.ops.freeu import FreeUSpec, apply_freeu, fourier_filter, freeu_pair, up_block_split
+from cinescale_post.ops.freeu import FreeUSpec, apply_freeu, fourier_filter, freeu_pair, up_block_split, up_block_stages
 
 
 def _naive_fourier(x, threshold, scale):
@@ -97,7 +97,7 @@ def test_stages_reproduce_the_reference_channel_rule_on_sdxl():
 
 
 def test_stage_keys_equal_channel_keys_on_the_tiny_sdxl(tiny_unet, unet_inputs):
-    with apply_freeu(tiny_unet, FreeUSpec()) as h:
+    with apply_freeu(tiny_unet, FreeUSpec(channels=None)) as h:
         by_stage = tiny_unet(**unet_inputs).sample
         assert "7 resnets" in h.name
     with apply_freeu(tiny_unet, FreeUSpec(channels=(64, 48))):
@@ -127,7 +127,7 @@ def test_repeating_widths_get_one_factor_per_input_through_the_sdxl_backend(repe
     from cinescale_sdxl.backend import SDXLModel
     from cinescale_sdxl.options import FREEU_DEFAULT, SDXLOptions
 
-    b = SDXLModel(repeating_pipe, options=SDXLOptions.from_dict({}))
+    b = SDXLModel(repeating_pipe, options=SDXLOptions.from_dict({"freeu": {"rule": "stage"}}))
     spec = b.freeu()
     unet = b.denoiser
     with apply_freeu(unet, spec):
@@ -139,6 +139,26 @@ def test_repeating_widths_get_one_factor_per_input_through_the_sdxl_backend(repe
     h, s = torch.randn(1, 64, 4, 4, generator=g), torch.randn(1, 32, 4, 4, generator=g)
     h2, _ = freeu_pair(h, s, spec, 0)
     assert torch.allclose(h2[:, :32], h[:, :32] * 1.1)  # b1 alone, not b1 * b2
+
+
+def test_the_default_is_the_references_rule_a_no_op_on_other_widths(tiny_unet, unet_inputs):
+    """Issue 25: FreeScale's FreeU fires only where the hidden has 1280 or 640
+    channels. The default follows it: nothing on the tiny SDXL (64/48), and on
+    the SDXL layout the same inputs and factors as the stage rule."""
+    with torch.no_grad():
+        plain = tiny_unet(**unet_inputs).sample
+        with apply_freeu(tiny_unet, FreeUSpec()) as h:
+            assert "on 0 resnets" in h.name
+            assert torch.equal(tiny_unet(**unet_inputs).sample, plain)
+        with apply_freeu(tiny_unet, FreeUSpec(channels=None)):  # the stage rule, on request
+            assert not torch.equal(tiny_unet(**unet_inputs).sample, plain)
+    with torch.device("meta"):
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel(**SDXL_LAYOUT)
+    for name, (c, stage) in up_block_stages(unet).items():
+        assert FreeUSpec().factors(FreeUSpec().channels.index(c) if c in (1280, 640) else None) == \
+            FreeUSpec(channels=None).factors(stage if stage in (0, 1) else None), name
 
 
 def test_repeating_channel_keys_are_refused():

@@ -109,7 +109,9 @@ class SDXLModel(Model):
             return None
         from cinescale_post.api import FreeUSpec
 
-        return FreeUSpec(**self.options.freeu)
+        opts = dict(self.options.freeu)
+        stage_rule = opts.pop("rule", "reference") == "stage"
+        return FreeUSpec(**opts, **({"channels": None} if stage_rule else {}))
 
     def encode(self, pixels, *, generator=None, sample=True):
         vae = self.pipe.vae

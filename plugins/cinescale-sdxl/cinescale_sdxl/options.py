@@ -19,6 +19,7 @@ SDXL_DILATED_CONVS = (
 SDXL_SELF_ATTENTION = ("*transformer_blocks.*.attn1.processor",)
 TURBO_SAMPLE_SIZE = 64  # stabilityai/sdxl-turbo's unet/config.json: a 512-pixel base
 FREEU_DEFAULT = {"b1": 1.1, "b2": 1.2, "s1": 0.6, "s2": 0.4}
+FREEU_RULES = ("reference", "stage")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class SDXLOptions(AdapterOptions):
     """SDXL's own ``[backend_options]`` (the driver's keys — noise, anchoring,
     cross_frame, detail_mask... — are documented in docs/plugins.md).
 
-    freeu: true (b1=1.1, b2=1.2, s1=0.6, s2=0.4), false, or a table with those keys.
+    freeu: true (b1=1.1, b2=1.2, s1=0.6, s2=0.4), false, or a table with those keys and ``rule``:
+        "reference" (default: at 1280/640 hidden channels, as FreeScale) or "stage" (decoder stages
+        0 and 1 of any width, ``ops.freeu``).
     vae_tiling: tiled VAE encode/decode above the base size (reference: always on).
     vae_fp32: "auto" (fp32 when the VAE config says force_upcast and dtype is fp16), true, false.
     config: diffusers SDXL folder giving the configs for a single .safetensors file.
@@ -52,10 +55,16 @@ class SDXLOptions(AdapterOptions):
         elif f is False or f is None:
             v["freeu"] = None
         elif isinstance(f, dict):
-            bad = sorted(set(f) - set(FREEU_DEFAULT))
-            if bad or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in f.values()):
+            rule = f.get("rule", "reference")
+            nums = {k: x for k, x in f.items() if k != "rule"}
+            bad = sorted(set(nums) - set(FREEU_DEFAULT))
+            if bad or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in nums.values()):
                 raise PlanError(f"backend_options.freeu = {f!r}", fix="use true, false or {b1, b2, s1, s2} numbers")
-            v["freeu"] = {**FREEU_DEFAULT, **{k: float(x) for k, x in f.items()}}
+            if rule not in FREEU_RULES:
+                raise PlanError(f"backend_options.freeu.rule = {rule!r}", fix='use "reference" or "stage"')
+            v["freeu"] = {**FREEU_DEFAULT, **{k: float(x) for k, x in nums.items()}}
+            if rule != "reference":
+                v["freeu"]["rule"] = rule
         else:
             raise PlanError(f"backend_options.freeu = {f!r}", fix="use true, false or a table {b1, b2, s1, s2}")
         if v.get("turbo", "auto") != "auto" and not isinstance(v.get("turbo"), bool):
