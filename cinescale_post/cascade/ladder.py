@@ -84,6 +84,11 @@ def denoisers(model: Any) -> list:
     return list(model.denoisers)
 
 
+def ancestral(scheduler: Any) -> bool:
+    """A scheduler whose steps draw noise (diffusers' ``*AncestralDiscreteScheduler``)."""
+    return "Ancestral" in type(scheduler).__name__
+
+
 def run_stage(model: Any, stage: ResolvedStage, cond: Any, rng: RandomSources, prev: StageResult | None, *,
               upscaler: Any = None, fusion: Any = None, mask: Any = None, frames: int | None = None,
               callback: Callable[[int, int], None] | None = None, group: tuple[int, int] = (1, 0)) -> StageResult:
@@ -97,12 +102,17 @@ def run_stage(model: Any, stage: ResolvedStage, cond: Any, rng: RandomSources, p
     order = int(getattr(sched, "order", 1))
     info: dict[str, Any] = {"size": stage.size, "steps": spec.steps}
     ref = None
+    step_gen = rng.generator_for(stage.index, "step")
     if stage.base or prev is None:
         if not stage.base:
             raise ValueError(f"stage {stage.index} refines a previous result but none was given")
         shape = model.latent_shape(stage.size, frames=frames)
         gen = rng.generator_for(stage.index, "noise")
         noise = rng.base_noise if rng.base_noise is not None else randn(shape, gen, model.device, model.dtype)
+        if ancestral(sched) and rng.base_noise is None:
+            # the reference (FreeScale's turbo pipeline) draws the initial latents and then every
+            # ancestral step's noise from one generator: the steps continue the noise's sequence
+            step_gen = gen
         # Flow-matching schedulers have no init_noise_sigma: they start from pure noise.
         z = noise.to(model.device, model.dtype) * getattr(sched, "init_noise_sigma", 1.0)
         start = 0
@@ -159,7 +169,7 @@ def run_stage(model: Any, stage: ResolvedStage, cond: Any, rng: RandomSources, p
 
             info["dilation"] = stage.dilation
         z = denoise(model, sched, z, cond, start=start, guidance=spec.guidance, ref=ref, cosine_scale=cos,
-                    step_patch=step_patch, generator=rng.generator_for(stage.index, "step"), callback=callback)
+                    step_patch=step_patch, generator=step_gen, callback=callback)
     return StageResult(size=stage.size, latent=z, stage=stage.index, info=info)
 
 

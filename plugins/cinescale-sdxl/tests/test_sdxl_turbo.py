@@ -60,3 +60,36 @@ def test_turbo_presets_resolve_to_the_reference_turbo_ladder(name, sizes, dil):
     # fusion windows keyed to a 512 base: at 1024 the level grid of 64x64 tokens gets 32-token windows
     g = window_geometry((64, 64), (1024, 1024), base=info.base_size[0], base_latent=info.base_size[0] // 8)
     assert g.scale == (2, 2) and g.window == (32, 32) and g.counts == (3, 3)
+
+
+@pytest.mark.parametrize("ancestral", [True, False])
+def test_ancestral_steps_draw_from_the_base_noise_generator_as_the_reference(tiny_model, ancestral):
+    """Issue 25: FreeScale's turbo pipeline draws the initial latents and every
+    ancestral step's noise from one generator. From a seed, stage 0's steps now
+    continue the base noise's generator (its state after the stage is a fresh
+    generator's after 1 + steps draws); a scheduler without step noise leaves
+    it after the one draw."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler
+
+    from cinescale_post.cascade.sources import RandomSources
+    from cinescale_post.cascade.streams import stream_generator
+    from cinescale_post.testing import model_driver
+    from cinescale_sdxl.backend import load_pipeline
+
+    pipe = load_pipeline(tiny_model, torch.float32)
+    kind = EulerAncestralDiscreteScheduler if ancestral else EulerDiscreteScheduler
+    pipe.scheduler = kind.from_config(pipe.scheduler.config)
+    model = sdxl.SDXLModel(pipe, options=sdxl.SDXLOptions.from_dict({"freeu": False}))
+    steps = 3
+    d = model_driver(model, adapter_id="sdxl", stages=[{"size": [64, 64], "steps": steps, "guidance": 1.0}])
+    lad = d.ladder("generate", (64, 64))
+    rng = RandomSources.from_seed(11)
+    with torch.no_grad():
+        cond = d.condition("a cat", "", size=(64, 64), guidance=1.0)
+        d.run_cascade(lad, cond, rng)
+    ref = stream_generator(11, 0, "noise")
+    shape = model.latent_shape((64, 64))
+    for _ in range(1 + (steps if ancestral else 0)):
+        torch.randn(shape, generator=ref)
+    assert torch.equal(rng.generator_for(0, "noise").get_state(), ref.get_state())
