@@ -7,7 +7,9 @@ for inverse telecine), rate, pts and start timecode (the same running time at
 the new rate, ``media.timecode.timecode_at_rate``); ``fields`` records what
 was done and a note says it in words. Output frame ``j`` is computed from the
 source frames its filter looks at (``FieldPlan.needs``), decoded once and kept
-while the next group needs them, so every chunking renders the same frames.
+while the next group needs them, so every chunking renders the same frames;
+deinterlacing read forward keeps one live graph (each coded frame filtered
+once), inverse telecine a fresh graph per 5-frame cycle.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from cinescale_post.contracts.errors import InputError
 from cinescale_post.contracts.media import Frame, Reader, SourceInfo
 from cinescale_post.media.alpha import frame_alpha
-from cinescale_post.media.fields import CADENCE_SAMPLE, FieldPlan, decide, frame_field_order, run_chain
+from cinescale_post.media.fields import CADENCE_SAMPLE, Chain, FieldPlan, decide, frame_field_order, run_chain
 from cinescale_post.media.movie_reader import BadFrame, MovieReader, checked_indices
 from cinescale_post.media.timecode import timecode_at_rate
 
@@ -90,6 +92,11 @@ class FieldReader(Reader):
         self._group: tuple[int, list] | None = None  # (group, its output av frames)
         self._subs: dict[int, str] = {}
         self._held: set[int] = set()
+        # deinterlacing, read forward: one live graph, outputs handed out as they come (``_stream``)
+        self._live: Chain | None = None
+        self._fed = self._out_at = 0  # next coded frame to feed; coded frame of the next outputs
+        self._queue: list = []  # outputs not yet given to a coded frame
+        self._done: dict[int, list] = {}  # coded frame -> its outputs
 
     def substitutions(self) -> dict[int, str]:
         return dict(self._subs)
@@ -103,7 +110,9 @@ class FieldReader(Reader):
 
     def _output(self, index: int):
         group, pos = self.plan.group(index)
-        if self._group is None or self._group[0] != group:
+        if self.plan.kind == "deinterlace":
+            self._group = (group, self._stream(group))
+        elif self._group is None or self._group[0] != group:
             coded, skip, keep = self.plan.needs(index, self._n)
             self._cache = {i: f for i, f in self._cache.items() if i >= coded.start}
             frames = [self._coded(i, group) for i in coded]
@@ -117,6 +126,35 @@ class FieldReader(Reader):
         if group in self._held:
             self._subs[self.info.first_frame + index] = "hold (a damaged coded frame fed as its neighbour)"
         return outs[pos]
+
+    def _stream(self, i: int) -> list:
+        """The outputs of coded frame ``i`` from a live deinterlacing graph: read
+        forward, each coded frame is fed once (what ``ffmpeg -vf bwdif`` does);
+        elsewhere a new graph starts at frame ``i - 1``, which gives frame ``i``
+        exactly what a graph from the start gives (the filter reads i-1, i, i+1)."""
+        if i in self._done:
+            return self._done[i]
+        if self._live is None or not self._out_at <= i <= self._fed + 1:
+            lo = max(0, i - 1)
+            self._live = Chain(self.plan.chain(), self._coded(lo, lo), self.movie.table.time_base,
+                               self.plan.coded_rate(self.info.rate))
+            self._fed, self._out_at, self._queue, self._done = lo, lo, [], {}
+        k = 2 if self.plan.per_field else 1
+        while self._out_at <= i:
+            if len(self._queue) >= k:
+                self._done[self._out_at], self._queue = self._queue[:k], self._queue[k:]
+                self._out_at += 1
+            elif self._fed < self._n:
+                self._queue += self._live.push(self._coded(self._fed, self._fed))
+                self._fed += 1
+            elif self._fed == self._n:
+                self._queue += self._live.push(None)  # the end: the last frames come out
+                self._fed += 1
+            else:
+                break  # fewer outputs than coded frames: _output says so
+        self._done = {j: v for j, v in self._done.items() if j >= i - 1}
+        self._cache = {j: f for j, f in self._cache.items() if j >= self._fed - 2}
+        return self._done.get(i, [])
 
     def _coded(self, i: int, group: int):
         if i not in self._cache:

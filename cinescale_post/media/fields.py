@@ -159,41 +159,45 @@ def repeated_share(frames: Sequence[av.VideoFrame], time_base: Fraction) -> floa
     return hits / max(1, len(out))
 
 
-def run_chain(chain: str, frames: Sequence[av.VideoFrame], time_base: Fraction,
-              rate: Fraction | None) -> list[av.VideoFrame]:
-    """``frames`` through a fresh FFmpeg filter graph ``chain`` (``a=x,b=y``),
-    flushed: every output frame, in order."""
-    g = av.filter.Graph()
-    f0 = frames[0]
-    # the pixel aspect is the reader's business (SourceInfo): these filters do not use it
-    args = f"video_size={f0.width}x{f0.height}:pix_fmt={f0.format.name}:time_base={time_base}:pixel_aspect=1/1"
-    if rate:
-        args += f":frame_rate={Fraction(rate)}"
-    node = g.add("buffer", args)
-    for part in chain.split(","):
-        name, _, opts = part.partition("=")
-        nxt = g.add(name, opts or None)
-        node.link_to(nxt)
-        node = nxt
-    sink = g.add("buffersink")
-    node.link_to(sink)
-    g.configure()
-    out: list[av.VideoFrame] = []
+class Chain:
+    """A live FFmpeg filter graph ``chain`` (``a=x,b=y``) fed frames like
+    ``first`` (size, format) in ``time_base``: ``push`` returns what comes out."""
 
-    def drain():
+    def __init__(self, chain: str, first: av.VideoFrame, time_base: Fraction, rate: Fraction | None):
+        self.graph = g = av.filter.Graph()
+        # the pixel aspect is the reader's business (SourceInfo): these filters do not use it
+        args = (f"video_size={first.width}x{first.height}:pix_fmt={first.format.name}:time_base={time_base}"
+                ":pixel_aspect=1/1")
+        if rate:
+            args += f":frame_rate={Fraction(rate)}"
+        node = g.add("buffer", args)
+        for part in chain.split(","):
+            name, _, opts = part.partition("=")
+            nxt = g.add(name, opts or None)
+            node.link_to(nxt)
+            node = nxt
+        sink = g.add("buffersink")
+        node.link_to(sink)
+        g.configure()
+
+    def push(self, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
+        """Feed ``frame`` (None: the end, flushing the filters); the frames out."""
+        self.graph.push(frame)
+        out = []
         while True:
             try:
-                out.append(g.pull())
+                out.append(self.graph.pull())
             except (av.BlockingIOError, av.EOFError):
-                return
-
-    for f in frames:
-        g.push(f)
-        drain()
-    g.push(None)
-    drain()
-    return out
+                return out
 
 
-__all__ = ["DEINTERLACE", "FIELD_RATES", "FieldPlan", "IVTC", "ORDER_WORDS", "decide", "frame_field_order",
+def run_chain(chain: str, frames: Sequence[av.VideoFrame], time_base: Fraction,
+              rate: Fraction | None) -> list[av.VideoFrame]:
+    """``frames`` through a fresh filter graph ``chain``, flushed: every output frame, in order."""
+    c = Chain(chain, frames[0], time_base, rate)
+    out = [o for f in frames for o in c.push(f)]
+    return out + c.push(None)
+
+
+__all__ = ["Chain", "DEINTERLACE", "FIELD_RATES", "FieldPlan", "IVTC", "ORDER_WORDS", "decide", "frame_field_order",
            "repeated_share", "run_chain"]
