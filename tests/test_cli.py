@@ -157,3 +157,24 @@ def test_doctor_smoke_runs_every_installed_backend():
     assert "not pictures" in r.stdout
     assert r.returncode == 0, r.stdout + r.stderr
     assert "result: OK" in r.stdout
+
+
+@pytest.mark.parametrize("when", ["planning", "rendering"])
+def test_an_error_prints_once_in_bar_mode(tmp_path, clip, when):
+    """Issue 26 item 3: the bar sink no longer echoes the error the CLI prints
+    (with its fix and exit code) right after."""
+    from tests.media import realworld as rw
+
+    if when == "planning":
+        src = tmp_path / "missing.mov"
+    else:  # a frame the decoder rejects, met during the render (--on-bad-frame error)
+        good = rw.lavfi_clip(tmp_path / "good.avi", rate="25", seconds=1,
+                             vcodec=["-c:v", "mpeg4", "-bf", "0", "-g", "5"], acodec=None)
+        src = tmp_path / "bad.avi"
+        rw.corrupt_after_vop_header(good, src, 12)
+    r = run_cli(["render", str(src), "-o", str(tmp_path / "o" / "f.####.exr"), "--preset", "uhd-exr-draft",
+                 "--set", "output.width=64", "--set", "output.height=48", "--progress", "bar"],
+                env={**os.environ, "CINESCALE_LOAD_PLUGINS": ""})
+    assert r.returncode in (3, 4), r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:") or "\rerror:" in line]
+    assert len(errors) == 1, r.stderr

@@ -139,13 +139,14 @@ class BarSink(Sink):
                             dynamic_ncols=True, desc=str(label)[-40:])
         elif event == "frame" and self.bar is not None:
             self.bar.update(1)
-        elif event in ("warning", "error"):
-            msg = f"{event}: {fields['message']}"
+        elif event == "warning":
+            msg = f"warning: {fields['message']}"
             if self.bar is not None:
                 self.bar.write(msg, file=self.stream)
             else:
                 self.stream.write(msg + "\n")
-        elif event == "finished":
+        elif event in ("error", "finished"):
+            # an error is raised after its event: the CLI prints it once, with its fix and exit code
             self.close()
 
     def close(self):
