@@ -36,7 +36,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from cinescale_post.orchestrator.resume import assembled_ok, finished_frames
+from cinescale_post.orchestrator.resume import START_CLAIM, assembled_ok, finished_frames
 from cinescale_post.orchestrator.manifest import JOURNAL_KEY, Manifest, atomic_write_text, journal_writer, pid_alive
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,8 @@ def _tidy(manifest: Manifest, res: FoldResult) -> FoldResult:
     if not res.kept and seams.is_dir():
         for p in seams.glob("w*-f*.npy"):
             p.unlink(missing_ok=True)
+    # the start claim served the tasks that began together; any task starting now finds the manifest
+    (manifest.work / START_CLAIM).unlink(missing_ok=True)
     for folder in (seams, manifest.work / "chunks", manifest.work):
         try:
             folder.rmdir()

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from cinescale_post.orchestrator.backend_calls import load_backend, open_reader, plugin_versions, record_substitutions
 from cinescale_post.orchestrator.chunk_task import render_chunk_task
 from cinescale_post.orchestrator.render_loop import ChunkRender
-from cinescale_post.orchestrator.resume import assembled_ok, check_existing, finished_frames, remove_chunks, weights_identity
+from cinescale_post.orchestrator.resume import (assembled_ok, await_header, check_existing, claim_start, finished_frames,
+                                                remove_chunks, weights_identity)
 from cinescale_post.contracts.errors import CinescaleError
 from cinescale_post.media.sequence import compress_ranges
 import cinescale_post.orchestrator.memory_freeze as frozen_memory
@@ -91,9 +92,12 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
     ident = input_identity(plan.source)
     existing = check_existing(manifest, plan, ident, overwrite)
     if existing is None and main:
-        manifest.clear()
-        remove_chunks(manifest)
-        clear_seams(manifest)
+        if claim_start(manifest, plan, overwrite):  # this task starts the render: clear an older one's work
+            manifest.clear()
+            remove_chunks(manifest)
+            clear_seams(manifest)
+        else:  # another task of this render started it a moment ago: its work is kept
+            existing = await_header(manifest, plan, ident)
     weights = weights_identity(backend.weight_files(plan), (existing or {}).get("weights"))
     written = spelling.manifest_fields(getattr(sink, "spelling", None))
     if existing is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from cinescale_post.contracts.errors import OutputError
-from cinescale_post.orchestrator.manifest import Manifest, file_sha1
+from cinescale_post.orchestrator.manifest import Manifest, file_sha1, pid_alive
 
 
 def weights_identity(files: list[str], previous: dict | None) -> dict:
@@ -45,6 +45,64 @@ def check_existing(manifest: Manifest, plan, ident: dict, overwrite: bool) -> di
     raise OutputError(f"{plan.output.path} holds frames of another render ({'; '.join(reasons)}; "
                       f"manifest {manifest.path})",
                       fix="add --overwrite to replace them, or choose another output path")
+
+
+START_CLAIM = "render.claim"
+#: how long a task that lost the start waits for the winner's manifest header
+START_WAIT_S = 60.0
+
+
+def claim_start(manifest: Manifest, plan, overwrite: bool) -> bool:
+    """Whether this task starts the render (and may clear what an older one left):
+    the first task of a render to publish its claim does; the others adopt its
+    manifest (:func:`await_header`), as the frozen memory plan is claimed. A
+    claim of another plan (a render whose manifest is gone) is stale: replaced."""
+    import json
+
+    from cinescale_post.orchestrator.memory_freeze import publish_once
+
+    import socket
+
+    path = manifest.work / START_CLAIM
+    mine = {"digest": plan.digest(), "pid": os.getpid(), "host": socket.gethostname()}
+    if publish_once(path, mine, replace=overwrite):
+        return True
+    try:
+        theirs = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        theirs = {}
+    if theirs.get("digest") != mine["digest"]:
+        return publish_once(path, mine, replace=True)
+    return False
+
+
+def _claimer_gone(manifest: Manifest) -> bool:
+    """The process that claimed the start ran on this host and is no longer running."""
+    import json
+    import socket
+
+    try:
+        theirs = json.loads((manifest.work / START_CLAIM).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return theirs.get("host") == socket.gethostname() and not pid_alive(int(theirs.get("pid") or 0))
+
+
+def await_header(manifest: Manifest, plan, ident: dict) -> dict | None:
+    """The manifest the task that claimed the start writes, once it is there
+    (checked like any existing one), or None when that task ended without
+    writing it (on this host), or after :data:`START_WAIT_S`: then this one
+    writes it, clearing nothing."""
+    import time
+
+    deadline = time.monotonic() + START_WAIT_S
+    while time.monotonic() < deadline:
+        if manifest.read() is not None:
+            return check_existing(manifest, plan, ident, False)
+        if _claimer_gone(manifest):  # it ended without a header: nothing to wait for
+            return None
+        time.sleep(0.05)
+    return None
 
 
 def finished_frames(manifest: Manifest, source, *, full: bool = False) -> set[int]:
