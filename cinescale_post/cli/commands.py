@@ -16,7 +16,7 @@ import sys
 import click
 
 from cinescale_post import __version__
-from cinescale_post.cli.context import PROGRESS_MODES, command_host as _host
+from cinescale_post.cli.context import PROGRESS_MODES, command_host as _host, model_argument
 from cinescale_post.contracts.errors import EXIT_CODES, CinescaleError
 
 log = logging.getLogger("cinescale_post")
@@ -192,7 +192,8 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
     with _reported(sink), _free_memory_of(card):
         plan = plan_mod.build(preset, host=host, input=input, output=output, overrides=overrides,
                               first_frame=first_frame, frames=frames, start=start, end=end, handles=handles,
-                              model=model, seed=seed, device=device or ("cuda" if card else None), prompt=prompt,
+                              model=model_argument(model, dry_run), seed=seed,
+                              device=device or ("cuda" if card else None), prompt=prompt,
                               audio=audio,
                               on_bad_frame=on_bad_frame, missing=missing)
         job = plan_mod.select_frames(plan.source, frames=job_frames, start=None, end=None)[0] if job_frames else None
@@ -237,7 +238,8 @@ def generate(ctx, prompt, size, output, preset, overrides, model, seed, device, 
     ctx.obj["sink"] = sink
     card = _planning_card(gpu, dry_run, as_json, simulate)
     with _reported(sink), _free_memory_of(card):
-        plan = plan_mod.build(preset, host=host, output=output, overrides=overrides, model=model, seed=seed,
+        plan = plan_mod.build(preset, host=host, output=output, overrides=overrides,
+                              model=model_argument(model, dry_run), seed=seed,
                               device=device or ("cuda" if card else None), prompt=prompt, mode="generate", size=wh)
     if dry_run:
         _dry_run(plan, host, card, as_json, simulate)

@@ -18,4 +18,32 @@ def command_host(ctx: click.Context):
     return obj["host"]
 
 
-__all__ = ["PROGRESS_MODES", "command_host"]
+def model_argument(model: str | None, dry_run: bool) -> str | None:
+    """``--model``: a weights path as given, or a known architecture name
+    (``sdxl-base``, ``sdxl-turbo``, ``wan2.1-t2v-1.3b``, ``wan2.1-t2v-14b``) that
+    answers ``--dry-run``/``--simulate`` from the published configs, with no
+    weights on disk ("will it fit" before the download)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if not model or Path(model).expanduser().exists():
+        return model
+    from cinescale_post.simulate.configs import ARCHITECTURES, write_config_folder
+
+    if model not in ARCHITECTURES:
+        return model  # the plan says it does not exist
+    from cinescale_post.contracts.errors import UsageError
+
+    if not dry_run:
+        raise UsageError(f"--model {model} is an architecture name: it answers --dry-run (and --simulate) from "
+                         "the published configs, but a render needs weights",
+                         fix="give --model a local diffusers folder or .safetensors file, or add --dry-run")
+    folder = Path(tempfile.gettempdir()) / f"cinescale-configs-{os.getuid()}" / model
+    if not (folder / "model_index.json").is_file():
+        write_config_folder(model, folder)
+    click.echo(f"note: planning from the published configs of {model} (no weights)", err=True)
+    return str(folder)
+
+
+__all__ = ["PROGRESS_MODES", "command_host", "model_argument"]

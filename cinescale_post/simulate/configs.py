@@ -92,6 +92,15 @@ ARCHITECTURES: dict[str, dict[str, tuple[str, str, dict]]] = {
         "text_encoder_2": ("transformers", "CLIPTextModelWithProjection", SDXL_TEXT_ENCODER_2),
         "scheduler": ("diffusers", "EulerDiscreteScheduler", SDXL_SCHEDULER),
     },
+    # stabilityai/sdxl-turbo: the SDXL UNet trained at 512 (sample_size 64), its own ancestral scheduler
+    "sdxl-turbo": {
+        "unet": ("diffusers", "UNet2DConditionModel", {**SDXL_UNET, "sample_size": 64}),
+        "vae": ("diffusers", "AutoencoderKL", SDXL_VAE),
+        "text_encoder": ("transformers", "CLIPTextModel", SDXL_TEXT_ENCODER),
+        "text_encoder_2": ("transformers", "CLIPTextModelWithProjection", SDXL_TEXT_ENCODER_2),
+        "scheduler": ("diffusers", "EulerAncestralDiscreteScheduler",
+                      {**SDXL_SCHEDULER, "timestep_spacing": "trailing", "steps_offset": 0}),
+    },
     "wan2.1-t2v-1.3b": {
         "transformer": ("diffusers", "WanTransformer3DModel", WAN_TRANSFORMER_1_3B),
         "vae": ("diffusers", "AutoencoderKLWan", WAN_VAE),
@@ -106,7 +115,8 @@ ARCHITECTURES: dict[str, dict[str, tuple[str, str, dict]]] = {
     },
 }
 
-PIPELINES = {"sdxl-base": "StableDiffusionXLPipeline", "wan2.1-t2v-1.3b": "WanPipeline",
+PIPELINES = {"sdxl-base": "StableDiffusionXLPipeline", "sdxl-turbo": "StableDiffusionXLPipeline",
+             "wan2.1-t2v-1.3b": "WanPipeline",
              "wan2.1-t2v-14b": "WanPipeline"}
 
 #: published parameter counts, for a check of the built models (millions)

@@ -51,3 +51,17 @@ def test_gpu_needs_dry_run_and_a_known_card(tmp_path, sdxl_configs):
     assert r.returncode == 2 and "--dry-run" in r.stderr
     r = run_cli(_args(sdxl_configs, tmp_path / "s.####.exr", "--gpu", "tpu9"))
     assert r.returncode == 2 and "h100" in r.stderr
+
+
+def test_an_architecture_name_answers_will_it_fit_before_the_download(tmp_path):
+    """Issue 26 item 6: `--model wan2.1-t2v-1.3b` plans from the published
+    configs (no weights on disk) for --dry-run; a render is refused with the fix."""
+    out = tmp_path / "owl.mov"
+    args = ["generate", "--prompt", "an owl", "--preset", "wan-2k-t2v", "--model", "wan2.1-t2v-1.3b", "-o", str(out)]
+    r = run_cli([*args, "--dry-run", "--gpu", "40", "--json"])
+    assert r.returncode == 0, r.stderr
+    assert "published configs of wan2.1-t2v-1.3b" in r.stderr
+    est = json.loads(r.stdout)["estimate"]
+    assert est["available"] and est["fits"] is True and est["peak_gib"] > 10
+    refused = run_cli(args)
+    assert refused.returncode == 2 and "--dry-run" in refused.stderr and not out.exists()
