@@ -122,7 +122,8 @@ def _plan_options(f=None, *, generate: bool = False):
         preset,
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a preset key, e.g. --set output.codec=prores_4444 --set stages.1.steps=30."),
-        click.option("--model", help="Local weights: a diffusers folder or a .safetensors file."),
+        click.option("--model", help="Local weights: a diffusers folder or a .safetensors file; with --dry-run also "
+                                     "sdxl-base, sdxl-turbo, wan2.1-t2v-1.3b or wan2.1-t2v-14b (published configs)."),
         click.option("--seed", type=int, help="Seed (per-frame seeds derive from it and the frame number)."),
         click.option("--device", help="cpu, cuda, cuda:1 ... (default: the preset's, 'auto').", default=None),
         click.option("--dry-run", is_flag=True, help="Print the resolved plan as JSON and exit 0 (per-stage memory "
