@@ -39,7 +39,8 @@ def model_argument(model: str | None, dry_run: bool) -> str | None:
         raise UsageError(f"--model {model} is an architecture name: it answers --dry-run (and --simulate) from "
                          "the published configs, but a render needs weights",
                          fix="give --model a local diffusers folder or .safetensors file, or add --dry-run")
-    folder = Path(tempfile.gettempdir()) / f"cinescale-configs-{getattr(os, "getuid", lambda: 0)()}" / model
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    folder = Path(tempfile.gettempdir()) / f"cinescale-configs-{uid}" / model
     if not (folder / "model_index.json").is_file():
         write_config_folder(model, folder)
     click.echo(f"note: planning from the published configs of {model} (no weights)", err=True)
