@@ -28,6 +28,7 @@ from pathlib import Path
 from cinescale_post.contracts.errors import InputError
 from cinescale_post.editorial.cut import read_cut, write_cut
 from cinescale_post.editorial.shots import Shot, clip_uses, media_finder, merge, missing_error
+from cinescale_post.media.timecode import timecode_frames
 from cinescale_post.orchestrator.progress import NullSink, Sink
 
 
@@ -47,14 +48,14 @@ def conform(cut, out_dir, *, preset: str, host, handles: int = 0, search_paths=(
     if not uses:
         raise InputError(f"{cut}: the cut has no video clips with media", fix="export the timeline with its clips")
     sources = {u.media: probe_mod.probe(u.media, host=host) for u in uses}
-    outside = [u for u in uses if u.shown_last < _media_span(sources[u.media])[0]
-               or u.shown_first > _media_span(sources[u.media])[1]]
+    spans = {m: _media_span(s) for m, s in sources.items()}
+    outside = [u for u in uses if u.shown_last < spans[u.media][0] or u.shown_first > spans[u.media][1]]
     if outside:
         listed = "\n  ".join(f"clip {u.clip!r}: source frames {u.shown_first}-{u.shown_last}, the media has "
-                             "{}-{}".format(*_media_span(sources[u.media])) + f" ({u.media})" for u in outside)
+                             f"{spans[u.media][0]}-{spans[u.media][1]} ({u.media})" for u in outside)
         raise InputError(f"{len(outside)} clip(s) use frames their media does not have:\n  {listed}",
                          fix="relink them to the right media in the editor (source timecode must match)")
-    shots = merge(uses, lambda media: _media_span(sources[media]))
+    shots = merge(uses, spans.__getitem__)
     out_dir = Path(out_dir)
     planned = [(shot, *_plan(shot, sources[shot.media], out_dir, preset=preset, host=host, overrides=overrides,
                              model=model, seed=seed, device=device)) for shot in shots]
@@ -86,7 +87,7 @@ def conform(cut, out_dir, *, preset: str, host, handles: int = 0, search_paths=(
         written.append(write_cut(relinked, out_dir / f"{stem}.conformed.otio"))
     report["timelines"] = written
     for row in report["shots"]:
-        row["render"] = renders[row["shot"]]
+        row["rendered"] = renders[row["shot"]]
     _write_json(out_dir / f"{stem}.conform.json", report)  # the conform's manifest: its shots and their cuts
     sink.emit("finished", status="finished", done=total, total=total, seconds=round(time.monotonic() - t0, 2),
               outputs=[renders[s.name] for s in shots] + written)
@@ -103,12 +104,6 @@ def _media_span(source) -> tuple[int, int]:
     """(first, last) media frames of ``source``: its timecode, else 0, on."""
     start = timecode_frames(source.timecode, source.rate) if source.timecode else 0
     return start, start + source.frame_count - 1
-
-
-def timecode_frames(tc: str, rate: Fraction) -> int:
-    from opentimelineio import opentime
-
-    return int(round(opentime.from_timecode(tc.replace(".", ";"), float(rate)).value))
 
 
 def _plate(shot_frame: int, source) -> int:
@@ -231,4 +226,4 @@ class ShotSink(Sink):
         self.inner.emit(event, shot=self.shot, **fields)
 
 
-__all__ = ["ShotSink", "conform", "relink", "timecode_frames"]
+__all__ = ["ShotSink", "conform", "relink"]

@@ -8,7 +8,8 @@ source frames its filter looks at, which gives what one run over the whole
 clip gives (measured: identical planes to ``ffmpeg -vf bwdif`` and ``-vf
 fieldmatch,decimate``):
 
-* ``bwdif``/``yadif``: source frame i from frames i-1, i, i+1;
+* ``bwdif``/``yadif``: source frame i from frames i-1, i, i+1 (read forward,
+  one live graph gives the same: ``field_reader``);
 * ``fieldmatch,decimate``: the 4 output frames of cycle c (source frames
   5c..5c+4) from source frames 5c-5 .. 5c+5; a last cycle of r < 5 frames
   gives r frames (FFmpeg's count: 4 * (N // 5) + N % 5).
@@ -80,16 +81,12 @@ class FieldPlan:
     # --------------------------------------------------------------- windows
 
     def needs(self, out_index: int, n_source: int) -> tuple[range, int, int]:
-        """(source frames to push, outputs to skip, outputs to keep) for output
-        frame ``out_index``'s group: a source frame (deinterlace) or a cycle (ivtc)."""
-        if self.kind == "ivtc":
-            c = out_index // 4
-            lo, hi = max(0, 5 * c - 5), min(n_source, 5 * c + 6)
-            return range(lo, hi), 4 if c else 0, min(4, n_source - 5 * c)
-        k = 2 if self.per_field else 1
-        i = out_index // k
-        lo = max(0, i - 1)
-        return range(lo, min(n_source, i + 2)), (i - lo) * k, k
+        """Inverse telecine: (coded frames to push, outputs to skip, outputs to keep)
+        for output frame ``out_index``'s 5-frame cycle (deinterlacing streams
+        instead: ``field_reader.FieldReader._stream``)."""
+        c = out_index // 4
+        lo, hi = max(0, 5 * c - 5), min(n_source, 5 * c + 6)
+        return range(lo, hi), 4 if c else 0, min(4, n_source - 5 * c)
 
     def group(self, out_index: int) -> tuple[int, int]:
         """(group, position in it) of an output frame."""

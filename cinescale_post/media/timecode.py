@@ -36,6 +36,18 @@ def offset_timecode(tc: str, rate: Fraction, frames: int) -> str | None:
         return None
 
 
+def timecode_frames(tc: str, rate: Fraction) -> int:
+    """Frames from 00:00:00:00 to ``tc`` at ``rate`` (drop-frame aware), as OTIO's
+    ``from_timecode`` counts them: the media time of a timecoded source's first frame.
+
+    >>> timecode_frames("01:00:00:00", Fraction(24))
+    86400
+    """
+    from opentimelineio import opentime
+
+    return int(round(opentime.from_timecode(tc.replace(".", ";"), float(rate)).value))
+
+
 def timecode_at_rate(tc: str, rate: Fraction, new_rate: Fraction) -> str | None:
     """``tc`` at ``rate`` as the timecode of the same running time at
     ``new_rate`` (deinterlacing to fields, inverse telecine); drop-frame where

@@ -254,6 +254,14 @@ def test_edit_points_of_a_flattened_reel_are_cuts_no_window_crosses(host, tmp_pa
     report = conform(cut, tmp_path / "out", preset=str(preset), host=host)
     (shot,) = report["shots"]
     assert shot["clips"] == ["sh010", "sh020"] and shot["cuts"] == [1011]
+    # the shot's farm render job carries the cut: a plan built from its arguments has it
+    import cinescale_post.pipeline.plan as plan_mod
+
+    job, args = shot["render"], shot["render"]["args"]
+    sets = tuple(args[i + 1] for i, a in enumerate(args) if a == "--set")
+    farm_plan = plan_mod.build(args[args.index("--preset") + 1], host=host, input=job["input"],
+                               output=str(tmp_path / "farm" / "f.####.exr"), overrides=sets, frames=job["frames"])
+    assert farm_plan.window.cuts == (1011,)
     for p in sorted((tmp_path / "out" / shot["shot"]).glob("*.exr")):
         n = int(p.name.split(".")[-2])
         with OpenEXR.File(str(p)) as f:
