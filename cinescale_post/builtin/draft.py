@@ -66,6 +66,10 @@ class DraftBackend(Backend):
     def load(self, plan) -> None:
         self._upscaler = self._upscaler_named(plan.backend_options["upscaler"])
 
+    def switch(self, plan) -> bool:
+        self.load(plan)  # no weights: picking the upscaler again is the whole load
+        return True
+
     def render(self, job: WindowJob) -> list[np.ndarray]:
         from cinescale_post.builtin.upscalers import CV2Upscaler
 

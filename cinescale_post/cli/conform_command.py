@@ -36,7 +36,8 @@ def _rate(text: str | None) -> Fraction | None:
 @click.option("--seed", type=int, help="Seed (a clip's settings may name its own).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the preset's).")
 @click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]),
-              help="local: one process; ray: each shot's chunks on a Ray cluster, one model load per worker.")
+              help="local: the shots one after another in this process; ray: the shots in parallel on a Ray "
+                   "cluster (RAY_ADDRESS, else a local one), each worker loading the model once.")
 @click.option("--dry-run", is_flag=True, help="List per shot the frames, merged range, cuts and estimate (JSON); "
                                               "render nothing.")
 @click.option("--gpu", metavar="CARD", help="With --dry-run: estimate for h100, h200, a100, a800, 4090 or GiB.")

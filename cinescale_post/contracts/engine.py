@@ -130,7 +130,8 @@ class Backend(abc.ABC):
     Registration must be cheap (no weights): class attributes describe it.
     Lifecycle for one render: ``validate`` (inside ``plan.build``, the one
     place of validation) -> ``load(plan)`` once -> ``render(job)`` per window
-    (or ``generate``) -> ``unload()``. Every method the core calls is declared
+    (or ``generate``) -> ``unload()``; a worker serving several renders asks
+    ``switch(next_plan)`` before loading again. Every method the core calls is declared
     here with its default; the core never probes for optional methods.
     """
 
@@ -180,6 +181,16 @@ class Backend(abc.ABC):
     def apply_memory_choice(self, choice: Mapping[str, Any]) -> str | None:
         """Adopt ``plan.memory["choice"]`` after ``load``; describe what changed."""
         return None
+
+    def switch(self, plan: Any) -> bool:
+        """Serve another render's ``plan`` with what is already loaded (a Ray
+        worker rendering the chunks of several shots keeps one model).
+
+        True: this engine now renders ``plan`` exactly as it would after
+        ``load(plan)`` and ``apply_memory_choice(plan.memory["choice"])``, so
+        pixels do not depend on which shot a worker rendered before. False
+        (default): the caller unloads it and loads a fresh engine."""
+        return False
 
     @abc.abstractmethod
     def render(self, job: WindowJob) -> list[np.ndarray]:

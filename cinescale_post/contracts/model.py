@@ -219,6 +219,13 @@ class ModelPlan:
     prompt: str = ""
     negative_prompt: str = ""
 
+    def weights_key(self) -> tuple:
+        """(model, device, dtype, options): the :meth:`ModelAdapter.load_key`
+        of an adapter whose ``load`` reads nothing else."""
+        import json
+
+        return (self.model, self.device, self.dtype, json.dumps(self.options.to_dict(), sort_keys=True, default=str))
+
 
 class Model(abc.ABC):
     """A loaded model: the object :meth:`ModelAdapter.load` returns, holding
@@ -380,6 +387,14 @@ class ModelAdapter(abc.ABC):
     @abc.abstractmethod
     def load(self, plan: ModelPlan) -> Model:
         """Load weights for ``plan.device``/``plan.dtype`` and return a new Model."""
+
+    def load_key(self, plan: ModelPlan) -> Any:
+        """What ``load`` reads from ``plan``, as a hashable value: two plans
+        with equal keys get the same Model, so a worker rendering several
+        shots loads it once (``RenderDriver.switch``). None (default): never
+        shared, every render loads its own. An adapter whose ``load`` reads
+        only the weights, device, dtype and its options returns those."""
+        return None
 
     def tiny_model(self, device: str = "cpu") -> dict | None:
         """For the driver's smoke test: ``{"model": a tiny random-weight Model

@@ -7,10 +7,11 @@
    per source and per-shot settings (``editorial.shots``); each merged range
    is one render, with the timeline's edit points inside it as window cuts.
 3. Every shot is planned before the first renders (a bad preset or setting
-   stops the conform with nothing rendered), then rendered in turn through
-   the usual orchestrator (resume: a second run renders only what is
-   missing), movies assembled per shot with the source's timecode at the
-   shot's first frame.
+   stops the conform with nothing rendered), then rendered through the usual
+   orchestrator (``render_many``: in turn, or with ``--executor ray`` in
+   parallel on one pool of workers, each loading the model once; resume: a
+   second run renders only what is missing), movies assembled per shot with
+   the source's timecode at the shot's first frame.
 4. The cut is written again, in its own format and as ``.otio``: every clip
    keeps its record range and points at its render, whose available range
    is the shot's (source range + handles, in the source's timecode).
@@ -30,6 +31,7 @@ from cinescale_post.editorial.cut import read_cut, write_cut
 from cinescale_post.editorial.shots import Shot, clip_uses, media_finder, merge, missing_error
 from cinescale_post.media.timecode import timecode_frames
 from cinescale_post.orchestrator.progress import NullSink, Sink
+from cinescale_post.orchestrator.render_many import ShotProgress, run_many
 
 
 def conform(cut, out_dir, *, preset: str, host, handles: int = 0, search_paths=(), rate: Fraction | None = None,
@@ -73,13 +75,14 @@ def conform(cut, out_dir, *, preset: str, host, handles: int = 0, search_paths=(
         return report
     out_dir.mkdir(parents=True, exist_ok=True)
     total = sum(len(p.frames) for _, p, _ in planned)
-    progress = ShotSink(sink, total, str(out_dir))
+    progress = ShotProgress(sink, total, str(out_dir))
     t0 = time.monotonic()
-    renders = {}
-    for shot, plan, _ in planned:
-        progress.shot = shot.name
-        renders[shot.name] = _render(plan, host, progress, overwrite=overwrite, executor=executor,
-                                     executor_options=executor_options)
+    # with --executor ray the shots render in parallel on one pool of workers, one model load each
+    sinks = [progress.shot(shot.name) for shot, _, _ in planned]
+    summaries = run_many([(plan, s) for (_, plan, _), s in zip(planned, sinks)], host, executor=executor,
+                         executor_options=executor_options, overwrite=overwrite)
+    report["model_loads"] = sum(s.model_loads for s in summaries)  # local: one per shot; ray: one per worker
+    renders = {shot.name: _assemble(plan, s.rendered) for (shot, plan, _), s in zip(planned, sinks)}
     relinked = relink(timeline, uses, shots, {s.name: (renders[s.name], p) for s, p, _ in planned})
     stem = Path(cut).stem
     written = [write_cut(relinked, out_dir / f"{stem}.conformed{Path(cut).suffix.lower()}")]
@@ -159,16 +162,13 @@ def _describe(shot: Shot, plan, job: dict, card) -> dict:
             "estimate": {k: est[k] for k in ("device", "seconds", "fits", "peak_gib", "reason") if k in est}}
 
 
-def _render(plan, host, sink, *, overwrite, executor, executor_options) -> str:
+def _assemble(plan, rendered: int) -> str:
+    """The shot's movie from its chunks, when this run rendered frames of it
+    or it is missing; a sequence is the frames themselves."""
     from cinescale_post.orchestrator.assembly import assemble_range
     from cinescale_post.orchestrator.manifest import Manifest
-    from cinescale_post.orchestrator.render_job import run
 
-    summary = run(plan, host, sink, overwrite=overwrite, executor=executor, executor_options=executor_options,
-                  assemble=False)
-    if plan.output.kind != "movie":
-        return plan.output.path
-    if summary.frames_done > summary.skipped or not os.path.exists(plan.output.path):
+    if plan.output.kind == "movie" and (rendered or not os.path.exists(plan.output.path)):
         assemble_range(Manifest(plan.output.path), plan.source, plan.frames, plan.output.path)
     return plan.output.path
 
@@ -204,26 +204,4 @@ def relink(timeline, uses, shots, renders: dict):
     return new
 
 
-class ShotSink(Sink):
-    """One progress over every shot of a conform: one ``start``, ``frame``
-    events carrying the shot's name, and the conform's own ``finished``."""
-
-    def __init__(self, inner: Sink, total: int, output: str):
-        super().__init__(inner.stream)
-        self.inner, self.total_all, self.output = inner, total, output
-        self.shot = ""
-        self.started = False
-
-    def emit(self, event: str, **fields) -> None:
-        if event == "start":
-            if not self.started:
-                self.started = True
-                self.inner.emit("start", total=self.total_all, done=0, output=self.output, backend=fields.get("backend"))
-            self.inner.done += fields.get("done", 0)
-            return
-        if event == "finished":
-            return
-        self.inner.emit(event, shot=self.shot, **fields)
-
-
-__all__ = ["ShotSink", "conform", "relink"]
+__all__ = ["conform", "relink"]

@@ -95,49 +95,67 @@ class _FrameEvents:
 
 
 class ChunkWorker:
-    """Renders chunks of one render in this process, loading the backend
-    once for all of them: the body of a Ray actor (one per GPU or worker
-    slot). Each chunk publishes files and logs units like the local path
-    and skips frames already published (a retried chunk resumes); windows
-    owned by chunks running elsewhere are waited for, never rendered
-    (``schedule``: ``run``'s window assignment). ``poll()`` returns the
-    frames published since the last call, from another thread, while a
-    chunk runs; ``stop()`` makes the running chunk stop after its current
-    frame (its temporaries removed)."""
+    """Renders chunks in this process, loading the backend once for all of
+    them: the body of a Ray actor (one per GPU or worker slot). Each chunk
+    publishes files and logs units like the local path and skips frames
+    already published (a retried chunk resumes); windows owned by chunks
+    running elsewhere are waited for, never rendered (``schedule``:
+    ``run``'s window assignment).
 
-    def __init__(self, plan, *, load_entrypoints: bool = True, extra_plugins: tuple = (),
+    The chunks may belong to several renders (the shots of a conform): a
+    chunk given with another ``plan`` closes the previous render's reader
+    and manifest and asks the backend to ``switch`` to the new plan; only a
+    backend that cannot serve it with what it holds is unloaded and loaded
+    again (``loads`` counts them). ``poll()`` returns the frames published
+    since the last call, from another thread, while a chunk runs;
+    ``stop()`` makes the running chunk stop after its current frame (its
+    temporaries removed)."""
+
+    def __init__(self, plan=None, *, load_entrypoints: bool = True, extra_plugins: tuple = (),
                  schedule: dict | None = None):
         self.plan, self.schedule_info = plan, schedule
         self.load_entrypoints, self.extra_plugins = load_entrypoints, tuple(extra_plugins)
         self.events = _FrameEvents()
         self.stopper = _StopRequest()
         self.loads = 0
+        self._host = None
+        self._backend = None
         self._render = None
         self._substituted: dict[int, str] = {}  # substitutions already in the unit log
 
-    def _load(self) -> None:
+    def _open(self, plan, schedule: dict | None) -> None:
+        """Serve ``plan``: the loaded backend switched to it, or loaded."""
         from cinescale_post.pipeline.host import Host
 
-        plan = self.plan
-        host = Host(load_entrypoints=self.load_entrypoints, extra_plugins=self.extra_plugins)
-        backend = host.backend(plan.backend)
-        windows = plan_layout(plan, backend.frame_rule)
-        manifest = Manifest(plan.output.path)
-        load_backend(host, backend, plan, lambda m: None)
-        self.loads += 1
-        try:
-            reader = open_reader(plan, host)
-        except BaseException:
+        self._close_render()
+        if self._host is None:
+            self._host = Host(load_entrypoints=self.load_entrypoints, extra_plugins=self.extra_plugins)
+        host, backend = self._host, self._backend
+        if backend is not None and not (backend.id == plan.backend and backend.switch(plan)):
+            self._backend = None
             backend.unload()
-            raise
-        self._render = ChunkRender(plan, host, self.events, manifest, self.stopper, backend, reader, windows)
+            backend = None
+        if backend is None:
+            backend = host.backend(plan.backend)
+            load_backend(host, backend, plan, lambda m: None)
+            self.loads += 1
+            self._backend = backend
+        windows = plan_layout(plan, backend.frame_rule)
+        reader = open_reader(plan, host)
+        self.plan, self.schedule_info = plan, schedule
+        self._substituted = {}
+        self._render = ChunkRender(plan, host, self.events, Manifest(plan.output.path), self.stopper, backend,
+                                   reader, windows)
 
-    def run_chunk(self, chunk: Chunk) -> dict:
-        plan = self.plan
+    def run_chunk(self, chunk: Chunk, plan=None, schedule: dict | None = None) -> dict:
+        """Render ``chunk`` of ``plan`` (default: the render served last)."""
         loads_before = self.loads
-        if self._render is None:
-            self._load()
-        render = self._render
+        self.stopper.requested = False  # a stop asked of an earlier chunk (another render's cancel) is spent
+        if plan is not None and (self._render is None or plan.output.path != self.plan.output.path):
+            self._open(plan, schedule)
+        elif self._render is None:
+            self._open(self.plan, self.schedule_info)
+        plan, render = self.plan, self._render
         done = finished_frames(render.manifest, plan.source)
         sched = self.schedule_info or {"owners": {}, "job_frames": plan.frames}
         render.schedule(owners=sched["owners"], job_frames=sched["job_frames"], done_at_start=done,
@@ -167,14 +185,21 @@ class ChunkWorker:
     def stop(self) -> None:
         self.stopper.requested = True
 
-    def close(self) -> None:
+    def _close_render(self) -> None:
         if self._render is not None:
             r, self._render = self._render, None
             try:
                 r.reader.close()
             finally:
-                r.backend.unload()
                 r.manifest.close()
+
+    def close(self) -> None:
+        try:
+            self._close_render()
+        finally:
+            if self._backend is not None:
+                b, self._backend = self._backend, None
+                b.unload()
 
 
 __all__ = ["ChunkWorker", "render_chunk_task"]

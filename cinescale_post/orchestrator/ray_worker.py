@@ -5,6 +5,7 @@ backend across chunks, and what it reports for a retried chunk
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from cinescale_post.contracts.errors import UsageError
 
@@ -50,36 +51,39 @@ def complete_chunk_info(task, chunk, info: dict) -> dict:
             "resumed": sorted(mine - set(info["frames"]))}
 
 
-def worker_args(task) -> tuple[tuple, dict]:
-    """The ``ChunkWorker`` arguments of ``task`` (``functools.partial(
-    run.render_chunk_task, plan, **options)``): the actor keeps what the
-    task would build for every chunk."""
+def worker_args(task) -> tuple[Any, dict | None, dict]:
+    """(plan, schedule, host options) of ``task`` (``functools.partial(
+    run.render_chunk_task, plan, schedule=..., **options)``): an actor is
+    built with the host options and given the plan and schedule with each
+    chunk."""
     args = tuple(getattr(task, "args", ()) or ())
     kwargs = dict(getattr(task, "keywords", {}) or {})
     if not args:
         raise UsageError("the ray executor needs the render's chunk task (functools.partial of "
                          "run.render_chunk_task with the plan)")
-    return args[:1], kwargs
+    schedule = kwargs.pop("schedule", None)
+    return args[0], schedule, kwargs
 
 
 class ChunkActor:
     """A Ray actor holding one :class:`~cinescale_post.orchestrator.chunk_task.ChunkWorker`
-    (the backend loaded once, kept across chunks). Its process title names
-    the chunk it is rendering (``ray::cinescale-chunk-A-B``), as the task
-    executor's did, so operators can see (and kill) what runs where."""
+    (the backend loaded once, kept across chunks and, where it can serve
+    them, across renders). Its process title names the chunk it is
+    rendering (``ray::cinescale-chunk-A-B``), as the task executor's did, so
+    operators can see (and kill) what runs where."""
 
-    def __init__(self, plan, progress=None, **options):
+    def __init__(self, progress=None, **options):
         _stdout_to_stderr()
         from cinescale_post.orchestrator.chunk_task import ChunkWorker
 
-        self.worker = ChunkWorker(plan, **options)
-        if progress is not None:  # a ray.util.queue.Queue the driver drains while chunks run
-            self.worker.events.forward = progress.put_nowait
+        self.worker = ChunkWorker(**options)
+        if progress is not None:  # a ray.util.queue.Queue the drivers drain while chunks run
+            self.worker.events.forward = lambda frame: progress.put_nowait((self.worker.plan.output.path, frame))
 
-    def run_chunk(self, chunk) -> dict:
+    def run_chunk(self, chunk, plan, schedule=None) -> dict:
         _set_title(f"ray::cinescale-chunk-{chunk.id}")
         try:
-            return self.worker.run_chunk(chunk)
+            return self.worker.run_chunk(chunk, plan, schedule)
         finally:
             _set_title("ray::cinescale-worker")
 

@@ -63,6 +63,8 @@ class RenderDriver(Backend):
         self._warned_key = False
         self._stage_outputs: dict = {}
         self._parallel: Any = None  # context-parallel handle (ops.context_parallel), one per load
+        self._loaded_key: Any = None  # the adapter's load_key of the loaded model (None: never switched)
+        self._memory: tuple = (None, False)  # (memory choice applied, reduced since the load)
 
     # ------------------------------------------------------------ plan time
 
@@ -141,12 +143,41 @@ class RenderDriver(Backend):
         require_diffusion(self.id)
         if plan.dtype not in self.dtypes:
             raise PlanError(f"dtype {plan.dtype!r}", fix=f"use one of: {', '.join(self.dtypes)}")
+        self._adopt(plan)
+        self.model = self.adapter.load(self._load_plan(plan))
+        self._loaded_key = self._key(plan)
+        self._memory = (None, False)
+        self._parallelize(self.model)
+
+    def switch(self, plan) -> bool:
+        """Render ``plan`` with the loaded model when the adapter's
+        ``load_key`` says its load would read the same (weights, device,
+        dtype, options), context parallelism is the same, the memory plan
+        chose the same VAE tile and offload, and no out-of-memory back-off
+        changed the model since: then the pixels are those of a fresh load."""
+        if self.model is None or self._loaded_key is None or self._memory[1]:
+            return False
+        choice = dict(plan.memory["choice"]) if plan.memory.get("available") else None
+        if self._key(plan) != self._loaded_key or choice != self._memory[0]:
+            return False
+        self._adopt(plan)
+        return True
+
+    def _load_plan(self, plan) -> ModelPlan:
+        cp = DriverOptions.from_dict(self._assign(plan.backend_options)[0], self.caps).context_parallel
+        return self.model_plan(plan, on_rank_device(plan.device, cp))
+
+    def _key(self, plan):
+        view = self._load_plan(plan)
+        key = self.adapter.load_key(view)
+        return None if key is None else (key, repr(view.driver_options.get("context_parallel")))
+
+    def _adopt(self, plan) -> None:
+        """The per-render state ``plan`` sets (options, stages, detail mask,
+        an empty conditioning cache), the model untouched."""
         self.plan = plan
         self.options = DriverOptions.from_dict(self._assign(plan.backend_options)[0], self.caps)
         self.specs = self.adapter.parse_stages(list(plan.stages))
-        self.model = self.adapter.load(self.model_plan(plan, on_rank_device(plan.device,
-                                                                            self.options.context_parallel)))
-        self._parallelize(self.model)
         self.mask = load_detail_mask(self.options.detail_mask, self.options.detail_mask_soft)
         self._cond_cache = {}
         self._warned_key = False
@@ -191,6 +222,7 @@ class RenderDriver(Backend):
         if self.model is not None:
             self.model.unload()
         self.model = None
+        self._loaded_key = None
         self._cond_cache = {}
 
     def prompts(self) -> tuple[str, str]:
@@ -333,6 +365,7 @@ class RenderDriver(Backend):
     # ------------------------------------------------------------ memory
 
     def apply_memory_choice(self, choice: Mapping[str, Any]) -> str | None:
+        self._memory = (dict(choice), self._memory[1])
         return self._need().apply_memory_choice(dict(choice))
 
     def reduce_memory(self) -> str | None:
@@ -342,6 +375,7 @@ class RenderDriver(Backend):
         steps = model.memory_steps()
         if not steps:
             return None
+        self._memory = (self._memory[0], True)  # the model now differs from a fresh load: never switched
         return model.apply_memory(steps[0])
 
     def smoke(self, device: str = "cpu") -> dict | None:

@@ -28,6 +28,10 @@ class NoiseBackend(Backend):
     def load(self, plan) -> None:
         self.loaded = True
 
+    def switch(self, plan) -> bool:
+        self.load(plan)  # no weights: what a load sets costs nothing to set again
+        return True
+
     def render(self, job: WindowJob) -> list[np.ndarray]:
         w, h = job.size
         mean = np.mean([f.rgb.mean() for f in job.frames]) if self.temporal else 0.0

@@ -39,7 +39,7 @@ def make_test_plan(backend, *, model: str | None = None, stages=(), options: dic
         backend=backend.id, model=model, device=device, dtype=dtype, seed=seed, stages=tuple(st),
         backend_options=opts, output=SimpleNamespace(width=int(size[0]), height=int(size[1])), prompt=prompt,
         negative_prompt=negative_prompt, mode=mode, frames=tuple(frames), source=source, handles=0,
-        window=SimpleNamespace(size=1, overlap=0, blend="linear"))
+        window=SimpleNamespace(size=1, overlap=0, blend="linear"), memory={"available": False})
 
 
 def model_driver(model, *, adapter_id: str = "test-model", tasks=("t2i", "v2v"), family: str = "unet",

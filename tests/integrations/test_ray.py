@@ -45,7 +45,7 @@ import time
 
 from cinescale_post.contracts.errors import InputError
 from cinescale_post.contracts.hookspecs import hookimpl
-from cinescale_post.testing.backends import NoiseBackend
+from cinescale_post.testing.backends import NoiseBackend, TemporalNoiseBackend
 
 
 class Slower(NoiseBackend):
@@ -100,9 +100,18 @@ class BadInput(_Counting):
         raise InputError("source frame is truncated", fix="re-export the plate")
 
 
+class SlowTemporal(TemporalNoiseBackend):
+    """Temporal windows slow enough that shots rendering at once overlap in time."""
+    id = "test-slow-temporal"
+
+    def render(self, job):
+        time.sleep(0.1 * len(job.frames))
+        return super().render(job)
+
+
 @hookimpl
 def register_backends(register):
-    for cls in (Slower, Chatty, FlakyOnce, BadInput):
+    for cls in (Slower, Chatty, FlakyOnce, BadInput, SlowTemporal):
         register(cls())
 '''
 
@@ -132,22 +141,21 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
 
 def test_one_gpu_per_task_where_the_cluster_has_gpus():
-    """Task resources follow the cluster and the plan's device (no GPU in
+    """Actor resources follow the cluster and the plan's device (no GPU in
     this sandbox: the cluster is described, the decision is what is tested)."""
     import types
 
-    from cinescale_post.orchestrator.ray_executor import RayExecutor
+    from cinescale_post.orchestrator.ray_pool import RayPool
 
     def options(device, gpus_in_cluster, **kw):
         fake_ray = types.SimpleNamespace(cluster_resources=lambda: {"CPU": 16.0, "GPU": float(gpus_in_cluster)})
-        plan = types.SimpleNamespace(device=device)
-        return RayExecutor(**kw)._task_options(fake_ray, functools.partial(render_chunk_task, plan))
+        return RayPool(**kw).actor_options(fake_ray, types.SimpleNamespace(device=device))
 
     assert options("cuda", 8)["num_gpus"] == 1 and options("auto", 1)["num_gpus"] == 1
     assert "num_gpus" not in options("cpu", 8)  # a CPU render does not hold GPUs
     assert "num_gpus" not in options("auto", 0)
     assert options("cuda", 8, num_gpus=0.5)["num_gpus"] == 0.5
-    assert options("cuda", 8)["max_retries"] == 0  # retries go through the driver, counted and reported
+    assert options("cuda", 8)["max_restarts"] == 0  # retries go through the driver, counted and reported
     with pytest.raises(UsageError, match="cuda:0"):
         options("cuda:1", 8)
 
@@ -432,3 +440,54 @@ def test_ray_render_records_substituted_frames_like_a_local_run(cluster, tmp_pat
         results[executor] = (manifest["substituted_frames"], warned)
     assert results["ray"] == results["local"]
     assert sorted(results["ray"][0]) == ["1002", "1005"] and results["ray"][1] == ["frame 1002", "frame 1005"]
+
+
+def test_a_conform_renders_its_shots_in_parallel_with_one_model_load_per_worker(cluster, tmp_path):
+    """Three shots over two sources on the 2-slot cluster: every shot's
+    chunks go to one pool of two actors, the shots render at the same time
+    (their frame events interleave), each actor loads the model once and
+    switches between shots, and the masters are byte-identical to a local
+    conform (temporal windows crossing chunks, handed on between actors)."""
+    otio = pytest.importorskip("opentimelineio")
+    from cinescale_post.editorial.conform import conform
+    from cinescale_post.orchestrator.progress import NullSink
+
+    rate = 24
+    a = make_clip(tmp_path / "A.mov", frames=16, size=(48, 32), rate=Fraction(rate), timecode="01:00:00:00",
+                  content="index")
+    b = make_clip(tmp_path / "B.mov", frames=16, size=(48, 32), rate=Fraction(rate), timecode="02:00:00:00",
+                  content="index")
+
+    def clip(name, path, media_start, start, dur):
+        r = lambda n: otio.opentime.RationalTime(n, rate)  # noqa: E731
+        ref = otio.schema.ExternalReference(target_url=str(path),
+                                            available_range=otio.opentime.TimeRange(r(media_start), r(16)))
+        return otio.schema.Clip(name, media_reference=ref,
+                                source_range=otio.opentime.TimeRange(r(media_start + start), r(dur)))
+
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.extend([clip("A_head", a, 86400, 0, 6), clip("B_mid", b, 172800, 2, 10), clip("A_tail", a, 86400, 10, 6)])
+    tl = otio.schema.Timeline("par")
+    tl.tracks.append(track)
+    cut = tmp_path / "par.otio"
+    otio.adapters.write_to_file(tl, str(cut))
+    preset = write_preset(tmp_path / "p.toml", backend="test-slow-temporal", codec="prores_hq", width=96, height=64,
+                          chunk=3, window=(5, 2))
+    order = []
+
+    class Order(NullSink):
+        def show(self, event, fields):
+            if event == "frame":
+                order.append(fields["shot"])
+
+    local = conform(cut, tmp_path / "local", preset=str(preset), host=_host(cluster))
+    got = conform(cut, tmp_path / "ray", preset=str(preset), host=_host(cluster), executor="ray", sink=Order())
+    assert [s["shot"] for s in got["shots"]] == [s["shot"] for s in local["shots"]] and len(got["shots"]) == 3
+    assert tree_bytes(tmp_path / "ray", "*.mov") == tree_bytes(tmp_path / "local", "*.mov")
+    assert len(tree_bytes(tmp_path / "ray", "*.mov")) == 3
+    assert local["model_loads"] == 3 and got["model_loads"] == 2  # one per worker, not one per shot
+    assert sorted(order) == sorted(s["shot"] for s in got["shots"] for _ in range(s["frame_count"]))
+    runs = 1 + sum(x != y for x, y in zip(order, order[1:]))
+    assert runs > 3, order  # one after another would be 3 runs of frames
+    again = conform(cut, tmp_path / "ray", preset=str(preset), host=_host(cluster), executor="ray")
+    assert again["model_loads"] == 0  # everything was there: nothing loads, nothing renders

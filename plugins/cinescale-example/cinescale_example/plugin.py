@@ -204,6 +204,11 @@ class ExampleAdapter(ModelAdapter):
             model.to(device)
         return ExampleModel(unet, vae, text_encoder, tokenizer, scheduler, device=device, dtype=dtype)
 
+    def load_key(self, plan: ModelPlan):
+        """Plans with equal keys share one loaded model (a Ray worker over
+        several shots): ``load`` reads only these."""
+        return plan.weights_key()
+
     def memory_profile(self, plan: ModelPlan) -> MemoryProfile | str:
         """Weights and per-stage UNet/VAE demand from the folder's configs, no
         weights loaded (the core picks the settings that fit and ``--dry-run``

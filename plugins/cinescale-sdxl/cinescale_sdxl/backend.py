@@ -262,6 +262,9 @@ class SDXLAdapter(ModelAdapter):
         return SDXLModel(load_pipeline(plan.model, dtype, config=opts.config), device=plan.device, dtype=dtype,
                          options=opts)
 
+    def load_key(self, plan: ModelPlan):
+        return plan.weights_key()  # load reads the weights, device, dtype and options only
+
     def meta_build(self):
         from .meta import SDXLMetaBuild
 

@@ -317,6 +317,9 @@ class WanAdapter(ModelAdapter):
         pipe = load_wan_pipeline(plan.model, dtype, vae_dtype=vae_dtype, config=opts.config or None)
         return WanModel(pipe, device=plan.device, dtype=dtype, options=opts)
 
+    def load_key(self, plan: ModelPlan):
+        return plan.weights_key()  # load reads the weights, device, dtype and options only
+
     def meta_build(self):
         from .meta import WanMetaBuild
 
