@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cinescale_post.contracts.errors import InputError
 from cinescale_post.editorial.cut import read_cut, write_cut
-from cinescale_post.editorial.shots import Shot, clip_uses, media_finder, merge, missing_error
+from cinescale_post.editorial.shots import Shot, clip_uses, media_finder, merge, missing_error, video_clips
 from cinescale_post.media.timecode import timecode_frames
 from cinescale_post.orchestrator.progress import NullSink, Sink
 from cinescale_post.orchestrator.render_many import ShotProgress, run_many
@@ -180,9 +180,7 @@ def relink(timeline, uses, shots, renders: dict):
     import opentimelineio as otio
 
     new = copy.deepcopy(timeline)
-    clips = [c for t in new.video_tracks() for c in t if isinstance(c, otio.schema.Clip)
-             and not isinstance(c.media_reference, otio.schema.GeneratorReference)]
-    for clip, use in zip(clips, uses):
+    for clip, use in zip(video_clips(new), uses):
         mine = [s for s in shots if s.media == use.media and s.settings == use.settings]
         shot = min(mine, key=lambda s: 0 if s.first <= use.shown_first <= s.last
                    else min(abs(use.shown_first - s.first), abs(use.shown_first - s.last)))

@@ -95,40 +95,55 @@ def _frames(t, rate: Fraction) -> int:
     return round(t.value_rescaled_to(float(rate)))
 
 
+def video_clips(timeline) -> list:
+    """Every clip with media on the video tracks of ``timeline``, in order,
+    clips inside nested stacks (compound clips, nested sequences) included:
+    the whole trimmed range of a nested clip is used, which covers whatever
+    part of it the stack shows. Generators pass by."""
+    import opentimelineio as otio
+
+    clips = []
+    for track in timeline.video_tracks():
+        for clip in track.find_clips(shallow_search=False):
+            parent = clip.parent()
+            if getattr(parent, "kind", otio.schema.TrackKind.Video) != otio.schema.TrackKind.Video:
+                continue  # the audio of a nested sequence
+            if isinstance(clip.media_reference, otio.schema.GeneratorReference):
+                continue
+            clips.append(clip)
+    return clips
+
+
 def clip_uses(timeline, *, handles: int, find_media) -> tuple[list[Use], list[str]]:
     """(uses, missing media descriptions) of every video clip of ``timeline``.
     ``find_media(clip) -> path | None``; gaps, generators and audio pass by."""
     import opentimelineio as otio
 
     uses, missing = [], []
-    for track in timeline.video_tracks():
-        for item in track:
-            if not isinstance(item, otio.schema.Clip):
-                continue
-            if isinstance(item.media_reference, otio.schema.GeneratorReference):
-                continue
-            path = find_media(item)
-            if path is None:
-                missing.append(describe_media(item))
-                continue
-            sr = item.trimmed_range()
-            rate = Fraction(sr.start_time.rate).limit_denominator(1001)
-            scalar = 1.0
-            for effect in item.effects:
-                if isinstance(effect, otio.schema.LinearTimeWarp):
-                    scalar *= effect.time_scalar
-            start = _frames(sr.start_time, rate)
-            length = max(1, math.ceil(_frames(sr.duration, rate) * abs(scalar))) if scalar else 1
-            before, after = track.handles_of_child(item)
-            pre = _frames(before, rate) if before is not None else 0
-            post = _frames(after, rate) if after is not None else 0
-            # a slow-motion or frozen clip still spans its source range in the NLE: render that much, so
-            # the relinked clip lies inside its new media for every importer
-            end = max(length, _frames(sr.duration, rate))
-            first = start - math.ceil(pre * max(1.0, abs(scalar))) - handles
-            last = start + end - 1 + math.ceil(post * max(1.0, abs(scalar))) + handles
-            uses.append(Use(item.name or Path(path).stem, path, first, last, start, start + length - 1, rate,
-                            settings_of(item)))
+    for item in video_clips(timeline):
+        track = item.parent()
+        path = find_media(item)
+        if path is None:
+            missing.append(describe_media(item))
+            continue
+        sr = item.trimmed_range()
+        rate = Fraction(sr.start_time.rate).limit_denominator(1001)
+        scalar = 1.0
+        for effect in item.effects:
+            if isinstance(effect, otio.schema.LinearTimeWarp):
+                scalar *= effect.time_scalar
+        start = _frames(sr.start_time, rate)
+        length = max(1, math.ceil(_frames(sr.duration, rate) * abs(scalar))) if scalar else 1
+        before, after = track.handles_of_child(item)
+        pre = _frames(before, rate) if before is not None else 0
+        post = _frames(after, rate) if after is not None else 0
+        # a slow-motion or frozen clip still spans its source range in the NLE: render that much, so
+        # the relinked clip lies inside its new media for every importer
+        end = max(length, _frames(sr.duration, rate))
+        first = start - math.ceil(pre * max(1.0, abs(scalar))) - handles
+        last = start + end - 1 + math.ceil(post * max(1.0, abs(scalar))) + handles
+        uses.append(Use(item.name or Path(path).stem, path, first, last, start, start + length - 1, rate,
+                        settings_of(item)))
     return uses, missing
 
 

@@ -148,7 +148,7 @@ def test_missing_media_are_listed_in_one_error_before_anything_renders(env, medi
     assert r.returncode == 3 and "2 clip(s)" in r.stderr, r.stderr
 
 
-def test_an_edl_and_an_fcp7_xml_round_trip(env, media, tmp_path):
+def test_an_edl_an_fcp7_xml_an_fcpxml_and_an_aaf_round_trip(env, media, tmp_path):
     root, a, b = media
     track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
     for name, src, start in (("A001", a, TC_A + 6), ("B002", b, TC_B + 20)):
@@ -156,9 +156,10 @@ def test_an_edl_and_an_fcp7_xml_round_trip(env, media, tmp_path):
                                       source_range=tr(start, 8)))
     tl = otio.schema.Timeline("edl", global_start_time=rt(TC_A))
     tl.tracks.append(track)
-    for suffix in (".edl", ".xml"):
+    for suffix in (".edl", ".xml", ".fcpxml", ".aaf"):
         cut = tmp_path / f"cut{suffix}"
-        otio.adapters.write_to_file(tl, str(cut))
+        # an editor's AAF carries mob ids; one written from scratch asks the adapter for empty ones
+        otio.adapters.write_to_file(tl, str(cut), **({"use_empty_mob_ids": True} if suffix == ".aaf" else {}))
         out = tmp_path / f"out{suffix[1:]}"
         extra = ["--search-path", str(root), "--rate", "24"] if suffix == ".edl" else []
         r = run_cli(["conform", str(cut), "-o", str(out), *SIZE, *extra, "--progress", "none"], env=env)
@@ -169,6 +170,9 @@ def test_an_edl_and_an_fcp7_xml_round_trip(env, media, tmp_path):
         assert [r for _, r in record_ranges(back)] == [r for _, r in record_ranges(src)]
         assert [c.source_range for c in back.find_clips()] == [c.source_range for c in src.find_clips()]
         assert (out / "cut.conformed.otio").is_file()
+        if suffix != ".edl":  # an EDL names media by reel, not by path
+            urls = [c.media_reference.target_url for c in back.find_clips()]
+            assert all(out.name in u and u.endswith(".mov") for u in urls), urls
 
 
 def test_an_unknown_or_uninstalled_format_is_a_usage_error(env, tmp_path):
@@ -296,3 +300,36 @@ def test_each_shot_is_a_farm_render_job_and_conform_then_only_relinks(env, media
     for clip in relinked.find_clips():
         path = clip.media_reference.target_url.removeprefix("file://")
         assert ffjudge.frame_count(path) == clip.media_reference.available_range.duration.to_frames()
+
+
+def test_clips_inside_a_nested_sequence_are_rendered_and_relinked(host, media, tmp_path):
+    """A nested sequence (an OTIO Stack in the track, as Premiere's nests and
+    FCP's compound clips import) with a video and an audio track: its video
+    clip is rendered and relinked, its audio passes by untouched."""
+    from cinescale_post.editorial.conform import conform
+    from tests.helpers import write_preset
+
+    root, a, b = media
+    nest = otio.schema.Stack(name="nest", source_range=tr(0, 6))
+    inner = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    inner.append(otio.schema.Clip("B_nested", media_reference=ext(b, TC_B, 48), source_range=tr(TC_B + 12, 6)))
+    sound = otio.schema.Track(kind=otio.schema.TrackKind.Audio)
+    sound.append(otio.schema.Clip("B_sound", media_reference=ext(b, TC_B, 48), source_range=tr(TC_B + 12, 6)))
+    nest.extend([inner, sound])
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.extend([otio.schema.Clip("A_top", media_reference=ext(a, TC_A, 48), source_range=tr(TC_A + 2, 4)), nest])
+    tl = otio.schema.Timeline("nested")
+    tl.tracks.append(track)
+    cut = tmp_path / "nested.otio"
+    otio.adapters.write_to_file(tl, str(cut))
+    preset = write_preset(tmp_path / "p.toml", backend="test-noise", codec="exr", width=64, height=48, chunk=0)
+    report = conform(cut, tmp_path / "out", preset=str(preset), host=host)
+    assert sorted(tuple(s["clips"]) for s in report["shots"]) == [("A_top",), ("B_nested",)]
+    back = otio.adapters.read_from_file(str(tmp_path / "out" / "nested.conformed.otio"))
+    by_name = {c.name: c for c in back.find_clips()}
+    nested = by_name["B_nested"].media_reference
+    assert isinstance(nested, otio.schema.ImageSequenceReference) and "B_nested" in nested.target_url_base
+    assert nested.available_range == tr(TC_B + 12, 6)
+    assert by_name["B_sound"].media_reference.target_url == str(b)  # audio is not relinked
+    assert by_name["B_nested"].range_in_parent() == tr(0, 6)
+    assert len(list((tmp_path / "out").glob("B_nested*/*.exr"))) == 6
