@@ -25,7 +25,8 @@ def refine_frames(model: Any, frames: Sequence[np.ndarray], stages: Sequence[Res
                   progress: Callable[[float], None] | None = None) -> list[np.ndarray]:
     """Render mode: every frame is the base stage; each stage refines it.
     ``rng_for(i)`` gives the random sources of frame ``i`` (the same seed for
-    every frame of a shot keeps static content still)."""
+    every frame of a shot keeps static content still). ``mask``: one detail
+    mask for every frame, or a list of one per frame (a matte)."""
     outs = []
     n = len(frames)
     for i, frame in enumerate(frames):
@@ -37,7 +38,7 @@ def refine_frames(model: Any, frames: Sequence[np.ndarray], stages: Sequence[Res
                 progress((_i + f) / n)
 
         res = run_ladder(model, stages, cond, rng_for(i), init=init, resolve=resolve, freeu=freeu,
-                         mask=mask, progress=prog)[-1]
+                         mask=mask[i] if isinstance(mask, list) else mask, progress=prog)[-1]
         outs.extend(to_images(model.decode(res.latent), out_size))
     return outs
 

@@ -145,7 +145,7 @@ def run_stage(model: Any, stage: ResolvedStage, cond: Any, rng: RandomSources, p
         if mask is not None:
             bg = spec.cosine_scale_bg if spec.cosine_scale_bg is not None else 1.0
             cos = mask_exponent(mask.to(z.device), latent_hw, spec.cosine_scale, bg)
-            if z.ndim == 5:
+            if z.ndim == 5 and cos.ndim == 4:  # one mask for every latent frame
                 cos = cos.unsqueeze(2)
 
     with HandleGroup(f"stage {stage.index}") as patches:

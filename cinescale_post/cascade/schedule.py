@@ -109,15 +109,22 @@ def mask_exponent(mask: "torch.Tensor | DetailMask", latent_hw: tuple[int, int],
     """Per-pixel exponent of the detail-control variant:
     ``m * fg + (1 - m) * bg`` with ``m = (mask != 0)`` (reference; a
     :class:`DetailMask` with ``soft`` uses the clamped grey level instead),
-    nearest-resized to the latent grid. mask: (B or 1, 1, H, W) -> (B or 1, 1, h, w) float32."""
+    nearest-resized to the latent grid. mask: (B or 1, 1, H, W) -> (B or 1, 1, h, w) float32,
+    or per latent frame of a video (B or 1, 1, T, H, W) -> (B or 1, 1, T, h, w)."""
     import torch.nn.functional as F
 
     soft = isinstance(mask, DetailMask) and mask.soft
     if isinstance(mask, DetailMask):
         mask = mask.values
-    if mask.ndim != 4 or mask.shape[1] != 1:
-        raise ValueError(f"mask must be (B, 1, H, W), got {tuple(mask.shape)}")
-    m = F.interpolate(mask.float(), size=tuple(latent_hw), mode="nearest")
+    if mask.ndim not in (4, 5) or mask.shape[1] != 1:
+        raise ValueError(f"mask must be (B, 1, H, W) or (B, 1, T, H, W), got {tuple(mask.shape)}")
+    if mask.ndim == 5:
+        b, _, t = mask.shape[:3]
+        flat = mask.float().permute(0, 2, 1, 3, 4).reshape(b * t, 1, *mask.shape[-2:])
+        m = F.interpolate(flat, size=tuple(latent_hw), mode="nearest")
+        m = m.reshape(b, t, 1, *latent_hw).permute(0, 2, 1, 3, 4)
+    else:
+        m = F.interpolate(mask.float(), size=tuple(latent_hw), mode="nearest")
     m = m.clamp(0.0, 1.0) if soft else (m != 0).float()
     return m * fg + (1 - m) * bg
 

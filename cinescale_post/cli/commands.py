@@ -173,11 +173,15 @@ def _plan_options(f=None, *, generate: bool = False):
                    "hold the nearest earlier frame, or black. Substituted frames are listed in the manifest.")
 @click.option("--missing", type=click.Choice(["error", "black", "hold", "checkerboard"]), default=None,
               help="Holes in an image sequence: error (default), black, hold, checkerboard; numbering stays "
-                   "the source's.")
+                   "the source's (also holes in a --matte sequence).")
+@click.option("--matte", metavar="SOURCE",
+              help="Where the model may change the plate: an image, an image sequence (roto.####.exr, one "
+                   "matte per frame), a movie, or 'alpha' (the plate's own). matte.mode: both (default), "
+                   "detail, holdout (outside the matte the master is the draft); matte.channel: auto, A, R, luma.")
 @click.pass_context
 def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, gpu, as_json, simulate, progress,
            frames, start, end, first_frame, handles, prompt, overwrite, verify, executor, executor_address,
-           no_assemble, job_frames, audio, on_bad_frame, missing):
+           no_assemble, job_frames, audio, on_bad_frame, missing, matte):
     """Render INPUT (movie or frame pattern) to OUTPUT. Running the same
     command again resumes: finished, verified frames and chunks are kept."""
     import cinescale_post.pipeline.plan as plan_mod
@@ -196,7 +200,7 @@ def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, 
                               model=model_argument(model, dry_run), seed=seed,
                               device=device or ("cuda" if card else None), prompt=prompt,
                               audio=audio,
-                              on_bad_frame=on_bad_frame, missing=missing)
+                              on_bad_frame=on_bad_frame, missing=missing, matte=matte)
         job = plan_mod.select_frames(plan.source, frames=job_frames, start=None, end=None)[0] if job_frames else None
     if dry_run:
         _dry_run(plan, host, card, as_json, simulate)

@@ -108,7 +108,10 @@ class WindowJob:
     may be called by the backend between steps. ``lookbehind``: source
     frames just before ``frames`` (in source order) that the backend asked
     to *read* but not render, through ``lookbehind_frames(options, stages)``
-    (e.g. to reach the key frame its noise is warped from).
+    (e.g. to reach the key frame its noise is warped from). ``mattes``: with a
+    matte in detail mode (``--matte``), one (size[1], size[0]) float32 in
+    [0, 1] per entry of ``frames``: where detail goes, in place of the
+    plan's still detail mask (read by backends with ``takes_mattes``).
     """
 
     frames: Sequence[Frame]
@@ -116,6 +119,7 @@ class WindowJob:
     seed_for: Callable[..., int]
     progress: Callable[[float], None] = lambda f: None
     lookbehind: Sequence[Frame] = ()
+    mattes: Sequence[np.ndarray] = ()
 
 
 class Backend(abc.ABC):
@@ -143,6 +147,8 @@ class Backend(abc.ABC):
     description: str = ""
     #: Model dtypes ``load`` accepts (checked by ``plan.build``).
     dtypes: tuple[str, ...] = ("float32", "float16", "bfloat16")
+    #: ``render`` reads ``WindowJob.mattes`` as its detail mask (``matte.mode`` detail/both).
+    takes_mattes: bool = False
 
     def for_render(self, resolve: Callable[[str, str], Any]) -> "Backend":
         """The engine for one render (``Host.backend``): ``resolve(kind,

@@ -40,6 +40,7 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
     windows = plan_layout(plan, backend.frame_rule)
     load_backend(host, backend, plan, lambda m: None)
     reader = open_reader(plan, host)
+    render = None
     try:
         render = ChunkRender(plan, host, NullSink(), manifest, _NoStop(), backend, reader, windows)
         if schedule is not None:
@@ -47,6 +48,8 @@ def render_chunk_task(plan, chunk: Chunk, *, load_entrypoints: bool = True, extr
                             persist=True, defer=True)
         return render.run_chunk(chunk, todo)
     finally:
+        if render is not None:
+            render.close()
         record_substitutions(manifest, reader, NullSink())
         reader.close()
         backend.unload()
@@ -189,6 +192,7 @@ class ChunkWorker:
         if self._render is not None:
             r, self._render = self._render, None
             try:
+                r.close()
                 r.reader.close()
             finally:
                 r.manifest.close()

@@ -146,6 +146,8 @@ def run(plan, host, sink, *, overwrite: bool = False, verify: bool = False, exec
                                     task=functools.partial(render_chunk_task, plan, schedule=sched), sink=sink):
                         pass
                 finally:
+                    if render is not None:
+                        render.close()
                     record_substitutions(manifest, reader, sink)
                     reader.close()
                     backend.unload()

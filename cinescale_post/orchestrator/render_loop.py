@@ -76,6 +76,11 @@ class ChunkRender:
 
             self.colour = Converter(dict(plan.colour))
         self.lookbehind = int(backend.lookbehind_frames(plan.backend_options, plan.stages))
+        self.mattes = open_mattes(plan, host, rotate)
+        mode = plan.matte.get("mode", "")
+        self.detail_mattes = mode in ("both", "detail") and backend.takes_mattes
+        # holdout: outside the matte the master is the classical draft of the plate (the draft backend's lanczos)
+        self.draft = host.upscaler("lanczos") if mode in ("both", "holdout") else None
         self.outputs: list[str] = []
         self.weight = {(f, wi): wt for f, items in self.cov.items() for wi, wt in items}
         self.plan_frames = frozenset(plan.frames)
@@ -100,6 +105,11 @@ class ChunkRender:
         self.defer = defer
         self.seams = SeamStore(seams_dir(self.manifest), persist=persist or defer,
                                read_only=self.manifest.read_only)
+
+    def close(self) -> None:
+        """Close what this render opened beside the plate's reader (the matte)."""
+        if self.mattes is not None:
+            self.mattes.close()
 
     # ------------------------------------------------------------------ chunk
 
@@ -301,14 +311,17 @@ class ChunkRender:
         first = self.index_of[win.all_frames[0]]
         behind = tuple(src[max(0, first - self.lookbehind):first])
         got = self.cache.get(behind + win.all_frames)  # one ascending read, no seek back
+        plate = got[len(behind):]
+        g = self.plan.output.geometry
+        mattes = self.mattes.values(win.all_frames) if self.mattes is not None else ()
         carries = []
         if self.colour is not None:  # the backend sees the model's colour space; the cache keeps the plate's
             shown = [self.colour.to_model(f.rgb) for f in got]
             carries = [c for _, c in shown[len(behind):]]  # what the model cannot represent, per frame
             got = [dataclasses.replace(f, rgb=rgb) for f, (rgb, _) in zip(got, shown)]
         frames, before = got[len(behind):], got[:len(behind)]
-        g = self.plan.output.geometry
-        job = WindowJob(frames=frames, size=(g.scale_w, g.scale_h), seed_for=self.seed_for, lookbehind=before)
+        job = WindowJob(frames=frames, size=(g.scale_w, g.scale_h), seed_for=self.seed_for, lookbehind=before,
+                        mattes=tuple(mattes) if self.detail_mattes else ())
         owner = self.host.owner("backends", self.backend.id) or "?"
         where = f"frames {win.frames[0]}-{win.frames[-1]}"
         outs = call_plugin(self.host, self.backend, f"render of {where}", render_with_backoff, self.backend, job,
@@ -324,6 +337,8 @@ class ChunkRender:
         outs = [np.asarray(o, dtype=np.float32) for o in outs]
         if self.colour is not None:
             outs = [self.colour.from_model(o, c) for o, c in zip(outs, carries)]
+        if self.draft is not None:  # in the plate's colour space, before windows blend (linear: the same after)
+            outs = [holdout(o, self.draft(f.rgb, (g.scale_w, g.scale_h)), m) for o, f, m in zip(outs, plate, mattes)]
         return outs
 
     def _open_writer(self, frames: tuple[int, ...]):
@@ -374,6 +389,26 @@ class ChunkRender:
         except OSError as exc:
             raise OutputError(f"writing frame {f} to {self.plan.output.path} failed: {exc.strerror or exc}",
                               fix="free disk space or fix permissions, then run the same command to resume") from exc
+
+
+def open_mattes(plan, host, rotate: int):
+    """The render's :class:`~cinescale_post.media.matte.MatteReader`, or None."""
+    if not plan.matte:
+        return None
+    from cinescale_post.media.matte import MatteReader
+    from cinescale_post.media.probe import open_input
+
+    g = plan.output.geometry
+    return MatteReader(plan.matte, lambda path, first: open_input(path, first_frame=first, host=host,
+                                                                  policy=plan.read_policy),
+                       plate=plan.input, first_frame=plan.source.frame_numbers[0], rotate=rotate,
+                       size=(g.scale_w, g.scale_h))
+
+
+def holdout(model: np.ndarray, draft: np.ndarray, matte: np.ndarray) -> np.ndarray:
+    """``matte * model + (1 - matte) * draft``: (H, W, 3) float32 each, matte (H, W)."""
+    m = matte[..., None]
+    return (m * model + (np.float32(1.0) - m) * draft).astype(np.float32)
 
 
 def _ocio_target(colour) -> dict:

@@ -29,7 +29,7 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
           model: str | None = None, seed: int | None = None, device: str | None = None,
           prompt: str | None = None, mode: str = "render", size: tuple[int, int] | None = None,
           audio: str | None = None, on_bad_frame: str | None = None, missing: str | None = None,
-          cuts: tuple[int, ...] = ()) -> Plan:
+          cuts: tuple[int, ...] = (), matte: str | None = None) -> Plan:
     """Resolve and validate everything; raise a CinescaleError subclass.
 
     ``input`` is probed through the host's readers (``mode="render"``);
@@ -38,7 +38,7 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
     ``on_bad_frame`` / ``missing`` (``--on-bad-frame``, ``--missing``) replace
     ``input.on_bad_frame`` / ``input.missing``. ``cuts``: frame numbers where
     a new shot starts (conform's edit points), beside those ``window.cuts =
-    "detect"`` finds. ``preset=None``: generate
+    "detect"`` finds. ``matte`` (``--matte``) replaces ``matte.source``. ``preset=None``: generate
     chooses one from the model folder (``presets.for_model``), render uses
     uhd-draft.
     """
@@ -185,6 +185,10 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
     if o["audio"] != "none" and source is not None and source.audio and kind == "movie":
         warnings += audio_warnings(source, out_path, o["audio"])
 
+    from cinescale_post.pipeline.plan_matte import matte_plan
+
+    matte_table = matte_plan(cfg["matte"], flag=matte, source=source, selected=selected, origin=origin, host=host,
+                             reading=reading, backend=backend, warnings=warnings)
     shot_cuts = tuple(sorted(set(cuts) | set(_given_cuts(w["cuts"], origin))))
     if w["cuts"] == "detect" and source is not None and source.kind == "movie" and selected:
         shot_cuts = tuple(sorted(set(shot_cuts) | set(_detect(source, selected, w["size"], host, reading))))
@@ -219,7 +223,7 @@ def build(preset: str | None, *, host, output: str, input: str | None = None,
                 device=dev, dtype=dtype, seed=cfg["seed"], frames=selected, handles=handles,
                 window=WindowPlan(w["size"], w["overlap"], w["blend"], shot_cuts), prompt=cfg["prompt"],
                 negative_prompt=cfg["negative_prompt"], description=cfg["description"],
-                colour=colour_mgmt, warnings=tuple(warnings), reading=dict(reading))
+                colour=colour_mgmt, warnings=tuple(warnings), reading=dict(reading), matte=matte_table)
     return _snap_chunk(_plan_memory(plan, backend))
 
 

@@ -75,6 +75,8 @@ class Plan:
     warnings: tuple[str, ...] = field(default=(), compare=False)
     #: what readers do with bad / missing frames (``contracts.media.ReadPolicy`` fields).
     reading: Mapping[str, str] = field(default_factory=lambda: {"on_bad_frame": "error", "missing": "error"})
+    #: ``pipeline.plan_matte``: source, kind, channel, mode, missing; empty without a matte.
+    matte: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def read_policy(self):
@@ -113,6 +115,8 @@ class Plan:
         }
         if self.memory:
             d["memory_estimate"] = dict(self.memory)
+        if self.matte:  # no matte: the digest of a plan as before
+            d["matte"] = dict(self.matte)
         return json.loads(json.dumps(d, default=str))
 
     def to_json(self) -> str:

@@ -53,6 +53,12 @@ PRESET_SCHEMA: dict[str, Any] = {
         "blend": (str, "linear"),
         "cuts": (object, "none"),  # "none" | "detect" (PySceneDetect, media.scene_cuts) | [frame numbers]
     },
+    # issue 25: a matte from comp or roto (media.matte, pipeline.plan_matte); --matte sets the source
+    "matte": {
+        "source": (str, ""),
+        "channel": (str, "auto"),
+        "mode": (str, "both"),
+    },
     "backend_options": (dict, {}),
     "stages": (list, []),
     "colour": (dict, {"mode": "video"}),

@@ -53,6 +53,7 @@ class RenderDriver(Backend):
         self.temporal = caps.latent_layout == "video"
         self.dtypes = tuple(caps.dtypes)
         self.description = adapter.description
+        self.takes_mattes = True  # the detail mask of the cascade (cosine_scale inside, cosine_scale_bg outside)
         self.resolve = resolve
         self.model: Any = None
         self.plan: Any = None
@@ -272,15 +273,37 @@ class RenderDriver(Backend):
         return StageConditions(base, {i: self.condition(p, n, size=size, guidance=guidance, image=image)
                                       for i, (p, n) in own.items()})
 
+    def job_mask(self, job, frames: Sequence[int] | None = None, *, latent_groups=None):
+        """The detail mask for frames ``frames`` (indices; default all) of
+        ``job``: its mattes as (B, 1, H, W), or with ``latent_groups`` (a
+        video window: frame indices per latent frame) their union per latent
+        frame, (1, 1, T, H, W); the plan's still detail mask without mattes."""
+        if not job.mattes:
+            return self.mask
+        import numpy as np
+        import torch
+
+        from cinescale_post.cascade.schedule import DetailMask
+
+        mattes = [np.asarray(m, np.float32) for m in job.mattes]
+        if latent_groups is not None:
+            values = np.stack([np.max([mattes[i] for i in g], axis=0) for g in latent_groups])[None, None]
+        else:
+            values = np.stack([mattes[i] for i in (frames if frames is not None else range(len(mattes)))])[:, None]
+        return DetailMask(torch.from_numpy(np.ascontiguousarray(values)), soft=self.options.detail_mask_soft)
+
     def run_cascade(self, stages, cond, rng, *, init=None, frames: int | None = None, keep: str = "last",
-                    progress: Callable[[float], None] | None = None, group: tuple[int, int] = (1, 0)):
+                    progress: Callable[[float], None] | None = None, group: tuple[int, int] = (1, 0),
+                    mask: Any = None):
         """The core ladder on the model; each result's ``info`` also gets the
-        model's ``stage_info``."""
+        model's ``stage_info``. ``mask``: a window's detail mask (``job_mask``)
+        instead of the plan's."""
         from cinescale_post.cascade.ladder import run_ladder
 
         model = self._need()
         results = run_ladder(model, stages, cond, rng, init=init, resolve=self.resolve, freeu=model.freeu(),
-                             mask=self.mask, keep=keep, frames=frames, progress=progress, group=group)
+                             mask=self.mask if mask is None else mask, keep=keep, frames=frames, progress=progress,
+                             group=group)
         by_index = {s.index: s for s in stages}
         for res in results:
             res.info.update(model.stage_info(by_index[res.stage]))

@@ -47,7 +47,8 @@ def render_images(driver, job: WindowJob) -> list:
             return RandomSources.from_seed(job.seed_for(key), jitter=opts.jitter, posterior=opts.posterior)
 
         outs = refine_frames(model, frames, stages, cond, rng_for, out_size=tuple(job.size), freeu=model.freeu(),
-                             progress=job.progress, mask=driver.mask, resolve=driver.resolve)
+                             progress=job.progress, resolve=driver.resolve,
+                             mask=[driver.job_mask(job, [i]) for i in range(len(frames))] if job.mattes else driver.mask)
     else:
         outs = render_temporal(driver, job, stages, cond, shot_key, cross)
     if opts.anchor_lowfreq > 0.0:
@@ -117,7 +118,8 @@ def render_temporal(driver, job: WindowJob, stages, cond, shot_key: int, cross: 
             if opts.cross_frame:
                 patches.add(driver.resolve("fusion", CROSS_FRAME_FUSION).apply(model, None, latent_hw=None,
                                                                              group=frame_group))
-            res = driver.run_cascade(stages, cond, rng, init=init, progress=prog, group=frame_group)[-1]
+            res = driver.run_cascade(stages, cond, rng, init=init, progress=prog, group=frame_group,
+                                     mask=driver.job_mask(job, [j]))[-1]
         outs.append(to_images(model.decode(res.latent[-1:]), out_size)[0])
     return outs
 

@@ -53,8 +53,10 @@ def render_video(driver, job: WindowJob) -> list:
     f_lat = (total - 1) // int(info.temporal_factor) + 1
     px = video_to_pixels(frames, src_size, model.device, torch.float32)
     rng = video_sources(driver, seed, stages, f_lat)
+    t = int(info.temporal_factor)  # latent frame 0 is frame 0; latent k covers frames t(k-1)+1 .. tk
+    groups = [[0]] + [[min(i, n - 1) for i in range(t * (k - 1) + 1, t * k + 1)] for k in range(1, f_lat)]
     decoded = refine_video(model, px, stages, cond, rng, progress=job.progress, resolve=driver.resolve,
-                           freeu=model.freeu())
+                           freeu=model.freeu(), mask=driver.job_mask(job, latent_groups=groups))
     return video_frames(model, decoded, tuple(job.size))[:n]
 
 
