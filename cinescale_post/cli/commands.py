@@ -175,9 +175,8 @@ def _plan_options(f=None, *, generate: bool = False):
               help="Holes in an image sequence: error (default), black, hold, checkerboard; numbering stays "
                    "the source's (also holes in a --matte sequence).")
 @click.option("--matte", metavar="SOURCE",
-              help="Where the model may change the plate: an image, an image sequence (roto.####.exr, one "
-                   "matte per frame), a movie, or 'alpha' (the plate's own). matte.mode: both (default), "
-                   "detail, holdout (outside the matte the master is the draft); matte.channel: auto, A, R, luma.")
+              help="Where the model may change the plate: an image, a sequence (roto.####.exr), a movie or "
+                   "'alpha'; matte.mode both|detail|holdout (outside: the draft), matte.channel auto|A|R|luma.")
 @click.pass_context
 def render(ctx, input, output, preset, overrides, model, seed, device, dry_run, gpu, as_json, simulate, progress,
            frames, start, end, first_frame, handles, prompt, overwrite, verify, executor, executor_address,
