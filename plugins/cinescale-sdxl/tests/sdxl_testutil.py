@@ -41,3 +41,18 @@ def still(seed=0, size=(64, 64)):
     y, x = np.mgrid[0:size[1], 0:size[0]] / max(size)
     base = np.stack([x, y, 0.5 * (x + y)], -1)
     return (0.8 * base + 0.2 * g.random((size[1], size[0], 3))).astype(np.float32)
+
+
+def render_exr(src, out, *extra, channels="RGB"):
+    """``cinescale render SRC -o OUT EXTRA...`` in a subprocess (the real CLI and
+    entry point); the first frame's ``channels`` as float32."""
+    import subprocess
+    import sys
+
+    import OpenEXR
+
+    r = subprocess.run([sys.executable, "-m", "cinescale_post", "render", str(src), "-o", str(out), *extra,
+                        "--progress", "none"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    with OpenEXR.File(str(out).replace("####", "1001")) as f:
+        return np.asarray(f.channels()[channels].pixels, np.float32)

@@ -5,13 +5,11 @@ source's alpha resampled with the picture's geometry -- the model never sees
 it, so it is exactly what the draft engine gives -- while the RGB is the
 model's (changed) picture, zero where the plate is fully transparent."""
 
-import subprocess
-import sys
 from fractions import Fraction
 
 import av
 import numpy as np
-import OpenEXR
+from sdxl_testutil import render_exr
 
 TINY = ["--set", "dtype=float32", "--set", "output.codec=exr", "--set", "output.width=128",
         "--set", "output.height=96", "--set", "output.options.pixel=float", "--set", "stages.0.steps=3",
@@ -37,11 +35,7 @@ def _plate(path, w=64, h=48):
 
 
 def _render(src, out, *extra):
-    r = subprocess.run([sys.executable, "-m", "cinescale_post", "render", str(src), "-o", str(out), *extra,
-                        "--progress", "none"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    with OpenEXR.File(str(out).replace("####", "1001")) as f:
-        return np.asarray(f.channels()["RGBA"].pixels, np.float32)
+    return render_exr(src, out, *extra, channels="RGBA")
 
 
 def test_alpha_survives_the_tiny_sdxl(tmp_path, tiny_model):

@@ -4,26 +4,16 @@ the draft render within float error while the other half changes, and a
 matte in detail mode reaches the cascade exactly as the still detail mask
 of the same image does."""
 
-import subprocess
-import sys
 
 import cv2
 import numpy as np
-import OpenEXR
+from sdxl_testutil import render_exr
 
 from cinescale_post.testing import make_clip
 
 TINY = ["--set", "dtype=float32", "--set", "output.codec=exr", "--set", "output.width=128",
         "--set", "output.height=96", "--set", "output.options.pixel=float", "--set", "stages.0.steps=3",
         "--set", "stages.0.dilate_tau=2", "--set", "stages.0.cosine_scale_bg=0.5"]
-
-
-def _render(src, out, *extra):
-    r = subprocess.run([sys.executable, "-m", "cinescale_post", "render", str(src), "-o", str(out), *extra,
-                        "--progress", "none"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    with OpenEXR.File(str(out).replace("####", "1001")) as f:
-        return np.asarray(f.channels()["RGB"].pixels, np.float32)
 
 
 def test_holdout_and_detail_mattes_through_the_tiny_sdxl(tmp_path, tiny_model):
@@ -33,17 +23,17 @@ def test_holdout_and_detail_mattes_through_the_tiny_sdxl(tmp_path, tiny_model):
     half[:, 64:] = 255
     cv2.imwrite(str(tmp_path / "half.png"), half)
     sdxl = ["--preset", "sdxl-uhd-refine", "--model", tiny_model, "--prompt", "a test", *TINY]
-    draft = _render(plate, tmp_path / "d" / "o.####.exr", "--preset", "uhd-exr-draft", "--set", "output.width=128",
+    draft = render_exr(plate, tmp_path / "d" / "o.####.exr", "--preset", "uhd-exr-draft", "--set", "output.width=128",
                     "--set", "output.height=96", "--set", "output.options.pixel=float")
-    held = _render(plate, tmp_path / "h" / "o.####.exr", *sdxl, "--matte", str(tmp_path / "half.png"),
+    held = render_exr(plate, tmp_path / "h" / "o.####.exr", *sdxl, "--matte", str(tmp_path / "half.png"),
                    "--set", "matte.mode=holdout")
-    free = _render(plate, tmp_path / "f" / "o.####.exr", *sdxl)
+    free = render_exr(plate, tmp_path / "f" / "o.####.exr", *sdxl)
     np.testing.assert_allclose(held[:, :64], draft[:, :64], atol=1e-6)  # outside: the draft
     np.testing.assert_allclose(held[:, 64:], free[:, 64:], atol=1e-6)  # inside: the model's
     assert np.abs(held[:, 64:] - draft[:, 64:]).mean() > 0.01  # which changed the plate (the tiny SDXL clamps)
-    detail = _render(plate, tmp_path / "m" / "o.####.exr", *sdxl, "--matte", str(tmp_path / "half.png"),
+    detail = render_exr(plate, tmp_path / "m" / "o.####.exr", *sdxl, "--matte", str(tmp_path / "half.png"),
                      "--set", "matte.mode=detail")
-    still = _render(plate, tmp_path / "s" / "o.####.exr", *sdxl, "--set",
+    still = render_exr(plate, tmp_path / "s" / "o.####.exr", *sdxl, "--set",
                     f"backend_options.detail_mask={tmp_path / 'half.png'}")
     np.testing.assert_array_equal(detail, still)  # the matte is the cascade's detail mask
     assert not np.array_equal(detail, free)  # and it changes the cascade (cosine_scale_bg 0.5 outside)
